@@ -1,0 +1,66 @@
+"""``python -m fldata``: a quick check of which data sets load, and what they hold.
+
+Prints, for each data set, its shapes, dtypes, class counts and source, or one clear
+line saying why it could not be loaded.  Exit status 0 iff MNIST loads (when MNIST is
+not among the requested names: iff no requested set was found corrupt).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from fldata.datasets import DATASET_NAMES, DataError, DataNotFoundError, Dataset, load_dataset
+
+
+def describe(dataset: Dataset, seconds: float) -> list[str]:
+    """Human-readable lines summarising a loaded data set."""
+    lines = [f"{dataset.name}: loaded in {seconds:.2f} s from {dataset.source}"]
+    for split, images, labels in (("train", dataset.x_train, dataset.y_train),
+                                  ("test", dataset.x_test, dataset.y_test)):
+        counts = np.bincount(labels, minlength=dataset.num_classes)
+        lines.append(f"  {split:5s} images {images.shape} {images.dtype}, labels {labels.shape} {labels.dtype}, "
+                     f"class counts {' '.join(map(str, counts))}")
+    lines.append(f"  image_shape (C,H,W) = {dataset.image_shape}, num_classes = {dataset.num_classes}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load each requested data set and print a summary; see the module docstring for the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m fldata", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", default=list(DATASET_NAMES),
+                        help=f"data sets to load (default: all of {', '.join(DATASET_NAMES)})")
+    parser.add_argument("--root", default=None, help="search only this folder (default: $FLIPLAB_DATA, "
+                        "then system locations)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every place searched")
+    args = parser.parse_args(argv)
+    loaded, corrupt = set(), False
+    for name in args.names:
+        start = time.perf_counter()
+        try:
+            dataset = load_dataset(name, root=args.root)
+        except DataNotFoundError as error:
+            message = str(error)
+            print(f"{name}: NOT AVAILABLE -- {message if args.verbose else message.splitlines()[0]}")
+            if not args.verbose and len(message.splitlines()) > 1:
+                print(f"  {message.splitlines()[-1]}  (-v lists the places searched)")
+            continue
+        except DataError as error:
+            corrupt = True
+            print(f"{name}: CORRUPT -- {error}")
+            continue
+        except ValueError as error:
+            corrupt = True
+            print(f"{name}: ERROR -- {error}")
+            continue
+        loaded.add(dataset.name)
+        print("\n".join(describe(dataset, time.perf_counter() - start)))
+    if "mnist" in (name.strip().lower() for name in args.names):
+        return 0 if "mnist" in loaded else 1
+    return 1 if corrupt else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
