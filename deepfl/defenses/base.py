@@ -1,0 +1,257 @@
+"""Shared machinery of the server-side defenses (robust aggregation rules).
+
+Every defense is a small callable class registered under its paper name with
+:func:`register`.  The engine builds it from a config dict,
+``REGISTRY[name](num_attackers=f, **params)``, and calls it on the stacked,
+flattened client updates ``(n, d)``; the result is one update-space vector
+``(d,)`` that the engine applies as ``global += server_lr * result``
+(deepfl/CONTRACT.md, "Server defenses").
+
+The base class does what all rules share:
+
+* parameter validation at construction: an unknown keyword raises
+  ``TypeError`` listing the allowed ones (config dicts come from users);
+* input validation at call time (2-D float tensor, context fields of length
+  ``n``);
+* exclusion of rows containing NaN/inf, with a logged warning and
+  ``last_info["excluded_nonfinite"]``; all rows bad raises ``ValueError``.
+  An excluded row is treated as a detected Byzantine update, so the number of
+  attackers assumed among the remaining rows drops by the number excluded
+  (never below 0); otherwise a single NaN sent by an attacker could make a
+  rule's ``n``-versus-``f`` precondition fail and stop the run;
+* bookkeeping of ``last_accepted`` (row indices of the *original* input) and
+  ``last_info``.
+
+Subclasses implement :meth:`Aggregator._aggregate` on clean rows only.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, ClassVar, TypeVar
+
+import torch
+from torch import Tensor
+
+LOGGER = logging.getLogger("deepfl.defenses")
+
+REGISTRY: dict[str, type["Aggregator"]] = {}
+
+AggregatorT = TypeVar("AggregatorT", bound=type["Aggregator"])
+
+
+def register(name: str) -> Callable[[AggregatorT], AggregatorT]:
+    """Class decorator: add an :class:`Aggregator` subclass to :data:`REGISTRY` as ``name``."""
+
+    def decorate(cls: AggregatorT) -> AggregatorT:
+        if name in REGISTRY:
+            raise ValueError(f"defense name {name!r} is already registered by {REGISTRY[name].__name__}")
+        cls.name = name
+        REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class AggregationContext:
+    """Optional per-round inputs some defenses need (all fields may be ``None``).
+
+    Attributes:
+        client_ids: id of the client behind each row (FoolsGold's history key).
+        sample_counts: ``(n,)`` local dataset sizes (weighted FedAvg, RFA's ``a_i``).
+        global_params: ``(d,)`` flattened current global model (FLAME clusters models
+            ``global_params + update_i``).
+        server_update: ``(d,)`` the server's own update on its root set (FLTrust's ``g_0``).
+        output_layer: the coordinates of the last layer inside a flattened update
+            (FoolsGold's default similarity features).
+    """
+
+    client_ids: list[int] | None = None
+    sample_counts: Tensor | None = None
+    global_params: Tensor | None = None
+    server_update: Tensor | None = None
+    output_layer: slice | None = None
+
+    def validate(self, num_rows: int, dim: int) -> None:
+        """Raise ``ValueError`` if a per-row field does not have ``num_rows`` entries or a vector is not ``(dim,)``."""
+        if self.client_ids is not None and len(self.client_ids) != num_rows:
+            raise ValueError(f"context.client_ids has {len(self.client_ids)} entries; expected one per update row ({num_rows})")
+        if self.client_ids is not None and len(set(self.client_ids)) != num_rows:
+            raise ValueError("context.client_ids must be distinct (one row per client per round)")
+        if self.sample_counts is not None:
+            if self.sample_counts.shape != (num_rows,):
+                raise ValueError(
+                    f"context.sample_counts has shape {tuple(self.sample_counts.shape)}; expected ({num_rows},)"
+                )
+            if bool((self.sample_counts < 0).any()) or not bool(torch.isfinite(self.sample_counts).all()):
+                raise ValueError("context.sample_counts must be finite and non-negative")
+        for field_name in ("global_params", "server_update"):
+            vector = getattr(self, field_name)
+            if vector is None:
+                continue
+            if vector.shape != (dim,):
+                raise ValueError(f"context.{field_name} has shape {tuple(vector.shape)}; expected ({dim},)")
+            if not bool(torch.isfinite(vector).all()):
+                raise ValueError(f"context.{field_name} contains NaN or inf")
+
+    def subset(self, rows: list[int]) -> "AggregationContext":
+        """The context restricted to the given rows (per-row fields only)."""
+        client_ids = None if self.client_ids is None else [self.client_ids[i] for i in rows]
+        sample_counts = None if self.sample_counts is None else self.sample_counts[rows]
+        return replace(self, client_ids=client_ids, sample_counts=sample_counts)
+
+
+@dataclass
+class AggregationResult:
+    """What a rule's ``_aggregate`` returns: the estimate, the kept rows (or ``None``) and diagnostics."""
+
+    update: Tensor
+    accepted: list[int] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Aggregator:
+    """Base class of all server-side aggregation rules.
+
+    Subclasses set their parameters in ``__init__`` (keyword arguments with the
+    original paper's defaults, first one ``num_attackers``) and implement
+    :meth:`_aggregate`.
+
+    Attributes:
+        name: registry name (set by :func:`register`).
+        needs_server_update: True if the engine must compute ``context.server_update``.
+        last_accepted: row indices (of the last call's input) the rule kept, or ``None``
+            when the rule does not select rows.
+        last_info: diagnostics of the last call (scores, weights, ``excluded_nonfinite``...).
+    """
+
+    name: ClassVar[str] = "aggregator"
+    needs_server_update: ClassVar[bool] = False
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Aggregator":
+        allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            raise TypeError(f"{cls.name}: unknown parameter(s) {unknown}; allowed parameters are {allowed}")
+        return super().__new__(cls)
+
+    def __init__(self, num_attackers: int = 0) -> None:
+        if isinstance(num_attackers, bool) or not isinstance(num_attackers, int) or num_attackers < 0:
+            raise ValueError(f"{self.name}: num_attackers must be a non-negative int, got {num_attackers!r}")
+        self.num_attackers = num_attackers
+        self.last_accepted: list[int] | None = None
+        self.last_info: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        params = ", ".join(
+            f"{p}={getattr(self, p)!r}"
+            for p in inspect.signature(type(self).__init__).parameters
+            if p != "self" and hasattr(self, p)
+        )
+        return f"{type(self).__name__}({params})"
+
+    def __call__(self, updates: Tensor, context: AggregationContext | None = None) -> Tensor:
+        """Aggregate ``updates`` ``(n, d)`` into one update ``(d,)`` of the same dtype and device."""
+        if not isinstance(updates, Tensor) or updates.ndim != 2 or not updates.is_floating_point():
+            raise ValueError(
+                f"{self.name}: updates must be a floating-point tensor of shape (n, d); got "
+                f"{type(updates).__name__} {getattr(updates, 'shape', '')} {getattr(updates, 'dtype', '')}"
+            )
+        num_rows, dim = updates.shape
+        if num_rows == 0 or dim == 0:
+            raise ValueError(f"{self.name}: need at least one update row and one coordinate; got shape {tuple(updates.shape)}")
+        context = context if context is not None else AggregationContext()
+        context.validate(num_rows, dim)
+
+        finite_rows = torch.isfinite(updates).all(dim=1)
+        excluded = torch.nonzero(~finite_rows).flatten().tolist()
+        if len(excluded) == num_rows:
+            raise ValueError(f"{self.name}: all {num_rows} updates contain NaN or inf; nothing to aggregate")
+        kept_rows = torch.nonzero(finite_rows).flatten().tolist()
+        if excluded:
+            LOGGER.warning(
+                "%s: excluding %d update row(s) with NaN/inf values: rows %s%s",
+                self.name,
+                len(excluded),
+                excluded,
+                "" if context.client_ids is None else f" (client ids {[context.client_ids[i] for i in excluded]})",
+            )
+            updates = updates[kept_rows]
+            context = context.subset(kept_rows)
+        num_attackers = max(0, self.num_attackers - len(excluded))
+
+        result = self._aggregate(updates, context, num_attackers)
+
+        if result.update.shape != (dim,):
+            raise RuntimeError(f"{self.name}: internal error, aggregate has shape {tuple(result.update.shape)}")
+        self.last_accepted = None if result.accepted is None else [kept_rows[i] for i in result.accepted]
+        self.last_info = {**result.info, "excluded_nonfinite": excluded, "num_attackers_used": num_attackers}
+        return result.update
+
+    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+        """Aggregate finite rows; ``num_attackers`` is the assumed count among them."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """State that must survive a checkpoint (empty for stateless rules)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        if state:
+            raise ValueError(f"{self.name} is stateless; got non-empty state with keys {sorted(state)}")
+
+
+# ----------------------------------------------------------------------------- shared math
+
+
+def pairwise_squared_distances(updates: Tensor) -> Tensor:
+    r"""Squared Euclidean distances :math:`D_{ij} = \lVert x_i - x_j \rVert_2^2` of the rows, ``(n, n)``.
+
+    One Gram-matrix product, :math:`D_{ij} = G_{ii} + G_{jj} - 2 G_{ij}` with
+    :math:`G = \tilde X \tilde X^\top`, on rows centred by their mean first (the
+    distances are unchanged and cancellation error is smaller); clamped at 0 with
+    an exact zero diagonal.
+    """
+    centred = updates - updates.mean(dim=0, keepdim=True)
+    gram = centred @ centred.T
+    sq_norms = gram.diagonal()
+    distances = (sq_norms[:, None] + sq_norms[None, :] - 2.0 * gram).clamp_min_(0.0)
+    distances = 0.5 * (distances + distances.T)  # exact symmetry, whatever the matmul's summation order
+    distances.fill_diagonal_(0.0)
+    return distances
+
+
+def cosine_similarity_matrix(rows: Tensor) -> Tensor:
+    r"""Cosine similarities :math:`C_{ij} = \langle x_i, x_j\rangle / (\lVert x_i\rVert \lVert x_j\rVert)`, ``(n, n)``.
+
+    A zero row has similarity 0 with every row (and itself).
+    """
+    norms = rows.norm(dim=1)
+    safe = torch.where(norms > 0, norms, torch.ones_like(norms))
+    unit = rows / safe[:, None]
+    return (unit @ unit.T).clamp_(-1.0, 1.0)
+
+
+def coordinate_median(rows: Tensor) -> Tensor:
+    r"""Coordinate-wise median of the rows, ``(d,)``; the mean of the two middle values when ``n`` is even.
+
+    (``torch.median`` returns the lower middle value for even ``n``; Yin et al.
+    2018 use the usual median.)  Uses a sort, not ``torch.quantile``, which
+    refuses inputs above 16M entries.
+    """
+    num_rows = rows.shape[0]
+    ordered = rows.sort(dim=0).values
+    middle = num_rows // 2
+    if num_rows % 2 == 1:
+        return ordered[middle]
+    return 0.5 * (ordered[middle - 1] + ordered[middle])
+
+
+def count_from_fraction(fraction: float, total: int) -> int:
+    """``floor(fraction * total)`` robust to float error (0.1 * 30 counts 3, not 2)."""
+    return int(math.floor(fraction * total + 1e-9))

@@ -1,0 +1,105 @@
+"""Divide-and-Conquer (Shejwalkar and Houmansadr, "Manipulating the Byzantine: Optimizing Model
+Poisoning Attacks and Defenses for Federated Learning", NDSS 2021, Section VI, Algorithm 2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from deepfl.defenses.base import (
+    LOGGER,
+    AggregationContext,
+    AggregationResult,
+    Aggregator,
+    count_from_fraction,
+    register,
+)
+
+
+def dnc_outlier_scores(sampled_updates: Tensor) -> Tensor:
+    r"""DnC's scores on a coordinate subsample: :math:`s_i = \langle x_i - \mu, v\rangle^2`, with :math:`\mu`
+    the mean row and :math:`v` the top right singular vector of the centred matrix."""
+    centred = sampled_updates - sampled_updates.mean(dim=0, keepdim=True)
+    top_direction = torch.linalg.svd(centred, full_matrices=False).Vh[0]
+    return (centred @ top_direction).pow(2)
+
+
+@register("dnc")
+class DnC(Aggregator):
+    r"""Divide-and-Conquer (Shejwalkar & Houmansadr 2021, Algorithm 2).
+
+    Repeat ``niters`` times: draw ``b`` coordinates without replacement (all when
+    :math:`d \le b`), centre the sub-updates, score :math:`s_i = \langle x_i - \mu, v\rangle^2`
+    along the top right singular vector :math:`v`, and keep the :math:`n - \lfloor c f\rfloor`
+    lowest scores.  The result is the mean of the rows kept in every iteration,
+
+    .. math:: \hat g = \frac{1}{|I|}\sum_{i\in I} g_i, \qquad I = \bigcap_{t=1}^{niters} I_t.
+
+    An empty intersection (possible only for large ``c f``) returns the zero update with a
+    warning.  The coordinate draws use this instance's ``torch.Generator`` (seeded by
+    ``seed``, saved by ``state_dict``).
+
+    Args:
+        num_attackers: ``f``, the assumed number of Byzantine updates.
+        niters: number of subsampling rounds (default 5).
+        subsample_dim: ``b``, coordinates per round (default 10000).
+        filter_frac: ``c``, rows removed per round as a multiple of ``f`` (default 1.0).
+        seed: seed of the coordinate draws.
+    """
+
+    def __init__(
+        self,
+        num_attackers: int = 0,
+        niters: int = 5,
+        subsample_dim: int = 10000,
+        filter_frac: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(num_attackers)
+        for label, value in (("niters", niters), ("subsample_dim", subsample_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"dnc: {label} must be an int >= 1; got {value!r}")
+        if not float(filter_frac) >= 0:
+            raise ValueError(f"dnc: filter_frac must be >= 0; got {filter_frac!r}")
+        self.niters = niters
+        self.subsample_dim = subsample_dim
+        self.filter_frac = float(filter_frac)
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+        num_rows, dim = updates.shape
+        removed = count_from_fraction(self.filter_frac, num_attackers)
+        keep = num_rows - removed
+        if keep < 1:
+            raise ValueError(
+                f"dnc: n - c*f = {num_rows} - {removed} < 1 rows would remain; need floor(filter_frac * f) < n"
+            )
+        kept = torch.ones(num_rows, dtype=torch.bool, device=updates.device)
+        for _ in range(self.niters):
+            if dim > self.subsample_dim:
+                coordinates = torch.randperm(dim, generator=self.generator)[: self.subsample_dim]
+                sampled = updates[:, coordinates.to(updates.device)]
+            else:
+                sampled = updates
+            scores = dnc_outlier_scores(sampled)
+            good = torch.zeros_like(kept)
+            good[torch.argsort(scores, stable=True)[:keep]] = True
+            kept &= good
+        accepted = torch.nonzero(kept).flatten().tolist()
+        if not accepted:
+            LOGGER.warning("dnc: the kept sets of the %d rounds do not intersect; returning the zero update", self.niters)
+            return AggregationResult(torch.zeros_like(updates[0]), accepted, {"removed_per_round": removed})
+        return AggregationResult(updates[accepted].mean(dim=0), accepted, {"removed_per_round": removed})
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"generator": state}`` so that a resumed run draws the same coordinates."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the coordinate generator."""
+        if set(state) != {"generator"}:
+            raise ValueError(f"dnc: state must have exactly the key 'generator'; got {sorted(state)}")
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,39 @@
+"""FedAvg: the plain (optionally sample-weighted) mean of client updates (McMahan et al., AISTATS 2017)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from deepfl.defenses.base import AggregationContext, AggregationResult, Aggregator, register
+
+
+@register("fedavg")
+class FedAvg(Aggregator):
+    r"""No defense: :math:`\hat g = \sum_i a_i g_i / \sum_i a_i`.
+
+    With ``weighted=False`` (default) :math:`a_i = 1`, the unweighted mean the
+    authors' FLIP release applies (``global += (eta/10) * sum_i g_i`` equals a
+    server learning rate ``eta`` times this mean).  With ``weighted=True``
+    :math:`a_i` is the client's sample count (``context.sample_counts``), the
+    weighting of McMahan et al. 2017, Algorithm 1.
+
+    Args:
+        num_attackers: ignored (FedAvg assumes no attackers).
+        weighted: weight each update by its client's sample count.
+    """
+
+    def __init__(self, num_attackers: int = 0, weighted: bool = False) -> None:
+        super().__init__(num_attackers)
+        self.weighted = bool(weighted)
+
+    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+        accepted = list(range(updates.shape[0]))
+        if not self.weighted:
+            return AggregationResult(updates.mean(dim=0), accepted)
+        if context.sample_counts is None:
+            raise ValueError("fedavg(weighted=True) needs context.sample_counts; pass them or set weighted=False")
+        weights = context.sample_counts.to(device=updates.device, dtype=updates.dtype)
+        total = weights.sum()
+        if not bool(total > 0):
+            raise ValueError("fedavg(weighted=True): context.sample_counts sum to 0; at least one client needs samples")
+        return AggregationResult((weights / total) @ updates, accepted, {"weights": (weights / total).tolist()})

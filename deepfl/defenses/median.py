@@ -1,0 +1,24 @@
+"""Coordinate-wise median (Yin et al., "Byzantine-Robust Distributed Learning: Towards Optimal
+Statistical Rates", ICML 2018, Definition 1)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from deepfl.defenses.base import AggregationContext, AggregationResult, Aggregator, coordinate_median, register
+
+
+@register("median")
+class Median(Aggregator):
+    r"""Coordinate-wise median: :math:`\hat g_k = \operatorname{med}\{g_{1,k}, \dots, g_{n,k}\}` for each coordinate ``k``.
+
+    For even ``n`` the median is the mean of the two middle values (Yin et al. 2018,
+    Definition 1; ``torch.median``'s lower-middle value is not used).  Needs no ``f``;
+    it tolerates fewer than ``n/2`` Byzantine values per coordinate.
+
+    Args:
+        num_attackers: ignored.
+    """
+
+    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+        return AggregationResult(coordinate_median(updates))

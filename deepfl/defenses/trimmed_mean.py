@@ -1,0 +1,67 @@
+"""Coordinate-wise trimmed mean (Yin et al., "Byzantine-Robust Distributed Learning: Towards Optimal
+Statistical Rates", ICML 2018, Definition 2)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from deepfl.defenses.base import (
+    AggregationContext,
+    AggregationResult,
+    Aggregator,
+    count_from_fraction,
+    register,
+)
+
+TRIM_MODES = ("fraction", "num_attackers")
+
+
+def trimmed_mean(updates: Tensor, trim_per_tail: int) -> Tensor:
+    r"""Per coordinate, drop the ``trim_per_tail`` largest and smallest values and average the rest.
+
+    .. math:: \hat g_k = \frac{1}{n - 2t} \sum_{i = t+1}^{n-t} g_{(i),k}
+
+    with :math:`g_{(1),k} \le \dots \le g_{(n),k}` the sorted ``k``-th coordinates.
+    """
+    num_rows = updates.shape[0]
+    if trim_per_tail < 0 or 2 * trim_per_tail >= num_rows:
+        raise ValueError(
+            f"trimmed mean: trimming {trim_per_tail} per tail from n={num_rows} rows leaves nothing; "
+            f"need 0 <= trim_per_tail < n/2"
+        )
+    if trim_per_tail == 0:
+        return updates.mean(dim=0)
+    ordered = updates.sort(dim=0).values
+    return ordered[trim_per_tail : num_rows - trim_per_tail].mean(dim=0)
+
+
+@register("trimmed_mean")
+class TrimmedMean(Aggregator):
+    r"""Coordinate-wise :math:`\beta`-trimmed mean (Yin et al. 2018, Definition 2):
+
+    .. math:: \hat g_k = \frac{1}{n - 2t} \sum_{i=t+1}^{n-t} g_{(i),k}, \qquad t = \lfloor \beta n \rfloor
+              \ (\text{or } t = f),
+
+    Args:
+        num_attackers: ``f``; used as ``t`` when ``trim_by="num_attackers"``.
+        beta: fraction trimmed from each tail when ``trim_by="fraction"``, in ``[0, 0.5)``
+            (default 0.1, the FLIP baselines' setting).
+        trim_by: ``"fraction"`` (``t = floor(beta * n)``) or ``"num_attackers"`` (``t = f``).
+    """
+
+    def __init__(self, num_attackers: int = 0, beta: float = 0.1, trim_by: str = "fraction") -> None:
+        super().__init__(num_attackers)
+        if not 0.0 <= float(beta) < 0.5:
+            raise ValueError(f"trimmed_mean: beta must be in [0, 0.5); got {beta!r}")
+        if trim_by not in TRIM_MODES:
+            raise ValueError(f"trimmed_mean: trim_by must be one of {TRIM_MODES}; got {trim_by!r}")
+        self.beta = float(beta)
+        self.trim_by = trim_by
+
+    def trim_count(self, num_rows: int, num_attackers: int) -> int:
+        """Values dropped from each tail for ``num_rows`` inputs."""
+        return num_attackers if self.trim_by == "num_attackers" else count_from_fraction(self.beta, num_rows)
+
+    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+        trim = self.trim_count(updates.shape[0], num_attackers)
+        return AggregationResult(trimmed_mean(updates, trim), None, {"trim_per_tail": trim})
