@@ -1,0 +1,184 @@
+"""Configuration of the linear FedAvg engine (THEORY.md section 10; every constant is a field).
+
+One frozen dataclass, :class:`LinearFLConfig`. ``from_dict`` rejects unknown
+keys and lists the allowed ones; ``__post_init__`` validates every value with
+a ``ValueError`` that says what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+ENGINE_VERSION = "linear_fl-1"
+
+WEIGHT_CONVENTIONS = ("equal", "samples")
+ATTACKS = ("continuous", "single-shot")
+LAMBDA_CONVENTIONS = {"paper": (1.0, 1.0), "union-mean": (0.5, 0.5)}
+
+
+@dataclass(frozen=True)
+class LinearFLConfig:
+    """All parameters of one twin experiment.
+
+    Clients (THEORY.md section 2): benign ``B`` gets ``benign_fraction`` of the
+    training set, malicious ``M`` the rest. Aggregation weights ``p_k``:
+    ``"equal"`` (1/K each) or ``"samples"`` (n_k / n). Local training: ``lr``,
+    ``local_epochs``, ``batch_size`` (``None`` = full batch; ``E=1`` full batch
+    makes the closed form of ``Delta W`` exact). The malicious client has its
+    own ``malicious_lr`` (``None`` = ``lr``), ``malicious_local_epochs`` and
+    ``malicious_batch_size``.
+
+    Attack (section 10): ``"continuous"`` poisons every round; ``"single-shot"``
+    poisons only in ``attack_round`` (1-based round after pre-training) and
+    multiplies its update ``W_M - W_t`` by ``scale`` (model replacement).
+    ``poison_fraction`` of every batch is stamped with the ground-truth DBA
+    trigger (``trigger_pieces``, ``trigger_scale``) and relabelled ``target``.
+
+    Defense (benign client): ``convention`` picks ``(lambda_c, lambda_a)``:
+    ``"paper"`` = (1, 1), ``"union-mean"`` = (1/2, 1/2). Trigger inversion
+    minimises ``mean CE + inversion_lambda_l1 * |m|_1`` with L-BFGS-B
+    (``inversion_maxiter`` iterations per candidate class) on
+    ``inversion_subsample`` local samples, over ``inversion_targets`` (``None``
+    = every class; the defender does not know the attack target) or, if
+    ``inversion_source`` is set, label-specific source -> target.
+
+    ``max_train_samples`` / ``max_test_samples`` keep only the first N images
+    (``None`` = all; small slices for tests).
+
+    Pre-training: clean FedAvg (both clients benign) until the relative
+    change of the global training loss is below ``pretrain_tol`` or
+    ``pretrain_max_rounds``; cached under ``cache_dir`` (default
+    ``$FLIPLAB_CACHE/linear_fl`` or ``~/.cache/fliplab/linear_fl``).
+    """
+
+    dataset: str = "mnist"
+    max_train_samples: int | None = None
+    max_test_samples: int | None = None
+    seed: int = 0
+    target: int = 0
+    benign_fraction: float = 0.5
+    weights: str = "equal"
+    lr: float = 0.3
+    local_epochs: int = 1
+    batch_size: int | None = None
+    malicious_lr: float | None = None
+    malicious_local_epochs: int = 1
+    malicious_batch_size: int | None = None
+    attack: str = "continuous"
+    attack_round: int = 1
+    scale: float = 1.0
+    poison_fraction: float = 20 / 64
+    trigger_pieces: int | tuple[int, ...] | None = None
+    trigger_scale: int = 1
+    convention: str = "paper"
+    inversion_lambda_l1: float = 0.03
+    inversion_maxiter: int = 10
+    inversion_subsample: int = 1000
+    inversion_targets: tuple[int, ...] | None = None
+    inversion_source: int | None = None
+    inversion_warm_start: bool = True
+    inversion_success_threshold: float = 0.5
+    pretrain_lr: float = 1.0
+    pretrain_local_epochs: int = 1
+    pretrain_batch_size: int | None = 1000
+    pretrain_tol: float = 1e-3
+    pretrain_max_rounds: int = 50
+    cache_dir: str | None = None
+    use_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.trigger_pieces, list):
+            object.__setattr__(self, "trigger_pieces", tuple(self.trigger_pieces))
+        if isinstance(self.inversion_targets, list):
+            object.__setattr__(self, "inversion_targets", tuple(self.inversion_targets))
+        _validate(self)
+
+    # ----------------------------------------------------------------- helpers
+    @classmethod
+    def allowed_keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "LinearFLConfig":
+        """Build a config from a mapping; unknown keys raise ``ValueError`` listing the allowed keys."""
+        unknown = sorted(set(values) - set(cls.allowed_keys()))
+        if unknown:
+            raise ValueError(
+                f"unknown LinearFLConfig key(s) {unknown}; allowed keys: {', '.join(cls.allowed_keys())}"
+            )
+        return cls(**dict(values))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (tuples become lists)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    def replace(self, **changes: Any) -> "LinearFLConfig":
+        """Copy with some fields changed (validated like ``from_dict``)."""
+        return self.from_dict({**dataclasses.asdict(self), **changes})
+
+    @property
+    def lambdas(self) -> tuple[float, float]:
+        """``(lambda_c, lambda_a)`` of THEORY.md section 2 for ``convention``."""
+        return LAMBDA_CONVENTIONS[self.convention]
+
+    @property
+    def effective_malicious_lr(self) -> float:
+        return self.lr if self.malicious_lr is None else self.malicious_lr
+
+    def resolved_cache_dir(self) -> Path:
+        """``cache_dir`` if set, else ``$FLIPLAB_CACHE/linear_fl``, else ``~/.cache/fliplab/linear_fl``."""
+        if self.cache_dir is not None:
+            return Path(self.cache_dir).expanduser()
+        root = os.environ.get("FLIPLAB_CACHE")
+        base = Path(root).expanduser() if root else Path.home() / ".cache" / "fliplab"
+        return base / "linear_fl"
+
+    def pretrain_fields(self) -> dict[str, Any]:
+        """The fields that determine the pre-trained model (the cache key's config part)."""
+        keys = ("dataset", "max_train_samples", "seed", "benign_fraction", "weights", "pretrain_lr", "pretrain_local_epochs",
+                "pretrain_batch_size", "pretrain_tol", "pretrain_max_rounds")
+        return {k: getattr(self, k) for k in keys}
+
+
+def _positive_int_or_none(name: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"{name} must be a positive int or None (None = full batch), got {value!r}")
+
+
+def _validate(cfg: LinearFLConfig) -> None:
+    if cfg.weights not in WEIGHT_CONVENTIONS:
+        raise ValueError(f"weights must be one of {WEIGHT_CONVENTIONS}, got {cfg.weights!r}")
+    if cfg.attack not in ATTACKS:
+        raise ValueError(f"attack must be one of {ATTACKS}, got {cfg.attack!r}")
+    if cfg.convention not in LAMBDA_CONVENTIONS:
+        raise ValueError(f"convention must be one of {tuple(LAMBDA_CONVENTIONS)}, got {cfg.convention!r}")
+    if not 0.0 < cfg.benign_fraction < 1.0:
+        raise ValueError(f"benign_fraction must lie in (0, 1), got {cfg.benign_fraction}")
+    if not 0.0 <= cfg.poison_fraction <= 1.0:
+        raise ValueError(f"poison_fraction must lie in [0, 1], got {cfg.poison_fraction}")
+    for name in ("lr", "pretrain_lr"):
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"{name} must be > 0, got {getattr(cfg, name)}")
+    if cfg.malicious_lr is not None and not cfg.malicious_lr > 0:
+        raise ValueError(f"malicious_lr must be > 0 or None (= lr), got {cfg.malicious_lr}")
+    for name in ("local_epochs", "malicious_local_epochs", "pretrain_local_epochs", "pretrain_max_rounds",
+                 "attack_round", "inversion_maxiter", "inversion_subsample", "trigger_scale"):
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+    for name in ("batch_size", "malicious_batch_size", "pretrain_batch_size", "max_train_samples",
+                 "max_test_samples"):
+        _positive_int_or_none(name, getattr(cfg, name))
+    if not cfg.pretrain_tol > 0:
+        raise ValueError(f"pretrain_tol must be > 0, got {cfg.pretrain_tol}")
+    if not cfg.inversion_lambda_l1 >= 0:
+        raise ValueError(f"inversion_lambda_l1 must be >= 0, got {cfg.inversion_lambda_l1}")
+    if not 0.0 <= cfg.inversion_success_threshold <= 1.0:
+        raise ValueError(f"inversion_success_threshold must lie in [0, 1], got {cfg.inversion_success_threshold}")
+    if not (isinstance(cfg.scale, (int, float)) and abs(cfg.scale) < float("inf")):
+        raise ValueError(f"scale must be a finite number, got {cfg.scale!r}")
+    if not isinstance(cfg.target, int) or cfg.target < 0:
+        raise ValueError(f"target must be a class index >= 0, got {cfg.target!r}")

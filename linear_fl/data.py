@@ -1,0 +1,61 @@
+"""Data plumbing of the linear engine: client data, flat stamping, data fingerprints, random streams.
+
+Inputs are images in [0,1], flattened channel-first to ``d = C*H*W`` and
+augmented with a bias 1 (:func:`linear_fl.model.augment`). Stamping is done
+only by :func:`fldata.triggers.stamp` on the ``(N, C, H, W)`` view; the bias
+coordinate is never stamped (THEORY.md section 1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import hashlib
+
+import numpy as np
+
+from fldata.triggers import Trigger
+
+from .model import augment
+
+STREAM_ROLES = ("benign", "malicious", "inversion", "pretrain")
+
+
+@dataclass(frozen=True)
+class ClientData:
+    """One client's local data: augmented inputs ``Xa`` (n, d+1) float64 and labels ``y`` (n,) int64."""
+
+    Xa: np.ndarray
+    y: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.y.shape[0])
+
+
+def stamp_flat(Xa: np.ndarray, trigger: Trigger, image_shape: tuple[int, int, int]) -> np.ndarray:
+    """``A_{m,p}`` on augmented rows: stamp the pixel part with ``fldata.triggers.stamp``, keep the bias 1."""
+    n = Xa.shape[0]
+    pixels = Xa[:, :-1].reshape((n, *image_shape))
+    stamped = np.asarray(trigger.stamp(pixels), dtype=np.float64).reshape(n, -1)
+    return augment(stamped)
+
+
+def data_fingerprint(*arrays: np.ndarray) -> str:
+    """sha256 over the raw bytes, shapes and dtypes of the arrays (data identity for cache keys)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}|{a.dtype}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def role_streams(seed: int, *salt: int) -> dict[str, np.random.Generator]:
+    """A fresh, independent Generator per role spawned from ``(seed, *salt)`` (identical for identical inputs).
+
+    The twin runs call this once per twin, so both twins consume identical
+    random streams: the defense's inversion subsampling draws from its own
+    ``"inversion"`` stream and never shifts the benign or malicious streams.
+    The one-round probe salts with the round index.
+    """
+    children = np.random.SeedSequence([seed, *salt] if salt else seed).spawn(len(STREAM_ROLES))
+    return {role: np.random.default_rng(child) for role, child in zip(STREAM_ROLES, children)}
