@@ -1,0 +1,114 @@
+"""Check records, console lines and the JSON file of ``python -m theory.verify``.
+
+A :class:`Check` is one "bound vs actual" line. ``must_hold`` checks print PASS/FAIL and decide
+the exit status; information lines (e.g. "eps_P vacuous", "delta outside the radius") print INFO.
+JSON schema: ``fliplab.theory.verify/1`` (keys documented in :mod:`theory.verify`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+SCHEMA = "fliplab.theory.verify/1"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verified statement: ``name``, the bound and the actual value it is compared with,
+    whether the statement holds (``passed``), and whether it must hold (else it is information)."""
+
+    name: str
+    bound: float | None
+    actual: float | None
+    passed: bool
+    must_hold: bool
+    detail: str = ""
+
+    @property
+    def mark(self) -> str:
+        if not self.must_hold:
+            return "INFO"
+        return "PASS" if self.passed else "FAIL"
+
+    def line(self) -> str:
+        """``[PASS] name: detail`` (the detail carries the numbers)."""
+        return f"  [{self.mark}] {self.name}: {self.detail}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "bound": finite_or_none(self.bound), "actual": finite_or_none(self.actual),
+                "pass": bool(self.passed), "must_hold": bool(self.must_hold), "detail": self.detail}
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """JSON has no inf/NaN: map them (and None) to null."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    """Compact scientific formatting; ``None`` prints as ``n/a``."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.{digits}e}"
+
+
+def failed_must_hold(checks: Iterable[Check]) -> list[Check]:
+    """The must-hold checks that failed (non-empty means a non-zero exit status)."""
+    return [c for c in checks if c.must_hold and not c.passed]
+
+
+def json_ready(obj: Any) -> Any:
+    """Recursively convert numpy scalars/arrays and non-finite floats to JSON-safe values."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, Check):
+        return obj.to_json()
+    if hasattr(obj, "tolist"):
+        return json_ready(obj.tolist())
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, float):
+        return finite_or_none(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` as JSON to ``path`` atomically (temporary file + ``os.replace``)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(json_ready(payload), indent=1, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def theorem1_line(label: str, summary: dict[str, Any]) -> str:
+    """``LB <= LB^J <= dL <= min(UB,R2) <= UB`` averages of one set."""
+    return (f"{label} (n={summary['n']}): LB={fmt(summary['lb'])} <= LB^J={fmt(summary['lb_jensen'])} <= "
+            f"dL={fmt(summary['actual'])} <= min(UB,R2)={fmt(summary['ub_r2'])} <= UB={fmt(summary['ub'])}; "
+            f"per-sample ordering violations={summary['violations']}")
+
+
+def print_section(title: str, lines: Iterable[str], echo: Callable[[str], None] = print) -> None:
+    """Print a titled block of lines."""
+    echo(title)
+    for line in lines:
+        echo(line)
