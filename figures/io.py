@@ -1,0 +1,214 @@
+"""Load and validate saved result files; write outputs atomically.
+
+Figures are rebuilt from results on disk only (STYLE.md, "Our own habits"). Two kinds of input:
+
+* the JSON written by ``python -m theory.verify --json`` (schema ``fliplab.theory.verify/1``);
+* a deepfl run directory (deepfl/runner.py) holding ``config.json``, ``metrics.jsonl``, ``summary.json``
+  and, optionally, ``confidences.npz`` (arrays ``clean_confidence`` and ``backdoor_confidence``; the
+  names ``conf_clean`` / ``conf_backdoor`` are accepted too).
+
+Every problem with an input raises :class:`ResultFileError`, whose message names the file and the key.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+THEORY_SCHEMA = "fliplab.theory.verify/1"
+
+_T1_KEYS = ("lb", "lb_jensen", "actual", "ub", "ub_r2")
+_COUNT_KEYS = ("n_acc", "n_asr", "rejected_clean", "rejected_backdoor")
+# Dotted key paths every theory.verify result must have (lists are checked element by element below).
+_THEORY_REQUIRED: tuple[str, ...] = (
+    "attack",
+    "round",
+    "taus",
+    *(f"theorem1.{part}.{key}" for part in ("clean", "backdoor") for key in _T1_KEYS),
+    *(f"theorem2.{key}" for key in ("eps_paper", "eps_paper_status", "eps_A", "eps_B", "delta_inf")),
+    "corollary1",
+    *(f"metrics.{side}.{key}" for side in ("no_defense", "defense") for key in ("acc", "asr")),
+    "metrics.tau",
+    "metrics.clean_total",
+    "metrics.backdoor_total",
+)
+_COROLLARY_REQUIRED: tuple[str, ...] = (
+    "tau",
+    *(f"{side}.{key}" for side in ("no_defense", "defense") for key in _COUNT_KEYS),
+    "neutralised_actual",
+    "certified_t1.neutralised",
+    "certified_jensen.neutralised",
+)
+_SERIES_REQUIRED: tuple[str, ...] = (
+    "round",
+    *(f"theorem1.{part}.{key}" for part in ("clean", "backdoor") for key in _T1_KEYS),
+    *(f"theorem2.{key}" for key in ("eps_A", "eps_B", "delta_inf", "eps_paper")),
+)
+
+
+class ResultFileError(ValueError):
+    """A result file is missing, unreadable, or does not follow its schema."""
+
+    def __init__(self, source: str | os.PathLike[str], problem: str) -> None:
+        self.source = str(source)
+        self.problem = problem
+        super().__init__(f"{self.source}: {problem}")
+
+
+def require(mapping: Any, dotted_key: str, source: str | os.PathLike[str], prefix: str = "") -> Any:
+    """Return ``mapping[k1][k2]...`` for ``dotted_key = "k1.k2..."``; raise ResultFileError naming the key."""
+    value = mapping
+    walked = prefix
+    for part in dotted_key.split("."):
+        walked = f"{walked}.{part}" if walked else part
+        if not isinstance(value, dict) or part not in value:
+            raise ResultFileError(source, f"missing key '{walked}'")
+        value = value[part]
+    return value
+
+
+def load_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file; a missing file or invalid JSON raises ResultFileError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultFileError(path, "file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ResultFileError(path, f"not valid JSON ({error})") from None
+
+
+def validate_theory_result(data: Any, source: str | os.PathLike[str] = "<theory result>") -> dict[str, Any]:
+    """Check that ``data`` follows schema ``fliplab.theory.verify/1`` (only the keys the figures read).
+
+    ``series`` is optional (written by ``--all-rounds``); when present each entry is checked too.
+    """
+    if not isinstance(data, dict):
+        raise ResultFileError(source, "top level must be a JSON object")
+    schema = data.get("schema")
+    if schema != THEORY_SCHEMA:
+        raise ResultFileError(source, f"key 'schema' is {schema!r}; expected {THEORY_SCHEMA!r}")
+    for key in _THEORY_REQUIRED:
+        require(data, key, source)
+    entries = {"corollary1": _COROLLARY_REQUIRED, "series": _SERIES_REQUIRED}
+    for list_key, required in entries.items():
+        items = data.get(list_key, [])
+        if not isinstance(items, list):
+            raise ResultFileError(source, f"key '{list_key}' must be a list")
+        for index, item in enumerate(items):
+            for key in required:
+                require(item, key, source, prefix=f"{list_key}[{index}]")
+    return data
+
+
+def load_theory_result(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and validate one ``theory.verify --json`` file."""
+    return validate_theory_result(load_json(path), path)
+
+
+@dataclass(frozen=True)
+class DeepRun:
+    """One deepfl run directory, read from disk.
+
+    ``records`` are the lines of ``metrics.jsonl`` in file order (``acc``/``asr`` are ``None`` on rounds
+    that were not evaluated); ``conf_clean``/``conf_backdoor`` are the max-softmax confidences from
+    ``confidences.npz`` when the run saved them, else ``None``.
+    """
+
+    path: Path
+    config: dict[str, Any]
+    records: list[dict[str, Any]]
+    summary: dict[str, Any]
+    conf_clean: np.ndarray | None = None
+    conf_backdoor: np.ndarray | None = None
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of ``metrics.jsonl``; a torn (unparsable) LAST line is dropped, as deepfl.io.read_jsonl does."""
+    if not path.is_file():
+        raise ResultFileError(path, "file not found")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for line_number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            if line_number == len(lines):
+                break  # a run still writing (or killed mid-write) leaves a torn last line
+            raise ResultFileError(path, f"line {line_number} is not valid JSON ({error})") from None
+        if not isinstance(record, dict):
+            raise ResultFileError(path, f"line {line_number} must be a JSON object")
+        for key in ("round", "acc", "asr"):
+            require(record, key, path, prefix=f"line {line_number}:")
+        records.append(record)
+    return records
+
+
+# Accepted array names in confidences.npz: the engine's, then the short ones.
+_CONFIDENCE_NAMES: tuple[tuple[str, str], ...] = (
+    ("clean_confidence", "backdoor_confidence"),
+    ("conf_clean", "conf_backdoor"),
+)
+
+
+def load_deep_run(run_dir: str | os.PathLike[str]) -> DeepRun:
+    """Load a deepfl run directory (``config.json``, ``metrics.jsonl``, ``summary.json``[, ``confidences.npz``])."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ResultFileError(run_dir, "run directory not found")
+    config = load_json(run_dir / "config.json")
+    summary = load_json(run_dir / "summary.json")
+    for name, content in (("config.json", config), ("summary.json", summary)):
+        if not isinstance(content, dict):
+            raise ResultFileError(run_dir / name, "top level must be a JSON object")
+    for key in ("final.acc", "final.asr"):
+        require(summary, key, run_dir / "summary.json")
+    records = _read_jsonl(run_dir / "metrics.jsonl")
+    conf_clean = conf_backdoor = None
+    conf_path = run_dir / "confidences.npz"
+    if conf_path.is_file():
+        with np.load(conf_path) as arrays:
+            names = next((pair for pair in _CONFIDENCE_NAMES if all(name in arrays for name in pair)), None)
+            if names is None:
+                expected = " or ".join(f"'{clean}' and '{backdoor}'" for clean, backdoor in _CONFIDENCE_NAMES)
+                raise ResultFileError(conf_path, f"missing arrays: need {expected}; found {sorted(arrays.files)}")
+            conf_clean = np.asarray(arrays[names[0]], dtype=np.float64)
+            conf_backdoor = np.asarray(arrays[names[1]], dtype=np.float64)
+    return DeepRun(run_dir, config, records, summary, conf_clean, conf_backdoor)
+
+
+def as_float(value: Any) -> float:
+    """JSON number -> float; ``None`` (undefined) -> NaN."""
+    return math.nan if value is None else float(value)
+
+
+def _atomic_write(path: Path, write: Any, suffix: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(handle)
+    try:
+        write(temp_name)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 120) -> Path:
+    """Write ``figure`` as a PNG at ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+    return _atomic_write(Path(path), lambda name: figure.savefig(name, format="png", dpi=dpi), ".png")
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) at ``path`` atomically."""
+    return _atomic_write(Path(path), lambda name: Path(name).write_text(text, encoding="utf-8"), ".tmp")
