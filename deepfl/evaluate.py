@@ -1,0 +1,78 @@
+"""Evaluation of the global model: clean ACC and backdoor ASR under confidence thresholds.
+
+ACC(tau) = #(argmax = label and max prob >= tau) / #test and
+ASR(tau) = #(argmax = target and max prob >= tau) / #(non-target test images stamped with the full
+trigger) (ALGORITHMS.md "Metrics", THEORY.md section 10) are computed by fldata.metrics, for all
+taus from ONE batched forward pass per set. Per-class accuracy is at tau = 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from fldata.metrics import confidence, threshold_counts_many
+from fldata.triggers import Trigger, stamp
+
+
+@dataclass(frozen=True)
+class EvalSets:
+    """Clean test set and its backdoored counterpart (non-target images, full trigger), on the device."""
+
+    clean_images: torch.Tensor
+    clean_labels: np.ndarray
+    backdoor_images: torch.Tensor
+    trigger: Trigger                # the full test trigger, tensors on the device
+    target: int
+    num_classes: int
+
+    @classmethod
+    def build(cls, images: torch.Tensor, labels: torch.Tensor, trigger: Trigger, target: int,
+              num_classes: int) -> "EvalSets":
+        keep = labels != target
+        return cls(images, labels.cpu().numpy(), stamp(images[keep], trigger.mask, trigger.pattern), trigger, target,
+                   num_classes)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    acc: dict[str, float]           # tau (as "0.3") -> ACC
+    asr: dict[str, float]           # tau -> ASR
+    per_class_acc: list[float | None]  # tau = 0 (None for a class absent from the test slice)
+    clean_probs: np.ndarray         # (N, C) softmax of the clean test set
+    backdoor_probs: np.ndarray      # (M, C) softmax of the stamped non-target test set
+
+    def confidences(self) -> dict[str, np.ndarray]:
+        """Arrays for ROC/AUC of confidence-based rejection (saved as .npz)."""
+        return {
+            "clean_confidence": confidence(self.clean_probs),
+            "backdoor_confidence": confidence(self.backdoor_probs),
+            "clean_probs": self.clean_probs.astype(np.float32),
+            "backdoor_probs": self.backdoor_probs.astype(np.float32),
+        }
+
+
+@torch.inference_mode()
+def predict_probs(model: nn.Module, images: torch.Tensor, batch_size: int) -> np.ndarray:
+    """Softmax outputs (N, C) as float64 numpy, in batches of ``batch_size`` on the images' device."""
+    model.eval()
+    chunks = [torch.softmax(model(images[i:i + batch_size]).double(), dim=1) for i in range(0, len(images), batch_size)]
+    return torch.cat(chunks).cpu().numpy()
+
+
+def evaluate(model: nn.Module, sets: EvalSets, taus: list[float], batch_size: int) -> Evaluation:
+    """ACC/ASR for every tau, per-class accuracy, and the raw probabilities."""
+    clean = predict_probs(model, sets.clean_images, batch_size)
+    backdoor = predict_probs(model, sets.backdoor_images, batch_size)
+    acc = {str(t): c.rate for t, c in zip(taus, threshold_counts_many(clean, sets.clean_labels, taus))}
+    target_labels = np.full(len(backdoor), sets.target)
+    asr = {str(t): c.rate for t, c in zip(taus, threshold_counts_many(backdoor, target_labels, taus))}
+    correct = clean.argmax(axis=1) == sets.clean_labels
+    per_class_total = np.bincount(sets.clean_labels, minlength=sets.num_classes)
+    per_class_correct = np.bincount(sets.clean_labels[correct], minlength=sets.num_classes)
+    per_class = np.divide(per_class_correct, per_class_total, out=np.full(sets.num_classes, np.nan),
+                          where=per_class_total > 0)
+    per_class_acc = [None if np.isnan(v) else float(v) for v in per_class]
+    return Evaluation(acc, asr, per_class_acc, clean, backdoor)

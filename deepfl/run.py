@@ -1,0 +1,99 @@
+"""Command line: ``python -m deepfl.run --config FILE [--preset NAME] [--set key=value ...]``.
+
+Examples
+    python -m deepfl.run --preset cpu-small --attack continuous --defense fedavg --out runs/cs-cont
+    python -m deepfl.run --preset paper --dataset mnist --defense krum --set run.eval_every=5 --out runs/krum
+    python -m deepfl.run --resume runs/cs-cont        # continue a killed run from its last checkpoint
+
+Layers (lowest first): defaults < dataset defaults < --preset < --config < flags < --set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from deepfl.config import ConfigError, ExperimentConfig, load_file, parse_override, resolve
+from deepfl.presets import PRESETS, preset
+from deepfl.runner import CONFIG_NAME, Experiment, load_run_config, resolve_device
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m deepfl.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="TOML or JSON config file")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="named config layer")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set attack.start_round=12 (value parsed as JSON if possible)")
+    parser.add_argument("--dataset", help="shortcut for --set data.dataset=NAME")
+    parser.add_argument("--defense", help="server defense name (shortcut for defense.server)")
+    parser.add_argument("--client-defense", help="client defense name, e.g. flip (shortcut for defense.client)")
+    parser.add_argument("--attack", choices=["none", "single-shot", "continuous"], help="shortcut for attack.kind")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--out", help="run directory (default runs/<dataset>-<attack>-<defense>-s<seed>)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run stored in RUN_DIR")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    layers: list[dict[str, Any]] = []
+    if args.preset:
+        layers.append(preset(args.preset))
+    if args.config:
+        layers.append(load_file(args.config))
+    flags: dict[str, Any] = {}
+    for value, section, key in ((args.dataset, "data", "dataset"), (args.defense, "defense", "server"),
+                                (args.client_defense, "defense", "client"), (args.attack, "attack", "kind")):
+        if value is not None:
+            flags.setdefault(section, {})[key] = value
+    if args.device is not None:
+        flags["device"] = args.device
+    if args.seed is not None:
+        flags["seed"] = args.seed
+    layers.append(flags)
+    layers.extend(parse_override(text) for text in args.overrides)
+    return resolve(*layers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.resume:
+            extra = [flag for flag, value in (("--config", args.config), ("--preset", args.preset),
+                                              ("--set", args.overrides), ("--dataset", args.dataset),
+                                              ("--defense", args.defense), ("--attack", args.attack),
+                                              ("--client-defense", args.client_defense), ("--seed", args.seed),
+                                              ("--out", args.out)) if value]
+            if extra:
+                raise ConfigError(f"--resume continues the stored config; it accepts only --device, not {', '.join(extra)}")
+            run_dir = Path(args.resume)
+            cfg = load_run_config(run_dir)
+            device = resolve_device(args.device) if args.device else None
+        else:
+            cfg = config_from_args(args)
+            if args.print_config:
+                print(json.dumps(cfg.to_dict(), indent=2))
+                return 0
+            default_out = f"runs/{cfg.data.dataset}-{cfg.attack.kind}-{cfg.defense.server}-{cfg.defense.client}-s{cfg.seed}"
+            run_dir = Path(args.out or default_out)
+            if (run_dir / CONFIG_NAME).exists():
+                raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                                  "or choose another --out")
+            device = None
+        summary = Experiment(cfg, run_dir, device).run()
+    except (ConfigError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    assert summary is not None
+    print(json.dumps({"run_dir": str(run_dir), **summary["final"]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

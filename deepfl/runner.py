@@ -1,0 +1,297 @@
+"""The round loop of a deep federated run, with checkpoint/resume and the pre-training cache.
+
+Round r (1-based): the schedule (deepfl.attacks) picks the participants; each client starts from
+the global state G, trains locally (benign: the client defense; attacker: its behaviour with its
+trigger piece) and reports Delta_i = w_i - G (attackers' Delta scaled by ``attack.scale``); the
+server aggregates (deepfl.server) and applies G <- G + eta_g * agg. Rounds 1..pretrain_rounds are
+clean pre-training (no attack, plain fedavg, no client defense); their result is cached under a
+key of the pre-training-relevant config, so runs that differ only in the attack phase (defense,
+attack kind, ...) start their attack from the same converged model.
+
+Run directory: config.json (resolved config), metrics.jsonl (one line per round), checkpoint.pt
+(every ``checkpoint_every`` rounds and at the end), confidences.npz (final evaluation) and
+summary.json. ``Experiment(cfg, run_dir).run()`` continues from checkpoint.pt when present.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from deepfl import checkpoint
+from deepfl.attacks import AttackSchedule, RoundPlan, attacker_trigger
+from deepfl.client import (LocalTrainer, NoClientDefense, RoundContext, build_attacker, build_client_defense,
+                           trigger_on_device)
+from deepfl.config import ExperimentConfig, from_dict
+from deepfl.defenses.base import AggregationContext
+from deepfl.evaluate import Evaluation, evaluate
+from deepfl.federation import Federation, build_federation
+from deepfl.flat import FlatState
+from deepfl.io import append_jsonl, read_jsonl, save_npz_atomic, write_json_atomic, write_jsonl_atomic
+from deepfl.models import build_model
+from deepfl.seeding import CLIENT_TRAINING, MODEL_INIT, SERVER_TRAINING, derive_seed, torch_generator
+from deepfl.server import aggregate, build_aggregator, defense_class, server_learning_rate
+from fldata.metrics import auc
+
+LOGGER = logging.getLogger("deepfl")
+CACHE_VERSION = 2  # bump when the engine changes what a pre-training produces
+CONFIG_NAME, METRICS_NAME, SUMMARY_NAME, CONFIDENCES_NAME = "config.json", "metrics.jsonl", "summary.json", "confidences.npz"
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; 'cuda' / 'cuda:N' must be available."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+    return device
+
+
+def configure_torch(cfg: ExperimentConfig, device: torch.device) -> None:
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    if cfg.run.deterministic:
+        if device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def load_run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The resolved config stored in a run directory."""
+    path = Path(run_dir) / CONFIG_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: --resume needs a run directory created by deepfl.run")
+    return from_dict(json.loads(path.read_text()))
+
+
+class Experiment:
+    """One federated run bound to a run directory."""
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, device: torch.device | None = None) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = device or resolve_device(cfg.device)
+        configure_torch(cfg, self.device)
+        attack_defense = defense_class(cfg.defense.server)
+        self.needs_server_update = bool(attack_defense.needs_server_update)
+        self.federation: Federation = build_federation(cfg, self.device, with_root_set=self.needs_server_update)
+        fed = self.federation
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(cfg.seed, MODEL_INIT))
+            self.model = build_model(cfg.model.name, fed.image_shape, fed.num_classes, cfg.model.resnet_width)
+        self.model.to(self.device)
+        self.flat = FlatState(self.model)
+        self.global_state = self.flat.get()
+
+        self.schedule = AttackSchedule(cfg)
+        self.benign_trainer = LocalTrainer(cfg.benign)
+        self.attack_trainer = LocalTrainer(cfg.attack.train_config())
+        self.test_trigger = fed.eval_sets.trigger
+        self.client_defense = build_client_defense(cfg.defense.client, cfg.defense.client_params,
+                                                   self.test_trigger if cfg.attack.kind != "none" else None)
+        self.attacker = build_attacker(cfg.attack.behaviour, cfg.attack.behaviour_params)
+        self.triggers = [trigger_on_device(attacker_trigger(cfg, fed.image_shape, k), self.device)
+                         for k in range(len(self.schedule.attacker_ids))]
+        num_attackers = cfg.defense.num_attackers if cfg.defense.num_attackers >= 0 else cfg.attackers_per_round
+        self.aggregator = build_aggregator(cfg, cfg.defense.server, cfg.defense.params, num_attackers)
+        self.pretrain_aggregator = build_aggregator(cfg, "fedavg", {}, 0)
+        self.output_layer = self.flat.output_layer_slice()
+        self.sample_counts = torch.tensor([len(c) for c in fed.clients], dtype=torch.float32, device=self.device)
+        self.client_states: dict[int, dict] = {}
+        self.attacker_states: dict[int, dict] = {}
+        self.pretrain_cache_hit = False
+
+    # ----------------------------------------------------------------------------- pre-training cache
+    def pretrain_key(self) -> str:
+        """Digest of everything that determines the clean pre-trained model and its metric lines."""
+        cfg = self.cfg
+        server = cfg.server
+        relevant = {
+            "version": CACHE_VERSION, "seed": cfg.seed, "device": self.device.type,
+            "data": cfg.to_dict()["data"], "model": cfg.to_dict()["model"], "benign": cfg.to_dict()["benign"],
+            "server": {"clients_per_round": server.clients_per_round, "rule": server.rule,
+                       "pretrain_lr": server.pretrain_lr},
+            "root_set_size": server.root_set_size if self.needs_server_update else 0,
+            "pretrain_rounds": cfg.run.pretrain_rounds, "eval_every": cfg.run.eval_every, "taus": cfg.run.taus,
+            "target": cfg.attack.target, "trigger_scale": cfg.attack.trigger_scale,
+        }
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:20]
+
+    def _cache_path(self) -> Path:
+        return Path(self.cfg.run.cache_dir) / f"pretrained-{self.pretrain_key()}.pt"
+
+    def _save_pretrain_cache(self) -> None:
+        rows = [row for row in read_jsonl(self.run_dir / METRICS_NAME) if row["phase"] == "pretrain"]
+        checkpoint.save_atomic(self._cache_path(), {"global_state": self.global_state.cpu(), "metrics": rows,
+                                                    "key": self.pretrain_key()})
+
+    def _load_pretrain_cache(self) -> bool:
+        path = self._cache_path()
+        if not path.exists():
+            return False
+        entry = checkpoint.load(path, self.device)
+        self.global_state = entry["global_state"].to(self.device)
+        write_jsonl_atomic(self.run_dir / METRICS_NAME, entry["metrics"])
+        return True
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def _save_checkpoint(self, round_index: int) -> None:
+        checkpoint.save_atomic(self.run_dir / checkpoint.CHECKPOINT_NAME, {
+            "round": round_index,
+            "global_state": self.global_state,
+            "client_states": self.client_states,
+            "attacker_states": self.attacker_states,
+            "defense_state": self.aggregator.state_dict(),
+            "rng": checkpoint.rng_state(self.device),
+            "seed": self.cfg.seed,
+        })
+
+    def _resume(self) -> int:
+        """Load checkpoint.pt if present; return the last completed round (0 if starting fresh)."""
+        path = self.run_dir / checkpoint.CHECKPOINT_NAME
+        metrics_path = self.run_dir / METRICS_NAME
+        if not path.exists():
+            write_jsonl_atomic(metrics_path, [])
+            return 0
+        state = checkpoint.load(path, self.device)
+        self.global_state = state["global_state"].to(self.device)
+        self.client_states = state["client_states"]
+        self.attacker_states = state["attacker_states"]
+        self.aggregator.load_state_dict(state["defense_state"])
+        checkpoint.restore_rng_state(state["rng"], self.device)
+        done = int(state["round"])
+        write_jsonl_atomic(metrics_path, [row for row in read_jsonl(metrics_path) if row["round"] <= done])
+        return done
+
+    # ----------------------------------------------------------------------------- one round
+    def _train_clients(self, plan: RoundPlan) -> torch.Tensor:
+        cfg, fed = self.cfg, self.federation
+        updates = torch.empty(len(plan.clients), self.flat.layout.size, device=self.device)
+        for row, client in enumerate(plan.clients):
+            self.flat.set(self.global_state)
+            ctx = RoundContext(plan.round, client, fed.num_classes, self.device,
+                               torch_generator(cfg.seed, plan.round, client, CLIENT_TRAINING))
+            data = fed.clients[client]
+            scale = 1.0
+            if client in plan.attackers:
+                index = plan.attackers[client]
+                self.attacker.train(self.model, data, self.attacker_states.setdefault(client, {}), self.attack_trainer,
+                                    ctx, self.triggers[index], cfg.attack.target, cfg.attack.num_poison)
+                scale = cfg.attack.scale
+            elif plan.phase == "pretrain":
+                NoClientDefense().train(self.model, data, {}, self.benign_trainer, ctx)
+            else:
+                self.client_defense.train(self.model, data, self.client_states.setdefault(client, {}),
+                                          self.benign_trainer, ctx)
+            torch.sub(self.flat.get(), self.global_state, out=updates[row])
+            if scale != 1.0:
+                updates[row] *= scale
+        return updates
+
+    def _server_update(self, round_index: int) -> torch.Tensor:
+        """FLTrust's g0: the global model trained on the root set with the benign settings."""
+        assert self.federation.root is not None
+        self.flat.set(self.global_state)
+        self.benign_trainer.train(self.model, self.federation.root,
+                                  generator=torch_generator(self.cfg.seed, round_index, SERVER_TRAINING))
+        return self.flat.get() - self.global_state
+
+    def run_round(self, round_index: int) -> dict[str, Any]:
+        """Train, aggregate and apply one round; return its metrics row (without evaluation)."""
+        plan = self.schedule.plan(round_index)
+        seconds: dict[str, float] = {}
+        start = time.perf_counter()
+        updates = self._train_clients(plan)
+        seconds["train"] = time.perf_counter() - start
+
+        attack_phase = plan.phase == "attack"
+        server_update = None
+        if attack_phase and self.needs_server_update:
+            start = time.perf_counter()
+            server_update = self._server_update(round_index)
+            seconds["server_update"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        context = AggregationContext(
+            client_ids=list(plan.clients), sample_counts=self.sample_counts[plan.clients],
+            global_params=self.global_state, server_update=server_update, output_layer=self.output_layer,
+        )
+        aggregator = self.aggregator if attack_phase else self.pretrain_aggregator
+        result, accepted = aggregate(aggregator, updates, context, plan.clients)
+        server_lr = server_learning_rate(self.cfg, plan.phase)
+        self.global_state = self.global_state + server_lr * result.to(self.global_state.dtype)
+        seconds["aggregate"] = time.perf_counter() - start
+        return {"round": round_index, "phase": plan.phase, "clients": list(plan.clients),
+                "attackers": sorted(plan.attackers), "accepted": accepted, "seconds": seconds,
+                "acc": None, "asr": None, "per_class_acc": None}
+
+    def evaluate(self) -> Evaluation:
+        self.flat.set(self.global_state)
+        return evaluate(self.model, self.federation.eval_sets, self.cfg.run.taus, self.cfg.run.eval_batch_size)
+
+    # ----------------------------------------------------------------------------- whole run
+    def run(self, stop_after: int | None = None) -> dict[str, Any] | None:
+        """Run (or continue) to ``run.rounds``; return the summary, or None if stopped at ``stop_after``."""
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.run_dir / CONFIG_NAME, cfg.to_dict())
+        done = self._resume()
+        if done == 0 and cfg.run.pretrain_rounds and self._load_pretrain_cache():
+            self.pretrain_cache_hit = True
+            done = cfg.run.pretrain_rounds
+            self._save_checkpoint(done)
+        last = cfg.run.rounds if stop_after is None else min(stop_after, cfg.run.rounds)
+        evaluation = None
+        bar = tqdm(range(done + 1, last + 1), initial=done, total=cfg.run.rounds, desc="rounds",
+                   disable=not cfg.run.progress, dynamic_ncols=True)
+        for round_index in bar:
+            row = self.run_round(round_index)
+            if round_index % cfg.run.eval_every == 0 or round_index == cfg.run.rounds:
+                start = time.perf_counter()
+                evaluation = self.evaluate()
+                row["seconds"]["evaluate"] = time.perf_counter() - start
+                row.update(acc=evaluation.acc, asr=evaluation.asr, per_class_acc=evaluation.per_class_acc)
+                tau = str(cfg.run.taus[0])
+                bar.set_postfix({f"ACC@{tau}": f"{evaluation.acc[tau]:.3f}", f"ASR@{tau}": f"{evaluation.asr[tau]:.3f}"})
+            append_jsonl(self.run_dir / METRICS_NAME, row)
+            if round_index == cfg.run.pretrain_rounds and not self.pretrain_cache_hit:
+                self._save_pretrain_cache()
+            if round_index % cfg.run.checkpoint_every == 0 or round_index == last:
+                self._save_checkpoint(round_index)
+        bar.close()
+        if last < cfg.run.rounds:
+            return None
+        if evaluation is None:
+            evaluation = self.evaluate()
+        return self._finish(evaluation)
+
+    def _finish(self, evaluation: Evaluation) -> dict[str, Any]:
+        arrays = evaluation.confidences()
+        save_npz_atomic(self.run_dir / CONFIDENCES_NAME, {**arrays, "clean_labels": self.federation.eval_sets.clean_labels})
+        rows = read_jsonl(self.run_dir / METRICS_NAME)
+        totals: dict[str, float] = {}
+        for row in rows:
+            for part, value in row["seconds"].items():
+                totals[part] = totals.get(part, 0.0) + value
+        summary = {
+            "rounds": self.cfg.run.rounds,
+            "final": {"acc": evaluation.acc, "asr": evaluation.asr, "per_class_acc": evaluation.per_class_acc,
+                      "rejection_auc": auc(arrays["clean_confidence"], arrays["backdoor_confidence"])},
+            "max_asr": {"tau": self.cfg.run.taus[0], "value": max(
+                (row["asr"][str(self.cfg.run.taus[0])] for row in rows if row["asr"]), default=None)},
+            "attack": self.cfg.attack.kind, "defense": {"server": self.cfg.defense.server, "client": self.cfg.defense.client},
+            "attacker_ids": self.schedule.attacker_ids,
+            "pretrain_cache": {"key": self.pretrain_key(), "hit": self.pretrain_cache_hit},
+            "device": str(self.device), "seconds_total": totals, "config_digest": self.cfg.digest(),
+        }
+        write_json_atomic(self.run_dir / SUMMARY_NAME, summary)
+        return summary
