@@ -1,0 +1,139 @@
+"""Time FLIP adds to one benign client per round (paper setting: MNIST CNN, ~600-sample client).
+
+    FLIPLAB_DATA=/work/shared/data python bench/flip_client.py [--threads 2] [--rounds 3]
+
+Setup: the paper's MNIST CNN (deepfl.models) trained on 12,000 real MNIST images for a few
+hundred SGD steps with 20/64 of every batch poisoned by the full DBA trigger to target 2 (a
+stand-in for the attacked global model of the continuous setting); one client = a
+Dirichlet(0.5) share of 60,000 / 100 = 600 samples (fldata.partition). For each round r the
+client runs ``FlipDefense.train`` on a fresh copy of the model (round 1 = warm-up, later rounds
+use the cached state) and, separately, plain local training; FLIP's ADDED time is the
+difference. Reference (ALGORITHMS.md / issue): the authors' release spends ~70 s per benign
+client per round (482 s per round for 6 benign clients) on 2 cores; the target is >= 10x faster.
+
+Also printed: attack accuracy / mask size of the inverted triggers (convergence) and the
+fraction of the backdoor target's universal mask inside the true trigger pixels.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: python bench/flip_client.py
+
+import numpy as np
+import torch
+
+from deepfl.client import LocalData, LocalTrainer, RoundContext
+from deepfl.config import TrainConfig
+from deepfl.flip import FlipDefense
+from deepfl.models import build_model
+from fldata.datasets import load_dataset, to_float_chw
+from fldata.partition import dirichlet_partition
+from fldata.triggers import dba_trigger, poison_batch
+
+REFERENCE_SECONDS_PER_CLIENT = 70.0
+REFERENCE_SECONDS_PER_ROUND = 482.0
+BENIGN_PER_ROUND = 6
+TARGET = 2
+
+
+def backdoored_cnn(images: torch.Tensor, labels: torch.Tensor, steps: int, seed: int) -> torch.nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_model("cnn", (1, 28, 28), 10)
+    trigger, generator = dba_trigger((1, 28, 28)), torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(steps):
+        batch = torch.randint(images.shape[0], (64,), generator=generator)
+        x, y = poison_batch(images[batch], labels[batch], trigger, TARGET, 20)
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds timed (1 warm-up + later ones)")
+    parser.add_argument("--client", type=int, default=0, help="client index in the Dirichlet(0.5) split")
+    parser.add_argument("--pretrain-steps", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="FlipConfig override (value parsed as a python literal), repeatable")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    params = {key: _literal(value) for key, value in (p.split("=", 1) for p in args.param)}
+
+    data = load_dataset("mnist")
+    parts = dirichlet_partition(data.y_train, 100, 0.5, seed=args.seed)
+    client = parts[args.client]
+    images = torch.from_numpy(to_float_chw(data.x_train))
+    labels = torch.from_numpy(np.asarray(data.y_train, dtype=np.int64))
+    started = time.perf_counter()
+    model = backdoored_cnn(images[:12000], labels[:12000], args.pretrain_steps, args.seed)
+    print(f"backdoored CNN trained in {time.perf_counter() - started:.1f} s; client {args.client}: "
+          f"{len(client)} samples, class counts {np.bincount(data.y_train[client], minlength=10).tolist()}")
+    local = LocalData(images[client], labels[client])
+    trainer = LocalTrainer(TrainConfig())
+    defense, state = FlipDefense(**params), {}
+    print(f"FlipConfig: warmup_steps={defense.config.warmup_steps} pair_steps={defense.config.pair_steps} "
+          f"batch_size={defense.config.batch_size} pairs_per_round={defense.config.pairs_per_round} "
+          f"threads={torch.get_num_threads()}")
+    truth = dba_trigger((1, 28, 28)).mask > 0
+    added, added_cpu = [], []
+    for round_index in range(1, args.rounds + 1):
+        ctx = RoundContext(round_index, args.client, 10, torch.device("cpu"), torch.Generator().manual_seed(round_index))
+        plain_model, flip_model = _copy(model), _copy(model)
+        t0, c0 = time.perf_counter(), time.process_time()
+        trainer.train(plain_model, local, generator=torch.Generator().manual_seed(round_index))
+        plain, plain_cpu = time.perf_counter() - t0, time.process_time() - c0
+        t0, c0 = time.perf_counter(), time.process_time()
+        defense.train(flip_model, local, state, trainer, ctx)
+        flip, flip_cpu = time.perf_counter() - t0, time.process_time() - c0
+        added.append(flip - plain)
+        added_cpu.append(flip_cpu - plain_cpu)
+        stats = state["flip_last_stats"]
+        line = (f"round {round_index} ({'warm-up' if round_index == 1 else 'cached'}): FLIP {flip:.2f} s "
+                f"(inversion {stats['inversion_seconds']:.2f} s), plain {plain:.2f} s, added {flip - plain:.2f} s "
+                f"[process CPU time added: {flip_cpu - plain_cpu:.2f} s]; "
+                f"pairs {state['flip_last_pairs'].tolist()}, pair triggers attack acc "
+                f"{stats.get('mean_attack_acc', float('nan')):.3f}, |m|_1 {stats.get('mean_mask_l1', float('nan')):.1f}")
+        print(line)
+        if round_index == 1:
+            masks = state["flip_universal_masks"]
+            l1 = np.nansum(masks, axis=(1, 2))
+            inside = float((masks[TARGET] * truth).sum() / masks[TARGET].sum())
+            print(f"  universal triggers: attack acc {np.round(state['flip_universal_attack_acc'], 3).tolist()}, "
+                  f"|m|_1 {np.round(l1, 1).tolist()}; backdoor target {TARGET}: mask mass inside true trigger "
+                  f"{inside:.2f} (area {truth.mean():.3f}), smallest mask = target {int(np.argmin(l1))}")
+    cpu_warm, cpu_later = added_cpu[0], float(np.mean(added_cpu[1:])) if len(added_cpu) > 1 else float("nan")
+    print(f"process CPU seconds added (all threads; divide by --threads for an idle machine's wall time): "
+          f"warm-up {cpu_warm:.2f} s, later {cpu_later:.2f} s")
+    warm, later = added[0], float(np.mean(added[1:])) if len(added) > 1 else float("nan")
+    print(f"\nFLIP added time per benign client: warm-up round {warm:.2f} s, later rounds {later:.2f} s "
+          f"(reference release: {REFERENCE_SECONDS_PER_CLIENT:.0f} s per client-round)")
+    print(f"per round with {BENIGN_PER_ROUND} benign clients: all warming up {BENIGN_PER_ROUND * warm:.1f} s "
+          f"({REFERENCE_SECONDS_PER_ROUND / (BENIGN_PER_ROUND * warm):.1f}x faster than {REFERENCE_SECONDS_PER_ROUND:.0f} s), "
+          f"all cached {BENIGN_PER_ROUND * later:.1f} s ({REFERENCE_SECONDS_PER_ROUND / (BENIGN_PER_ROUND * later):.1f}x faster)")
+
+
+def _copy(model: torch.nn.Module) -> torch.nn.Module:
+    clone = build_model("cnn", (1, 28, 28), 10)
+    clone.load_state_dict(model.state_dict())
+    return clone
+
+
+def _literal(text: str):
+    import ast
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,350 @@
+"""Neural-Cleanse-style trigger inversion, batched over K independent problems (paper section 3).
+
+One inversion problem ``k`` = (source classes S_k, target t_k): find a mask ``m_k`` (H x W,
+shared over channels) and a pattern ``p_k`` (C x H x W), both in [0, 1] through the tanh
+parametrisation ``m = (tanh(a) + 1) / 2``, minimising (paper eq. 2, Neural Cleanse)
+
+    L_k = mean_{x in batch of S_k} CE(f((1 - m_k) * x + m_k * p_k), t_k) + c_k * |m_k|_1
+
+with the stamping of paper eq. 1 done by :func:`fldata.triggers.stamp` (the one stamping
+implementation). K problems are solved in ONE optimisation: the K masks / patterns are stacked,
+every problem's mini-batch is stamped with its own trigger, one forward pass runs over the
+concatenation and the loss is ``sum_k L_k``. Since ``L_k`` depends only on ``(m_k, p_k)`` and
+Adam is element-wise, each problem's trajectory is exactly the one it would have alone (same
+seed), up to float round-off of the batched forward pass.
+
+Neural Cleanse's cost schedule, per problem: ``c = init_cost`` (1e-3); after ``patience`` (10)
+consecutive steps whose attack accuracy on the step's batch is ``>= attack_success_threshold``
+(0.9 MNIST / 0.85 CIFAR) ``c *= 1.5``; after ``patience`` consecutive steps below it
+``c /= 1.5 ** 1.5``. The smallest successful mask seen is returned (the last one if none
+succeeded, flagged ``success=False``). Adam(lr 0.1, betas (0.5, 0.9)) on the tanh logits.
+
+Per-source loss variance (the paper's class distance, section 3 "Cached Warm-up"): the variance
+over optimisation steps of the mean CE loss toward ``t_k`` of each source class's samples.
+
+No knowledge of the true trigger is used unless the caller passes ``init_trigger`` explicitly
+(the ``init_at_true_location_LEAK`` option of :class:`~deepfl.flip.config.FlipConfig`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fldata.triggers import Trigger, stamp
+
+from .config import FlipConfig
+
+__all__ = [
+    "InversionRequest",
+    "InversionResult",
+    "invert",
+    "invert_many",
+    "TriggerVariables",
+    "ProblemSampler",
+    "model_in_eval_mode",
+]
+
+_TANH_EPS = 1e-6
+_EVAL_SAMPLES = 128  # per problem, for the reported attack_acc / final_loss
+
+
+@dataclass(frozen=True)
+class InversionRequest:
+    """One problem of a batched inversion: flip samples of ``source_classes`` to ``target``.
+
+    ``init_trigger`` (optional) sets the starting mask/pattern (used for the LEAK option and for
+    the oracle/ABS code paths); ``seed`` drives this problem's own mini-batch sampler, so its
+    result does not depend on which other problems share the optimisation.
+    """
+
+    source_classes: tuple[int, ...]
+    target: int
+    seed: int = 0
+    init_trigger: Trigger | None = None
+
+
+@dataclass(frozen=True)
+class InversionResult:
+    """An inverted trigger and its optimisation statistics.
+
+    Attributes:
+        trigger: the returned (smallest successful) trigger, numpy, :class:`fldata.triggers.Trigger`.
+        target, source_classes: the problem.
+        success: whether some step reached ``attack_success_threshold``.
+        attack_acc: fraction of the problem's source samples (up to 128) classified as ``target``
+            once stamped with the returned trigger.
+        final_loss: mean CE toward ``target`` on those samples.
+        mask_l1: ``|m|_1`` of the returned mask (pixels, in [0, H*W]).
+        per_source_loss_variance: {source class: variance over steps of its mean CE loss}.
+        steps: optimisation steps run.
+    """
+
+    trigger: Trigger
+    target: int
+    source_classes: tuple[int, ...]
+    success: bool
+    attack_acc: float
+    final_loss: float
+    mask_l1: float
+    per_source_loss_variance: dict[int, float] = field(default_factory=dict)
+    steps: int = 0
+
+
+class model_in_eval_mode:
+    """Context manager: ``model.eval()`` inside (BatchNorm uses running stats, so samples stay
+    independent across problems), the previous training flag restored on exit."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model, self.was_training = model, model.training
+
+    def __enter__(self) -> torch.nn.Module:
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.train(self.was_training)
+
+
+class TriggerVariables:
+    """K stacked triggers in tanh parametrisation: ``m = (tanh(a) + 1) / 2`` (mask K x H x W),
+    ``p = (tanh(b) + 1) / 2`` (pattern K x C x H x W)."""
+
+    def __init__(self, mask_init: torch.Tensor, pattern_init: torch.Tensor) -> None:
+        self.mask_logits = _atanh_unit(mask_init).requires_grad_(True)
+        self.pattern_logits = _atanh_unit(pattern_init).requires_grad_(True)
+
+    @classmethod
+    def neutral(cls, count: int, image_shape: tuple[int, int, int], mask_value: float,
+                device: torch.device, dtype: torch.dtype) -> "TriggerVariables":
+        """K triggers with mask ``mask_value`` everywhere and pattern 0.5 (no prior on location)."""
+        channels, height, width = image_shape
+        mask = torch.full((count, height, width), float(mask_value), device=device, dtype=dtype)
+        pattern = torch.full((count, channels, height, width), 0.5, device=device, dtype=dtype)
+        return cls(mask, pattern)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.mask_logits, self.pattern_logits]
+
+    def masks(self) -> torch.Tensor:
+        return (torch.tanh(self.mask_logits) + 1) / 2
+
+    def patterns(self) -> torch.Tensor:
+        return (torch.tanh(self.pattern_logits) + 1) / 2
+
+    def stamp(self, images: torch.Tensor, owner: torch.Tensor,
+              masks: torch.Tensor | None = None, patterns: torch.Tensor | None = None) -> torch.Tensor:
+        """Stamp sample ``i`` with trigger ``owner[i]`` (paper eq. 1 via fldata.triggers.stamp)."""
+        masks = self.masks() if masks is None else masks
+        patterns = self.patterns() if patterns is None else patterns
+        return stamp(images, masks[owner].unsqueeze(1), patterns[owner])
+
+    def set_row(self, index: int, trigger: Trigger) -> None:
+        """Overwrite problem ``index``'s starting point with ``trigger`` (before optimisation)."""
+        with torch.no_grad():
+            like = self.mask_logits
+            mask = torch.as_tensor(trigger.mask, dtype=like.dtype, device=like.device)
+            pattern = torch.as_tensor(trigger.pattern, dtype=like.dtype, device=like.device)
+            self.mask_logits[index] = _atanh_unit(mask)
+            self.pattern_logits[index] = _atanh_unit(pattern)
+
+
+class ProblemSampler:
+    """Per-problem mini-batches drawn from one local data pool.
+
+    Problem ``k`` owns the pool indices ``members[k]``; each step it draws ``min(batch_size, n_k)``
+    of them without replacement with its OWN ``torch.Generator(seed_k)`` (CPU), so the draws of a
+    problem are the same whether it is solved alone or batched with others.
+    """
+
+    def __init__(self, labels: torch.Tensor, sources: Sequence[Sequence[int]], seeds: Sequence[int],
+                 batch_size: int) -> None:
+        labels_cpu = labels.detach().cpu()
+        self.members: list[torch.Tensor] = []
+        for classes in sources:
+            selected = torch.isin(labels_cpu, torch.as_tensor(list(classes), dtype=labels_cpu.dtype))
+            self.members.append(torch.nonzero(selected).flatten())
+        empty = [k for k, m in enumerate(self.members) if m.numel() == 0]
+        if empty:
+            raise ValueError(
+                f"inversion problems {empty} have no local samples of their source classes "
+                f"{[tuple(sources[k]) for k in empty]}; pass only problems whose sources are present."
+            )
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.batch_sizes = [min(int(batch_size), int(m.numel())) for m in self.members]
+        self.owner = torch.repeat_interleave(
+            torch.arange(len(self.members)), torch.as_tensor(self.batch_sizes))
+        self.device = labels.device
+
+    def draw(self) -> torch.Tensor:
+        """Concatenated pool indices of one step's mini-batches (problem order)."""
+        picks = [members[torch.randperm(members.numel(), generator=gen)[:size]]
+                 for members, gen, size in zip(self.members, self.generators, self.batch_sizes)]
+        return torch.cat(picks).to(self.device)
+
+
+def invert(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+           source_classes: Sequence[int], target: int, *, config: FlipConfig | None = None,
+           steps: int | None = None, seed: int = 0, init_trigger: Trigger | None = None) -> InversionResult:
+    """Invert one trigger flipping ``source_classes`` to ``target`` (universal when the sources
+    are all non-target classes, label-specific for one source). See the module docstring."""
+    request = InversionRequest(tuple(int(s) for s in source_classes), int(target), seed, init_trigger)
+    return invert_many(model, images, labels, [request], config=config, steps=steps)[0]
+
+
+def invert_many(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                requests: Sequence[InversionRequest], *, config: FlipConfig | None = None,
+                steps: int | None = None, num_classes: int | None = None) -> list[InversionResult]:
+    """Solve K independent inversion problems in ONE batched optimisation (module docstring).
+
+    Args:
+        model: classifier returning logits; put in eval mode for the duration, never updated.
+        images: (N, C, H, W) float local pool in [0, 1] (on the model's device).
+        labels: (N,) int64 true labels of the pool.
+        requests: the K problems; each uses the pool samples whose label is in its sources.
+        config: schedule constants (defaults: :class:`FlipConfig`).
+        steps: optimisation steps (default ``config.pair_steps``).
+        num_classes: label range for the per-source statistics (default ``max(labels) + 1``
+            or the largest class mentioned by a request).
+    """
+    config = config or FlipConfig()
+    steps = config.pair_steps if steps is None else int(steps)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1; got {steps}.")
+    if images.ndim != 4 or labels.shape != images.shape[:1]:
+        raise ValueError(f"images must be (N, C, H, W) and labels (N,); got {tuple(images.shape)}, "
+                         f"{tuple(labels.shape)}.")
+    if not requests:
+        return []
+    for request in requests:
+        if request.target in request.source_classes or not request.source_classes:
+            raise ValueError(f"a request needs >= 1 source class different from its target; got {request}.")
+    mentioned = max(max(max(r.source_classes), r.target) for r in requests)
+    num_classes = int(num_classes or max(int(labels.max()) + 1, mentioned + 1))
+    count = len(requests)
+    device, dtype = images.device, images.dtype
+    sampler = ProblemSampler(labels, [r.source_classes for r in requests], [r.seed for r in requests],
+                             config.batch_size)
+    owner = sampler.owner.to(device)
+    batch_counts = torch.as_tensor(sampler.batch_sizes, device=device, dtype=dtype)
+    targets = torch.as_tensor([r.target for r in requests], device=device)
+    sample_targets = targets[owner]
+
+    variables = TriggerVariables.neutral(count, tuple(images.shape[1:]), config.initial_mask_value, device, dtype)
+    for k, request in enumerate(requests):
+        if request.init_trigger is not None:
+            variables.set_row(k, request.init_trigger)
+    optimizer = torch.optim.Adam(variables.parameters(), lr=config.learning_rate, betas=config.betas)
+    schedule = _CostSchedule(count, config, device, dtype)
+    best_mask = variables.masks().detach().clone()
+    best_pattern = variables.patterns().detach().clone()
+    best_l1 = torch.full((count,), math.inf, device=device, dtype=dtype)
+    loss_sums = torch.zeros(steps, count * num_classes, device=device, dtype=dtype)
+    loss_counts = torch.zeros(steps, count * num_classes, device=device, dtype=dtype)
+
+    with model_in_eval_mode(model), torch.enable_grad():
+        for step in range(steps):
+            indices = sampler.draw()
+            class_slot = owner * num_classes + labels[indices]  # (problem, source class) of each sample
+            masks, patterns = variables.masks(), variables.patterns()
+            logits = model(variables.stamp(images[indices], owner, masks, patterns))
+            ce = F.cross_entropy(logits, sample_targets, reduction="none")
+            per_problem_ce = torch.zeros(count, device=device, dtype=dtype).index_add_(0, owner, ce) / batch_counts
+            mask_l1 = masks.sum(dim=(1, 2))
+            loss = (per_problem_ce + schedule.cost * mask_l1).sum()
+            grads = torch.autograd.grad(loss, variables.parameters())
+            with torch.no_grad():
+                hits = (logits.argmax(dim=1) == sample_targets).to(dtype)
+                attack_acc = torch.zeros(count, device=device, dtype=dtype).index_add_(0, owner, hits) / batch_counts
+                loss_sums[step].index_add_(0, class_slot, ce.detach())
+                loss_counts[step].index_add_(0, class_slot, torch.ones_like(ce))
+                improved = (attack_acc >= config.attack_success_threshold) & (mask_l1 < best_l1)
+                best_l1 = torch.where(improved, mask_l1, best_l1)
+                best_mask = torch.where(improved[:, None, None], masks, best_mask)
+                best_pattern = torch.where(improved[:, None, None, None], patterns, best_pattern)
+                schedule.update(attack_acc)
+            for variable, grad in zip(variables.parameters(), grads):
+                variable.grad = grad
+            optimizer.step()
+        success = torch.isfinite(best_l1)
+        with torch.no_grad():
+            final_mask = torch.where(success[:, None, None], best_mask, variables.masks())
+            final_pattern = torch.where(success[:, None, None, None], best_pattern, variables.patterns())
+
+    variances = _per_source_variance(loss_sums, loss_counts, count, num_classes)
+    evaluation = _evaluate(model, images, labels, requests, sampler, final_mask, final_pattern)
+    results = []
+    for k, request in enumerate(requests):
+        trigger = Trigger(mask=np.clip(final_mask[k].detach().cpu().double().numpy(), 0.0, 1.0),
+                          pattern=np.clip(final_pattern[k].detach().cpu().double().numpy(), 0.0, 1.0),
+                          name=f"nc[{','.join(map(str, request.source_classes))}->{request.target}]")
+        variance = {s: float(variances[k, s]) for s in request.source_classes
+                    if math.isfinite(float(variances[k, s]))}
+        results.append(InversionResult(
+            trigger=trigger, target=request.target, source_classes=request.source_classes,
+            success=bool(success[k]), attack_acc=evaluation[k][0], final_loss=evaluation[k][1],
+            mask_l1=float(final_mask[k].sum()), per_source_loss_variance=variance, steps=steps))
+    return results
+
+
+class _CostSchedule:
+    """Neural Cleanse's per-problem cost adjustment (module docstring), vectorised over K."""
+
+    def __init__(self, count: int, config: FlipConfig, device: torch.device, dtype: torch.dtype) -> None:
+        self.cost = torch.full((count,), config.init_cost, device=device, dtype=dtype)
+        self.up_counter = torch.zeros(count, device=device, dtype=torch.long)
+        self.down_counter = torch.zeros(count, device=device, dtype=torch.long)
+        self.threshold, self.patience = config.attack_success_threshold, config.patience
+        self.multiplier_up, self.multiplier_down = config.cost_multiplier, config.cost_multiplier ** 1.5
+
+    def update(self, attack_acc: torch.Tensor) -> None:
+        above = attack_acc >= self.threshold
+        self.up_counter = torch.where(above, self.up_counter + 1, torch.zeros_like(self.up_counter))
+        self.down_counter = torch.where(above, torch.zeros_like(self.down_counter), self.down_counter + 1)
+        raise_cost = self.up_counter >= self.patience
+        lower_cost = self.down_counter >= self.patience
+        self.cost = torch.where(raise_cost, self.cost * self.multiplier_up, self.cost)
+        self.cost = torch.where(lower_cost, self.cost / self.multiplier_down, self.cost)
+        self.up_counter = torch.where(raise_cost, torch.zeros_like(self.up_counter), self.up_counter)
+        self.down_counter = torch.where(lower_cost, torch.zeros_like(self.down_counter), self.down_counter)
+
+
+def _per_source_variance(loss_sums: torch.Tensor, loss_counts: torch.Tensor, count: int,
+                         num_classes: int) -> np.ndarray:
+    """(K, num_classes): variance over steps of each (problem, source class)'s per-step mean CE.
+
+    Steps whose mini-batch holds no sample of the class are skipped; NaN if fewer than 2 steps saw it."""
+    sums = loss_sums.detach().double().cpu().numpy()
+    counts = loss_counts.detach().double().cpu().numpy()
+    seen = counts > 0
+    means = np.divide(sums, counts, out=np.zeros_like(sums), where=seen)
+    num_seen = seen.sum(axis=0)
+    mean_of_means = np.divide((means * seen).sum(axis=0), num_seen, out=np.zeros(num_seen.shape), where=num_seen > 0)
+    squared = ((means - mean_of_means) ** 2 * seen).sum(axis=0)
+    variance = np.where(num_seen >= 2, squared / np.maximum(num_seen, 1), np.nan)
+    return variance.reshape(count, num_classes)
+
+
+def _evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+              requests: Sequence[InversionRequest], sampler: ProblemSampler,
+              masks: torch.Tensor, patterns: torch.Tensor) -> list[tuple[float, float]]:
+    """(attack accuracy, mean CE toward the target) of each returned trigger on the problem's
+    first ``_EVAL_SAMPLES`` source samples (all of them on a ~600-sample client's classes)."""
+    out = []
+    with model_in_eval_mode(model), torch.no_grad():
+        for k, (request, members) in enumerate(zip(requests, sampler.members)):
+            batch = images[members[:_EVAL_SAMPLES].to(images.device)]
+            logits = model(stamp(batch, masks[k], patterns[k]))
+            target = torch.full((batch.shape[0],), request.target, device=images.device, dtype=torch.long)
+            out.append((float((logits.argmax(1) == target).float().mean()),
+                        float(F.cross_entropy(logits, target))))
+    return out
+
+
+def _atanh_unit(values: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``(tanh(a) + 1) / 2`` with values clamped inside (0, 1)."""
+    return torch.atanh((2 * values.detach().clone() - 1).clamp(-1 + _TANH_EPS, 1 - _TANH_EPS))

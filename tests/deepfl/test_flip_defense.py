@@ -1,0 +1,228 @@
+"""FLIP config, pair selection, hardening augments, FlipDefense / AdaptiveAttacker plumbing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deepfl.client import LocalData, LocalTrainer, RoundContext
+from deepfl.config import TrainConfig
+from deepfl.flip import AdaptiveAttacker, FlipConfig, FlipDefense, InversionRequest, invert_many, select_pairs
+from deepfl.flip.hardening import StampDirection, append_augment, replace_augment, stamped_pool
+from deepfl.flip.oracle import oracle_trigger
+from fldata.triggers import dba_trigger
+
+from flip_fixtures import BackdooredSetup, backdoored_setup, target_probability_on_triggered  # noqa: F401
+
+TRAINER = LocalTrainer(TrainConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=64, epochs=1))
+
+
+def context(round_index: int = 1, client_id: int = 3, seed: int = 0) -> RoundContext:
+    return RoundContext(round=round_index, client_id=client_id, num_classes=10, device=torch.device("cpu"),
+                        generator=torch.Generator().manual_seed(seed))
+
+
+# --- config ------------------------------------------------------------------------------------
+
+def test_config_rejects_unknown_keys_listing_allowed():
+    with pytest.raises(ValueError, match=r"Unknown FLIP parameter\(s\) \['warmup_step'\].*allowed keys:.*warmup_steps"):
+        FlipConfig.from_dict({"warmup_step": 3})
+
+
+@pytest.mark.parametrize("bad", [
+    {"inverter": "nc"}, {"distance": "l2"}, {"pairs_per_round": 0}, {"exploration_prob": 1.5},
+    {"initial_mask_value": 0.0}, {"betas": (0.5, 1.0)}, {"cost_multiplier": 1.0}, {"warmup_steps": 2.5},
+    {"init_at_true_location_LEAK": True}, {"hardening_optimizer": "rmsprop"},
+])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        FlipConfig.from_dict(bad)
+
+
+def test_config_round_trip_and_defaults():
+    config = FlipConfig.from_dict({"exploration_prob": 0.3, "betas": [0.4, 0.8]})
+    assert FlipConfig.from_dict(config.to_dict()) == config
+    paper = FlipConfig()
+    assert (paper.init_cost, paper.learning_rate, paper.betas, paper.patience) == (1e-3, 0.1, (0.5, 0.9), 10)
+    assert paper.min_samples_per_label == 5 and paper.num_augmented == 64 and paper.rejection_tau == 0.3
+    assert not paper.init_at_true_location_LEAK
+    with pytest.raises(ValueError, match="allowed keys"):
+        FlipDefense(bogus=1)
+
+
+# --- pair selection ----------------------------------------------------------------------------
+
+def test_symmetric_when_both_labels_available_else_asymmetric():
+    distance = np.full((4, 4), np.nan)
+    distance[0, 1], distance[2, 3], distance[1, 2] = 9.0, 8.0, 1.0
+    counts = np.array([10, 20, 30, 3])  # class 3 has too few samples (<= 5)
+    pairs = select_pairs(distance, counts, num_pairs=3, min_samples=5)
+    assert [(p.source, p.target, p.symmetric) for p in pairs] == [(0, 1, True), (2, 3, False), (1, 2, True)]
+    assert pairs[0].directions() == [(0, 1), (1, 0)] and pairs[1].directions() == [(2, 3)]
+
+
+def test_selection_skips_unavailable_sources_and_duplicate_pairs():
+    distance = np.full((3, 3), np.nan)
+    distance[2, 0], distance[1, 0], distance[0, 1] = 9.0, 5.0, 4.0
+    counts = np.array([10, 10, 0])
+    pairs = select_pairs(distance, counts, num_pairs=5, min_samples=5)
+    assert [(p.source, p.target) for p in pairs] == [(1, 0)]  # (2,0): no source; (0,1): same pair
+    smallest = select_pairs(distance, counts, num_pairs=1, min_samples=5, priority="smallest")
+    assert (smallest[0].source, smallest[0].target) == (0, 1)
+
+
+def test_exploration_is_seeded_and_random():
+    distance = np.arange(100, dtype=float).reshape(10, 10)
+    np.fill_diagonal(distance, np.nan)
+    counts = np.full(10, 50)
+    pick = lambda seed: [(p.source, p.target) for p in select_pairs(  # noqa: E731
+        distance, counts, num_pairs=3, min_samples=5, exploration_prob=1.0, rng=np.random.default_rng(seed))]
+    assert pick(1) == pick(1)
+    assert len({tuple(pick(seed)) for seed in range(5)}) > 1
+    with pytest.raises(ValueError, match="rng"):
+        select_pairs(distance, counts, num_pairs=1, min_samples=5, exploration_prob=0.3)
+
+
+# --- hardening augments ------------------------------------------------------------------------
+
+def test_append_augment_keeps_true_labels():
+    images = torch.rand(30, 1, 28, 28)
+    labels = torch.arange(30) % 3
+    trigger = dba_trigger((1, 28, 28))
+    pool_x, pool_y = stamped_pool(images, labels, [StampDirection((1,), (trigger,))])
+    assert torch.equal(pool_y, labels[labels == 1])
+    assert torch.all(pool_x[:, :, 0, :4] == 1.0)
+    augment = append_augment(pool_x, pool_y, 64, torch.Generator().manual_seed(0))
+    x, y = augment(images[:8], labels[:8])
+    assert x.shape == (72, 1, 28, 28) and torch.all(y[8:] == 1) and torch.equal(y[:8], labels[:8])
+
+
+def test_replace_augment_stamps_only_source_samples_in_place():
+    images = torch.rand(40, 1, 28, 28) * 0.5
+    labels = torch.arange(40) % 4
+    trigger = dba_trigger((1, 28, 28))
+    augment = replace_augment([StampDirection((2,), (trigger,))], 4, 1.0, torch.Generator().manual_seed(0))
+    x, y = augment(images, labels)
+    assert torch.equal(y, labels)
+    stamped = (x != images).flatten(1).any(dim=1)
+    assert torch.equal(stamped, labels == 2)
+
+
+def test_hardening_with_inverted_trigger_lowers_backdoor_confidence(backdoored_setup: BackdooredSetup):
+    """One local epoch with FLIP's augment (universal inverted trigger of the backdoor target,
+    stamped with TRUE labels) vs one plain epoch: only the hardened model loses the backdoor."""
+    s = backdoored_setup
+    data = LocalData(s.images[600:1200], s.labels[600:1200])
+    universal = invert_many(s.model, data.images, data.labels,
+                            [InversionRequest(tuple(range(1, 10)), s.target, seed=0)], steps=80)[0]
+    before = target_probability_on_triggered(s.model, s.test_images, s.test_labels, s.trigger, s.target)
+    plain, hardened = s.clone_model(), s.clone_model()
+    TRAINER.train(plain, data, generator=torch.Generator().manual_seed(0))
+    pool = stamped_pool(data.images, data.labels, [StampDirection(tuple(range(1, 10)), (universal.trigger,))])
+    TRAINER.train(hardened, data, augment=append_augment(*pool, 64, torch.Generator().manual_seed(0)),
+                  generator=torch.Generator().manual_seed(0))
+    after_plain = target_probability_on_triggered(plain, s.test_images, s.test_labels, s.trigger, s.target)
+    after = target_probability_on_triggered(hardened, s.test_images, s.test_labels, s.trigger, s.target)
+    with torch.no_grad():
+        clean_acc = {name: float((m(s.test_images).argmax(1) == s.test_labels).float().mean())
+                     for name, m in (("backdoored", s.model), ("plain", plain), ("hardened", hardened))}
+    print(f"mean target prob on triggered test images: before {before:.3f}, plain epoch {after_plain:.3f}, "
+          f"FLIP-hardened epoch {after:.3f}; clean acc {clean_acc}")
+    assert before > 0.9
+    assert after < 0.5 * after_plain and after < before - 0.4
+    assert clean_acc["hardened"] > 0.7  # one epoch with 50% stamped samples costs clean accuracy (reported)
+
+
+# --- FlipDefense / oracle / adaptive plumbing ---------------------------------------------------
+
+FAST = dict(warmup_steps=8, pair_steps=6, batch_size=16)
+
+
+def test_flip_defense_state_and_rounds(backdoored_setup: BackdooredSetup):
+    s = backdoored_setup
+    keep = (s.labels[:400] != 9) | (torch.arange(400) < 300)   # few 9s left
+    data = LocalData(s.images[:400][keep], s.labels[:400][keep])
+    defense = FlipDefense(**FAST, pairs_per_round=3)
+    state: dict = {}
+    model = s.clone_model()
+    defense.train(model, data, state, TRAINER, context(1))
+    assert state["flip_distance"].shape == (10, 10) and state["flip_warmup_round"] == 1
+    assert state["flip_universal_masks"].shape == (10, 28, 28)
+    pairs = state["flip_last_pairs"]
+    counts = np.bincount(data.labels.numpy(), minlength=10)
+    assert len(pairs) == 3
+    for source, target, symmetric in pairs:
+        assert counts[source] > 5 and bool(symmetric) == (counts[target] > 5)
+    assert len(defense.last_results) == int(sum(1 + p[2] for p in pairs))
+    defense.train(model, data, state, TRAINER, context(5))
+    assert state["flip_warmup_round"] == 1 and state["flip_times_selected"] == 2
+    allowed = (np.ndarray, int, float, bool, str, dict)
+    assert all(isinstance(v, allowed) for v in state.values())
+
+
+def test_flip_defense_is_deterministic_by_seed(backdoored_setup: BackdooredSetup):
+    s = backdoored_setup
+    data = LocalData(s.images[:200], s.labels[:200])
+    outputs = []
+    for _ in range(2):
+        model, state = s.clone_model(), {}
+        FlipDefense(**FAST).train(model, data, state, TRAINER, context(seed=7))
+        outputs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-6)  # CPU SGD float round-off only
+
+
+def test_hardening_off_trains_plainly_after_inversion(backdoored_setup: BackdooredSetup):
+    s = backdoored_setup
+    data = LocalData(s.images[:200], s.labels[:200])
+    ablated, plain = s.clone_model(), s.clone_model()
+    state: dict = {}
+    generator_a, generator_b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    ctx = RoundContext(1, 0, 10, torch.device("cpu"), generator_a)
+    FlipDefense(**FAST, hardening=False).train(ablated, data, state, TRAINER, ctx)
+    assert "flip_distance" in state
+    torch.randint(2**31 - 1, (1,), generator=generator_b)       # the seed FLIP drew for its inversion
+    TRAINER.train(plain, data, generator=generator_b)
+    assert all(torch.equal(a, b) for a, b in zip(ablated.parameters(), plain.parameters()))
+
+
+def test_oracle_triggers():
+    shape = (1, 28, 28)
+    truth = dba_trigger(shape)
+    white = oracle_trigger(FlipConfig(inverter="oracle-random-white"), shape, 1, 2)
+    colourful = oracle_trigger(FlipConfig(inverter="oracle-random-colourful"), shape, 1, 2)
+    assert white.num_pixels() == colourful.num_pixels() == truth.num_pixels()
+    assert set(np.unique(white.pattern)) <= {0.0, 1.0}
+    assert oracle_trigger(FlipConfig(inverter="oracle-random-white"), shape, 2, 2).mask.tolist() != white.mask.tolist()
+    with pytest.raises(ValueError, match="needs the true trigger"):
+        oracle_trigger(FlipConfig(inverter="oracle-ground-truth"), shape, 1, 2)
+    given = oracle_trigger(FlipConfig(inverter="oracle-ground-truth"), shape, 1, 2, true_trigger=truth)
+    assert np.array_equal(given.mask, truth.mask) and given.name.startswith("oracle-ground-truth")
+    by_scale = oracle_trigger(FlipConfig(inverter="oracle-ground-truth", true_trigger_dba_scale=2), shape, 1, 2)
+    assert by_scale.num_pixels() == 2 * truth.num_pixels()
+
+
+def test_adaptive_attacker_poisons_and_adds_inverted_samples(backdoored_setup: BackdooredSetup):
+    s = backdoored_setup
+    data = LocalData(s.images[:300], s.labels[:300])
+    attacker = AdaptiveAttacker(**FAST, num_augmented=16, max_mask_fraction=1.0)
+    state: dict = {}
+    augment = attacker.make_augment(s.clone_model(), data, state, context(), s.trigger, target=2, num_poison=5)
+    x, y = augment(data.images[:64], data.labels[:64])
+    assert x.shape[0] == 80 and torch.all(y[:5] == 2) and torch.equal(y[5:64], data.labels[5:64])
+    assert torch.all(x[:5, :, 0, :4] == 1.0)
+    assert "flip_distance" in state
+    attacker.train(s.clone_model(), data, state, TRAINER, context(2), s.trigger, 2, 5)
+
+
+def test_rewarm_and_large_trigger_filter(backdoored_setup: BackdooredSetup):
+    from deepfl.flip.defense import _small_triggers_only
+    s = backdoored_setup
+    data = LocalData(s.images[:200], s.labels[:200])
+    state: dict = {}
+    defense = FlipDefense(**FAST, rewarm_every=1)
+    defense.train(s.clone_model(), data, state, TRAINER, context(1))
+    defense.train(s.clone_model(), data, state, TRAINER, context(4))
+    assert state["flip_warmup_round"] == 4
+    small, large = dba_trigger((1, 28, 28)), dba_trigger((1, 28, 28), scale=8)   # 16 and 128 pixels
+    kept = _small_triggers_only([StampDirection((1,), (small, large)), StampDirection(None, (large,))], 0.125)
+    assert kept == [StampDirection((1,), (small,))]
