@@ -41,8 +41,11 @@ def system_roots() -> list[Path]:
 def search_roots(root: "str | Path | None") -> tuple[list[Path], str]:
     """The roots to search, in order, and a phrase saying where they came from."""
     if root is not None:
-        return [Path(root).expanduser()], "the root argument"
-    env_roots = [Path(part).expanduser() for part in os.environ.get(ENV_VAR, "").split(os.pathsep) if part]
+        return [Path(root).expanduser().absolute()], "the root argument"
+    # Absolute paths, so that a relative FLIPLAB_DATA (e.g. ../shared/data) names the same folder
+    # whatever the working directory later is, and error messages show where we really looked.
+    env_roots = [Path(part).expanduser().absolute()
+                 for part in os.environ.get(ENV_VAR, "").split(os.pathsep) if part]
     origin = f"${ENV_VAR}, then system locations" if env_roots else f"system locations (${ENV_VAR} is not set)"
     unique: list[Path] = []
     for candidate in env_roots + system_roots():

@@ -186,3 +186,16 @@ def test_fashion_mnist_torchvision_layout(tmp_path: Path) -> None:
     shutil.copytree(source, raw, symlinks=True)
     loaded = load_dataset("fashion-mnist", root=tmp_path)
     assert np.array_equal(loaded.x_train, fashion.x_train) and np.array_equal(loaded.y_test, fashion.y_test)
+
+
+def test_relative_env_root_is_made_absolute(tmp_path: Path, real_files: dict[str, Path],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative $FLIPLAB_DATA (the README uses ../shared/data) names the folder it named when the
+    search ran, and the not-found message shows the absolute folder that was searched."""
+    root = make_root(tmp_path / "elsewhere", real_files)
+    monkeypatch.chdir(root.parent)
+    monkeypatch.setenv("FLIPLAB_DATA", "root")
+    with pytest.raises(DataNotFoundError) as caught:
+        load_dataset("cifar10")
+    assert str(root / "cifar10") in str(caught.value)
+    assert load_dataset("mnist").x_test.shape == (10000, 28, 28)
