@@ -4,7 +4,8 @@ Each local batch has its first ``k = round(poison_fraction * |batch|)`` rows
 (after the per-epoch seeded shuffle) stamped with the ground-truth trigger and
 relabelled to the target ``T``, exactly as :func:`fldata.triggers.poison_batch`
 does (released code: 20 of every 64). Continuous attack: poisons every round.
-Single-shot: poisons in one round and submits ``W_t + scale (W_M - W_t)``.
+Single-shot: poisons in one round and submits ``W_t + scale (W_M - W_t)`` (the replacement
+factor comes from :meth:`linear_fl.config.LinearFLConfig.replacement_factor`, default ``1 / p_M``).
 """
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ attack rounds twice from ``W_0``; each twin gets its own copy of the role
 streams spawned from the seed (:func:`linear_fl.data.role_streams`), so the
 random draws of both twins are identical and their only difference is the
 benign client's hardening. Round ``r`` (1-based) poisons if the attack is
-continuous or ``r == attack_round`` (single-shot, update scaled by ``scale``).
+continuous or ``r == attack_round`` (single-shot, update scaled by the
+replacement factor ``scale``, default ``1 / p_M``; see :class:`LinearFLConfig`).
 """
 from __future__ import annotations
 
@@ -66,16 +67,17 @@ class Setup:
 
     def malicious_training(self) -> LocalTraining:
         cfg = self.config
-        return LocalTraining(cfg.effective_malicious_lr, cfg.malicious_local_epochs, cfg.malicious_batch_size)
+        return LocalTraining(cfg.effective_malicious_lr, cfg.effective_malicious_local_epochs, cfg.malicious_batch_size)
 
     def poisons_in(self, round_index: int) -> bool:
         """Whether the malicious client poisons in round ``round_index`` (1-based, after pre-training)."""
         return self.config.attack == "continuous" or round_index == self.config.attack_round
 
     def replacement_scale(self, round_index: int) -> float:
-        """Model-replacement factor of the malicious update in that round (single-shot only)."""
+        """Model-replacement factor of the malicious update in that round: ``scale`` (``None`` = ``1 / p_M``)
+        in the single-shot attack round, 1 otherwise."""
         single = self.config.attack == "single-shot" and round_index == self.config.attack_round
-        return float(self.config.scale) if single else 1.0
+        return self.config.replacement_factor(self.p_M) if single else 1.0
 
 
 def prepare(config: LinearFLConfig | dict[str, Any] | None = None) -> Setup:

@@ -4,11 +4,24 @@ Protocol (THEORY.md section 10): pre-train (cached), run the twin process for ``
 rounds without and with the FLIP defense, then
 
 1. Theorem 1 on the realised twin pair ``(W^{nd}_R, W^{d}_R)`` and on the probe pair;
-2. Theorem 2 (paper-literal ``eps_P``, corrected T2-A/B/C) on the one-round probe from the common
-   start ``W^{nd}_R`` (frozen model ``F-hat`` by default);
+2. Theorem 2 (paper-literal ``eps_P``, corrected T2-A/B/C) on the one-round probe: round R+1 from the
+   common start ``W^{nd}_R``, with and without hardening (frozen model ``F-hat`` by default);
 3. Corollary 1 counts (actual and certified) on the probe pair for each ``--tau``;
 4. ACC/ASR without and with defense on the twin pair (Table 3 analogue, paper numbers beside ours)
    and the Table 4 counts ``N^{acc}``, ``N^{asr}`` with rejected counts.
+
+Single-shot protocol: the malicious client poisons in round R (``attack_round`` defaults to ``--round``;
+``--config attack_round=K`` overrides it) with model replacement (``scale`` default ``1/p_M``,
+``malicious_local_epochs`` default 10, see ``linear_fl.config``), so the twin pair after R rounds is
+the pair right after the poisoning: the no-defense ASR spike. The FLIP twin cannot undo it in that
+same round (its round-R inversion ran on the still clean ``W^{d}_{R-1}``), so its ASR is also high
+there. The probe, round R+1 from the backdoored ``W^{nd}_R``, is the first round in which the benign
+client inverts the implanted backdoor and hardens against it: Theorems 1-2 and Corollary 1 are checked
+there, and for single-shot the Table 3 analogue is printed for the probe pair as well (no defense vs
+FLIP after round R+1 from the common ``W^{nd}_R``). The malicious client does not poison in the probe
+round (it trains on clean data); the closed forms hold for any oblivious malicious update (THEORY.md
+sections 2, 10). Probing the poisoning round itself (from ``W^{nd}_{R-1}``) would invert a trigger from
+a model without a backdoor and certify nothing.
 
 Every line is PASS/FAIL (must hold) or INFO. Exit status 1 if any must-hold check fails. The
 must-hold checks: zero per-sample Theorem-1 ordering violations (twin and probe, clean and
@@ -19,7 +32,9 @@ checks whenever the realised error lies inside the radius; certified <= actual f
 
 ``--json PATH`` writes schema ``fliplab.theory.verify/1``: ``theorem1.{clean,backdoor}`` (twin pair
 averages ``lb, lb_jensen, actual, ub, ub_r2`` = mean of min(ub, R2), ``violations``, ``n``),
-``probe.theorem1``, ``probe.deltaW_rel_error``, ``theorem2`` (``eps_paper`` + ``eps_paper_status``,
+``probe.theorem1``, ``probe.deltaW_rel_error``, ``probe.round`` (the probed round) and
+``probe.start_round`` (its start ``W^{nd}_{start_round}``), ``probe.poisoned``, ``probe.metrics`` (ACC/ASR
+of the probe pair at the metrics tau), ``theorem2`` (``eps_paper`` + ``eps_paper_status``,
 ``eps_A``/``premise_A``, ``eps_B``/``lbj0``/``h_l1``, ``C_eps`` = C(||delta||_inf), ``C_simple``,
 ``eps_for_C`` for ``--clean-budget``, ``delta_inf``, ``inside_A/B``, ``model``, ``error_model``),
 ``corollary1`` (one row per tau, probe pair), ``metrics`` (twin pair; ``per_tau`` with counts),
@@ -73,9 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m theory.verify", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--round", type=_positive_int, default=50,
-                        help="attack round R after pre-training (default 50)")
+                        help="attack round R after pre-training (default 50); the probe is round R+1 from "
+                             "W^nd_R. Single-shot: the malicious client poisons in round R unless --config "
+                             "attack_round=K, so the probe is the first hardening round after the poisoning")
     parser.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist", "cifar10", "digits"))
-    parser.add_argument("--attack", default="continuous", choices=("continuous", "single-shot"))
+    parser.add_argument("--attack", default="continuous", choices=("continuous", "single-shot"),
+                        help="continuous: poisons every round; single-shot: poisons once (round R by default), "
+                             "update scaled by 'scale' (default 1/p_M = model replacement)")
     parser.add_argument("--tau", type=_tau, nargs="+", default=list(DEFAULT_TAUS),
                         help="confidence thresholds for Corollary 1 (default 0 0.4 0.6 0.8)")
     parser.add_argument("--metrics-tau", type=_tau, default=None,
@@ -113,11 +132,14 @@ def _config_overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 def make_config(args: argparse.Namespace) -> "LinearFLConfig":
     """The ``LinearFLConfig`` of this run (``--train-limit``/``--test-limit`` become ``max_train_samples``/
-    ``max_test_samples``: the slice is taken before pre-training)."""
+    ``max_test_samples``: the slice is taken before pre-training). Single-shot: ``attack_round`` = ``--round``
+    unless ``--config attack_round=K`` is given."""
     from linear_fl.config import LinearFLConfig
 
     values: dict[str, Any] = {"dataset": args.dataset, "seed": args.seed, "attack": args.attack,
                               **_config_overrides(args.config)}
+    if values["attack"] == "single-shot" and "attack_round" not in values:
+        values["attack_round"] = args.round
     if args.cache_dir is not None:
         values["cache_dir"] = args.cache_dir
     if args.train_limit is not None:
@@ -136,8 +158,10 @@ def probe_inputs(probe: Any) -> ProbeInputs:
 
 
 def analyse_round(setup: Any, W_nodef: np.ndarray, W_def: np.ndarray, probe: ProbeInputs, taus: list[float],
-                  metrics_tau: float, model_kind: str, clean_budget: float) -> dict[str, Any]:
-    """All theory results of round R: twin Theorem 1, probe Theorem 1/2, Corollary 1, metrics, checks."""
+                  metrics_tau: float, model_kind: str, clean_budget: float, probe_round: int = 0,
+                  poisoned: bool = False) -> dict[str, Any]:
+    """All theory results of round R: twin Theorem 1, probe Theorem 1/2, Corollary 1, metrics, checks.
+    ``probe_round`` / ``poisoned`` only label the probe (round index, whether the attacker poisoned in it)."""
     sets = EvaluationSets(X_clean=setup.test_Xa, y_clean=setup.test_y, X_backdoor=setup.backdoor_Xa,
                           target=setup.config.target)
     t1_twin, checks = theorem1_pair(W_nodef, W_def, sets, "twin")
@@ -148,20 +172,33 @@ def analyse_round(setup: Any, W_nodef: np.ndarray, W_def: np.ndarray, probe: Pro
     metrics = threshold_metrics(W_nodef, W_def, sets, taus, metrics_tau)
     return {"theorem1": t1_twin,
             "probe": {"theorem1": t1_probe, "deltaW_rel_error": t2.result["deltaW_rel_error"],
-                      "closed_form_applies": probe.closed_form_applies},
+                      "closed_form_applies": probe.closed_form_applies, "round": probe_round,
+                      "start_round": probe_round - 1, "poisoned": poisoned,
+                      "metrics": threshold_metrics(probe.W_nodef, probe.W_def, sets, [metrics_tau], metrics_tau)},
             "theorem2": t2.result, "corollary1": cor, "metrics": metrics,
             "checks": checks + probe_checks + t2.checks + cor_checks}
 
 
-def _paper_rows(result: dict[str, Any], attack: str) -> list[str]:
-    metrics = result["metrics"]
+def _table3_rows(title: str, metrics: dict[str, Any], attack: str) -> list[str]:
     paper = TABLE3[attack]
-    lines = [f"Table 3 analogue (twin pair after R rounds, tau={metrics['tau']:g}; paper: logistic regression, MNIST)",
+    lines = [f"Table 3 analogue ({title}, tau={metrics['tau']:g}; paper: logistic regression, MNIST)",
              f"  {'':12s} {'ACC ours':>9s} {'ACC paper':>9s} {'ASR ours':>9s} {'ASR paper':>9s}"]
     for name, label in (("no_defense", "no defense"), ("defense", "FLIP")):
         ours = metrics[name]
         lines.append(f"  {label:12s} {100 * ours['acc']:9.2f} {paper[name][0]:9.2f} {100 * ours['asr']:9.2f} "
                      f"{paper[name][1]:9.2f}")
+    return lines
+
+
+def _paper_rows(result: dict[str, Any], attack: str) -> list[str]:
+    metrics = result["metrics"]
+    lines = _table3_rows("twin pair after R rounds", metrics, attack)
+    if attack == "single-shot":
+        # Right after the poisoning round neither twin has hardened against the new backdoor; the probe
+        # pair is the first round in which FLIP does (see the module docstring).
+        probe = result["probe"]
+        lines += _table3_rows(f"probe pair: round {probe['round']} from W^nd_{probe['start_round']}, the first "
+                              "hardening round after the poisoning", probe["metrics"], attack)
     lines.append(f"Table 4 counts (N^acc of {metrics['clean_total']} clean, N^asr of {metrics['backdoor_total']} "
                  "backdoor; paper = round(Table-3 % x 10000 / 9020))")
     for entry in metrics["per_tau"]:
@@ -178,9 +215,13 @@ def _paper_rows(result: dict[str, Any], attack: str) -> list[str]:
 def print_report(payload: dict[str, Any], checks: list[Check]) -> None:
     """Console output of one verification (sections in the order of THEORY.md section 10)."""
     t2 = payload["theorem2"]
+    probe = payload["probe"]
+    attack_round = (f" attack_round={payload['config']['attack_round']}" if payload["attack"] == "single-shot"
+                    else "")
     print(f"FLIP theory verification: dataset={payload['dataset']} attack={payload['attack']} seed={payload['seed']} "
-          f"round R={payload['round']}\n  twin pair = models after R rounds without/with defense; probe = round R+1 "
-          "from W^nd_R, with and without hardening")
+          f"round R={payload['round']}{attack_round}\n  twin pair = models after R rounds without/with defense; "
+          f"probe = round {probe['round']} from W^nd_{probe['start_round']}, with and without hardening "
+          f"({'malicious client poisons' if probe['poisoned'] else 'no poisoning'} in it)")
     theorem2_title = (f"Theorem 2 (A.15; frozen model {t2['model']}, {t2['error_model']} trigger errors, "
                       f"||delta||_inf={fmt(t2['delta_inf'])}, eta_a={fmt(t2['eta_a'])})")
     groups = [("Theorem 1 (Thm 1 eq. 3; dataset averages, per-sample ordering must hold)", "Thm 1"),
@@ -230,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
         warm = inversions[r - 1].warm_starts() if len(inversions) >= r else None
         raw = one_round_probe(setup, twin.nodef.globals[r], r + 1, warm=warm)
         return analyse_round(setup, twin.nodef.globals[r], twin.defense.globals[r], probe_inputs(raw), taus,
-                             metrics_tau, args.model, args.clean_budget), raw
+                             metrics_tau, args.model, args.clean_budget, r + 1, bool(raw.poisoned)), raw
 
     result, raw_probe = at_round(R)
     result, checks = _split_checks(result)
@@ -266,7 +307,8 @@ def run(args: argparse.Namespace) -> int:
     if args.save_state is not None:
         path = save_verification_state(args.save_state, setup, twin.nodef.globals[R], twin.defense.globals[R],
                                        raw_probe, {"config": config.to_dict(), "seed": args.seed, "round": R,
-                                                   "attack": args.attack, "theory_version": VERSION})
+                                                   "attack": args.attack, "theory_version": VERSION,
+                                                   "probe_round": payload["probe"]["round"]})
         print(f"wrote {path} (reload with theory.saved_state.load_verification_state)")
     return 1 if failed_must_hold(checks) else 0
 
