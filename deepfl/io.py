@@ -7,39 +7,21 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
-
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, mode) as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
-def write_bytes_atomic(path: str | Path, payload: bytes) -> None:
-    _atomic_write(Path(path), lambda stream: stream.write(payload), "wb")
+from fldata.atomic import write_bytes_atomic, write_text_atomic  # noqa: F401 (re-exported)
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    _atomic_write(Path(path), lambda stream: json.dump(obj, stream, indent=2, sort_keys=True), "w")
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 def write_jsonl_atomic(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
-    _atomic_write(Path(path), lambda stream: stream.write(text), "w")
+    write_text_atomic(path, text)
 
 
 def append_jsonl(path: str | Path, row: dict[str, Any]) -> None:

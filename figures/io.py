@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from fldata.atomic import atomic_write, write_text_atomic
 
 THEORY_SCHEMA = "fliplab.theory.verify/1"
 
@@ -191,24 +192,11 @@ def as_float(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _atomic_write(path: Path, write: Any, suffix: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(handle)
-    try:
-        write(temp_name)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     """Write ``figure`` as a PNG at ``path`` atomically (temp file in the same folder + ``os.replace``)."""
-    return _atomic_write(Path(path), lambda name: figure.savefig(name, format="png", dpi=dpi), ".png")
+    return atomic_write(path, lambda stream: figure.savefig(stream, format="png", dpi=dpi))
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) at ``path`` atomically."""
-    return _atomic_write(Path(path), lambda name: Path(name).write_text(text, encoding="utf-8"), ".tmp")
+    return write_text_atomic(path, text)

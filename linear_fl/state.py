@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from fldata.atomic import atomic_write
 
 from .config import ENGINE_VERSION
 
@@ -38,19 +38,6 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
     return base.with_name(base.name + ".npz"), base.with_name(base.name + ".json")
 
 
-def _atomic_write(target: Path, write) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_state(path: str | Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
     """Write ``arrays`` to ``path.npz`` and ``meta`` plus checks to ``path.json``; returns the .npz path.
 
@@ -68,8 +55,8 @@ def save_state(path: str | Path, arrays: Mapping[str, np.ndarray], meta: Mapping
                    for k, v in arrays.items()},
     }
     text = json.dumps(sidecar, indent=1, sort_keys=True)
-    _atomic_write(npz_path, lambda fh: np.savez(fh, **arrays))
-    _atomic_write(json_path, lambda fh: fh.write(text.encode()))
+    atomic_write(npz_path, lambda fh: np.savez(fh, **arrays))
+    atomic_write(json_path, lambda fh: fh.write(text.encode()))
     return npz_path
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
+
+from fldata.atomic import write_text_atomic
 
 SCHEMA = "fliplab.theory.verify/1"
 
@@ -85,19 +85,8 @@ def json_ready(obj: Any) -> Any:
 
 def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` as JSON to ``path`` atomically (temporary file + ``os.replace``)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(json_ready(payload), indent=1, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return target
+    return write_text_atomic(path, text)
 
 
 def theorem1_line(label: str, summary: dict[str, Any]) -> str:

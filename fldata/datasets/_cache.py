@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from ..atomic import atomic_write
 
 from ._core import CACHE_ENV_VAR
 
@@ -54,15 +55,8 @@ def _read_entry(entry: Path, identity: dict[str, str], validate: Callable[[Array
 
 
 def _write_entry(entry: Path, identity: dict[str, str], arrays: Arrays) -> None:
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=entry.parent, prefix=entry.stem + ".", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            np.savez(handle, **arrays, **{f"meta_{key}": np.array(value) for key, value in identity.items()})
-        os.replace(handle.name, entry)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    atomic_write(entry, lambda stream: np.savez(stream, **arrays,
+                                               **{f"meta_{key}": np.array(value) for key, value in identity.items()}))
 
 
 def cached_arrays(archive: Path, tag: str, build: Callable[[], Arrays],

@@ -152,7 +152,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
 
     class Exploding(Figure):
         def savefig(self, *args, **kwargs):
-            Path(args[0]).write_bytes(b"partial")
+            args[0].write(b"partial")  # savefig receives the temporary file's stream
             raise RuntimeError("disk full")
 
     png = tmp_path / "f.png"
