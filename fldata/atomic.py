@@ -26,11 +26,18 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temp_name, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(temp_name, target)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
     return target
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], payload: bytes) -> Path:
