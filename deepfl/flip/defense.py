@@ -6,6 +6,9 @@ Per local round, on the received global model:
    class (all targets in ONE batched inversion, :func:`.inversion.invert_many`) and the class
    distance matrix ``D`` (:mod:`.distance`), both kept in the client's own ``state`` dict; in
    that round the universal triggers are also stamped (``harden_with_universal``);
+   every LATER round (default ``focus_smallest_universal=1``, a deviation from the paper, see
+   :mod:`.config`) the universal triggers are refreshed (warm-started, ``focus_refresh_steps``)
+   and the one with the smallest mask is stamped too (Neural Cleanse's backdoor signature);
 2. pair selection from ``D`` with (a)symmetric hardening by local label availability
    (:mod:`.selection`);
 3. label-specific inversion of all selected directions in ONE batched optimisation, each
@@ -17,7 +20,7 @@ Per local round, on the received global model:
 
 ``state`` keys (numpy / plain values only): ``flip_distance`` (C, C), ``flip_universal_masks``
 (C, H, W), ``flip_universal_patterns`` (C, C_in, H, W), ``flip_warmup_round``,
-``flip_times_selected``, ``flip_last_pairs`` ((P, 3) int: source, target, symmetric),
+``flip_times_selected``, ``flip_focus_targets`` ((k,) int), ``flip_last_pairs`` ((P, 3) int: source, target, symmetric),
 ``flip_last_stats`` (dict of floats).
 """
 from __future__ import annotations
@@ -96,10 +99,33 @@ def hardening_directions(config: FlipConfig, model: torch.nn.Module, data: Any, 
     directions: list[StampDirection] = []
     selections = state["flip_times_selected"]
     rewarm = config.rewarm_every > 0 and (selections - 1) % config.rewarm_every == 0
-    if "flip_distance" not in state or rewarm:
+    warming_up = "flip_distance" not in state or rewarm
+    universal: list[InversionResult] = []
+    if warming_up:
         universal = _warm_up(config, model, images, labels, counts, state, ctx, seed, leak_init)
         if config.harden_with_universal:
             directions += [StampDirection(tuple(r.source_classes), (r.trigger,)) for r in universal]
+    elif config.focus_smallest_universal > 0:
+        universal = _refresh_universal(config, model, images, labels, counts, state, ctx, seed)
+    focus = _anomalous(_smallest_mask_targets(universal, config.focus_smallest_universal), universal,
+                       config.focus_anomaly_ratio)
+    state["flip_focus_targets"] = np.array([r.target for r in focus], dtype=np.int64)
+    if focus and config.focus_memory:
+        best = focus[0]
+        state["flip_suspect_target"], state["flip_suspect_sources"] = int(best.target), np.array(best.source_classes)
+        state["flip_suspect_mask"], state["flip_suspect_pattern"] = best.trigger.mask, best.trigger.pattern
+    if not (warming_up and config.harden_with_universal):
+        if focus:
+            directions += [StampDirection(tuple(r.source_classes), (r.trigger,)) for r in focus]
+        elif config.focus_memory and "flip_suspect_target" in state:
+            suspect = Trigger(state["flip_suspect_mask"], state["flip_suspect_pattern"],
+                              name=f"suspect->{state['flip_suspect_target']}")
+            directions.append(StampDirection(tuple(int(c) for c in state["flip_suspect_sources"]), (suspect,)))
+    if universal and config.focus_smallest_universal > 0:
+        logger.info("FLIP client %s round %s: anomalous focus %s (universal |m|_1 %s), remembered suspect %s",
+                    ctx.client_id, ctx.round, [r.target for r in focus], [round(r.mask_l1, 1) for r in focus],
+                    state.get("flip_suspect_target"))
+    focus_stats = {"focus_target": float(focus[0].target), "focus_mask_l1": focus[0].mask_l1} if focus else {}
     rng = np.random.default_rng(seed)
     pairs = select_pairs(state["flip_distance"], counts, num_pairs=config.pairs_per_round,
                          min_samples=config.min_samples_per_label, priority=config.pair_priority,
@@ -107,7 +133,7 @@ def hardening_directions(config: FlipConfig, model: torch.nn.Module, data: Any, 
     state["flip_last_pairs"] = np.array([[p.source, p.target, int(p.symmetric)] for p in pairs],
                                         dtype=np.int64).reshape(-1, 3)
     if not pairs:
-        state["flip_last_stats"] = {"num_directions": 0.0}
+        state["flip_last_stats"] = {"num_directions": 0.0, **focus_stats}
         return directions, []
     requests = [InversionRequest((s,), t, seed=seed + 1 + i, init_trigger=leak_init or _cached_universal(config, state, t))
                 for i, (s, t) in enumerate(d for pair in pairs for d in pair.directions())]
@@ -122,7 +148,7 @@ def hardening_directions(config: FlipConfig, model: torch.nn.Module, data: Any, 
         directions += [StampDirection(r.source_classes, (r.trigger,)) for r in results]
     state["flip_distance"] = distance_matrix.update_distance_matrix(
         state["flip_distance"], results, config.distance, config.distance_momentum)
-    state["flip_last_stats"] = _summary(results, pairs)
+    state["flip_last_stats"] = {**_summary(results, pairs), **focus_stats}
     return directions, results
 
 
@@ -135,24 +161,68 @@ def make_hardening_augment(config: FlipConfig, data: Any, directions: list[Stamp
     return append_augment(pool_x, pool_y, config.num_augmented, generator)
 
 
-def _warm_up(config: FlipConfig, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             counts: np.ndarray, state: dict, ctx: Any, seed: int,
-             leak_init: Trigger | None) -> list[InversionResult]:
-    """Universal trigger per target (all batched) -> cached triggers and distance matrix."""
+def _invert_universal(config: FlipConfig, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                      counts: np.ndarray, num_classes: int, seed: int, steps: int,
+                      init: Any) -> list[InversionResult]:
+    """One universal trigger per target (sources: all present non-target classes), ONE batched
+    inversion; ``init(t)`` gives target ``t``'s starting trigger (None = neutral)."""
     present = np.flatnonzero(counts > 0)
     requests = [InversionRequest(tuple(int(s) for s in present if s != t), int(t), seed=seed + 1000 + int(t),
-                                 init_trigger=leak_init)
-                for t in range(int(ctx.num_classes)) if np.any(present != t)]
-    results = invert_many(model, images, labels, requests, config=config, steps=config.warmup_steps,
-                          num_classes=int(ctx.num_classes)) if requests else []
-    num_classes = int(ctx.num_classes)
-    channels, height, width = (int(s) for s in images.shape[1:])
+                                 init_trigger=init(t))
+                for t in range(num_classes) if np.any(present != t)]
+    return invert_many(model, images, labels, requests, config=config, steps=steps,
+                       num_classes=num_classes) if requests else []
+
+
+def _cache_universal(state: dict, results: list[InversionResult], num_classes: int,
+                     image_shape: tuple[int, ...]) -> None:
+    """Store the universal masks / patterns (NaN for targets without a problem) in ``state``."""
+    channels, height, width = image_shape
     masks = np.full((num_classes, height, width), np.nan)
     patterns = np.full((num_classes, channels, height, width), np.nan)
     for result in results:
         masks[result.target], patterns[result.target] = result.trigger.mask, result.trigger.pattern
     state["flip_universal_masks"], state["flip_universal_patterns"] = masks, patterns
     state["flip_universal_attack_acc"] = np.array([r.attack_acc for r in results])
+
+
+def _refresh_universal(config: FlipConfig, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                       counts: np.ndarray, state: dict, ctx: Any, seed: int) -> list[InversionResult]:
+    """Per-round universal refresh (``focus_smallest_universal`` > 0): ``focus_refresh_steps`` steps
+    warm-started from the cached universal triggers; updates the cache, not the distance matrix."""
+    num_classes = int(ctx.num_classes)
+    results = _invert_universal(config, model, images, labels, counts, num_classes, seed,
+                                config.focus_refresh_steps, lambda t: _cached_trigger(state, t))
+    _cache_universal(state, results, num_classes, tuple(int(s) for s in images.shape[1:]))
+    return results
+
+
+def _smallest_mask_targets(results: list[InversionResult], count: int) -> list[InversionResult]:
+    """The ``count`` universal inversions with the smallest masks, successful ones first (Neural
+    Cleanse: the backdoor target needs an anomalously small trigger)."""
+    ranked = sorted(results, key=lambda r: (not r.success, r.mask_l1, r.target))
+    return ranked[:count]
+
+
+def _anomalous(candidates: list[InversionResult], universal: list[InversionResult],
+               ratio: float) -> list[InversionResult]:
+    """The candidates whose mask L1 is below ``ratio`` x the median mask L1 of all successful
+    universal triggers (Neural Cleanse's small-mask outlier test, in ratio form)."""
+    sizes = [r.mask_l1 for r in universal if r.success]
+    if not sizes:
+        return []
+    median = float(np.median(sizes))
+    return [r for r in candidates if r.success and r.mask_l1 < ratio * median]
+
+
+def _warm_up(config: FlipConfig, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             counts: np.ndarray, state: dict, ctx: Any, seed: int,
+             leak_init: Trigger | None) -> list[InversionResult]:
+    """Universal trigger per target (all batched) -> cached triggers and distance matrix."""
+    num_classes = int(ctx.num_classes)
+    results = _invert_universal(config, model, images, labels, counts, num_classes, seed,
+                                config.warmup_steps, lambda t: leak_init)
+    _cache_universal(state, results, num_classes, tuple(int(s) for s in images.shape[1:]))
     state["flip_distance"] = distance_matrix.warmup_distance_matrix(results, num_classes, config.distance)
     state["flip_warmup_round"] = int(ctx.round)
     logger.debug("client %s warm-up: %d universal triggers, attack acc %s", ctx.client_id, len(results),
@@ -162,7 +232,12 @@ def _warm_up(config: FlipConfig, model: torch.nn.Module, images: torch.Tensor, l
 
 def _cached_universal(config: FlipConfig, state: dict, target: int) -> Trigger | None:
     """The cached universal trigger of ``target`` as a starting point (``warm_start_from_universal``)."""
-    if not config.warm_start_from_universal or "flip_universal_masks" not in state:
+    return _cached_trigger(state, target) if config.warm_start_from_universal else None
+
+
+def _cached_trigger(state: dict, target: int) -> Trigger | None:
+    """The cached universal trigger of ``target`` (None if not cached or NaN)."""
+    if "flip_universal_masks" not in state:
         return None
     mask, pattern = state["flip_universal_masks"][target], state["flip_universal_patterns"][target]
     if not (np.all(np.isfinite(mask)) and np.all(np.isfinite(pattern))):

@@ -1,6 +1,8 @@
 """FLIP config, pair selection, hardening augments, FlipDefense / AdaptiveAttacker plumbing."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from deepfl.client import LocalData, LocalTrainer, RoundContext
 from deepfl.config import TrainConfig
 from deepfl.flip import AdaptiveAttacker, FlipConfig, FlipDefense, InversionRequest, invert_many, select_pairs
 from deepfl.flip.hardening import StampDirection, append_augment, replace_augment, stamped_pool
+from deepfl.flip.defense import hardening_directions
 from deepfl.flip.oracle import oracle_trigger
 from fldata.triggers import dba_trigger
 
@@ -226,3 +229,35 @@ def test_rewarm_and_large_trigger_filter(backdoored_setup: BackdooredSetup):
     small, large = dba_trigger((1, 28, 28)), dba_trigger((1, 28, 28), scale=8)   # 16 and 128 pixels
     kept = _small_triggers_only([StampDirection((1,), (small, large)), StampDirection(None, (large,))], 0.125)
     assert kept == [StampDirection((1,), (small,))]
+
+
+def test_focus_hardens_smallest_universal_trigger_each_round(backdoored_setup: BackdooredSetup):
+    """Default deviation from the paper: later rounds refresh the universal triggers and stamp the
+    smallest one; on the backdoored model that is the planted target's (never told to FLIP)."""
+    s = backdoored_setup
+    data = LocalData(s.images[:300], s.labels[:300])
+    steps = dict(warmup_steps=60, focus_refresh_steps=20, pair_steps=4, batch_size=16)
+    state: dict = {}
+    defense = FlipDefense(**steps)
+    defense.train(s.clone_model(), data, state, TRAINER, context(1))
+    model = s.clone_model()
+    ctx = context(2)
+    directions, results = hardening_directions(defense.config, model, data, state, ctx)
+    assert state["flip_focus_targets"].tolist() == [s.target]
+    focus_direction = directions[0]
+    assert s.target not in focus_direction.sources and len(focus_direction.sources) == 9
+    assert len(directions) == 1 + len(results)     # focus trigger + the paper's pair directions
+    masks = state["flip_universal_masks"].sum(axis=(1, 2))
+    assert np.nanargmin(masks) == s.target and masks[s.target] < 0.5 * np.nanmedian(masks)
+    assert state["flip_suspect_target"] == s.target
+    # no outlier this round (ratio ~0): the remembered suspect trigger is stamped instead
+    strict = dataclasses.replace(defense.config, focus_anomaly_ratio=1e-6)
+    directions, _ = hardening_directions(strict, s.clone_model(), data, state, context(3))
+    assert state["flip_focus_targets"].size == 0 and directions[0].triggers[0].name == f"suspect->{s.target}"
+    assert s.target not in directions[0].sources
+    paper_state: dict = {}
+    paper = FlipConfig.paper_faithful(**steps)
+    hardening_directions(paper, s.clone_model(), data, paper_state, context(1))
+    paper_directions, paper_results = hardening_directions(paper, s.clone_model(), data, paper_state, context(2))
+    assert paper.focus_smallest_universal == 0 and paper_state["flip_focus_targets"].size == 0
+    assert len(paper_directions) == len(paper_results)
