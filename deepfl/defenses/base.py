@@ -206,6 +206,27 @@ class Aggregator:
             raise ValueError(f"{self.name} is stateless; got non-empty state with keys {sorted(state)}")
 
 
+
+class SeededAggregator(Aggregator):
+    """An aggregator that draws random numbers (DnC's coordinate subsample, FLAME's noise) from its own
+    ``torch.Generator`` seeded by ``seed``; the generator state is its checkpointed state, so a resumed
+    run draws the same numbers."""
+
+    def _seed_generator(self, seed: int) -> None:
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"generator": state}``."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the generator."""
+        if set(state) != {"generator"}:
+            raise ValueError(f"{self.name}: state must have exactly the key 'generator'; got {sorted(state)}")
+        self.generator.set_state(state["generator"])
+
+
 # ----------------------------------------------------------------------------- shared math
 
 

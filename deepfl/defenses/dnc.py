@@ -3,7 +3,6 @@ Poisoning Attacks and Defenses for Federated Learning", NDSS 2021, Section VI, A
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -12,7 +11,7 @@ from deepfl.defenses.base import (
     LOGGER,
     AggregationContext,
     AggregationResult,
-    Aggregator,
+    SeededAggregator,
     count_from_fraction,
     register,
 )
@@ -27,7 +26,7 @@ def dnc_outlier_scores(sampled_updates: Tensor) -> Tensor:
 
 
 @register("dnc")
-class DnC(Aggregator):
+class DnC(SeededAggregator):
     r"""Divide-and-Conquer (Shejwalkar & Houmansadr 2021, Algorithm 2).
 
     Repeat ``niters`` times: draw ``b`` coordinates without replacement (all when
@@ -66,8 +65,7 @@ class DnC(Aggregator):
         self.niters = niters
         self.subsample_dim = subsample_dim
         self.filter_frac = float(filter_frac)
-        self.seed = int(seed)
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self._seed_generator(seed)
 
     def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
         num_rows, dim = updates.shape
@@ -93,13 +91,3 @@ class DnC(Aggregator):
             LOGGER.warning("dnc: the kept sets of the %d rounds do not intersect; returning the zero update", self.niters)
             return AggregationResult(torch.zeros_like(updates[0]), accepted, {"removed_per_round": removed})
         return AggregationResult(updates[accepted].mean(dim=0), accepted, {"removed_per_round": removed})
-
-    def state_dict(self) -> dict[str, Any]:
-        """``{"generator": state}`` so that a resumed run draws the same coordinates."""
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the coordinate generator."""
-        if set(state) != {"generator"}:
-            raise ValueError(f"dnc: state must have exactly the key 'generator'; got {sorted(state)}")
-        self.generator.set_state(state["generator"])

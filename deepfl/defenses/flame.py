@@ -3,7 +3,6 @@ Section 4, Algorithm 1)."""
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -13,7 +12,7 @@ from deepfl.defenses.base import (
     LOGGER,
     AggregationContext,
     AggregationResult,
-    Aggregator,
+    SeededAggregator,
     coordinate_median,
     cosine_similarity_matrix,
     register,
@@ -23,7 +22,7 @@ CLUSTER_ON_CHOICES = ("models", "updates")
 
 
 @register("flame")
-class Flame(Aggregator):
+class Flame(SeededAggregator):
     r"""FLAME: cluster, clip, add noise (Nguyen et al. 2022, Algorithm 1).
 
     1. Cosine distances :math:`c_{ij} = 1 - \cos(W_i, W_j)` between the local models
@@ -69,8 +68,7 @@ class Flame(Aggregator):
         self.noise_lambda = float(noise_lambda)
         self.min_cluster_size = min_cluster_size
         self.cluster_on = cluster_on
-        self.seed = int(seed)
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self._seed_generator(seed)
 
     def _clustered_rows(self, updates: Tensor, context: AggregationContext) -> list[int]:
         num_rows = updates.shape[0]
@@ -104,13 +102,3 @@ class Flame(Aggregator):
             noise = torch.randn(updates.shape[1], generator=self.generator, dtype=updates.dtype)
             update = update + sigma * noise.to(updates.device)
         return AggregationResult(update, accepted, info)
-
-    def state_dict(self) -> dict[str, Any]:
-        """``{"generator": state}`` so that a resumed run draws the same noise."""
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the noise generator."""
-        if set(state) != {"generator"}:
-            raise ValueError(f"flame: state must have exactly the key 'generator'; got {sorted(state)}")
-        self.generator.set_state(state["generator"])
