@@ -31,9 +31,10 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.optimize import minimize
 
+from fldata.metrics import softmax
 from fldata.triggers import Trigger
 
-from .model import log_sum_exp, probs_from_logits
+from .model import log_sum_exp
 from .stamped import augmented_mask_pattern, stamped_logits, stamped_weights
 
 DEFAULT_INIT_MASK = 0.1
@@ -95,7 +96,7 @@ def inversion_objective(v: np.ndarray, W: np.ndarray, Xa: np.ndarray, target: in
     Z = Xa @ A.T + offset
     n = Xa.shape[0]
     ce = float((log_sum_exp(Z) - Z[:, target]).mean())
-    R = probs_from_logits(Z)
+    R = softmax(Z)
     R[:, target] -= 1.0
     R /= n
     W_pix = W[:, :d]

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fldata.metrics import softmax
+
 
 def augment(X: np.ndarray) -> np.ndarray:
     """Append the bias coordinate: ``(n, d) -> (n, d+1)`` with a last column of ones (float64)."""
@@ -46,16 +48,9 @@ def log_sum_exp(Z: np.ndarray) -> np.ndarray:
     return zmax + np.log(np.exp(Z - zmax[:, None]).sum(axis=1))
 
 
-def probs_from_logits(Z: np.ndarray) -> np.ndarray:
-    """Row-wise stable softmax ``s(z)`` of a logit matrix ``(n, c)``."""
-    E = np.exp(Z - Z.max(axis=1, keepdims=True))
-    E /= E.sum(axis=1, keepdims=True)
-    return E
-
-
 def softmax_probs(W: np.ndarray, Xa: np.ndarray) -> np.ndarray:
     """Softmax probabilities ``s(W x~_i)`` for every row, shape ``(n, c)``."""
-    return probs_from_logits(logits(W, Xa))
+    return softmax(logits(W, Xa))
 
 
 def per_sample_loss(W: np.ndarray, Xa: np.ndarray, y: np.ndarray) -> np.ndarray:

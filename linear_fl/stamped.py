@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fldata.metrics import softmax
 from fldata.triggers import Trigger
-
-from .model import probs_from_logits
 
 
 def augmented_mask_pattern(mask: np.ndarray, pattern: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,8 +57,8 @@ def stamped_mixture_gradient(W: np.ndarray, Xa: np.ndarray, y_clean: np.ndarray,
     Z[:, c:] += offset
     rows = np.arange(n)
     R = np.empty_like(Z)
-    R[:, :c] = probs_from_logits(Z[:, :c])
-    R[:, c:] = probs_from_logits(Z[:, c:])
+    R[:, :c] = softmax(Z[:, :c])
+    R[:, c:] = softmax(Z[:, c:])
     R[rows, y_clean] -= 1.0
     R[rows, c + np.asarray(y_stamped)] -= 1.0
     R[:, :c] *= np.reshape(clean_weight, (-1, 1)) if np.ndim(clean_weight) else clean_weight
