@@ -7,8 +7,8 @@ Per local round, on the received global model:
    distance matrix ``D`` (:mod:`.distance`), both kept in the client's own ``state`` dict; in
    that round the universal triggers are also stamped (``harden_with_universal``);
    every LATER round (default ``focus_smallest_universal=1``, a deviation from the paper, see
-   :mod:`.config`) the universal triggers are refreshed (warm-started, ``focus_refresh_steps``)
-   and the one with the smallest mask is stamped too (Neural Cleanse's backdoor signature);
+   :mod:`.config`) the universal triggers are re-inverted from the neutral mask and the one with
+   the smallest mask is stamped too if it is an outlier (Neural Cleanse's backdoor signature);
 2. pair selection from ``D`` with (a)symmetric hardening by local label availability
    (:mod:`.selection`);
 3. label-specific inversion of all selected directions in ONE batched optimisation, each
@@ -188,11 +188,16 @@ def _cache_universal(state: dict, results: list[InversionResult], num_classes: i
 
 def _refresh_universal(config: FlipConfig, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
                        counts: np.ndarray, state: dict, ctx: Any, seed: int) -> list[InversionResult]:
-    """Per-round universal refresh (``focus_smallest_universal`` > 0): ``focus_refresh_steps`` steps
-    warm-started from the cached universal triggers; updates the cache, not the distance matrix."""
+    """Per-round universal re-inversion (``focus_smallest_universal`` > 0): ``focus_refresh_steps``
+    steps from the neutral mask (``focus_refresh_init="neutral"``) or warm-started from the cached
+    universal triggers; updates the cache, not the distance matrix."""
     num_classes = int(ctx.num_classes)
+
+    def init(target: int) -> Trigger | None:
+        return _cached_trigger(state, target) if config.focus_refresh_init == "cached" else None
+
     results = _invert_universal(config, model, images, labels, counts, num_classes, seed,
-                                config.focus_refresh_steps, lambda t: _cached_trigger(state, t))
+                                config.focus_refresh_steps, init)
     _cache_universal(state, results, num_classes, tuple(int(s) for s in images.shape[1:]))
     return results
 

@@ -57,8 +57,9 @@ class BackdooredSetup:
 
 
 def train_backdoored_model(images: torch.Tensor, labels: torch.Tensor, trigger: Trigger, target: int,
-                           steps: int = TRAIN_STEPS, seed: int = SEED) -> SmallConvNet:
-    """SGD (lr 0.05, momentum 0.9, batch 64) with 20/64 of every batch poisoned to ``target``."""
+                           steps: int = TRAIN_STEPS, seed: int = SEED, num_poison: int = 20) -> SmallConvNet:
+    """SGD (lr 0.05, momentum 0.9, batch 64) with ``num_poison``/64 of every batch poisoned to
+    ``target`` (0: a clean model from the same initialisation and batches)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = SmallConvNet()
@@ -66,7 +67,7 @@ def train_backdoored_model(images: torch.Tensor, labels: torch.Tensor, trigger: 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     for _ in range(steps):
         batch = torch.randint(images.shape[0], (64,), generator=generator)
-        x, y = poison_batch(images[batch], labels[batch], trigger, target, 20)
+        x, y = poison_batch(images[batch], labels[batch], trigger, target, num_poison)
         optimizer.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
@@ -85,6 +86,13 @@ def make_backdoored_setup() -> BackdooredSetup:
     trigger = dba_trigger(data.image_shape)
     model = train_backdoored_model(images, labels, trigger, TARGET)
     return BackdooredSetup(model, images, labels, test_images, test_labels, trigger, TARGET)
+
+
+@lru_cache(maxsize=1)
+def make_clean_model() -> SmallConvNet:
+    """The backdoored setup's twin trained with no poisoned samples (shared; never mutate it)."""
+    s = make_backdoored_setup()
+    return train_backdoored_model(s.images, s.labels, s.trigger, s.target, num_poison=0)
 
 
 def target_probability_on_triggered(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,

@@ -15,7 +15,8 @@ from deepfl.flip.defense import hardening_directions
 from deepfl.flip.oracle import oracle_trigger
 from fldata.triggers import dba_trigger
 
-from flip_fixtures import BackdooredSetup, backdoored_setup, target_probability_on_triggered  # noqa: F401
+from flip_fixtures import (BackdooredSetup, backdoored_setup, make_clean_model,  # noqa: F401
+                           target_probability_on_triggered)
 
 TRAINER = LocalTrainer(TrainConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=64, epochs=1))
 
@@ -231,12 +232,37 @@ def test_rewarm_and_large_trigger_filter(backdoored_setup: BackdooredSetup):
     assert kept == [StampDirection((1,), (small,))]
 
 
+def test_focus_finds_a_backdoor_planted_after_the_warm_up(backdoored_setup: BackdooredSetup):
+    """The continuous attack plants the backdoor AFTER a client's warm-up: the cache then holds the
+    clean model's large natural triggers. The neutral per-round re-inversion must still single out
+    the planted target on the backdoored model as an outlier-small mask."""
+    s = backdoored_setup
+    data = LocalData(s.images[:300], s.labels[:300])
+    config = FlipConfig(warmup_steps=80, focus_refresh_steps=80, pair_steps=4, batch_size=16)
+    state: dict = {}
+    clean = make_clean_model()
+    hardening_directions(config, copy_of(clean), data, state, context(1))
+    clean_masks = state["flip_universal_masks"].sum(axis=(1, 2))
+    assert state["flip_focus_targets"].size == 0              # warm-up round: no focus
+    assert clean_masks[s.target] > 0.5 * np.nanmedian(clean_masks)   # the clean model has no outlier
+    hardening_directions(config, s.clone_model(), data, state, context(2))
+    masks = state["flip_universal_masks"].sum(axis=(1, 2))
+    assert state["flip_focus_targets"].tolist() == [s.target]
+    assert masks[s.target] < 0.5 * np.nanmedian(masks) and state["flip_suspect_target"] == s.target
+
+
+def copy_of(model: torch.nn.Module) -> torch.nn.Module:
+    duplicate = type(model)()
+    duplicate.load_state_dict(model.state_dict())
+    return duplicate
+
+
 def test_focus_hardens_smallest_universal_trigger_each_round(backdoored_setup: BackdooredSetup):
     """Default deviation from the paper: later rounds refresh the universal triggers and stamp the
     smallest one; on the backdoored model that is the planted target's (never told to FLIP)."""
     s = backdoored_setup
     data = LocalData(s.images[:300], s.labels[:300])
-    steps = dict(warmup_steps=60, focus_refresh_steps=20, pair_steps=4, batch_size=16)
+    steps = dict(warmup_steps=60, focus_refresh_steps=80, pair_steps=4, batch_size=16)
     state: dict = {}
     defense = FlipDefense(**steps)
     defense.train(s.clone_model(), data, state, TRAINER, context(1))
