@@ -12,7 +12,8 @@ Deviation of the DEFAULT from the paper (``focus_smallest_universal=1``; paper-f
 ``focus_smallest_universal=0``, or :meth:`FlipConfig.paper_faithful`): in every LATER round the
 client re-inverts its universal triggers (all targets, ONE batched inversion of
 ``focus_refresh_steps`` steps from the NEUTRAL initial mask) and, if the smallest of them is an
-outlier (mask L1 < ``focus_anomaly_ratio`` x the median: Neural Cleanse's backdoor signature),
+outlier (Neural Cleanse's anomaly index of its mask L1 above ``focus_anomaly_index``, the
+backdoor signature),
 also hardens with it and remembers it (``focus_memory``); in rounds with no outlier the remembered
 suspect trigger is stamped instead. Why: with the paper's rule the per-round pairs are the
 LARGEST-distance ones, which never include the backdoor target, so once every benign client has
@@ -55,6 +56,7 @@ DISTANCES: tuple[str, ...] = ("loss_variance", "mask_size")
 PAIR_PRIORITIES: tuple[str, ...] = ("largest", "smallest")
 AUGMENT_MODES: tuple[str, ...] = ("append", "replace")
 REFRESH_INITS: tuple[str, ...] = ("neutral", "cached")
+ANOMALY_TESTS: tuple[str, ...] = ("either", "mad", "ratio")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 
 
@@ -98,7 +100,15 @@ class FlipConfig:
         focus_refresh_init: ``"neutral"`` (start from ``initial_mask_value``, like the warm-up) or
             ``"cached"`` (warm-start from the cached universal triggers; misses a backdoor planted
             after the cache was built, module docstring).
-        focus_anomaly_ratio: a focus trigger is stamped only if its mask L1 is below this fraction
+        focus_anomaly_test: how a focus trigger is judged an outlier among the client's successful
+            universal triggers: ``"mad"`` (Neural Cleanse, Wang et al. 2019: anomaly index
+            ``(median - L1) / (1.4826 * MAD) > focus_anomaly_index``), ``"ratio"``
+            (``L1 < focus_anomaly_ratio * median``) or ``"either"`` (default). Each misses cases
+            the other catches: on a cpu-small client with 20% ASR the target's ratio is 0.65 but
+            its index 4.0 (clean model: 0.60 and 1.2); on the test fixture's strongly backdoored
+            small model the ratio is 0.2-0.36 but the index only 1.5 (widely spread clean masks).
+        focus_anomaly_index: threshold of the ``"mad"`` test (Neural Cleanse: 2).
+        focus_anomaly_ratio: for the ``"ratio"`` test, a focus trigger is stamped only if its mask L1 is below this fraction
             of the median L1 of the client's successful universal triggers (an outlier; 1.0 = always).
         focus_memory: keep the last anomalous trigger found (``flip_suspect_*`` in the client state)
             and stamp it in later rounds where no outlier shows up (pre-emptive unlearning of a
@@ -150,6 +160,8 @@ class FlipConfig:
     focus_smallest_universal: int = 1
     focus_refresh_steps: int = 100
     focus_refresh_init: str = "neutral"
+    focus_anomaly_test: str = "either"
+    focus_anomaly_index: float = 2.0
     focus_anomaly_ratio: float = 0.5
     focus_memory: bool = True
     hardening: bool = True
@@ -171,6 +183,8 @@ class FlipConfig:
         _choice("pair_priority", self.pair_priority, PAIR_PRIORITIES)
         _choice("augment_mode", self.augment_mode, AUGMENT_MODES)
         _choice("focus_refresh_init", self.focus_refresh_init, REFRESH_INITS)
+        _choice("focus_anomaly_test", self.focus_anomaly_test, ANOMALY_TESTS)
+        _real("focus_anomaly_index", self.focus_anomaly_index, low=0.0, low_open=True)
         _choice("hardening_optimizer", self.hardening_optimizer, OPTIMIZERS)
         for name in ("warmup_steps", "pair_steps", "batch_size", "patience", "pairs_per_round",
                      "abs_num_candidates", "abs_steps", "focus_refresh_steps"):

@@ -107,8 +107,7 @@ def hardening_directions(config: FlipConfig, model: torch.nn.Module, data: Any, 
             directions += [StampDirection(tuple(r.source_classes), (r.trigger,)) for r in universal]
     elif config.focus_smallest_universal > 0:
         universal = _refresh_universal(config, model, images, labels, counts, state, ctx, seed)
-    focus = _anomalous(_smallest_mask_targets(universal, config.focus_smallest_universal), universal,
-                       config.focus_anomaly_ratio)
+    focus = _anomalous(_smallest_mask_targets(universal, config.focus_smallest_universal), universal, config)
     state["flip_focus_targets"] = np.array([r.target for r in focus], dtype=np.int64)
     if focus and config.focus_memory:
         best = focus[0]
@@ -210,14 +209,26 @@ def _smallest_mask_targets(results: list[InversionResult], count: int) -> list[I
 
 
 def _anomalous(candidates: list[InversionResult], universal: list[InversionResult],
-               ratio: float) -> list[InversionResult]:
-    """The candidates whose mask L1 is below ``ratio`` x the median mask L1 of all successful
-    universal triggers (Neural Cleanse's small-mask outlier test, in ratio form)."""
-    sizes = [r.mask_l1 for r in universal if r.success]
-    if not sizes:
+               config: FlipConfig) -> list[InversionResult]:
+    """The successful candidates whose mask L1 is a small-side outlier among the client's successful
+    universal triggers: Neural Cleanse's anomaly index ``(median - L1) / (1.4826 * MAD)`` above
+    ``focus_anomaly_index`` (``focus_anomaly_test="mad"``; MAD = 0 counts any L1 below the median),
+    ``L1 < focus_anomaly_ratio * median`` (``"ratio"``), or either of the two (``"either"``)."""
+    sizes = np.array([r.mask_l1 for r in universal if r.success])
+    if sizes.size == 0:
         return []
     median = float(np.median(sizes))
-    return [r for r in candidates if r.success and r.mask_l1 < ratio * median]
+    spread = 1.4826 * float(np.median(np.abs(sizes - median)))
+
+    def by_ratio(l1: float) -> bool:
+        return l1 < config.focus_anomaly_ratio * median
+
+    def by_index(l1: float) -> bool:
+        return l1 < median and (spread == 0.0 or (median - l1) / spread > config.focus_anomaly_index)
+
+    test = config.focus_anomaly_test
+    return [r for r in candidates if r.success and ((test != "mad" and by_ratio(r.mask_l1))
+                                                    or (test != "ratio" and by_index(r.mask_l1)))]
 
 
 def _warm_up(config: FlipConfig, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,

@@ -11,7 +11,8 @@ from deepfl.client import LocalData, LocalTrainer, RoundContext
 from deepfl.config import TrainConfig
 from deepfl.flip import AdaptiveAttacker, FlipConfig, FlipDefense, InversionRequest, invert_many, select_pairs
 from deepfl.flip.hardening import StampDirection, append_augment, replace_augment, stamped_pool
-from deepfl.flip.defense import hardening_directions
+from deepfl.flip.defense import _anomalous, _smallest_mask_targets, hardening_directions
+from deepfl.flip.inversion import InversionResult
 from deepfl.flip.oracle import oracle_trigger
 from fldata.triggers import dba_trigger
 
@@ -232,6 +233,36 @@ def test_rewarm_and_large_trigger_filter(backdoored_setup: BackdooredSetup):
     assert kept == [StampDirection((1,), (small,))]
 
 
+def _universal_results(mask_l1s: list[float]) -> list[InversionResult]:
+    trigger = dba_trigger((1, 28, 28))
+    return [InversionResult(trigger, target, (), True, 1.0, 0.0, l1) for target, l1 in enumerate(mask_l1s)]
+
+
+# Universal mask L1 per target measured on two cpu-small global models (seed 1, one benign client):
+# the clean pre-trained model, and round 50 of a continuous attack on target 2 (ASR ~20%).
+CLEAN_L1 = [84.0, 125.0, 52.0, 60.0, 82.0, 69.0, 94.0, 85.0, 49.0, 224.0]
+ATTACKED_L1 = [97.0, 96.0, 60.0, 87.0, 95.0, 88.0, 109.0, 89.0, 78.0, 118.0]
+
+
+def test_neural_cleanse_anomaly_index_separates_attacked_from_clean_where_the_ratio_cannot():
+    """MAD index (NC): clean 1.22 < 2 < 4.04 attacked; mask/median ratio: 0.60 clean, 0.65 attacked."""
+    mad, ratio = FlipConfig(focus_anomaly_test="mad"), FlipConfig(focus_anomaly_test="ratio", focus_anomaly_ratio=0.5)
+    either = FlipConfig()
+    for l1s, expected_mad in ((CLEAN_L1, []), (ATTACKED_L1, [2])):
+        results = _universal_results(l1s)
+        smallest = _smallest_mask_targets(results, 1)
+        assert [r.target for r in _anomalous(smallest, results, mad)] == expected_mad
+        assert [r.target for r in _anomalous(smallest, results, either)] == expected_mad
+        assert _anomalous(smallest, results, ratio) == []        # 0.60 and 0.65 are both above 0.5
+    # test-fixture model (80 steps): ratio 0.36 is an outlier, the MAD index 1.5 is not
+    fixture = _universal_results([33.2, 127.2, 78.7, 63.5, 106.7, 64.9, 116.1, 110.4, 72.4, 126.9])
+    assert (_anomalous(fixture[:1], fixture, mad), [r.target for r in _anomalous(fixture[:1], fixture, either)]) == ([], [0])
+    failed = [dataclasses.replace(r, success=False) if r.target == 2 else r for r in _universal_results(ATTACKED_L1)]
+    assert _anomalous(failed, failed, mad) == []                   # unsuccessful inversions never count
+    constant = _universal_results([90.0] * 9 + [40.0])             # MAD = 0: any smaller mask is an outlier
+    assert [r.target for r in _anomalous(constant, constant, mad)] == [9]
+
+
 def test_focus_finds_a_backdoor_planted_after_the_warm_up(backdoored_setup: BackdooredSetup):
     """The continuous attack plants the backdoor AFTER a client's warm-up: the cache then holds the
     clean model's large natural triggers. The neutral per-round re-inversion must still single out
@@ -277,7 +308,7 @@ def test_focus_hardens_smallest_universal_trigger_each_round(backdoored_setup: B
     assert np.nanargmin(masks) == s.target and masks[s.target] < 0.5 * np.nanmedian(masks)
     assert state["flip_suspect_target"] == s.target
     # no outlier this round (ratio ~0): the remembered suspect trigger is stamped instead
-    strict = dataclasses.replace(defense.config, focus_anomaly_ratio=1e-6)
+    strict = dataclasses.replace(defense.config, focus_anomaly_index=1e9, focus_anomaly_ratio=1e-6)
     directions, _ = hardening_directions(strict, s.clone_model(), data, state, context(3))
     assert state["flip_focus_targets"].size == 0 and directions[0].triggers[0].name == f"suspect->{s.target}"
     assert s.target not in directions[0].sources
