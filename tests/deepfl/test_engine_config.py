@@ -78,5 +78,5 @@ def test_cli_reports_config_errors_and_prints_resolved_config(capsys) -> None:
     assert main(["--preset", "cpu-small", "--attack", "single-shot", "--defense", "krum", "--print-config"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["attack"]["kind"] == "single-shot" and printed["defense"]["server"] == "krum"
-    assert printed["data"]["num_clients"] == 20 and printed["server"]["global_lr"] == 1.0
-    assert printed["attack"]["scale"] == 10.0  # model replacement n / eta_g
+    assert printed["data"]["num_clients"] == 20 and printed["run"]["rounds"] == 70   # preset, not the defaults (100, 100)
+    assert printed["attack"]["scale"] == 100.0  # model replacement n / eta_g = 10 / 0.1
