@@ -3,7 +3,7 @@
 - ``paper``: the paper's scale (ALGORITHMS.md): 100 clients, Dirichlet(0.5), 10 per round,
   MNIST pre-training to round 10 and attack rounds 11-100 (F-MNIST / CIFAR: 200 then 201-300,
   from the dataset defaults).
-- ``cpu-small``: minutes on 2 CPU cores: MNIST subset (12k train / 2k test), 20 clients,
+- ``cpu-small``: ~7 minutes on 2 CPU cores (about an hour with FLIP): MNIST subset (12k train / 2k test), 20 clients,
   10 per round, 10 clean pre-training rounds, then 60 attack rounds, with the released global
   learning rate eta_g = 0.1 (single-shot scale n / eta_g = 100). The continuous backdoor takes
   ~40 attack rounds to take hold at this eta_g (seed 0, no defense: ASR 10% at round 32, 86% at

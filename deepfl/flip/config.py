@@ -12,8 +12,8 @@ Deviation of the DEFAULT from the paper (``focus_smallest_universal=1``; paper-f
 ``focus_smallest_universal=0``, or :meth:`FlipConfig.paper_faithful`): in every LATER round the
 client re-inverts its universal triggers (all targets, ONE batched inversion of
 ``focus_refresh_steps`` steps from the NEUTRAL initial mask) and, if the smallest of them is an
-outlier (Neural Cleanse's anomaly index of its mask L1 above ``focus_anomaly_index``, the
-backdoor signature),
+outlier (Neural Cleanse's anomaly index of its mask L1 above ``focus_anomaly_index``, or a mask
+below ``focus_anomaly_ratio`` x the median: the backdoor signature),
 also hardens with it and remembers it (``focus_memory``); in rounds with no outlier the remembered
 suspect trigger is stamped instead. Why: with the paper's rule the per-round pairs are the
 LARGEST-distance ones, which never include the backdoor target, so once every benign client has
