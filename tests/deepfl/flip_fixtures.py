@@ -51,9 +51,14 @@ class BackdooredSetup:
     target: int
 
     def clone_model(self) -> SmallConvNet:
-        copy = SmallConvNet()
-        copy.load_state_dict(self.model.state_dict())
-        return copy
+        return clone(self.model)
+
+
+def clone(model: SmallConvNet) -> SmallConvNet:
+    """A fresh copy of a fixture model (the shared ones must never be mutated)."""
+    copy = SmallConvNet()
+    copy.load_state_dict(model.state_dict())
+    return copy
 
 
 def train_backdoored_model(images: torch.Tensor, labels: torch.Tensor, trigger: Trigger, target: int,

@@ -16,7 +16,7 @@ from deepfl.flip.inversion import InversionResult
 from deepfl.flip.oracle import oracle_trigger
 from fldata.triggers import dba_trigger
 
-from flip_fixtures import (BackdooredSetup, backdoored_setup, make_clean_model,  # noqa: F401
+from flip_fixtures import (BackdooredSetup, backdoored_setup, clone, make_clean_model,  # noqa: F401
                            target_probability_on_triggered)
 
 TRAINER = LocalTrainer(TrainConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=64, epochs=1))
@@ -272,20 +272,16 @@ def test_focus_finds_a_backdoor_planted_after_the_warm_up(backdoored_setup: Back
     config = FlipConfig(warmup_steps=80, focus_refresh_steps=80, pair_steps=4, batch_size=16)
     state: dict = {}
     clean = make_clean_model()
-    hardening_directions(config, copy_of(clean), data, state, context(1))
+    hardening_directions(config, clone(clean), data, state, context(1))
     clean_masks = state["flip_universal_masks"].sum(axis=(1, 2))
-    assert state["flip_focus_targets"].size == 0              # warm-up round: no focus
+    # the clean model may flag a natural class (the outlier test's known false positives; which one,
+    # if any, depends on the thread count), but never the class the backdoor will target
+    assert s.target not in state["flip_focus_targets"].tolist()
     assert clean_masks[s.target] > 0.5 * np.nanmedian(clean_masks)   # the clean model has no outlier
     hardening_directions(config, s.clone_model(), data, state, context(2))
     masks = state["flip_universal_masks"].sum(axis=(1, 2))
     assert state["flip_focus_targets"].tolist() == [s.target]
     assert masks[s.target] < 0.5 * np.nanmedian(masks) and state["flip_suspect_target"] == s.target
-
-
-def copy_of(model: torch.nn.Module) -> torch.nn.Module:
-    duplicate = type(model)()
-    duplicate.load_state_dict(model.state_dict())
-    return duplicate
 
 
 def test_focus_hardens_smallest_universal_trigger_each_round(backdoored_setup: BackdooredSetup):
