@@ -91,7 +91,7 @@ class ServerConfig:
     rule: str = "global-lr"       # "global-lr": global += eta_g * agg | "sample-weighted": FedAvg by sample count
     global_lr: float = 0.1        # eta_g of the "global-lr" rule
     pretrain_lr: float = 1.0      # eta_g during clean pre-training (1 = plain mean; converges in few rounds)
-    root_set_size: int = 100      # FLTrust root set, removed from client data when the defense needs it
+    root_set_size: int = 100      # FLTrust root set, always removed from client data (same clients for every defense)
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 Pipeline (seeded, ALGORITHMS.md "Federated setup"): a uniform random subset of ``train_limit`` /
 ``test_limit`` images (fixed across run seeds, original order kept; some on-disk test sets are
-sorted by class, so a prefix would not do); optionally a uniformly drawn root set of ``root_set_size`` training images removed before
-partitioning; Dirichlet(alpha) or IID split over ``num_clients`` (fldata.partition). All client
+sorted by class, so a prefix would not do); a uniformly drawn root set of ``root_set_size`` training images,
+ALWAYS removed before partitioning whether or not the defense uses it (FLTrust does), so that runs which
+differ only in the defense share the same clients, partition and attackers; Dirichlet(alpha) or IID split over ``num_clients`` (fldata.partition). All client
 images live in ONE float tensor on the device, ordered by client, and each client's LocalData is a
 view into it (no per-client copies, no DataLoader).
 """
@@ -63,14 +64,12 @@ def build_federation(cfg: ExperimentConfig, device: torch.device, with_root_set:
         raise ValueError(f"attack.target must be < {dataset.num_classes} for {data.dataset}, got {cfg.attack.target}")
 
     remaining = np.arange(len(y_train))
-    root = None
-    if with_root_set:
-        size = cfg.server.root_set_size
-        if size >= len(remaining):
-            raise ValueError(f"server.root_set_size={size} leaves no client data ({len(remaining)} training images)")
-        root_index = np.sort(numpy_rng(cfg.seed, ROOT_SET).choice(len(remaining), size, replace=False))
-        remaining = np.setdiff1d(remaining, root_index)
-        root = _to_device(x_train[root_index], y_train[root_index], device)
+    size = cfg.server.root_set_size
+    if size >= len(remaining):
+        raise ValueError(f"server.root_set_size={size} leaves no client data ({len(remaining)} training images)")
+    root_index = np.sort(numpy_rng(cfg.seed, ROOT_SET).choice(len(remaining), size, replace=False))
+    remaining = np.setdiff1d(remaining, root_index)
+    root = _to_device(x_train[root_index], y_train[root_index], device) if with_root_set else None
 
     partition_seed = derive_seed(cfg.seed, PARTITION)
     if data.partition == "dirichlet":

@@ -41,7 +41,7 @@ from deepfl.server import aggregate, build_aggregator, defense_class, server_lea
 from fldata.metrics import auc
 
 LOGGER = logging.getLogger("deepfl")
-CACHE_VERSION = 2  # bump when the engine changes what a pre-training produces
+CACHE_VERSION = 3  # bump when the engine changes what a pre-training produces
 CONFIG_NAME, METRICS_NAME, SUMMARY_NAME, CONFIDENCES_NAME = "config.json", "metrics.jsonl", "summary.json", "confidences.npz"
 
 
@@ -120,7 +120,7 @@ class Experiment:
             "data": cfg.to_dict()["data"], "model": cfg.to_dict()["model"], "benign": cfg.to_dict()["benign"],
             "server": {"clients_per_round": server.clients_per_round, "rule": server.rule,
                        "pretrain_lr": server.pretrain_lr},
-            "root_set_size": server.root_set_size if self.needs_server_update else 0,
+            "root_set_size": server.root_set_size,
             "pretrain_rounds": cfg.run.pretrain_rounds, "eval_every": cfg.run.eval_every, "taus": cfg.run.taus,
             "target": cfg.attack.target, "trigger_scale": cfg.attack.trigger_scale,
         }

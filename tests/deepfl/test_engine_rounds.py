@@ -132,7 +132,7 @@ def test_sample_weighted_rule_is_plain_fedavg(tmp_path) -> None:
     assert torch.allclose(experiment.global_state - before, torch.full_like(before, expected), atol=1e-4)
 
 
-def test_fltrust_gets_a_root_set_removed_from_client_data(tmp_path) -> None:
+def test_root_set_is_removed_from_client_data_for_every_defense(tmp_path) -> None:
     cfg = micro_config(tmp_path, defense={"server": "fltrust"})
     experiment = Experiment(cfg, tmp_path / "run")
     federation = experiment.federation
@@ -141,18 +141,23 @@ def test_fltrust_gets_a_root_set_removed_from_client_data(tmp_path) -> None:
     row = experiment.run_round(2)
     assert "server_update" in row["seconds"] and set(row["accepted"]) <= set(row["clients"])
     plain = Experiment(micro_config(tmp_path), tmp_path / "plain")
-    assert plain.federation.root is None and sum(len(c) for c in plain.federation.clients) == cfg.data.train_limit
+    assert plain.federation.root is None
+    # The root set is reserved in every run, so a defense never changes who holds which samples.
+    for fltrust_client, plain_client in zip(federation.clients, plain.federation.clients):
+        assert torch.equal(fltrust_client.labels, plain_client.labels)
+        assert torch.equal(fltrust_client.images, plain_client.images)
 
 
 def test_data_subsets_are_random_but_fixed_across_seeds(tmp_path) -> None:
-    first = Experiment(micro_config(tmp_path), tmp_path / "a").federation
-    cfg = dataclasses.replace(micro_config(tmp_path), seed=5)
+    # FLTrust so that the (seed-dependent, always reserved) root set is visible: clients + root = the subset.
+    first = Experiment(micro_config(tmp_path, defense={"server": "fltrust"}), tmp_path / "a").federation
+    cfg = dataclasses.replace(micro_config(tmp_path, defense={"server": "fltrust"}), seed=5)
     second = Experiment(cfg, tmp_path / "b").federation
     assert len(first.eval_sets.clean_labels) == 300
     assert np.array_equal(first.eval_sets.clean_labels, second.eval_sets.clean_labels)
     assert np.bincount(first.eval_sets.clean_labels, minlength=10).min() > 0
-    first_train = torch.cat([c.labels for c in first.clients]).sort().values
-    assert torch.equal(first_train, torch.cat([c.labels for c in second.clients]).sort().values)
+    first_train = torch.cat([c.labels for c in [*first.clients, first.root]]).sort().values
+    assert torch.equal(first_train, torch.cat([c.labels for c in [*second.clients, second.root]]).sort().values)
     assert [len(c) for c in first.clients] != [len(c) for c in second.clients]  # the split does follow the seed
 
 
