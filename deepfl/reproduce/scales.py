@@ -1,0 +1,68 @@
+"""Named scales of the reproduction grid: how big a cell is, per data set.
+
+A scale turns a table row into a run's config layers: a ``deepfl.presets`` preset plus, per data set, the
+overrides that make that data set fit the scale. Every cell of a scale is an ordinary ``python -m
+deepfl.run`` run with these flags; ``python -m deepfl.reproduce TABLE --list`` prints them.
+
+- ``ci``: the micro preset (6 clients, 2 000 MNIST training images, 3 rounds), two defenses; a whole table in
+  well under a minute on 2 cores. It checks the driver end to end, not the paper.
+- ``cpu-small``: what 2 CPU cores can run, 20 clients (10 per round), Dirichlet 0.5, a 12 000 / 2 000
+  train / test slice, 10 clean pre-training rounds then 60 attack rounds at the released global lr 0.1
+  (``deepfl.presets``). MNIST and Fashion-MNIST use the CNN with the released poison epochs (10 / 20);
+  CIFAR-10 uses the released half-width ResNet-18 on a 6 000 / 1 000 slice with 20 clean rounds then 30
+  attack rounds (see ``DATASET_LAYERS``), because one ResNet-18 round costs about 20 CNN rounds on a CPU.
+- ``paper``: the paper's scale (100 clients, full data, MNIST attack rounds 11-100, F-MNIST / CIFAR-10
+  201-300); for a GPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A named size of the reproduction grid.
+
+    Attributes:
+        name: the scale's name (``--scale``), also the folder under ``results/``.
+        preset: the ``deepfl.presets`` preset every cell starts from.
+        datasets: the data sets this scale defines (others are refused with a clear message).
+        dataset_layers: per data set, ``--set`` style overrides applied on top of the preset.
+        defenses: if not empty, the only server / client defense rows a table keeps at this scale.
+        default_seeds: the seeds used when ``--seeds`` is not given.
+    """
+
+    name: str
+    preset: str
+    datasets: tuple[str, ...]
+    dataset_layers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    defenses: tuple[str, ...] = ()
+    default_seeds: tuple[int, ...] = (0, 1, 2)
+
+    def layer(self, dataset: str) -> dict[str, Any]:
+        """The config overrides of ``dataset`` at this scale (a raw config layer)."""
+        if dataset not in self.datasets:
+            raise ValueError(f"scale {self.name!r} defines data sets {', '.join(self.datasets)}, not {dataset!r}")
+        return self.dataset_layers.get(dataset, {})
+
+
+CPU_SMALL_CIFAR: dict[str, Any] = {
+    "data": {"train_limit": 6000, "test_limit": 1000},
+    "run": {"rounds": 50, "pretrain_rounds": 20},
+}
+
+SCALES: dict[str, Scale] = {
+    "ci": Scale("ci", "micro", ("mnist",), defenses=("fedavg", "median"), default_seeds=(0, 1)),
+    "cpu-small": Scale("cpu-small", "cpu-small", DATASETS, {"cifar10": CPU_SMALL_CIFAR}),
+    "paper": Scale("paper", "paper", DATASETS),
+}
+
+
+def get_scale(name: str) -> Scale:
+    """The scale called ``name``; a ValueError lists the known ones."""
+    if name not in SCALES:
+        raise ValueError(f"unknown scale {name!r}; known scales: {', '.join(SCALES)}")
+    return SCALES[name]
