@@ -8,6 +8,14 @@
 (Table 3 over rounds), plus one ``table3_table4.md`` for all files.
 ``deep`` reads deepfl run directories and writes ``acc_asr_over_rounds.png``, ``table_final_acc_asr.md``
 and ``<run>_roc.png`` for each run that saved ``confidences.npz``.
+
+    python -m figures reproduce results/<scale> --out DIR
+    python -m figures readme [--check]
+
+``reproduce`` reads the committed cells of a reproduction scale (``python -m deepfl.reproduce``) and writes
+``over_rounds_<dataset>.png`` (ASR / ACC over rounds per defense, band over seeds), ``roc.png`` (App. A.4),
+``tau_tradeoff.png`` (App. A.9) and ``ablation_<table>.png`` for every appendix table written there.
+``readme`` regenerates the README's generated sections from ``results/`` (``--check``: exit 1 if stale).
 A missing or malformed input prints ``error: <file>: <problem>`` and exits with status 2.
 """
 from __future__ import annotations
@@ -80,6 +88,48 @@ def render_deep(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
     return written
 
 
+def render_reproduce(scale_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Figures of one reproduction scale from its committed cells and tables (figures.reproduce_plots)."""
+    from deepfl.reproduce.compact import read_cell
+    from figures.io import load_json
+    from figures.reproduce_plots import plot_ablation_bars, plot_over_rounds, plot_roc, plot_tau_tradeoff
+
+    scale_dir = Path(scale_dir)
+    records = [read_cell(path) for path in sorted((scale_dir / "cells").glob("*/*/*/s*.json"))]
+    if not records:
+        raise ResultFileError(scale_dir / "cells", "no cell results found")
+    main_rows = [r for r in records if not r["cell"]["setting"]]
+    flip_continuous = [r for r in main_rows if r["cell"]["defense"] == "flip" and r["cell"]["attack"] == "continuous"]
+    figures = {f"over_rounds_{dataset}.png": plot_over_rounds([r for r in main_rows if r["cell"]["dataset"] == dataset])
+               for dataset in sorted({r["cell"]["dataset"] for r in main_rows})}
+    if flip_continuous:
+        figures["roc.png"] = plot_roc(flip_continuous)
+        figures["tau_tradeoff.png"] = plot_tau_tradeoff(flip_continuous)
+    for table in ("a3", "a5", "a7", "a8", "a10", "a12", "a13"):
+        path = scale_dir / f"{table}.json"
+        rows = [row for row in load_json(path)["rows"] if row["seeds"]] if path.exists() else []
+        if rows:
+            figures[f"ablation_{table}.png"] = plot_ablation_bars(rows, f"{table} at {scale_dir.name}")
+    out = Path(out_dir)
+    return [save_figure(figure, out / name) for name, figure in figures.items()]
+
+
+def update_readme(readme: str | os.PathLike[str], results: str | os.PathLike[str], check: bool) -> int:
+    """Regenerate the README's generated sections; with ``check`` only report stale ones (exit 1)."""
+    from figures.readme import render, stale_sections
+
+    path = Path(readme)
+    text = path.read_text(encoding="utf-8")
+    stale = stale_sections(text, Path(results))
+    if check:
+        for name in stale:
+            print(f"stale README section: {name} (run python -m figures readme)")
+        return 1 if stale else 0
+    write_text(path, render(text, Path(results)))
+    print(f"{path}: regenerated {len(stale)} stale section(s)")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m figures", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +141,13 @@ def _parser() -> argparse.ArgumentParser:
     deep.add_argument("--out", required=True, help="output folder (created if missing)")
     deep.add_argument("--tau", type=float, default=None,
                       help="confidence threshold to report (default: each run's own, else 0)")
+    reproduce = commands.add_parser("reproduce", help="figures of a reproduction scale from results/<scale>")
+    reproduce.add_argument("scale_dir", help="results/<scale> written by python -m deepfl.reproduce")
+    reproduce.add_argument("--out", required=True, help="output folder (created if missing)")
+    readme = commands.add_parser("readme", help="regenerate the README's generated sections from results/")
+    readme.add_argument("--readme", default="README.md")
+    readme.add_argument("--results", default="results")
+    readme.add_argument("--check", action="store_true", help="only report stale sections (exit 1 if any)")
     return parser
 
 
@@ -98,8 +155,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input)."""
     args = _parser().parse_args(argv)
     try:
+        if args.command == "readme":
+            return update_readme(args.readme, args.results, args.check)
         if args.command == "theory":
             written = render_theory(args.results, args.out)
+        elif args.command == "reproduce":
+            written = render_reproduce(args.scale_dir, args.out)
         else:
             written = render_deep(args.runs, args.out, args.tau)
     except ResultFileError as error:

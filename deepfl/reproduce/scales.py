@@ -4,7 +4,8 @@ A scale turns a table row into a run's config layers: a ``deepfl.presets`` prese
 overrides that make that data set fit the scale. Every cell of a scale is an ordinary ``python -m
 deepfl.run`` run with these flags; ``python -m deepfl.reproduce TABLE --list`` prints them.
 
-- ``ci``: the micro preset (6 clients, 2 000 MNIST training images, 3 rounds), two defenses; a whole table in
+- ``ci``: the micro preset (6 clients, 2 000 MNIST training images, 3 rounds; single-shot attacks in rounds 2
+  and 3), two defenses; a whole table in
   well under a minute on 2 cores. It checks the driver end to end, not the paper.
 - ``cpu-small``: what 2 CPU cores can run, 20 clients (10 per round), Dirichlet 0.5, a 12 000 / 2 000
   train / test slice, 10 clean pre-training rounds then 60 attack rounds at the released global lr 0.1
@@ -55,7 +56,8 @@ CPU_SMALL_CIFAR: dict[str, Any] = {
 }
 
 SCALES: dict[str, Scale] = {
-    "ci": Scale("ci", "micro", ("mnist",), defenses=("fedavg", "median"), default_seeds=(0, 1)),
+    "ci": Scale("ci", "micro", ("mnist",), {"mnist": {"attack": {"rounds": [2, 3]}}},
+                defenses=("fedavg", "median"), default_seeds=(0, 1)),
     "cpu-small": Scale("cpu-small", "cpu-small", DATASETS, {"cifar10": CPU_SMALL_CIFAR}),
     "paper": Scale("paper", "paper", DATASETS),
 }

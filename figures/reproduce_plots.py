@@ -1,0 +1,118 @@
+"""Figures of the reproduction grid, from committed compact cell results only (``results/<scale>/cells``).
+
+- :func:`plot_over_rounds`: ASR (top) and ACC (bottom) over rounds, one column per (data set, attack), one
+  curve per defense row: the mean over seeds with a band from the lowest to the highest seed;
+- :func:`plot_roc`: App. A.4's ROC of confidence rejection, mean over seeds, with its AUC;
+- :func:`plot_tau_tradeoff`: App. A.9's ACC and ASR against the threshold tau;
+- :func:`plot_ablation_bars`: final ASR and ACC per row of an appendix table.
+Rates are plotted in percent. Each function returns a Figure and writes nothing.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def _label(record: dict[str, Any]) -> str:
+    cell = record["cell"]
+    return cell["defense"] + (f" ({cell['variant']})" if cell["variant"] else "")
+
+
+def _series(record: dict[str, Any], metric: str, tau: float) -> np.ndarray:
+    index = int(np.argmin([abs(t - tau) for t in record["taus"]]))
+    return np.array([np.nan if v is None else 100 * v for v in record[metric][index]], dtype=float)
+
+
+def group_by_row(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """Records grouped by (data set, attack, row label), seeds together."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[(record["cell"]["dataset"], record["cell"]["attack"], _label(record))].append(record)
+    return dict(groups)
+
+
+def _row_tau(record: dict[str, Any]) -> float:
+    """FLIP under the continuous attack is shown at tau = 0.3 (App. A.9), everything else at 0."""
+    cell = record["cell"]
+    return 0.3 if cell["defense"] == "flip" and cell["attack"] == "continuous" else 0.0
+
+
+def plot_over_rounds(records: Sequence[dict[str, Any]]) -> Figure:
+    """ASR and ACC over rounds per defense, mean and min-max band over seeds, one column per data set/attack."""
+    groups = group_by_row(records)
+    panels = sorted({(dataset, attack) for dataset, attack, _ in groups})
+    figure = Figure(figsize=(5.5 * max(1, len(panels)), 8), layout="constrained")
+    axes = figure.subplots(2, max(1, len(panels)), squeeze=False)
+    for column, (dataset, attack) in enumerate(panels):
+        for (d, a, label), members in sorted(groups.items()):
+            if (d, a) != (dataset, attack):
+                continue
+            rounds = np.asarray(members[0]["rounds"])
+            for row, metric in enumerate(("asr", "acc")):
+                values = np.vstack([_series(m, metric, _row_tau(m)) for m in members])
+                line, = axes[row, column].plot(rounds, np.nanmean(values, axis=0), label=label, lw=1.2)
+                if len(members) > 1:
+                    axes[row, column].fill_between(rounds, np.nanmin(values, axis=0), np.nanmax(values, axis=0),
+                                                   color=line.get_color(), alpha=0.15, lw=0)
+        axes[0, column].set_title(f"{dataset}, {attack}")
+        axes[0, column].set_ylabel("ASR (%)")
+        axes[1, column].set_ylabel("ACC (%)")
+        axes[1, column].set_xlabel("round")
+    if panels:
+        axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return figure
+
+
+def plot_roc(records: Sequence[dict[str, Any]]) -> Figure:
+    """ROC of confidence rejection (positive = backdoor input), mean over seeds, per row; AUC in the legend."""
+    figure = Figure(figsize=(5.5, 5), layout="constrained")
+    axis = figure.subplots()
+    for (dataset, attack, label), members in sorted(group_by_row([r for r in records if "roc" in r]).items()):
+        fpr = np.asarray(members[0]["roc"]["fpr"])
+        tpr = np.mean([m["roc"]["tpr"] for m in members], axis=0)
+        aucs = [m["auc"] for m in members]
+        axis.plot(fpr, tpr, label=f"{label}, {dataset} {attack}: AUC {np.mean(aucs):.3f} (n={len(aucs)})")
+    axis.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
+    axis.set_xlabel("false positive rate (clean inputs rejected)")
+    axis.set_ylabel("true positive rate (backdoor inputs rejected)")
+    axis.legend(fontsize=7)
+    return figure
+
+
+def plot_tau_tradeoff(records: Sequence[dict[str, Any]]) -> Figure:
+    """Final ACC and ASR against tau (App. A.9), mean over seeds, per row."""
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    axes = figure.subplots(1, 2)
+    for (dataset, attack, label), members in sorted(group_by_row(records).items()):
+        taus = members[0]["taus"]
+        for axis, metric in zip(axes, ("acc", "asr")):
+            finals = [[100 * m["final"][metric][i] for i in range(len(taus))] for m in members]
+            axis.plot(taus, np.mean(finals, axis=0), marker="o", label=f"{label} ({dataset}, {attack})")
+    for axis, name in zip(axes, ("ACC (%)", "ASR (%)")):
+        axis.set_xlabel("confidence threshold tau")
+        axis.set_ylabel(name)
+    axes[1].legend(fontsize=7)
+    return figure
+
+
+def plot_ablation_bars(rows: Sequence[dict[str, Any]], title: str) -> Figure:
+    """Bars of ACC and ASR (mean, std as error bar) per aggregated table row, with the paper's as markers."""
+    figure = Figure(figsize=(max(6, 0.6 * len(rows)), 6), layout="constrained")
+    axes = figure.subplots(2, 1, sharex=True)
+    labels = [f"{r['dataset']} {r['attack']}\n{r['defense']} {r['variant']} tau {r['tau']:g}" for r in rows]
+    x = np.arange(len(rows))
+    for axis, metric in zip(axes, ("asr", "acc")):
+        means = [np.nan if r[f"{metric}_mean"] is None else r[f"{metric}_mean"] for r in rows]
+        errors = [0 if r[f"{metric}_std"] is None else r[f"{metric}_std"] for r in rows]
+        axis.bar(x, means, yerr=errors, color="tab:blue" if metric == "asr" else "tab:green", alpha=0.8)
+        paper = [np.nan if r[f"paper_{metric}"] is None else r[f"paper_{metric}"] for r in rows]
+        axis.plot(x, paper, "k_", markersize=14, mew=2, label="paper")
+        axis.set_ylabel(f"{metric.upper()} (%)")
+        axis.legend(fontsize=7)
+    axes[1].set_xticks(x, labels, rotation=90, fontsize=6)
+    axes[0].set_title(title)
+    return figure

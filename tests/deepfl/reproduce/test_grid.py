@@ -1,0 +1,62 @@
+"""The reproduction grid: every table's rows at every scale resolve to valid deepfl.run configs."""
+from __future__ import annotations
+
+import pytest
+
+from deepfl.reproduce.grid import Cell, Row, baseline_row, flip_row
+from deepfl.reproduce.scales import SCALES, get_scale
+from deepfl.reproduce.tables import TABLES, get_table
+from deepfl.run import build_parser, config_from_args
+
+
+def _resolve(cell: Cell):
+    return config_from_args(build_parser().parse_args(cell.run_args("runs/x")))
+
+
+@pytest.mark.parametrize("scale_name", sorted(SCALES))
+def test_every_baseline_cell_resolves(scale_name: str) -> None:
+    scale = get_scale(scale_name)
+    for spec in TABLES.values():
+        for row in spec.build(scale):
+            if row.defense == "flip":
+                continue  # FLIP rows need the FLIP modes (issue 17); checked in test_flip_rows_resolve
+            cfg = _resolve(Cell(row, scale, 1))
+            assert (cfg.data.dataset, cfg.attack.kind, cfg.seed) == (row.dataset, row.attack, 1)
+            assert cfg.defense.server == row.defense and cfg.run.progress is False
+
+
+def test_bulyan_rows_fit_n_at_least_4f_plus_3() -> None:
+    scale = get_scale("cpu-small")
+    cfg = _resolve(Cell(baseline_row("mnist", "continuous", "bulyan_krum"), scale, 0))
+    f = cfg.defense.num_attackers
+    assert cfg.server.clients_per_round >= 4 * f + 3
+
+
+def test_cells_that_differ_only_in_defense_share_everything_else() -> None:
+    scale = get_scale("cpu-small")
+    configs = [_resolve(Cell(baseline_row("mnist", "continuous", name), scale, 2)).to_dict()
+               for name in ("fedavg", "krum", "fltrust")]
+    for cfg in configs:
+        del cfg["defense"]
+    assert configs[0] == configs[1] == configs[2]
+
+
+def test_row_keys_paths_and_shared_cells() -> None:
+    row = flip_row("mnist", "continuous", "paper", "ts2", ("attack.trigger_scale=2",))
+    assert row.variant == "paper-ts2" and row.key == "flip+paper-ts2"
+    assert Cell(row, get_scale("cpu-small"), 3).path == "mnist/continuous/flip+paper-ts2/s3"
+    assert row.taus == (0.3, 0.0)
+    # Table 2's FLIP cells are A.4's and A.6's: the same paths, so the driver runs them once.
+    scale = get_scale("cpu-small")
+    table2 = {Cell(r, scale, 0).path for r in get_table("table2").build(scale) if r.defense == "flip"}
+    a6 = {Cell(r, scale, 0).path for r in get_table("a9").build(scale)}
+    assert a6 == table2
+
+
+def test_bad_rows_and_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="must match"):
+        Row("mnist", "continuous", "Krum Defense")
+    with pytest.raises(ValueError, match="unknown table"):
+        get_table("table9")
+    with pytest.raises(ValueError, match="defines data sets"):
+        get_scale("ci").layer("cifar10")
