@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from deepfl.config import TrainConfig
 from deepfl.registry import LazyRegistry
+from fldata.params import Constraints
 from fldata.triggers import Trigger, poison_batch
 
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -105,7 +106,13 @@ class LocalTrainer:
 
 
 class ClientDefense(Protocol):
-    """Benign behaviour of a client (CONTRACT.md); ``state`` persists across rounds and is checkpointed."""
+    """Benign behaviour of a client (CONTRACT.md); ``state`` persists across rounds and is checkpointed.
+
+    ``parameter_constraints`` declares the constructor's params (fldata.params), so a config's
+    ``defense.client_params`` is checked before any data is read (deepfl.components).
+    """
+
+    parameter_constraints: ClassVar[Constraints]
 
     def train(self, model: nn.Module, data: LocalData, state: dict, trainer: LocalTrainer, ctx: RoundContext) -> None: ...
 
@@ -113,12 +120,17 @@ class ClientDefense(Protocol):
 class NoClientDefense:
     """Plain local training: ``trainer.train(model, data)``."""
 
+    parameter_constraints: ClassVar[Constraints] = {}   # takes no parameters
+
     def train(self, model: nn.Module, data: LocalData, state: dict, trainer: LocalTrainer, ctx: RoundContext) -> None:
         trainer.train(model, data, generator=ctx.generator)
 
 
 class AttackerBehaviour(Protocol):
-    """Malicious behaviour of a client in an attack round (CONTRACT.md)."""
+    """Malicious behaviour of a client in an attack round (CONTRACT.md); ``parameter_constraints``
+    declares the constructor's params, as for :class:`ClientDefense`."""
+
+    parameter_constraints: ClassVar[Constraints]
 
     def train(self, model: nn.Module, data: LocalData, state: dict, trainer: LocalTrainer, ctx: RoundContext,
               trigger: Trigger, target: int, num_poison: int) -> None: ...
@@ -127,6 +139,8 @@ class AttackerBehaviour(Protocol):
 class StandardAttacker:
     """DBA/BadNets data poisoning: every mini-batch has its first ``num_poison`` samples stamped with
     the attacker's trigger (fldata.triggers.poison_batch) and relabelled to ``target``."""
+
+    parameter_constraints: ClassVar[Constraints] = {}   # takes no parameters
 
     def train(self, model: nn.Module, data: LocalData, state: dict, trainer: LocalTrainer, ctx: RoundContext,
               trigger: Trigger, target: int, num_poison: int) -> None:
@@ -157,7 +171,8 @@ ATTACKER_BEHAVIOURS: LazyRegistry = LazyRegistry("attacker behaviour", {
 
 
 def build_client_defense(name: str, params: dict[str, Any], true_trigger: Trigger | None = None) -> ClientDefense:
-    """``CLIENT_DEFENSES[name](**params)``; the defense validates its own params.
+    """``CLIENT_DEFENSES[name](**params)``; the defense validates its own params (a config's
+    params were checked against the defense's ``parameter_constraints`` when it was resolved).
 
     A defense whose constructor takes ``true_trigger`` receives the attack's full trigger (tensors
     on the device) for its explicitly named ground-truth options; it must not use it otherwise.

@@ -7,8 +7,12 @@ built in layers, each overriding the previous one:
     < dataset defaults (DATASET_DEFAULTS[data.dataset]: model, epochs, poison count, schedule)
     < preset (deepfl.presets)  < config file (TOML or JSON)  < CLI flags  < ``--set key=value``
 
-Every layer passes through the same checks: an unknown key or section, a value of the wrong type
-or an impossible value raises ``ConfigError`` (a ValueError) whose message lists what is allowed.
+Every layer passes through the same checks. Each section declares its fields' constraints once
+(``parameter_constraints``, checked by :mod:`fldata.params`); :func:`validate` adds the rules
+that relate fields and checks the params of the selected server defense, client defense and
+attacker against their own declarations (:mod:`deepfl.components`), all before any data is read.
+An unknown key or section, a value of the wrong type or an impossible value raises
+``ConfigError`` (a ValueError) whose one-line message names the key and what is allowed.
 The fully resolved config is what a run directory stores (``config.json``).
 """
 from __future__ import annotations
@@ -19,16 +23,31 @@ import difflib
 import hashlib
 import json
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from fldata.datasets import DATASET_NAMES
+from fldata.params import (BOOLEAN, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT,
+                           ConfigError, Constraints, Interval, ListOf, Options, Section, Table, Text,
+                           validate_fields, validate_params)
+
+def _defense_names() -> list[str]:
+    from deepfl.defenses import REGISTRY
+
+    return sorted(REGISTRY)
 
 
+def _client_defense_names() -> list[str]:
+    from deepfl.client import CLIENT_DEFENSES
 
-class ConfigError(ValueError):
-    """A config key or value is not allowed; the message says what is."""
+    return list(CLIENT_DEFENSES)
+
+
+def _attacker_names() -> list[str]:
+    from deepfl.client import ATTACKER_BEHAVIOURS
+
+    return list(ATTACKER_BEHAVIOURS)
 
 
 @dataclass
@@ -41,11 +60,26 @@ class DataConfig:
     alpha: float = 0.5            # Dirichlet concentration
     min_client_size: int = 1      # redraw the Dirichlet split until every client has this many samples
 
+    parameter_constraints: ClassVar[Constraints] = {
+        "dataset": [Options(*DATASET_NAMES)],
+        "train_limit": NON_NEGATIVE_INT,
+        "test_limit": NON_NEGATIVE_INT,
+        "num_clients": POSITIVE_INT,
+        "partition": [Options("dirichlet", "iid")],
+        "alpha": POSITIVE_FLOAT,
+        "min_client_size": NON_NEGATIVE_INT,
+    }
+
 
 @dataclass
 class ModelConfig:
     name: str = "cnn"             # "cnn" | "resnet18" | "linear"
     resnet_width: int = 32        # 32 = released half-width ResNet-18, 64 = standard width
+
+    parameter_constraints: ClassVar[Constraints] = {
+        "name": [Options("cnn", "resnet18", "linear")],
+        "resnet_width": POSITIVE_INT,
+    }
 
 
 @dataclass
@@ -57,6 +91,14 @@ class TrainConfig:
     weight_decay: float = 5e-4
     batch_size: int = 64
     epochs: int = 1
+
+    parameter_constraints: ClassVar[Constraints] = {
+        "lr": POSITIVE_FLOAT,
+        "momentum": [Interval(float, 0, 1, closed="left")],
+        "weight_decay": NON_NEGATIVE_FLOAT,
+        "batch_size": POSITIVE_INT,
+        "epochs": POSITIVE_INT,
+    }
 
 
 @dataclass
@@ -81,6 +123,24 @@ class AttackConfig:
     behaviour: str = "standard"   # "standard" | "adaptive" (deepfl.flip)
     behaviour_params: dict[str, Any] = field(default_factory=dict)
 
+    parameter_constraints: ClassVar[Constraints] = {
+        "kind": [Options("none", "single-shot", "continuous")],
+        "selection": [Options("schedule", "random")],
+        "num_attackers": NON_NEGATIVE_INT,
+        "per_round": NON_NEGATIVE_INT,
+        "start_round": NON_NEGATIVE_INT,
+        "end_round": NON_NEGATIVE_INT,
+        "rounds": [ListOf(Interval(int, 1, None, closed="left"))],
+        "scale": POSITIVE_FLOAT,
+        **TrainConfig.parameter_constraints,
+        "num_poison": NON_NEGATIVE_INT,
+        "trigger": [Options("dba", "full")],
+        "trigger_scale": POSITIVE_INT,
+        "target": NON_NEGATIVE_INT,
+        "behaviour": [Options(source=_attacker_names)],
+        "behaviour_params": [Table()],   # checked against attack.behaviour (deepfl.components)
+    }
+
     def train_config(self) -> TrainConfig:
         return TrainConfig(self.lr, self.momentum, self.weight_decay, self.batch_size, self.epochs)
 
@@ -93,6 +153,14 @@ class ServerConfig:
     pretrain_lr: float = 1.0      # eta_g during clean pre-training (1 = plain mean; converges in few rounds)
     root_set_size: int = 100      # FLTrust root set, always removed from client data (same clients for every defense)
 
+    parameter_constraints: ClassVar[Constraints] = {
+        "clients_per_round": POSITIVE_INT,
+        "rule": [Options("global-lr", "sample-weighted")],
+        "global_lr": POSITIVE_FLOAT,
+        "pretrain_lr": POSITIVE_FLOAT,
+        "root_set_size": POSITIVE_INT,
+    }
+
 
 @dataclass
 class DefenseConfig:
@@ -101,6 +169,15 @@ class DefenseConfig:
     num_attackers: int = -1       # f given to the server defense (-1 = attackers per attack round)
     client: str = "none"          # a name in deepfl.client.CLIENT_DEFENSES ("none" | "flip")
     client_params: dict[str, Any] = field(default_factory=dict)
+
+    # params / client_params are checked against the selected defenses (deepfl.components)
+    parameter_constraints: ClassVar[Constraints] = {
+        "server": [Options(source=_defense_names)],
+        "params": [Table()],
+        "num_attackers": [Interval(int, -1, None, closed="left")],
+        "client": [Options(source=_client_defense_names)],
+        "client_params": [Table()],
+    }
 
 
 @dataclass
@@ -116,6 +193,19 @@ class RunConfig:
     threads: int = 0              # torch.set_num_threads (0 = leave torch's default)
     progress: bool = True
 
+    parameter_constraints: ClassVar[Constraints] = {
+        "rounds": POSITIVE_INT,
+        "pretrain_rounds": NON_NEGATIVE_INT,
+        "eval_every": POSITIVE_INT,
+        "checkpoint_every": POSITIVE_INT,
+        "taus": [ListOf(Interval(float, 0, 1, closed="both"), min_length=1)],
+        "eval_batch_size": POSITIVE_INT,
+        "cache_dir": [Text()],
+        "deterministic": BOOLEAN,
+        "threads": NON_NEGATIVE_INT,
+        "progress": BOOLEAN,
+    }
+
 
 @dataclass
 class ExperimentConfig:
@@ -128,6 +218,18 @@ class ExperimentConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     defense: DefenseConfig = field(default_factory=DefenseConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    parameter_constraints: ClassVar[Constraints] = {
+        "seed": NON_NEGATIVE_INT,
+        "device": [Text(r"auto|cpu|cuda(:[0-9]+)?", "auto, cpu, cuda or cuda:N")],
+        "data": [Section(DataConfig)],
+        "model": [Section(ModelConfig)],
+        "benign": [Section(TrainConfig)],
+        "attack": [Section(AttackConfig)],
+        "server": [Section(ServerConfig)],
+        "defense": [Section(DefenseConfig)],
+        "run": [Section(RunConfig)],
+    }
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -161,7 +263,8 @@ class ExperimentConfig:
 
 
 SECTIONS: dict[str, type] = {
-    name: tp for name, tp in typing.get_type_hints(ExperimentConfig).items() if name not in ("seed", "device")
+    name: options[0].cls for name, options in ExperimentConfig.parameter_constraints.items()
+    if isinstance(options[0], Section)
 }
 
 # Dataset-dependent defaults (ALGORITHMS.md): model, local epochs, poison count, attack schedule.
@@ -176,74 +279,27 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 def attack_defaults(merged: dict[str, Any]) -> dict[str, Any]:
-    """Attack-kind defaults: single-shot is model replacement, scale = n / eta_g (released: 10 / 0.1 = 100)."""
+    """Attack-kind defaults: single-shot is model replacement, scale = n / eta_g (released: 10 / 0.1 = 100).
+
+    The server keys it reads are validated first, so a bad one is reported as itself.
+    """
     if merged.get("attack", {}).get("kind", AttackConfig.kind) != "single-shot":
         return {}
-    server = {**dataclasses.asdict(ServerConfig()), **merged.get("server", {})}
-    eta = server["global_lr"] if server["rule"] == "global-lr" else 1.0
-    return {"attack": {"scale": float(server["clients_per_round"]) / eta}}
-
-
-CHOICES: dict[str, tuple[str, ...]] = {
-    "data.partition": ("dirichlet", "iid"),
-    "model.name": ("cnn", "resnet18", "linear"),
-    "attack.kind": ("none", "single-shot", "continuous"),
-    "attack.selection": ("schedule", "random"),
-    "attack.trigger": ("dba", "full"),
-    "attack.behaviour": ("standard", "adaptive"),
-    "server.rule": ("global-lr", "sample-weighted"),
-}
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _check_value(key: str, value: Any, tp: Any) -> Any:
-    """Return ``value`` coerced to annotation ``tp`` (int -> float allowed) or raise ConfigError."""
-    origin = typing.get_origin(tp)
-    if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list of {_type_name(item_tp)}, got {value!r}")
-        return [_check_value(f"{key}[{i}]", item, item_tp) for i, item in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a table/dict, got {value!r}")
-        return copy.deepcopy(value)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(tp):
-            try:
-                return _check_value(key, value, option)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key} must be one of {typing.get_args(tp)}, got {value!r}")
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if tp in (str, bool) and type(value) is tp:
-        return value
-    raise ConfigError(f"{key} must be of type {_type_name(tp)}, got {value!r}")
-
-
-def _build_section(cls: type, name: str, data: dict[str, Any]) -> Any:
-    hints = typing.get_type_hints(cls)
-    allowed = [f.name for f in fields(cls)]
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise ConfigError(f"unknown key '{name}.{unknown[0]}'; allowed keys in [{name}]: {', '.join(allowed)}")
-    return cls(**{key: _check_value(f"{name}.{key}", value, hints[key]) for key, value in data.items()})
+    server = Section(ServerConfig).check(merged.get("server", {}), "server")
+    eta = server.global_lr if server.rule == "global-lr" else 1.0
+    return {"attack": {"scale": float(server.clients_per_round) / eta}}
 
 
 def _check_sections(raw: dict[str, Any]) -> None:
-    allowed_top = ["seed", "device", *SECTIONS]
+    """Refuse a layer whose top level is not a table, or that names an unknown section / key.
+
+    A misspelled section with keys (``atack.kind``) is reported with the section it resembles.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config layer must be a table of keys (dict); got {raw!r}")
+    allowed_top = list(ExperimentConfig.parameter_constraints)
     for key, value in raw.items():
-        if key in SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(f"[{key}] must be a table of keys, got {value!r}")
-            continue
-        if key in ("seed", "device"):
+        if key in allowed_top:
             continue
         close = difflib.get_close_matches(key, list(SECTIONS), n=1)
         if close and isinstance(value, dict):
@@ -252,7 +308,7 @@ def _check_sections(raw: dict[str, Any]) -> None:
                 f"unknown key '{key}.{sub}'; did you mean [{close[0]}]? allowed keys in [{close[0]}]: "
                 + ", ".join(f.name for f in fields(SECTIONS[close[0]]))
             )
-        raise ConfigError(f"unknown key '{key}'; allowed top-level keys: {', '.join(allowed_top)}")
+        validate_params(ExperimentConfig.parameter_constraints, {key: value}, where="the top level")
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -267,17 +323,18 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_dict(raw: dict[str, Any]) -> ExperimentConfig:
-    """Build and validate a config from a raw (possibly partial) dict over the dataclass defaults."""
+    """Build and validate a config from a raw (possibly partial) dict over the dataclass defaults.
+
+    Every key is checked against the declared ``parameter_constraints`` (fldata.params), then the
+    cross-field rules and the params of the selected components (:func:`validate`); the nested
+    params are stored normalised (``"false"`` -> ``False``).
+    """
     _check_sections(raw)
-    kwargs: dict[str, Any] = {}
-    if "seed" in raw:
-        kwargs["seed"] = _check_value("seed", raw["seed"], int)
-    if "device" in raw:
-        kwargs["device"] = _check_value("device", raw["device"], str)
-    for name, cls in SECTIONS.items():
-        kwargs[name] = _build_section(cls, name, raw.get(name, {}))
-    cfg = ExperimentConfig(**kwargs)
-    validate(cfg)
+    values = validate_params(ExperimentConfig.parameter_constraints, raw, where="the top level")
+    cfg = ExperimentConfig(**values)
+    params, client_params, behaviour_params = _validate(cfg)
+    cfg.defense.params, cfg.defense.client_params = params, client_params
+    cfg.attack.behaviour_params = behaviour_params
     return cfg
 
 
@@ -290,11 +347,10 @@ def resolve(*layers: dict[str, Any]) -> ExperimentConfig:
     for layer in layers:
         _check_sections(layer)
         merged = merge(merged, layer)
-    from fldata.datasets import DATASET_NAMES
-
-    dataset = merged.get("data", {}).get("dataset", DataConfig.dataset)
+    data = merged.get("data", {})
+    dataset = data.get("dataset", DataConfig.dataset) if isinstance(data, dict) else None
     if dataset not in DATASET_NAMES:
-        raise ConfigError(f"data.dataset must be one of {', '.join(DATASET_NAMES)}, got {dataset!r}")
+        raise ConfigError(f"data.dataset must be one of {', '.join(DATASET_NAMES)}; got {dataset!r}")
     defaults = merge(DATASET_DEFAULTS.get(dataset, {}), attack_defaults(merged))
     return from_dict(merge(defaults, merged))
 
@@ -305,60 +361,60 @@ def _require(condition: bool, message: str) -> None:
 
 
 def validate(cfg: ExperimentConfig) -> None:
-    """Reject impossible values with a message saying what is allowed."""
-    from fldata.datasets import DATASET_NAMES
+    """Reject impossible values with a one-line ``ConfigError`` saying what is allowed.
 
-    as_dict = cfg.to_dict()
-    for dotted, allowed in CHOICES.items():
-        section, key = dotted.split(".")
-        value = as_dict[section][key]
-        _require(value in allowed, f"{dotted} must be one of {', '.join(allowed)}, got {value!r}")
-    _require(cfg.data.dataset in DATASET_NAMES,
-             f"data.dataset must be one of {', '.join(DATASET_NAMES)}, got {cfg.data.dataset!r}")
-    _require(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
-             f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
-    _require(cfg.data.train_limit >= 0 and cfg.data.test_limit >= 0, "data.train_limit/test_limit must be >= 0 (0 = all)")
-    _require(cfg.data.num_clients >= 1, f"data.num_clients must be >= 1, got {cfg.data.num_clients}")
-    _require(cfg.data.alpha > 0, f"data.alpha must be > 0, got {cfg.data.alpha}")
-    _require(cfg.data.min_client_size >= 0, "data.min_client_size must be >= 0")
-    for name, train in (("benign", cfg.benign), ("attack", cfg.attack)):
-        _require(train.lr > 0, f"{name}.lr must be > 0, got {train.lr}")
-        _require(0 <= train.momentum < 1, f"{name}.momentum must be in [0, 1), got {train.momentum}")
-        _require(train.weight_decay >= 0, f"{name}.weight_decay must be >= 0")
-        _require(train.batch_size >= 1, f"{name}.batch_size must be >= 1")
-        _require(train.epochs >= 1, f"{name}.epochs must be >= 1")
-    server, attack, run = cfg.server, cfg.attack, cfg.run
-    _require(1 <= server.clients_per_round <= cfg.data.num_clients,
+    Each field against its declared constraints, then the rules that relate fields, then the
+    params of the selected server defense, client defense and attacker (deepfl.components).
+    """
+    _validate(cfg)
+
+
+def _validate(cfg: ExperimentConfig) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """:func:`validate`; returns the normalised (defense.params, defense.client_params,
+    attack.behaviour_params)."""
+    from deepfl.components import checked_component_params
+
+    validate_fields(cfg)
+    _check_federation(cfg)
+    _check_run(cfg.run)
+    if cfg.attack.kind != "none":
+        _check_attack(cfg)
+    return checked_component_params(cfg)
+
+
+def _check_federation(cfg: ExperimentConfig) -> None:
+    """Seats per round fit in the population."""
+    server = cfg.server
+    _require(server.clients_per_round <= cfg.data.num_clients,
              f"server.clients_per_round must be in [1, data.num_clients={cfg.data.num_clients}], "
              f"got {server.clients_per_round}")
-    _require(server.global_lr > 0 and server.pretrain_lr > 0, "server.global_lr and server.pretrain_lr must be > 0")
-    _require(server.root_set_size >= 1, "server.root_set_size must be >= 1")
-    _require(run.rounds >= 1, f"run.rounds must be >= 1, got {run.rounds}")
-    _require(0 <= run.pretrain_rounds <= run.rounds,
+
+
+def _check_run(run: RunConfig) -> None:
+    """Pre-training fits in the run."""
+    _require(run.pretrain_rounds <= run.rounds,
              f"run.pretrain_rounds must be in [0, run.rounds={run.rounds}], got {run.pretrain_rounds}")
-    _require(run.eval_every >= 1 and run.checkpoint_every >= 1, "run.eval_every and run.checkpoint_every must be >= 1")
-    _require(len(run.taus) >= 1 and all(0.0 <= t <= 1.0 for t in run.taus), f"run.taus must be values in [0, 1], got {run.taus}")
-    _require(run.eval_batch_size >= 1 and run.threads >= 0, "run.eval_batch_size must be >= 1 and run.threads >= 0")
-    if attack.kind != "none":
-        _require(1 <= attack.num_attackers < cfg.data.num_clients,
-                 f"attack.num_attackers must be in [1, data.num_clients-1={cfg.data.num_clients - 1}], "
-                 f"got {attack.num_attackers}")
-        _require(1 <= cfg.attackers_per_round <= min(attack.num_attackers, server.clients_per_round),
-                 f"attack.per_round must be in [1, min(num_attackers, clients_per_round)], got {attack.per_round}")
-        _require(cfg.attack_start > run.pretrain_rounds,
-                 f"attack.start_round must be after the clean pre-training (> {run.pretrain_rounds}), "
-                 f"got {attack.start_round}")
-        _require(cfg.attack_start <= cfg.attack_end <= run.rounds,
-                 f"attack rounds must satisfy start <= end <= run.rounds={run.rounds}, "
-                 f"got start={cfg.attack_start}, end={cfg.attack_end}")
-        if attack.kind == "single-shot":
-            bad = [r for r in cfg.single_shot_rounds if not cfg.attack_start <= r <= cfg.attack_end]
-            _require(not bad, f"attack.rounds must lie in [{cfg.attack_start}, {cfg.attack_end}], got {bad}")
-        _require(attack.scale > 0, "attack.scale must be > 0")
-        _require(0 <= attack.num_poison <= attack.batch_size,
-                 f"attack.num_poison must be in [0, attack.batch_size={attack.batch_size}], got {attack.num_poison}")
-        _require(attack.trigger_scale >= 1, "attack.trigger_scale must be >= 1")
-    _require(attack.target >= 0, f"attack.target must be a class index >= 0, got {attack.target}")
+
+
+def _check_attack(cfg: ExperimentConfig) -> None:
+    """Attackers, their rounds and their poison count fit the federation and the run."""
+    attack, run = cfg.attack, cfg.run
+    _require(1 <= attack.num_attackers < cfg.data.num_clients,
+             f"attack.num_attackers must be in [1, data.num_clients-1={cfg.data.num_clients - 1}], "
+             f"got {attack.num_attackers}")
+    _require(1 <= cfg.attackers_per_round <= min(attack.num_attackers, cfg.server.clients_per_round),
+             f"attack.per_round must be in [1, min(num_attackers, clients_per_round)], got {attack.per_round}")
+    _require(cfg.attack_start > run.pretrain_rounds,
+             f"attack.start_round must be after the clean pre-training (> {run.pretrain_rounds}), "
+             f"got {attack.start_round}")
+    _require(cfg.attack_start <= cfg.attack_end <= run.rounds,
+             f"attack rounds must satisfy start <= end <= run.rounds={run.rounds}, "
+             f"got start={cfg.attack_start}, end={cfg.attack_end}")
+    if attack.kind == "single-shot":
+        bad = [r for r in cfg.single_shot_rounds if not cfg.attack_start <= r <= cfg.attack_end]
+        _require(not bad, f"attack.rounds must lie in [{cfg.attack_start}, {cfg.attack_end}], got {bad}")
+    _require(attack.num_poison <= attack.batch_size,
+             f"attack.num_poison must be in [0, attack.batch_size={attack.batch_size}], got {attack.num_poison}")
 
 
 def load_file(path: str | Path) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Configuration of the linear FedAvg engine (THEORY.md section 10; every constant is a field).
 
-One frozen dataclass, :class:`LinearFLConfig`. ``from_dict`` rejects unknown
-keys and lists the allowed ones; ``__post_init__`` validates every value with
-a ``ValueError`` that says what is allowed.
+One frozen dataclass, :class:`LinearFLConfig`, whose fields' constraints are
+declared once (``parameter_constraints``, checked by :mod:`fldata.params`).
+``from_dict`` rejects unknown keys and lists the allowed ones; ``__post_init__``
+validates every value with a one-line ``ConfigError`` (a ValueError) that says
+what is allowed.
 """
 from __future__ import annotations
 
@@ -10,7 +12,13 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
+
+from fldata.datasets import DATASET_NAMES
+from fldata.params import (BOOLEAN, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT,
+                           UNIT_FLOAT, Constraints, Interval, Options, Text, TupleOf, validate_fields,
+                           validate_params)
+from fldata.triggers import NUM_DBA_PIECES
 
 ENGINE_VERSION = "linear_fl-1"
 
@@ -19,6 +27,7 @@ ATTACKS = ("continuous", "single-shot")
 LAMBDA_CONVENTIONS = {"paper": (1.0, 1.0), "union-mean": (0.5, 0.5)}
 # Local epochs of the single-shot attacker when malicious_local_epochs is None (paper: E = 10 poison epochs).
 SINGLE_SHOT_MALICIOUS_EPOCHS = 10
+_DBA_PIECE = Interval(int, 0, NUM_DBA_PIECES - 1, closed="both")
 
 
 @dataclass(frozen=True)
@@ -101,12 +110,45 @@ class LinearFLConfig:
     cache_dir: str | None = None
     use_cache: bool = True
 
+    parameter_constraints: ClassVar[Constraints] = {
+        "dataset": [Options(*DATASET_NAMES)],
+        "max_train_samples": (*POSITIVE_INT, None),
+        "max_test_samples": (*POSITIVE_INT, None),
+        "seed": NON_NEGATIVE_INT,
+        "target": NON_NEGATIVE_INT,
+        "benign_fraction": [Interval(float, 0, 1, closed="neither")],
+        "weights": [Options(*WEIGHT_CONVENTIONS)],
+        "lr": POSITIVE_FLOAT,
+        "local_epochs": POSITIVE_INT,
+        "batch_size": (*POSITIVE_INT, None),
+        "malicious_lr": (*POSITIVE_FLOAT, None),
+        "malicious_local_epochs": (*POSITIVE_INT, None),
+        "malicious_batch_size": (*POSITIVE_INT, None),
+        "attack": [Options(*ATTACKS)],
+        "attack_round": POSITIVE_INT,
+        "scale": [Interval(float, None, None), None],
+        "poison_fraction": UNIT_FLOAT,
+        "trigger_pieces": [_DBA_PIECE, TupleOf(_DBA_PIECE, min_length=1), None],
+        "trigger_scale": POSITIVE_INT,
+        "convention": [Options(*LAMBDA_CONVENTIONS)],
+        "inversion_lambda_l1": NON_NEGATIVE_FLOAT,
+        "inversion_maxiter": POSITIVE_INT,
+        "inversion_subsample": POSITIVE_INT,
+        "inversion_targets": [TupleOf(Interval(int, 0, None, closed="left")), None],
+        "inversion_source": (*NON_NEGATIVE_INT, None),
+        "inversion_warm_start": BOOLEAN,
+        "inversion_success_threshold": UNIT_FLOAT,
+        "pretrain_lr": POSITIVE_FLOAT,
+        "pretrain_local_epochs": POSITIVE_INT,
+        "pretrain_batch_size": (*POSITIVE_INT, None),
+        "pretrain_tol": POSITIVE_FLOAT,
+        "pretrain_max_rounds": POSITIVE_INT,
+        "cache_dir": [Text(), None],
+        "use_cache": BOOLEAN,
+    }
+
     def __post_init__(self) -> None:
-        if isinstance(self.trigger_pieces, list):
-            object.__setattr__(self, "trigger_pieces", tuple(self.trigger_pieces))
-        if isinstance(self.inversion_targets, list):
-            object.__setattr__(self, "inversion_targets", tuple(self.inversion_targets))
-        _validate(self)
+        validate_fields(self)
 
     # ----------------------------------------------------------------- helpers
     @classmethod
@@ -115,13 +157,9 @@ class LinearFLConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "LinearFLConfig":
-        """Build a config from a mapping; unknown keys raise ``ValueError`` listing the allowed keys."""
-        unknown = sorted(set(values) - set(cls.allowed_keys()))
-        if unknown:
-            raise ValueError(
-                f"unknown LinearFLConfig key(s) {unknown}; allowed keys: {', '.join(cls.allowed_keys())}"
-            )
-        return cls(**dict(values))
+        """Build a config from a mapping; an unknown key or a bad value raises ``ConfigError``
+        (a ValueError) naming the key and what is allowed."""
+        return cls(**validate_params(cls.parameter_constraints, values, where="LinearFLConfig"))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (tuples become lists)."""
@@ -167,50 +205,3 @@ class LinearFLConfig:
         keys = ("dataset", "max_train_samples", "seed", "benign_fraction", "weights", "pretrain_lr", "pretrain_local_epochs",
                 "pretrain_batch_size", "pretrain_tol", "pretrain_max_rounds")
         return {k: getattr(self, k) for k in keys}
-
-
-def _positive_int_or_none(name: str, value: Any) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise ValueError(f"{name} must be a positive int or None (None = full batch), got {value!r}")
-
-
-def _validate(cfg: LinearFLConfig) -> None:
-    if cfg.weights not in WEIGHT_CONVENTIONS:
-        raise ValueError(f"weights must be one of {WEIGHT_CONVENTIONS}, got {cfg.weights!r}")
-    if cfg.attack not in ATTACKS:
-        raise ValueError(f"attack must be one of {ATTACKS}, got {cfg.attack!r}")
-    if cfg.convention not in LAMBDA_CONVENTIONS:
-        raise ValueError(f"convention must be one of {tuple(LAMBDA_CONVENTIONS)}, got {cfg.convention!r}")
-    if not 0.0 < cfg.benign_fraction < 1.0:
-        raise ValueError(f"benign_fraction must lie in (0, 1), got {cfg.benign_fraction}")
-    if not 0.0 <= cfg.poison_fraction <= 1.0:
-        raise ValueError(f"poison_fraction must lie in [0, 1], got {cfg.poison_fraction}")
-    for name in ("lr", "pretrain_lr"):
-        if not getattr(cfg, name) > 0:
-            raise ValueError(f"{name} must be > 0, got {getattr(cfg, name)}")
-    if cfg.malicious_lr is not None and not cfg.malicious_lr > 0:
-        raise ValueError(f"malicious_lr must be > 0 or None (= lr), got {cfg.malicious_lr}")
-    if cfg.malicious_local_epochs is not None and (not isinstance(cfg.malicious_local_epochs, int)
-                                                   or isinstance(cfg.malicious_local_epochs, bool)
-                                                   or cfg.malicious_local_epochs < 1):
-        raise ValueError("malicious_local_epochs must be an int >= 1 or None (10 single-shot, 1 continuous), "
-                         f"got {cfg.malicious_local_epochs!r}")
-    for name in ("local_epochs", "pretrain_local_epochs", "pretrain_max_rounds",
-                 "attack_round", "inversion_maxiter", "inversion_subsample", "trigger_scale"):
-        v = getattr(cfg, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
-    for name in ("batch_size", "malicious_batch_size", "pretrain_batch_size", "max_train_samples",
-                 "max_test_samples"):
-        _positive_int_or_none(name, getattr(cfg, name))
-    if not cfg.pretrain_tol > 0:
-        raise ValueError(f"pretrain_tol must be > 0, got {cfg.pretrain_tol}")
-    if not cfg.inversion_lambda_l1 >= 0:
-        raise ValueError(f"inversion_lambda_l1 must be >= 0, got {cfg.inversion_lambda_l1}")
-    if not 0.0 <= cfg.inversion_success_threshold <= 1.0:
-        raise ValueError(f"inversion_success_threshold must lie in [0, 1], got {cfg.inversion_success_threshold}")
-    if cfg.scale is not None and not (isinstance(cfg.scale, (int, float)) and not isinstance(cfg.scale, bool)
-                                      and abs(cfg.scale) < float("inf")):
-        raise ValueError(f"scale must be a finite number or None (= 1/p_M, model replacement), got {cfg.scale!r}")
-    if not isinstance(cfg.target, int) or cfg.target < 0:
-        raise ValueError(f"target must be a class index >= 0, got {cfg.target!r}")

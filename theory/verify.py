@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from fldata.params import NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, UNIT_FLOAT, argparse_type
 from theory.analysis import (EvaluationSets, ProbeInputs, corollary_round, theorem1_pair, theorem2_round,
                              threshold_metrics)
 from theory.frozen import FROZEN_MODELS, HardeningRound
@@ -70,18 +71,11 @@ DEFAULT_TAUS = (0.0, 0.4, 0.6, 0.8)
 DEFAULT_METRICS_TAU = {"continuous": 0.4, "single-shot": 0.0}
 
 
-def _tau(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"tau must lie in [0, 1], got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
+# Numeric options, checked like config fields (fldata.params): a bad value is a usage error (exit 2).
+_tau = argparse_type(UNIT_FLOAT, float)
+_positive_int = argparse_type(POSITIVE_INT, int)
+_seed = argparse_type(NON_NEGATIVE_INT, int)
+_clean_budget = argparse_type(NON_NEGATIVE_FLOAT, float)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,9 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="confidence thresholds for Corollary 1 (default 0 0.4 0.6 0.8)")
     parser.add_argument("--metrics-tau", type=_tau, default=None,
                         help="threshold of the Table 3 analogue (default 0.4 continuous, 0.0 single-shot)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_seed, default=0)
     parser.add_argument("--model", default="F-hat", choices=FROZEN_MODELS, help="frozen-residual model (default F-hat)")
-    parser.add_argument("--clean-budget", type=float, default=0.05,
+    parser.add_argument("--clean-budget", type=_clean_budget, default=0.05,
                         help="the constant C of T2-C (UB_c <= C), in nats (default 0.05)")
     parser.add_argument("--json", type=Path, default=None, help="write the results to this JSON file (atomic)")
     parser.add_argument("--save-state", type=Path, default=None, metavar="DIR", help="write DIR/state.npz + state.json")

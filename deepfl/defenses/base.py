@@ -9,8 +9,13 @@ flattened client updates ``(n, d)``; the result is one update-space vector
 
 The base class does what all rules share:
 
-* parameter validation at construction: an unknown keyword raises
-  ``TypeError`` listing the allowed ones (config dicts come from users);
+* parameter validation at construction: every rule declares its constructor
+  params' constraints once (``parameter_constraints``, :mod:`fldata.params`),
+  and its ``__init__`` receives only values that satisfy them; an unknown
+  keyword or a bad value raises ``ConfigError`` (a ValueError and a
+  TypeError) naming the param and what is allowed. The declaration also lets
+  a config be checked without building the rule (deepfl.components), together
+  with :meth:`Aggregator.check_setting`, the rule's conditions on ``n`` and ``f``;
 * input validation at call time (2-D float tensor, context fields of length
   ``n``);
 * exclusion of rows containing NaN/inf, with a logged warning and
@@ -31,14 +36,19 @@ import inspect
 import logging
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 import torch
 from torch import Tensor
 
+from fldata.params import NON_NEGATIVE_INT, Constraints, Interval, validated_init
+
 LOGGER = logging.getLogger("deepfl.defenses")
 
 REGISTRY: dict[str, type["Aggregator"]] = {}
+
+# A generator seed: the range torch.Generator.manual_seed accepts (SeededAggregator's ``seed``).
+SEED: tuple[Interval, ...] = (Interval(int, -(2**63), 2**64 - 1, closed="both"),)
 
 AggregatorT = TypeVar("AggregatorT", bound=type["Aggregator"])
 
@@ -118,8 +128,10 @@ class Aggregator:
     """Base class of all server-side aggregation rules.
 
     Subclasses set their parameters in ``__init__`` (keyword arguments with the
-    original paper's defaults, first one ``num_attackers``) and implement
-    :meth:`_aggregate`.
+    original paper's defaults, first one ``num_attackers``), declare each one's
+    constraints in ``parameter_constraints`` and implement :meth:`_aggregate`
+    (and :meth:`check_setting` if the rule needs enough rows for its ``f``).
+    Every ``__init__`` is wrapped by :func:`fldata.params.validated_init`.
 
     Attributes:
         name: registry name (set by :func:`register`).
@@ -131,17 +143,15 @@ class Aggregator:
 
     name: ClassVar[str] = "aggregator"
     needs_server_update: ClassVar[bool] = False
+    parameter_constraints: ClassVar[Constraints] = {"num_attackers": NON_NEGATIVE_INT}
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Aggregator":
-        allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-        unknown = sorted(set(kwargs) - set(allowed))
-        if unknown:
-            raise TypeError(f"{cls.name}: unknown parameter(s) {unknown}; allowed parameters are {allowed}")
-        return super().__new__(cls)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = validated_init(cls.__dict__["__init__"])  # type: ignore[method-assign]
 
+    @validated_init
     def __init__(self, num_attackers: int = 0) -> None:
-        if isinstance(num_attackers, bool) or not isinstance(num_attackers, int) or num_attackers < 0:
-            raise ValueError(f"{self.name}: num_attackers must be a non-negative int, got {num_attackers!r}")
         self.num_attackers = num_attackers
         self.last_accepted: list[int] | None = None
         self.last_info: dict[str, Any] = {}
@@ -195,6 +205,18 @@ class Aggregator:
     def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
         """Aggregate finite rows; ``num_attackers`` is the assumed count among them."""
         raise NotImplementedError
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        """The constructor's defaults, ``{param: default}`` (without ``num_attackers``)."""
+        parameters = inspect.signature(cls.__init__).parameters
+        return {name: p.default for name, p in parameters.items() if name not in ("self", "num_attackers")}
+
+    @classmethod
+    def check_setting(cls, num_rows: int, num_attackers: int, params: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` if the rule with ``params`` (all of them, defaults filled in)
+        cannot aggregate ``num_rows`` updates assuming ``num_attackers`` among them. Lets a
+        config be refused before any data is read; rules with no such condition accept all."""
 
     def state_dict(self) -> dict[str, Any]:
         """State that must survive a checkpoint (empty for stateless rules)."""

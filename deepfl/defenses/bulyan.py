@@ -3,6 +3,8 @@ Byzantium", ICML 2018, Section 4, Algorithm 1), with Krum or the trimmed mean as
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
 from torch import Tensor
 
@@ -87,6 +89,11 @@ def bulyan_coordinate_stage(selected_updates: Tensor, beta: int) -> Tensor:
 
 class _Bulyan(Aggregator):
     selection_rule = staticmethod(select_by_krum)
+
+    @classmethod
+    def check_setting(cls, num_rows: int, num_attackers: int, params: Mapping[str, Any]) -> None:
+        """Bulyan needs ``n >= 4f + 3``."""
+        bulyan_sizes(num_rows, num_attackers)
 
     def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
         theta, beta = bulyan_sizes(updates.shape[0], num_attackers)

@@ -3,18 +3,21 @@ Poisoning Attacks and Defenses for Federated Learning", NDSS 2021, Section VI, A
 
 from __future__ import annotations
 
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor
 
 from deepfl.defenses.base import (
     LOGGER,
+    SEED,
     AggregationContext,
     AggregationResult,
     SeededAggregator,
     count_from_fraction,
     register,
 )
+from fldata.params import NON_NEGATIVE_FLOAT, POSITIVE_INT
 
 
 def dnc_outlier_scores(sampled_updates: Tensor) -> Tensor:
@@ -23,6 +26,18 @@ def dnc_outlier_scores(sampled_updates: Tensor) -> Tensor:
     centred = sampled_updates - sampled_updates.mean(dim=0, keepdim=True)
     top_direction = torch.linalg.svd(centred, full_matrices=False).Vh[0]
     return (centred @ top_direction).pow(2)
+
+
+def dnc_kept_rows(num_rows: int, num_attackers: int, filter_frac: float) -> tuple[int, int]:
+    """``(removed, kept)`` rows per round, ``floor(c f)`` and ``n - floor(c f)``; ``ValueError``
+    unless at least one row is kept."""
+    removed = count_from_fraction(filter_frac, num_attackers)
+    keep = num_rows - removed
+    if keep < 1:
+        raise ValueError(
+            f"dnc: n - c*f = {num_rows} - {removed} < 1 rows would remain; need floor(filter_frac * f) < n"
+        )
+    return removed, keep
 
 
 @register("dnc")
@@ -48,6 +63,14 @@ class DnC(SeededAggregator):
         seed: seed of the coordinate draws.
     """
 
+    parameter_constraints = {
+        **SeededAggregator.parameter_constraints,
+        "niters": POSITIVE_INT,
+        "subsample_dim": POSITIVE_INT,
+        "filter_frac": NON_NEGATIVE_FLOAT,
+        "seed": SEED,
+    }
+
     def __init__(
         self,
         num_attackers: int = 0,
@@ -57,24 +80,19 @@ class DnC(SeededAggregator):
         seed: int = 0,
     ) -> None:
         super().__init__(num_attackers)
-        for label, value in (("niters", niters), ("subsample_dim", subsample_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"dnc: {label} must be an int >= 1; got {value!r}")
-        if not float(filter_frac) >= 0:
-            raise ValueError(f"dnc: filter_frac must be >= 0; got {filter_frac!r}")
         self.niters = niters
         self.subsample_dim = subsample_dim
-        self.filter_frac = float(filter_frac)
+        self.filter_frac = filter_frac
         self._seed_generator(seed)
+
+    @classmethod
+    def check_setting(cls, num_rows: int, num_attackers: int, params: Mapping[str, Any]) -> None:
+        """At least one row must survive each filtering round: ``floor(c f) < n``."""
+        dnc_kept_rows(num_rows, num_attackers, params["filter_frac"])
 
     def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
         num_rows, dim = updates.shape
-        removed = count_from_fraction(self.filter_frac, num_attackers)
-        keep = num_rows - removed
-        if keep < 1:
-            raise ValueError(
-                f"dnc: n - c*f = {num_rows} - {removed} < 1 rows would remain; need floor(filter_frac * f) < n"
-            )
+        removed, keep = dnc_kept_rows(num_rows, num_attackers, self.filter_frac)
         kept = torch.ones(num_rows, dtype=torch.bool, device=updates.device)
         for _ in range(self.niters):
             if dim > self.subsample_dim:

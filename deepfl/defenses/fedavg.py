@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from deepfl.defenses.base import AggregationContext, AggregationResult, Aggregator, register
+from fldata.params import BOOLEAN
 
 
 @register("fedavg")
@@ -22,9 +23,11 @@ class FedAvg(Aggregator):
         weighted: weight each update by its client's sample count.
     """
 
+    parameter_constraints = {**Aggregator.parameter_constraints, "weighted": BOOLEAN}
+
     def __init__(self, num_attackers: int = 0, weighted: bool = False) -> None:
         super().__init__(num_attackers)
-        self.weighted = bool(weighted)
+        self.weighted = weighted
 
     def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
         accepted = list(range(updates.shape[0]))

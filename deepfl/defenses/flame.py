@@ -10,6 +10,7 @@ from torch import Tensor
 from deepfl.defenses._hdbscan import NOISE, hdbscan_labels
 from deepfl.defenses.base import (
     LOGGER,
+    SEED,
     AggregationContext,
     AggregationResult,
     SeededAggregator,
@@ -17,6 +18,7 @@ from deepfl.defenses.base import (
     cosine_similarity_matrix,
     register,
 )
+from fldata.params import NON_NEGATIVE_FLOAT, Interval, Options
 
 CLUSTER_ON_CHOICES = ("models", "updates")
 
@@ -48,6 +50,14 @@ class Flame(SeededAggregator):
         seed: seed of the noise generator.
     """
 
+    parameter_constraints = {
+        **SeededAggregator.parameter_constraints,
+        "noise_lambda": NON_NEGATIVE_FLOAT,
+        "min_cluster_size": [Interval(int, 2, None, closed="left"), None],
+        "cluster_on": [Options(*CLUSTER_ON_CHOICES)],
+        "seed": SEED,
+    }
+
     def __init__(
         self,
         num_attackers: int = 0,
@@ -57,15 +67,7 @@ class Flame(SeededAggregator):
         seed: int = 0,
     ) -> None:
         super().__init__(num_attackers)
-        if not float(noise_lambda) >= 0:
-            raise ValueError(f"flame: noise_lambda must be >= 0; got {noise_lambda!r}")
-        if min_cluster_size is not None and (
-            isinstance(min_cluster_size, bool) or not isinstance(min_cluster_size, int) or min_cluster_size < 2
-        ):
-            raise ValueError(f"flame: min_cluster_size must be an int >= 2 or None (= n // 2 + 1); got {min_cluster_size!r}")
-        if cluster_on not in CLUSTER_ON_CHOICES:
-            raise ValueError(f"flame: cluster_on must be one of {CLUSTER_ON_CHOICES}; got {cluster_on!r}")
-        self.noise_lambda = float(noise_lambda)
+        self.noise_lambda = noise_lambda
         self.min_cluster_size = min_cluster_size
         self.cluster_on = cluster_on
         self._seed_generator(seed)

@@ -16,6 +16,7 @@ from deepfl.defenses.base import (
     cosine_similarity_matrix,
     register,
 )
+from fldata.params import BOOLEAN, Options
 
 FEATURE_CHOICES = ("output_layer", "all")
 NORMALIZATION_CHOICES = ("weight_sum", "num_clients")
@@ -85,6 +86,13 @@ class FoolsGold(Aggregator):
         use_history: accumulate updates over rounds (paper) or use the current round only.
     """
 
+    parameter_constraints = {
+        **Aggregator.parameter_constraints,
+        "features": [Options(*FEATURE_CHOICES)],
+        "normalization": [Options(*NORMALIZATION_CHOICES)],
+        "use_history": BOOLEAN,
+    }
+
     def __init__(
         self,
         num_attackers: int = 0,
@@ -93,13 +101,9 @@ class FoolsGold(Aggregator):
         use_history: bool = True,
     ) -> None:
         super().__init__(num_attackers)
-        if features not in FEATURE_CHOICES:
-            raise ValueError(f"foolsgold: features must be one of {FEATURE_CHOICES}; got {features!r}")
-        if normalization not in NORMALIZATION_CHOICES:
-            raise ValueError(f"foolsgold: normalization must be one of {NORMALIZATION_CHOICES}; got {normalization!r}")
         self.features = features
         self.normalization = normalization
-        self.use_history = bool(use_history)
+        self.use_history = use_history
         self.history: dict[int, Tensor] = {}
         self._warned_features = False
 

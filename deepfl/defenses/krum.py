@@ -3,6 +3,8 @@ Gradient Descent", NeurIPS 2017, Section 4 and the Multi-Krum variant of Section
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
 from torch import Tensor
 
@@ -14,6 +16,7 @@ from deepfl.defenses.base import (
     pairwise_squared_distances,
     register,
 )
+from fldata.params import POSITIVE_INT
 
 
 def krum_num_neighbours(num_rows: int, num_attackers: int) -> int:
@@ -86,6 +89,11 @@ class Krum(Aggregator):
         num_attackers: ``f``, the assumed number of Byzantine updates.
     """
 
+    @classmethod
+    def check_setting(cls, num_rows: int, num_attackers: int, params: Mapping[str, Any]) -> None:
+        """Krum needs ``n - f - 2 >= 1`` neighbours per score."""
+        krum_num_neighbours(num_rows, num_attackers)
+
     def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
         num_rows = updates.shape[0]
         neighbours = krum_num_neighbours(num_rows, num_attackers)
@@ -113,11 +121,19 @@ class MultiKrum(Aggregator):
         num_selected: ``m``, how many updates to average; ``None`` means ``n - f``.
     """
 
+    parameter_constraints = {**Aggregator.parameter_constraints, "num_selected": (*POSITIVE_INT, None)}
+
     def __init__(self, num_attackers: int = 0, num_selected: int | None = None) -> None:
         super().__init__(num_attackers)
-        if num_selected is not None and (isinstance(num_selected, bool) or not isinstance(num_selected, int)):
-            raise ValueError(f"multikrum: num_selected must be an int in [1, n] or None (= n - f); got {num_selected!r}")
         self.num_selected = num_selected
+
+    @classmethod
+    def check_setting(cls, num_rows: int, num_attackers: int, params: Mapping[str, Any]) -> None:
+        """Krum's ``n - f - 2 >= 1`` and ``m <= n``."""
+        krum_num_neighbours(num_rows, num_attackers)
+        selected = params["num_selected"]
+        if selected is not None and selected > num_rows:
+            raise ValueError(f"multikrum: num_selected m must be in [1, n={num_rows}]; got m={selected}")
 
     def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
         num_rows = updates.shape[0]

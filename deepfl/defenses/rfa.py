@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from deepfl.defenses.base import AggregationContext, AggregationResult, Aggregator, register
+from fldata.params import BOOLEAN, NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT
 
 
 def smoothed_weiszfeld(
@@ -67,6 +68,14 @@ class RFA(Aggregator):
         use_sample_counts: weight by ``context.sample_counts`` when available.
     """
 
+    parameter_constraints = {
+        **Aggregator.parameter_constraints,
+        "nu": POSITIVE_FLOAT,
+        "ftol": NON_NEGATIVE_FLOAT,
+        "max_iterations": POSITIVE_INT,
+        "use_sample_counts": BOOLEAN,
+    }
+
     def __init__(
         self,
         num_attackers: int = 0,
@@ -76,16 +85,10 @@ class RFA(Aggregator):
         use_sample_counts: bool = True,
     ) -> None:
         super().__init__(num_attackers)
-        if not float(nu) > 0:
-            raise ValueError(f"rfa: nu must be > 0; got {nu!r}")
-        if not float(ftol) >= 0:
-            raise ValueError(f"rfa: ftol must be >= 0; got {ftol!r}")
-        if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
-            raise ValueError(f"rfa: max_iterations must be an int >= 1; got {max_iterations!r}")
-        self.nu = float(nu)
-        self.ftol = float(ftol)
+        self.nu = nu
+        self.ftol = ftol
         self.max_iterations = max_iterations
-        self.use_sample_counts = bool(use_sample_counts)
+        self.use_sample_counts = use_sample_counts
 
     def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
         if self.use_sample_counts and context.sample_counts is not None:

@@ -3,6 +3,8 @@ Statistical Rates", ICML 2018, Definition 2)."""
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from torch import Tensor
 
 from deepfl.defenses.base import (
@@ -12,6 +14,7 @@ from deepfl.defenses.base import (
     count_from_fraction,
     register,
 )
+from fldata.params import Interval, Options
 
 TRIM_MODES = ("fraction", "num_attackers")
 
@@ -24,15 +27,20 @@ def trimmed_mean(updates: Tensor, trim_per_tail: int) -> Tensor:
     with :math:`g_{(1),k} \le \dots \le g_{(n),k}` the sorted ``k``-th coordinates.
     """
     num_rows = updates.shape[0]
+    check_trim(num_rows, trim_per_tail)
+    if trim_per_tail == 0:
+        return updates.mean(dim=0)
+    ordered = updates.sort(dim=0).values
+    return ordered[trim_per_tail : num_rows - trim_per_tail].mean(dim=0)
+
+
+def check_trim(num_rows: int, trim_per_tail: int) -> None:
+    """``ValueError`` unless ``0 <= trim_per_tail < n/2`` (something is left to average)."""
     if trim_per_tail < 0 or 2 * trim_per_tail >= num_rows:
         raise ValueError(
             f"trimmed mean: trimming {trim_per_tail} per tail from n={num_rows} rows leaves nothing; "
             f"need 0 <= trim_per_tail < n/2"
         )
-    if trim_per_tail == 0:
-        return updates.mean(dim=0)
-    ordered = updates.sort(dim=0).values
-    return ordered[trim_per_tail : num_rows - trim_per_tail].mean(dim=0)
 
 
 @register("trimmed_mean")
@@ -49,19 +57,31 @@ class TrimmedMean(Aggregator):
         trim_by: ``"fraction"`` (``t = floor(beta * n)``) or ``"num_attackers"`` (``t = f``).
     """
 
+    parameter_constraints = {
+        **Aggregator.parameter_constraints,
+        "beta": [Interval(float, 0, 0.5, closed="left")],
+        "trim_by": [Options(*TRIM_MODES)],
+    }
+
     def __init__(self, num_attackers: int = 0, beta: float = 0.1, trim_by: str = "fraction") -> None:
         super().__init__(num_attackers)
-        if not 0.0 <= float(beta) < 0.5:
-            raise ValueError(f"trimmed_mean: beta must be in [0, 0.5); got {beta!r}")
-        if trim_by not in TRIM_MODES:
-            raise ValueError(f"trimmed_mean: trim_by must be one of {TRIM_MODES}; got {trim_by!r}")
-        self.beta = float(beta)
+        self.beta = beta
         self.trim_by = trim_by
 
     def trim_count(self, num_rows: int, num_attackers: int) -> int:
         """Values dropped from each tail for ``num_rows`` inputs."""
-        return num_attackers if self.trim_by == "num_attackers" else count_from_fraction(self.beta, num_rows)
+        return _trim_count(self.trim_by, self.beta, num_rows, num_attackers)
+
+    @classmethod
+    def check_setting(cls, num_rows: int, num_attackers: int, params: Mapping[str, Any]) -> None:
+        """Something must be left after trimming: ``2t < n``."""
+        check_trim(num_rows, _trim_count(params["trim_by"], params["beta"], num_rows, num_attackers))
 
     def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
         trim = self.trim_count(updates.shape[0], num_attackers)
         return AggregationResult(trimmed_mean(updates, trim), None, {"trim_per_tail": trim})
+
+
+def _trim_count(trim_by: str, beta: float, num_rows: int, num_attackers: int) -> int:
+    """``t``: ``f`` when trimming by the number of attackers, else ``floor(beta * n)``."""
+    return num_attackers if trim_by == "num_attackers" else count_from_fraction(beta, num_rows)

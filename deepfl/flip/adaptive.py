@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from fldata.params import POSITIVE_FLOAT, POSITIVE_INT, Options, Table, validate_value
 from fldata.triggers import Trigger, poison_batch
 
 from .config import FlipConfig
@@ -31,9 +32,20 @@ class AdaptiveAttacker:
         **params: :class:`FlipConfig` fields for the inversion (unknown keys raise ValueError).
     """
 
+    # FlipConfig's fields, plus the trainer options (deepfl.client.LocalTrainer.train's keywords)
+    parameter_constraints = {
+        **FlipConfig.parameter_constraints,
+        "train_options": [Table({"epochs": POSITIVE_INT, "lr": POSITIVE_FLOAT,
+                                 "optimizer": [Options("sgd", "adam")],
+                                 "max_steps": (*POSITIVE_INT, None)}), None],
+    }
+    check_consistency = FlipConfig.check_consistency
+    true_trigger_need = FlipConfig.true_trigger_need
+
     def __init__(self, train_options: dict[str, Any] | None = None, **params: Any) -> None:
+        options = validate_value("train_options", train_options, self.parameter_constraints["train_options"])
         self.config = FlipConfig.from_dict(params)
-        self.train_options = dict(train_options or {})
+        self.train_options = dict(options or {})
 
     def make_augment(self, model: torch.nn.Module, data: Any, state: dict, ctx: Any, trigger: Trigger,
                      target: int, num_poison: int):

@@ -38,9 +38,12 @@ Ablations of the paper: ``hardening=False`` (App. A.5), ``inverter="abs"`` (App.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
+
+from fldata.params import (BOOLEAN, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_FLOAT,
+                           ConfigError, Constraints, Interval, Options, TupleOf, check_params,
+                           validate_fields)
 
 __all__ = ["FlipConfig", "INVERTERS", "ORACLE_INVERTERS", "DISTANCES"]
 
@@ -177,41 +180,73 @@ class FlipConfig:
     oracle_seed: int = 0
     rejection_tau: float = 0.3
 
+    parameter_constraints: ClassVar[Constraints] = {
+        "inverter": [Options(*INVERTERS)],
+        "warmup_steps": POSITIVE_INT,
+        "pair_steps": POSITIVE_INT,
+        "batch_size": POSITIVE_INT,
+        "learning_rate": POSITIVE_FLOAT,
+        "betas": [TupleOf(Interval(float, 0, 1, closed="left"), length=2)],
+        "init_cost": POSITIVE_FLOAT,
+        "cost_multiplier": [Interval(float, 1, None, closed="neither")],
+        "patience": POSITIVE_INT,
+        "attack_success_threshold": UNIT_FLOAT,
+        "initial_mask_value": [Interval(float, 0, 1, closed="neither")],
+        "init_at_true_location_LEAK": BOOLEAN,
+        "warm_start_from_universal": BOOLEAN,
+        "harden_with_universal": BOOLEAN,
+        "rewarm_every": NON_NEGATIVE_INT,
+        "distance": [Options(*DISTANCES)],
+        "distance_momentum": UNIT_FLOAT,
+        "pair_priority": [Options(*PAIR_PRIORITIES)],
+        "pairs_per_round": POSITIVE_INT,
+        "exploration_prob": UNIT_FLOAT,
+        "min_samples_per_label": NON_NEGATIVE_INT,
+        "focus_smallest_universal": NON_NEGATIVE_INT,
+        "focus_refresh_steps": POSITIVE_INT,
+        "focus_refresh_init": [Options(*REFRESH_INITS)],
+        "focus_anomaly_test": [Options(*ANOMALY_TESTS)],
+        "focus_anomaly_index": POSITIVE_FLOAT,
+        "focus_anomaly_ratio": UNIT_FLOAT,
+        "focus_memory": BOOLEAN,
+        "hardening": BOOLEAN,
+        "max_mask_fraction": UNIT_FLOAT,
+        "augment_mode": [Options(*AUGMENT_MODES)],
+        "num_augmented": NON_NEGATIVE_INT,
+        "replace_portion": UNIT_FLOAT,
+        "hardening_optimizer": [Options(*OPTIMIZERS)],
+        "hardening_max_steps": (*POSITIVE_INT, None),
+        "abs_num_candidates": POSITIVE_INT,
+        "abs_steps": POSITIVE_INT,
+        "true_trigger_dba_scale": (*POSITIVE_INT, None),
+        "oracle_seed": NON_NEGATIVE_INT,
+        "rejection_tau": UNIT_FLOAT,
+    }
+
     def __post_init__(self) -> None:
-        _choice("inverter", self.inverter, INVERTERS)
-        _choice("distance", self.distance, DISTANCES)
-        _choice("pair_priority", self.pair_priority, PAIR_PRIORITIES)
-        _choice("augment_mode", self.augment_mode, AUGMENT_MODES)
-        _choice("focus_refresh_init", self.focus_refresh_init, REFRESH_INITS)
-        _choice("focus_anomaly_test", self.focus_anomaly_test, ANOMALY_TESTS)
-        _real("focus_anomaly_index", self.focus_anomaly_index, low=0.0, low_open=True)
-        _choice("hardening_optimizer", self.hardening_optimizer, OPTIMIZERS)
-        for name in ("warmup_steps", "pair_steps", "batch_size", "patience", "pairs_per_round",
-                     "abs_num_candidates", "abs_steps", "focus_refresh_steps"):
-            _integer(name, getattr(self, name), minimum=1)
-        for name in ("min_samples_per_label", "num_augmented", "oracle_seed", "rewarm_every",
-                     "focus_smallest_universal"):
-            _integer(name, getattr(self, name), minimum=0)
-        if self.hardening_max_steps is not None:
-            _integer("hardening_max_steps", self.hardening_max_steps, minimum=1)
-        if self.true_trigger_dba_scale is not None:
-            _integer("true_trigger_dba_scale", self.true_trigger_dba_scale, minimum=1)
-        for name in ("learning_rate", "init_cost"):
-            _real(name, getattr(self, name), low=0.0, low_open=True)
-        _real("cost_multiplier", self.cost_multiplier, low=1.0, low_open=True)
-        for name in ("attack_success_threshold", "exploration_prob", "replace_portion", "rejection_tau",
-                     "distance_momentum", "max_mask_fraction", "focus_anomaly_ratio"):
-            _real(name, getattr(self, name), low=0.0, high=1.0)
-        _real("initial_mask_value", self.initial_mask_value, low=0.0, high=1.0, low_open=True, high_open=True)
-        betas = tuple(self.betas)
-        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
-            raise ValueError(f"betas must be two numbers in [0, 1) (Adam; NC uses (0.5, 0.9)); got {self.betas!r}.")
-        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
-        if self.init_at_true_location_LEAK and self.true_trigger_dba_scale is None:
-            raise ValueError(
-                "init_at_true_location_LEAK=True needs the true trigger: set true_trigger_dba_scale "
-                "(or pass true_trigger= to FlipDefense)."
-            )
+        validate_fields(self)
+        self.check_consistency(dataclasses.asdict(self), "")
+
+    @classmethod
+    def check_consistency(cls, values: Mapping[str, Any], prefix: str) -> None:
+        """Cross-field rules on (a subset of) the fields, the others at their defaults.
+
+        Raises:
+            ConfigError: ``init_at_true_location_LEAK`` without ``true_trigger_dba_scale``.
+        """
+        settings = {**_DEFAULTS, **values}
+        if settings["init_at_true_location_LEAK"] and settings["true_trigger_dba_scale"] is None:
+            raise ConfigError(
+                f"{prefix}init_at_true_location_LEAK=True needs the true trigger: set "
+                f"{prefix}true_trigger_dba_scale (the scale of the attack's DBA trigger)")
+
+    @classmethod
+    def true_trigger_need(cls, values: Mapping[str, Any]) -> str | None:
+        """Why these settings need the attack's true trigger handed over, or None (App. A.12)."""
+        settings = {**_DEFAULTS, **values}
+        if settings["inverter"] == "oracle-ground-truth" and settings["true_trigger_dba_scale"] is None:
+            return "inverter='oracle-ground-truth' without true_trigger_dba_scale"
+        return None
 
     @property
     def is_oracle(self) -> bool:
@@ -225,15 +260,9 @@ class FlipConfig:
 
     @classmethod
     def from_dict(cls, params: Mapping[str, Any] | None) -> "FlipConfig":
-        """Build from a config section (``[defense] client_params``), rejecting unknown keys."""
-        params = dict(params or {})
-        allowed = [field.name for field in dataclasses.fields(cls)]
-        unknown = sorted(set(params) - set(allowed))
-        if unknown:
-            raise ValueError(f"Unknown FLIP parameter(s) {unknown}; allowed keys: {', '.join(allowed)}.")
-        if "betas" in params:
-            params["betas"] = tuple(params["betas"])
-        return cls(**params)
+        """Build from a config section (``[defense] client_params``); unknown keys and bad values
+        raise ``ConfigError`` (a ValueError) naming the key and what is allowed."""
+        return cls(**check_params(cls, params or {}, where="FlipConfig"))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-python dict (round-trips through :meth:`from_dict`)."""
@@ -242,21 +271,4 @@ class FlipConfig:
         return values
 
 
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}.")
-
-
-def _integer(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}.")
-
-
-def _real(name: str, value: Any, low: float, high: float = math.inf,
-          low_open: bool = False, high_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        left, right = "(" if low_open else "[", ")" if high_open else "]"
-        raise ValueError(f"{name} must be a number in {left}{low:g}, {high:g}{right}; got {value!r}.")
+_DEFAULTS: dict[str, Any] = {item.name: item.default for item in dataclasses.fields(FlipConfig)}

@@ -56,6 +56,11 @@ class FlipDefense:
         **params: :class:`FlipConfig` fields (unknown keys raise ValueError listing allowed ones).
     """
 
+    # the params are FlipConfig's fields (checked before construction by deepfl.components)
+    parameter_constraints = FlipConfig.parameter_constraints
+    check_consistency = FlipConfig.check_consistency
+    true_trigger_need = FlipConfig.true_trigger_need
+
     def __init__(self, true_trigger: Trigger | None = None, **params: Any) -> None:
         self.config = FlipConfig.from_dict(params)
         self.true_trigger = true_trigger

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from deepfl.attacks import AttackSchedule
-from deepfl.client import LocalData, LocalTrainer
-from deepfl.config import TrainConfig, resolve
+from deepfl.client import LocalData, LocalTrainer, build_client_defense
+from deepfl.config import ConfigError, TrainConfig, resolve
 from deepfl.presets import preset
 from deepfl.runner import Experiment
 from engine_fixtures import micro_config, single_thread
@@ -173,10 +173,14 @@ def test_evaluation_sets_and_metrics(tmp_path) -> None:
     assert len(evaluation.per_class_acc) == 10
 
 
-def test_unknown_client_defense_and_bad_defense_params_are_reported(tmp_path) -> None:
+def test_unknown_client_defense_and_bad_defense_params_are_reported_when_resolved(tmp_path) -> None:
+    # refused by the config itself, before an Experiment reads any data
+    with pytest.raises(ConfigError, match="defense.client must be one of none, flip; got 'magic'"):
+        micro_config(tmp_path, defense={"client": "magic"})
+    with pytest.raises(ConfigError, match=r"unknown key 'm' in defense.params of defense.server='multikrum'"):
+        micro_config(tmp_path, defense={"server": "multikrum", "params": {"m": 3}})
+    with pytest.raises(ConfigError, match="defense.server must be one of .*krum.*; got 'krumm'"):
+        micro_config(tmp_path, defense={"server": "krumm"})
+    # the engine's builders still refuse what bypasses the config
     with pytest.raises(ValueError, match="allowed: none, flip"):
-        Experiment(micro_config(tmp_path, defense={"client": "magic"}), tmp_path / "a")
-    with pytest.raises(ValueError, match="unknown parameter"):
-        Experiment(micro_config(tmp_path, defense={"server": "krum", "params": {"m": 3}}), tmp_path / "b")
-    with pytest.raises(ValueError, match="unknown server defense 'krumm'"):
-        Experiment(micro_config(tmp_path, defense={"server": "krumm"}), tmp_path / "c")
+        build_client_defense("magic", {})

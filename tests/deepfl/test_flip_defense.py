@@ -30,7 +30,7 @@ def context(round_index: int = 1, client_id: int = 3, seed: int = 0) -> RoundCon
 # --- config ------------------------------------------------------------------------------------
 
 def test_config_rejects_unknown_keys_listing_allowed():
-    with pytest.raises(ValueError, match=r"Unknown FLIP parameter\(s\) \['warmup_step'\].*allowed keys:.*warmup_steps"):
+    with pytest.raises(ValueError, match=r"unknown key 'warmup_step' \(did you mean 'warmup_steps'\?\).*allowed keys:.*warmup_steps"):
         FlipConfig.from_dict({"warmup_step": 3})
 
 
