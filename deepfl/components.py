@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 __all__ = ["assumed_attackers", "checked_component_params"]
 
 
-def checked_component_params(cfg: ExperimentConfig) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+Params = dict[str, Any]
+
+
+def checked_component_params(cfg: ExperimentConfig) -> tuple[Params, Params, Params]:
     """``(defense.params, defense.client_params, attack.behaviour_params)`` checked, normalised.
 
     Raises:
@@ -44,7 +47,7 @@ def assumed_attackers(cfg: ExperimentConfig) -> tuple[int, str]:
     return cfg.attackers_per_round, "the attackers per attack round"
 
 
-def _server_defense_params(cfg: ExperimentConfig) -> dict[str, Any]:
+def _server_defense_params(cfg: ExperimentConfig) -> Params:
     from deepfl.defenses import REGISTRY
 
     name = cfg.defense.server
@@ -63,7 +66,7 @@ def _server_defense_params(cfg: ExperimentConfig) -> dict[str, Any]:
     return params
 
 
-def _client_defense_params(cfg: ExperimentConfig) -> dict[str, Any]:
+def _client_defense_params(cfg: ExperimentConfig) -> Params:
     from deepfl.client import CLIENT_DEFENSES
 
     params = _named_params(CLIENT_DEFENSES, cfg.defense.client, cfg.defense.client_params,
@@ -74,20 +77,25 @@ def _client_defense_params(cfg: ExperimentConfig) -> dict[str, Any]:
     return params
 
 
-def _attacker_params(cfg: ExperimentConfig) -> dict[str, Any]:
+def _attacker_params(cfg: ExperimentConfig) -> Params:
     from deepfl.client import ATTACKER_BEHAVIOURS
 
-    params = _named_params(ATTACKER_BEHAVIOURS, cfg.attack.behaviour, cfg.attack.behaviour_params,
+    name = cfg.attack.behaviour
+    params = _named_params(ATTACKER_BEHAVIOURS, name, cfg.attack.behaviour_params,
                            "attack.behaviour", "attack.behaviour_params")
-    _check_true_trigger(ATTACKER_BEHAVIOURS[cfg.attack.behaviour], params, "attack.behaviour_params",
+    _check_true_trigger(ATTACKER_BEHAVIOURS[name], params, "attack.behaviour_params",
                         handed_over=False)
     return params
 
 
-def _named_params(registry: Mapping[str, Any], name: str, params: Mapping[str, Any], selector: str,
-                  key: str, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+def _named_params(registry: Mapping[str, Any], name: str, params: Mapping[str, Any],
+                  selector: str, key: str, exclude: tuple[str, ...] = ()) -> Params:
     """``params`` checked against the declaration of ``registry[name]`` (selected by ``selector``)."""
     component = registry[name]
+    given = [param for param in params if param in exclude]
+    if given:
+        raise ConfigError(f"{key}.{given[0]} is set by the config, not in {key}; remove it "
+                          f"(for a server defense's f: defense.num_attackers)")
     allowed = [param for param in component.parameter_constraints if param not in exclude]
     if params and not allowed:
         raise _takes_no_params(registry, name, params, selector, key, exclude)
@@ -95,8 +103,8 @@ def _named_params(registry: Mapping[str, Any], name: str, params: Mapping[str, A
                         exclude=exclude)
 
 
-def _takes_no_params(registry: Mapping[str, Any], name: str, params: Mapping[str, Any], selector: str,
-                     key: str, exclude: tuple[str, ...]) -> ConfigError:
+def _takes_no_params(registry: Mapping[str, Any], name: str, params: Mapping[str, Any],
+                     selector: str, key: str, exclude: tuple[str, ...]) -> ConfigError:
     """The error for params given to a component without any; points to the component that has
     the closest-named param (``warmup_steps`` -> ``defense.client='flip'``)."""
     unknown = str(next(iter(params)))
@@ -117,7 +125,8 @@ def _takes_no_params(registry: Mapping[str, Any], name: str, params: Mapping[str
     return ConfigError(message)
 
 
-def _check_true_trigger(component: Any, params: Mapping[str, Any], key: str, handed_over: bool) -> None:
+def _check_true_trigger(component: Any, params: Mapping[str, Any], key: str,
+                        handed_over: bool) -> None:
     """Refuse params that need the attack's true trigger when the engine will not hand it over.
 
     A component that may need it says why through ``true_trigger_need(params) -> str | None``.
@@ -125,5 +134,5 @@ def _check_true_trigger(component: Any, params: Mapping[str, Any], key: str, han
     need = getattr(component, "true_trigger_need", None)
     reason = need(params) if need is not None and not handed_over else None
     if reason:
-        raise ConfigError(f"{key}: {reason} needs the attack's true trigger, which the engine hands "
-                          "over only to a client defense in a run with an attack")
+        raise ConfigError(f"{key}: {reason} needs the attack's true trigger, which the engine "
+                          "hands over only to a client defense in a run with an attack")

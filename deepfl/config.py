@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from fldata.datasets import DATASET_NAMES
 from fldata.params import (BOOLEAN, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT,
                            ConfigError, Constraints, Interval, ListOf, Options, Section, Table, Text,
-                           validate_fields, validate_params)
+                           validate_fields, validate_params, validate_value)
 
 def _defense_names() -> list[str]:
     from deepfl.defenses import REGISTRY
@@ -348,9 +348,8 @@ def resolve(*layers: dict[str, Any]) -> ExperimentConfig:
         _check_sections(layer)
         merged = merge(merged, layer)
     data = merged.get("data", {})
-    dataset = data.get("dataset", DataConfig.dataset) if isinstance(data, dict) else None
-    if dataset not in DATASET_NAMES:
-        raise ConfigError(f"data.dataset must be one of {', '.join(DATASET_NAMES)}; got {dataset!r}")
+    dataset = data.get("dataset", DataConfig.dataset) if isinstance(data, dict) else DataConfig.dataset
+    validate_value("data.dataset", dataset, DataConfig.parameter_constraints["dataset"])
     defaults = merge(DATASET_DEFAULTS.get(dataset, {}), attack_defaults(merged))
     return from_dict(merge(defaults, merged))
 

@@ -40,10 +40,10 @@ from typing import Any, Literal
 
 __all__ = [
     "BOOLEAN", "NON_NEGATIVE_FLOAT", "NON_NEGATIVE_INT", "POSITIVE_FLOAT", "POSITIVE_INT",
-    "UNIT_FLOAT", "Boolean", "ConfigError", "Constraint", "Constraints", "Interval", "ListOf", "Options",
-    "Section", "Table", "Text", "TupleOf", "argparse_type", "check_declarations", "check_params",
-    "describe", "unknown_key_error", "validate_fields", "validate_params", "validate_value",
-    "validated_init",
+    "UNIT_FLOAT", "Boolean", "ConfigError", "Constraint", "Constraints", "Interval", "ListOf",
+    "Options", "Section", "Table", "Text", "TupleOf", "argparse_type", "check_declarations",
+    "check_params", "declared", "describe", "unknown_key_error", "validate_fields", "validate_params",
+    "validate_value", "validated_init",
 ]
 
 
@@ -132,9 +132,13 @@ class Interval(Constraint):
         if self.allow_inf:
             left = "[" if self.low is None else left
             right = "]" if self.high is None else right
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
+        low = "-inf" if self.low is None else self._number(self.low)
+        high = "inf" if self.high is None else self._number(self.high)
         return f"{noun} in {left}{low}, {high}{right}"
+
+    def _number(self, end: float) -> str:
+        return str(int(end)) if self.kind is int else f"{end:g}"
+
 
 
 class Options(Constraint):
@@ -163,7 +167,7 @@ class Options(Constraint):
 
 
 class Boolean(Constraint):
-    """``True`` / ``False``, or the strings ``"true"`` / ``"false"`` (any case) parsed explicitly."""
+    """``True`` / ``False``, or the strings ``"true"`` / ``"false"`` (any case), parsed."""
 
     def check(self, value: Any, key: str) -> Any:
         if isinstance(value, bool):
@@ -265,7 +269,7 @@ class Section(Constraint):
             return value
         if not isinstance(value, Mapping):
             raise _Rejected
-        values = validate_params(self.cls.parameter_constraints, value, prefix=f"{key}.",
+        values = validate_params(declared(self.cls), value, prefix=f"{key}.",
                                  where=f"[{key}]")
         return self.cls(**values)
 
@@ -297,6 +301,12 @@ def _deep_copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_deep_copy(item) for item in value]
     return value
+
+
+def declared(owner: type) -> Constraints:
+    """``owner.parameter_constraints``, the declaration of a config class or component."""
+    constraints: Constraints = getattr(owner, "parameter_constraints")  # noqa: B009
+    return constraints
 
 
 def describe(options: Sequence[Constraint | None]) -> str:
@@ -362,12 +372,12 @@ def validate_params(constraints: Constraints, values: Mapping[str, Any], *, pref
 
 def check_declarations(cls: type, constraints: Constraints | None = None) -> None:
     """Raise ``RuntimeError`` unless a dataclass declares constraints for exactly its fields."""
-    declared = set(cls.parameter_constraints if constraints is None else constraints)
+    keys = set(declared(cls) if constraints is None else constraints)
     names = {item.name for item in dataclasses.fields(cls)}
-    if declared != names:
+    if keys != names:
         raise RuntimeError(
             f"{cls.__name__}.parameter_constraints must cover exactly its fields; undeclared: "
-            f"{sorted(names - declared)}, not fields: {sorted(declared - names)}")
+            f"{sorted(names - keys)}, not fields: {sorted(keys - names)}")
 
 
 def validate_fields(obj: Any, *, prefix: str = "") -> None:
@@ -377,7 +387,8 @@ def validate_fields(obj: Any, *, prefix: str = "") -> None:
     check_declarations(cls)
     for item in dataclasses.fields(obj):
         value = getattr(obj, item.name)
-        checked = validate_value(f"{prefix}{item.name}", value, cls.parameter_constraints[item.name])
+        options = declared(cls)[item.name]
+        checked = validate_value(f"{prefix}{item.name}", value, options)
         if checked is not value:
             object.__setattr__(obj, item.name, checked)
 
@@ -388,7 +399,7 @@ def check_params(owner: type, values: Mapping[str, Any], *, prefix: str = "", wh
     against ``owner.check_consistency(values, prefix)`` when the owner defines cross-field rules;
     returns them normalised. ``owner`` is a config class or a component (defense, attacker)."""
     skipped = set(exclude)
-    constraints = {name: options for name, options in owner.parameter_constraints.items()
+    constraints = {name: options for name, options in declared(owner).items()
                    if name not in skipped}
     checked = validate_params(constraints, values, prefix=prefix, where=where)
     consistency = getattr(owner, "check_consistency", None)
@@ -411,9 +422,9 @@ def validated_init(init: Callable[..., None]) -> Callable[..., None]:
         cls = type(self)
         if len(args) > len(names) or set(names[:len(args)]) & set(kwargs):
             raise TypeError(f"{cls.__name__}: give at most {len(names)} arguments, each once")
-        values = {**dict(zip(names, args)), **kwargs}
+        values = {**dict(zip(names, args, strict=False)), **kwargs}
         try:
-            checked = validate_params(cls.parameter_constraints, values)
+            checked = validate_params(declared(cls), values)
         except ConfigError as error:
             raise ConfigError(f"{getattr(cls, 'name', cls.__name__)}: {error}") from None
         init(self, **checked)

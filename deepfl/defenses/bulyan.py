@@ -3,7 +3,8 @@ Byzantium", ICML 2018, Section 4, Algorithm 1), with Krum or the trimmed mean as
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -3,7 +3,8 @@ Poisoning Attacks and Defenses for Federated Learning", NDSS 2021, Section VI, A
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -17,7 +18,7 @@ from deepfl.defenses.base import (
     count_from_fraction,
     register,
 )
-from fldata.params import NON_NEGATIVE_FLOAT, POSITIVE_INT
+from fldata.params import NON_NEGATIVE_FLOAT, POSITIVE_INT, Constraints
 
 
 def dnc_outlier_scores(sampled_updates: Tensor) -> Tensor:
@@ -63,7 +64,7 @@ class DnC(SeededAggregator):
         seed: seed of the coordinate draws.
     """
 
-    parameter_constraints = {
+    parameter_constraints: ClassVar[Constraints] = {
         **SeededAggregator.parameter_constraints,
         "niters": POSITIVE_INT,
         "subsample_dim": POSITIVE_INT,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor
 
 from deepfl.defenses.base import AggregationContext, AggregationResult, Aggregator, register
-from fldata.params import BOOLEAN
+from fldata.params import BOOLEAN, Constraints
 
 
 @register("fedavg")
@@ -23,7 +25,10 @@ class FedAvg(Aggregator):
         weighted: weight each update by its client's sample count.
     """
 
-    parameter_constraints = {**Aggregator.parameter_constraints, "weighted": BOOLEAN}
+    parameter_constraints: ClassVar[Constraints] = {
+        **Aggregator.parameter_constraints,
+        "weighted": BOOLEAN,
+    }
 
     def __init__(self, num_attackers: int = 0, weighted: bool = False) -> None:
         super().__init__(num_attackers)

@@ -3,6 +3,8 @@ Section 4, Algorithm 1)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 import torch
 from torch import Tensor
@@ -18,7 +20,7 @@ from deepfl.defenses.base import (
     cosine_similarity_matrix,
     register,
 )
-from fldata.params import NON_NEGATIVE_FLOAT, Interval, Options
+from fldata.params import NON_NEGATIVE_FLOAT, Constraints, Interval, Options
 
 CLUSTER_ON_CHOICES = ("models", "updates")
 
@@ -50,7 +52,7 @@ class Flame(SeededAggregator):
         seed: seed of the noise generator.
     """
 
-    parameter_constraints = {
+    parameter_constraints: ClassVar[Constraints] = {
         **SeededAggregator.parameter_constraints,
         "noise_lambda": NON_NEGATIVE_FLOAT,
         "min_cluster_size": [Interval(int, 2, None, closed="left"), None],

@@ -3,7 +3,7 @@ RAID 2020, Algorithm 1)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -16,7 +16,7 @@ from deepfl.defenses.base import (
     cosine_similarity_matrix,
     register,
 )
-from fldata.params import BOOLEAN, Options
+from fldata.params import BOOLEAN, Constraints, Options
 
 FEATURE_CHOICES = ("output_layer", "all")
 NORMALIZATION_CHOICES = ("weight_sum", "num_clients")
@@ -86,7 +86,7 @@ class FoolsGold(Aggregator):
         use_history: accumulate updates over rounds (paper) or use the current round only.
     """
 
-    parameter_constraints = {
+    parameter_constraints: ClassVar[Constraints] = {
         **Aggregator.parameter_constraints,
         "features": [Options(*FEATURE_CHOICES)],
         "normalization": [Options(*NORMALIZATION_CHOICES)],

@@ -3,7 +3,8 @@ Gradient Descent", NeurIPS 2017, Section 4 and the Multi-Krum variant of Section
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -16,7 +17,7 @@ from deepfl.defenses.base import (
     pairwise_squared_distances,
     register,
 )
-from fldata.params import POSITIVE_INT
+from fldata.params import POSITIVE_INT, Constraints
 
 
 def krum_num_neighbours(num_rows: int, num_attackers: int) -> int:
@@ -121,7 +122,10 @@ class MultiKrum(Aggregator):
         num_selected: ``m``, how many updates to average; ``None`` means ``n - f``.
     """
 
-    parameter_constraints = {**Aggregator.parameter_constraints, "num_selected": (*POSITIVE_INT, None)}
+    parameter_constraints: ClassVar[Constraints] = {
+        **Aggregator.parameter_constraints,
+        "num_selected": (*POSITIVE_INT, None),
+    }
 
     def __init__(self, num_attackers: int = 0, num_selected: int | None = None) -> None:
         super().__init__(num_attackers)

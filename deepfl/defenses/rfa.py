@@ -3,11 +3,13 @@ Harchaoui, "Robust Aggregation for Federated Learning", IEEE Trans. Signal Proce
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
 from deepfl.defenses.base import AggregationContext, AggregationResult, Aggregator, register
-from fldata.params import BOOLEAN, NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT
+from fldata.params import BOOLEAN, NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, Constraints
 
 
 def smoothed_weiszfeld(
@@ -68,7 +70,7 @@ class RFA(Aggregator):
         use_sample_counts: weight by ``context.sample_counts`` when available.
     """
 
-    parameter_constraints = {
+    parameter_constraints: ClassVar[Constraints] = {
         **Aggregator.parameter_constraints,
         "nu": POSITIVE_FLOAT,
         "ftol": NON_NEGATIVE_FLOAT,

@@ -3,7 +3,8 @@ Statistical Rates", ICML 2018, Definition 2)."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -14,7 +15,7 @@ from deepfl.defenses.base import (
     count_from_fraction,
     register,
 )
-from fldata.params import Interval, Options
+from fldata.params import Constraints, Interval, Options
 
 TRIM_MODES = ("fraction", "num_attackers")
 
@@ -57,7 +58,7 @@ class TrimmedMean(Aggregator):
         trim_by: ``"fraction"`` (``t = floor(beta * n)``) or ``"num_attackers"`` (``t = f``).
     """
 
-    parameter_constraints = {
+    parameter_constraints: ClassVar[Constraints] = {
         **Aggregator.parameter_constraints,
         "beta": [Interval(float, 0, 0.5, closed="left")],
         "trim_by": [Options(*TRIM_MODES)],

@@ -9,11 +9,11 @@ relabelled to ``target``), then ``num_augmented`` inverted-trigger samples are a
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from fldata.params import POSITIVE_FLOAT, POSITIVE_INT, Options, Table, validate_value
+from fldata.params import POSITIVE_FLOAT, POSITIVE_INT, Constraints, Options, Table, validate_value
 from fldata.triggers import Trigger, poison_batch
 
 from .config import FlipConfig
@@ -33,7 +33,7 @@ class AdaptiveAttacker:
     """
 
     # FlipConfig's fields, plus the trainer options (deepfl.client.LocalTrainer.train's keywords)
-    parameter_constraints = {
+    parameter_constraints: ClassVar[Constraints] = {
         **FlipConfig.parameter_constraints,
         "train_options": [Table({"epochs": POSITIVE_INT, "lr": POSITIVE_FLOAT,
                                  "optimizer": [Options("sgd", "adam")],
