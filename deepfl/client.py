@@ -106,10 +106,10 @@ class LocalTrainer:
 
 
 class ClientDefense(Protocol):
-    """Benign behaviour of a client (CONTRACT.md); ``state`` persists across rounds and is checkpointed.
-
-    ``parameter_constraints`` declares the constructor's params (fldata.params), so a config's
-    ``defense.client_params`` is checked before any data is read (deepfl.components).
+    """Benign behaviour of a client (CONTRACT.md); ``state`` persists across rounds and is
+    checkpointed. ``parameter_constraints`` declares the constructor's params (fldata.params),
+    so a config's ``defense.client_params`` is checked before any data is read
+    (deepfl.components).
     """
 
     parameter_constraints: ClassVar[Constraints]

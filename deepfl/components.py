@@ -90,7 +90,7 @@ def _attacker_params(cfg: ExperimentConfig) -> Params:
 
 def _named_params(registry: Mapping[str, Any], name: str, params: Mapping[str, Any],
                   selector: str, key: str, exclude: tuple[str, ...] = ()) -> Params:
-    """``params`` checked against the declaration of ``registry[name]`` (selected by ``selector``)."""
+    """``params`` checked against the declaration of ``registry[name]`` (chosen by ``selector``)."""
     component = registry[name]
     given = [param for param in params if param in exclude]
     if given:

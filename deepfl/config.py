@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from fldata.datasets import DATASET_NAMES
-from fldata.params import (BOOLEAN, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT,
-                           ConfigError, Constraints, Interval, ListOf, Options, Section, Table, Text,
-                           validate_fields, validate_params, validate_value)
+from fldata.params import (BOOLEAN, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT,
+                           POSITIVE_INT, ConfigError, Constraints, Interval, ListOf, Options,
+                           Section, Table, Text, validate_fields, validate_params, validate_value)
 
 def _defense_names() -> list[str]:
     from deepfl.defenses import REGISTRY
@@ -279,13 +279,14 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 def attack_defaults(merged: dict[str, Any]) -> dict[str, Any]:
-    """Attack-kind defaults: single-shot is model replacement, scale = n / eta_g (released: 10 / 0.1 = 100).
-
-    The server keys it reads are validated first, so a bad one is reported as itself.
+    """Attack-kind defaults: single-shot is model replacement, scale = n / eta_g (released:
+    10 / 0.1 = 100). The server keys it reads are validated first, so a bad one is reported as
+    itself.
     """
-    if merged.get("attack", {}).get("kind", AttackConfig.kind) != "single-shot":
+    attack = merged.get("attack", {})
+    if not isinstance(attack, dict) or attack.get("kind", AttackConfig.kind) != "single-shot":
         return {}
-    server = Section(ServerConfig).check(merged.get("server", {}), "server")
+    server = validate_value("server", merged.get("server", {}), [Section(ServerConfig)])
     eta = server.global_lr if server.rule == "global-lr" else 1.0
     return {"attack": {"scale": float(server.clients_per_round) / eta}}
 
@@ -347,9 +348,10 @@ def resolve(*layers: dict[str, Any]) -> ExperimentConfig:
     for layer in layers:
         _check_sections(layer)
         merged = merge(merged, layer)
-    data = merged.get("data", {})
-    dataset = data.get("dataset", DataConfig.dataset) if isinstance(data, dict) else DataConfig.dataset
-    validate_value("data.dataset", dataset, DataConfig.parameter_constraints["dataset"])
+    data, dataset = merged.get("data", {}), DataConfig.dataset
+    if isinstance(data, dict):    # else from_dict reports the section itself
+        dataset = validate_value("data.dataset", data.get("dataset", dataset),
+                                 DataConfig.parameter_constraints["dataset"])
     defaults = merge(DATASET_DEFAULTS.get(dataset, {}), attack_defaults(merged))
     return from_dict(merge(defaults, merged))
 
@@ -401,8 +403,10 @@ def _check_attack(cfg: ExperimentConfig) -> None:
     _require(1 <= attack.num_attackers < cfg.data.num_clients,
              f"attack.num_attackers must be in [1, data.num_clients-1={cfg.data.num_clients - 1}], "
              f"got {attack.num_attackers}")
-    _require(1 <= cfg.attackers_per_round <= min(attack.num_attackers, cfg.server.clients_per_round),
-             f"attack.per_round must be in [1, min(num_attackers, clients_per_round)], got {attack.per_round}")
+    seats = min(attack.num_attackers, cfg.server.clients_per_round)
+    _require(1 <= cfg.attackers_per_round <= seats,
+             f"attack.per_round must be in [1, min(num_attackers, clients_per_round)], "
+             f"got {attack.per_round}")
     _require(cfg.attack_start > run.pretrain_rounds,
              f"attack.start_round must be after the clean pre-training (> {run.pretrain_rounds}), "
              f"got {attack.start_round}")
@@ -411,9 +415,11 @@ def _check_attack(cfg: ExperimentConfig) -> None:
              f"got start={cfg.attack_start}, end={cfg.attack_end}")
     if attack.kind == "single-shot":
         bad = [r for r in cfg.single_shot_rounds if not cfg.attack_start <= r <= cfg.attack_end]
-        _require(not bad, f"attack.rounds must lie in [{cfg.attack_start}, {cfg.attack_end}], got {bad}")
+        _require(not bad,
+                 f"attack.rounds must lie in [{cfg.attack_start}, {cfg.attack_end}], got {bad}")
     _require(attack.num_poison <= attack.batch_size,
-             f"attack.num_poison must be in [0, attack.batch_size={attack.batch_size}], got {attack.num_poison}")
+             f"attack.num_poison must be in [0, attack.batch_size={attack.batch_size}], "
+             f"got {attack.num_poison}")
 
 
 def load_file(path: str | Path) -> dict[str, Any]:

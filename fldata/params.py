@@ -42,8 +42,8 @@ __all__ = [
     "BOOLEAN", "NON_NEGATIVE_FLOAT", "NON_NEGATIVE_INT", "POSITIVE_FLOAT", "POSITIVE_INT",
     "UNIT_FLOAT", "Boolean", "ConfigError", "Constraint", "Constraints", "Interval", "ListOf",
     "Options", "Section", "Table", "Text", "TupleOf", "argparse_type", "check_declarations",
-    "check_params", "declared", "describe", "unknown_key_error", "validate_fields", "validate_params",
-    "validate_value", "validated_init",
+    "check_params", "declared", "describe", "unknown_key_error", "validate_fields",
+    "validate_params", "validate_value", "validated_init",
 ]
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from fldata.datasets import DATASET_NAMES
-from fldata.params import (BOOLEAN, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT,
-                           UNIT_FLOAT, Constraints, Interval, Options, Text, TupleOf, validate_fields,
-                           validate_params)
+from fldata.params import (BOOLEAN, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT,
+                           POSITIVE_INT, UNIT_FLOAT, Constraints, Interval, Options, Text, TupleOf,
+                           validate_fields, validate_params)
 from fldata.triggers import NUM_DBA_PIECES
 
 ENGINE_VERSION = "linear_fl-1"

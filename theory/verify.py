@@ -53,7 +53,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from fldata.params import NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, UNIT_FLOAT, argparse_type
+from fldata.params import (NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, UNIT_FLOAT,
+                           argparse_type)
 from theory.analysis import (EvaluationSets, ProbeInputs, corollary_round, theorem1_pair, theorem2_round,
                              threshold_metrics)
 from theory.frozen import FROZEN_MODELS, HardeningRound
@@ -71,7 +72,7 @@ DEFAULT_TAUS = (0.0, 0.4, 0.6, 0.8)
 DEFAULT_METRICS_TAU = {"continuous": 0.4, "single-shot": 0.0}
 
 
-# Numeric options, checked like config fields (fldata.params): a bad value is a usage error (exit 2).
+# Numeric options checked like config fields (fldata.params): a bad value is a usage error (exit 2)
 _tau = argparse_type(UNIT_FLOAT, float)
 _positive_int = argparse_type(POSITIVE_INT, int)
 _seed = argparse_type(NON_NEGATIVE_INT, int)

@@ -210,7 +210,8 @@ class Aggregator:
     def default_params(cls) -> dict[str, Any]:
         """The constructor's defaults, ``{param: default}`` (without ``num_attackers``)."""
         parameters = inspect.signature(cls.__init__).parameters
-        return {name: p.default for name, p in parameters.items() if name not in ("self", "num_attackers")}
+        return {name: p.default for name, p in parameters.items()
+                if name not in ("self", "num_attackers")}
 
     @classmethod
     def check_setting(cls, num_rows: int, num_attackers: int, params: Mapping[str, Any]) -> None:

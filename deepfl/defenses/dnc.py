@@ -3,6 +3,7 @@ Poisoning Attacks and Defenses for Federated Learning", NDSS 2021, Section VI, A
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -32,6 +33,9 @@ def dnc_outlier_scores(sampled_updates: Tensor) -> Tensor:
 def dnc_kept_rows(num_rows: int, num_attackers: int, filter_frac: float) -> tuple[int, int]:
     """``(removed, kept)`` rows per round, ``floor(c f)`` and ``n - floor(c f)``; ``ValueError``
     unless at least one row is kept."""
+    if not math.isfinite(filter_frac * num_attackers):     # c f overflows: nothing would remain
+        raise ValueError(f"dnc: n - c*f = {num_rows} - inf < 1 rows would remain; "
+                         "need floor(filter_frac * f) < n")
     removed = count_from_fraction(filter_frac, num_attackers)
     keep = num_rows - removed
     if keep < 1:

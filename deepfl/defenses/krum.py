@@ -137,7 +137,8 @@ class MultiKrum(Aggregator):
         krum_num_neighbours(num_rows, num_attackers)
         selected = params["num_selected"]
         if selected is not None and selected > num_rows:
-            raise ValueError(f"multikrum: num_selected m must be in [1, n={num_rows}]; got m={selected}")
+            raise ValueError(
+                f"multikrum: num_selected m must be in [1, n={num_rows}]; got m={selected}")
 
     def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
         num_rows = updates.shape[0]

@@ -76,7 +76,8 @@ class TrimmedMean(Aggregator):
     @classmethod
     def check_setting(cls, num_rows: int, num_attackers: int, params: Mapping[str, Any]) -> None:
         """Something must be left after trimming: ``2t < n``."""
-        check_trim(num_rows, _trim_count(params["trim_by"], params["beta"], num_rows, num_attackers))
+        trim = _trim_count(params["trim_by"], params["beta"], num_rows, num_attackers)
+        check_trim(num_rows, trim)
 
     def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
         trim = self.trim_count(updates.shape[0], num_attackers)

@@ -43,7 +43,8 @@ class AdaptiveAttacker:
     true_trigger_need = FlipConfig.true_trigger_need
 
     def __init__(self, train_options: dict[str, Any] | None = None, **params: Any) -> None:
-        options = validate_value("train_options", train_options, self.parameter_constraints["train_options"])
+        options = validate_value("train_options", train_options,
+                                 self.parameter_constraints["train_options"])
         self.config = FlipConfig.from_dict(params)
         self.train_options = dict(options or {})
 

@@ -244,7 +244,8 @@ class FlipConfig:
     def true_trigger_need(cls, values: Mapping[str, Any]) -> str | None:
         """Why these settings need the attack's true trigger handed over, or None (App. A.12)."""
         settings = {**_DEFAULTS, **values}
-        if settings["inverter"] == "oracle-ground-truth" and settings["true_trigger_dba_scale"] is None:
+        oracle = settings["inverter"] == "oracle-ground-truth"
+        if oracle and settings["true_trigger_dba_scale"] is None:
             return "inverter='oracle-ground-truth' without true_trigger_dba_scale"
         return None
 

@@ -1,4 +1,4 @@
-"""The declared-constraints machinery (fldata.params): intervals, booleans, choices, nesting, errors."""
+"""The declared-constraints machinery (fldata.params): intervals, booleans, choices, nesting."""
 from __future__ import annotations
 
 import argparse
@@ -8,20 +8,24 @@ from typing import Any, ClassVar
 
 import pytest
 
-from fldata.params import (BOOLEAN, POSITIVE_INT, Boolean, ConfigError, Constraints, Interval, ListOf,
-                           Options, Section, Table, Text, TupleOf, argparse_type, check_declarations,
-                           validate_fields, validate_params, validate_value, validated_init)
+from fldata.params import (BOOLEAN, POSITIVE_INT, Boolean, ConfigError, Constraints, Interval,
+                           ListOf, Options, Section, Table, Text, TupleOf, argparse_type,
+                           check_declarations, validate_fields, validate_params, validate_value,
+                           validated_init)
 
 
 @pytest.mark.parametrize("constraint, accepted, refused", [
     (Interval(int, 1, None, closed="left"), [1, 7, 10**30], [0, -1, 1.0, 2.5, True, "3", None]),
-    (Interval(float, 0, 1, closed="neither"), [1e-9, 0.5, 1 - 1e-9], [0, 0.0, 1, 1.0, math.nan, True]),
+    (Interval(float, 0, 1, closed="neither"), [1e-9, 0.5, 1 - 1e-9],
+     [0, 0.0, 1, 1.0, math.nan, True]),
     (Interval(float, 0, 1, closed="left"), [0, 0.0, 0.999], [1.0, -0.0001]),
     (Interval(float, 0, 1, closed="right"), [1, 0.5], [0.0]),
     (Interval(float, 0, None, closed="left"), [0.0, 1e300], [math.inf, -math.inf, math.nan, -1.0]),
-    (Interval(float, 0, None, closed="left", allow_inf=True), [0.0, math.inf], [math.nan, -math.inf]),
+    (Interval(float, 0, None, closed="left", allow_inf=True), [0.0, math.inf],
+     [math.nan, -math.inf]),
     (Interval(float, None, None), [-1e300, 0, 3.5], [math.inf, math.nan, "1.0"]),
-    (Boolean(), [True, False, "true", "false", "False", "TRUE"], [1, 0, "yes", "no", "", None, "t"]),
+    (Boolean(), [True, False, "true", "false", "False", "TRUE"],
+     [1, 0, "yes", "no", "", None, "t"]),
     (Options("sgd", "adam"), ["sgd", "adam"], ["SGD", "rmsprop", None, 1]),
     (Options(1, 2), [1, 2], [True, 1.0, "1"]),
     (Text(r"cuda(:[0-9]+)?"), ["cuda", "cuda:0", "cuda:12"], ["cuda:", "cuda:x", "cpu", 3]),
@@ -37,7 +41,8 @@ def test_constraints_accept_and_refuse(constraint: Any, accepted: list, refused:
 
 
 def test_values_are_normalised() -> None:
-    assert validate_value("k", "false", BOOLEAN) is False and validate_value("k", "True", BOOLEAN) is True
+    assert validate_value("k", "false", BOOLEAN) is False
+    assert validate_value("k", "True", BOOLEAN) is True
     as_float = validate_value("k", 2, [Interval(float, 0, None)])
     assert as_float == 2.0 and isinstance(as_float, float)
     assert validate_value("k", [1, 2], [TupleOf(Interval(int, 0, None))]) == (1, 2)
@@ -47,8 +52,10 @@ def test_values_are_normalised() -> None:
 
 @pytest.mark.parametrize("options, message", [
     ([Interval(float, 0, None, closed="neither")], "k must be a finite float in (0, inf); got inf"),
-    ([Interval(float, 0, None, closed="left", allow_inf=True)], "k must be a float in [0, inf]; got nan"),
-    ([Interval(int, 1, None, closed="left"), None], "k must be an int in [1, inf) or None; got 'x'"),
+    ([Interval(float, 0, None, closed="left", allow_inf=True)],
+     "k must be a float in [0, inf]; got nan"),
+    ([Interval(int, 1, None, closed="left"), None],
+     "k must be an int in [1, inf) or None; got 'x'"),
     ([Interval(float, 0, 0.5, closed="left")], "k must be a finite float in [0, 0.5); got 'x'"),
     ([Options("a", "b")], "k must be one of a, b; got 'x'"),
     ([Boolean()], 'k must be a boolean (true/false or the strings "true"/"false"); got \'x\''),
@@ -70,7 +77,8 @@ def test_unknown_keys_get_the_closest_allowed_one() -> None:
     constraints = {"warmup_steps": POSITIVE_INT, "pair_steps": POSITIVE_INT}
     with pytest.raises(ConfigError) as error:
         validate_params(constraints, {"warmup_stpes": 5}, prefix="flip.", where="[flip]")
-    assert str(error.value) == ("unknown key 'warmup_stpes' (did you mean 'warmup_steps'?) in [flip]; "
+    assert str(error.value) == ("unknown key 'warmup_stpes' (did you mean 'warmup_steps'?) in "
+                                "[flip]; "
                                 "allowed keys: warmup_steps, pair_steps")
     with pytest.raises(ConfigError, match="pair_steps must be an int"):
         validate_params(constraints, {"pair_steps": 0})
@@ -93,10 +101,12 @@ class _Outer:
 
 
 def test_sections_and_tables_validate_nested_keys_with_dotted_names() -> None:
-    assert _Outer(flag="true", inner={"steps": 3}) == _Outer(True, _Inner(3))  # type: ignore[arg-type]
+    parsed = _Outer(flag="true", inner={"steps": 3})  # type: ignore[arg-type]
+    assert parsed == _Outer(True, _Inner(3))
     with pytest.raises(ConfigError, match=r"^inner\.steps must be an int in \[1, inf\); got 0$"):
         _Outer(inner={"steps": 0})  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"unknown key 'step' \(did you mean 'steps'\?\) in \[inner\]"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown key 'step' \(did you mean 'steps'\?\) in \[inner\]"):
         _Outer(inner={"step": 2})  # type: ignore[arg-type]
     table = [Table({"epochs": POSITIVE_INT})]
     with pytest.raises(ConfigError, match=r"^opts\.epochs must be an int"):
@@ -126,7 +136,8 @@ class _Rule:
 
 def test_validated_init_checks_and_normalises_constructor_arguments() -> None:
     assert _Rule(2, "false").weighted is False and _Rule(weighted="true").weighted is True
-    with pytest.raises(TypeError, match=r"^rule: unknown key 'wieghted' \(did you mean 'weighted'\?\)"):
+    with pytest.raises(TypeError,
+                       match=r"^rule: unknown key 'wieghted' \(did you mean 'weighted'\?\)"):
         _Rule(wieghted=True)
     with pytest.raises(ValueError, match=r"^rule: f must be an int in \[1, inf\); got 0$"):
         _Rule(0)
