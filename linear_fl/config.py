@@ -9,7 +9,6 @@ what is allowed.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
@@ -19,6 +18,8 @@ from fldata.params import (BOOLEAN, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITI
                            POSITIVE_INT, UNIT_FLOAT, Constraints, Interval, Options, Text, TupleOf,
                            validate_fields, validate_params)
 from fldata.triggers import NUM_DBA_PIECES
+
+from fldata.cache import cache_root
 
 ENGINE_VERSION = "linear_fl-1"
 
@@ -196,9 +197,7 @@ class LinearFLConfig:
         """``cache_dir`` if set, else ``$FLIPLAB_CACHE/linear_fl``, else ``~/.cache/fliplab/linear_fl``."""
         if self.cache_dir is not None:
             return Path(self.cache_dir).expanduser()
-        root = os.environ.get("FLIPLAB_CACHE")
-        base = Path(root).expanduser() if root else Path.home() / ".cache" / "fliplab"
-        return base / "linear_fl"
+        return cache_root() / "linear_fl"
 
     def pretrain_fields(self) -> dict[str, Any]:
         """The fields that determine the pre-trained model (the cache key's config part)."""

@@ -9,7 +9,6 @@ a half-written file.  Deleting the cache folder is always safe.
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -17,18 +16,14 @@ from typing import Callable
 import numpy as np
 
 from ..atomic import atomic_write
-
-from ._core import CACHE_ENV_VAR
+from ..cache import CACHE_ENV_VAR, cache_root
 
 CACHE_FORMAT_VERSION = 1
 ARRAY_NAMES = ("x_train", "y_train", "x_test", "y_test")
 Arrays = dict[str, np.ndarray]
 
 
-def cache_dir() -> Path:
-    """The cache folder: ``$FLIPLAB_CACHE`` if set, else ``~/.cache/fliplab``."""
-    configured = os.environ.get(CACHE_ENV_VAR)
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "fliplab"
+cache_dir = cache_root  # the one cache root (fldata.cache), under its older name
 
 
 def _archive_identity(archive: Path) -> dict[str, str]:

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ..cache import CACHE_ENV_VAR  # noqa: F401 (re-exported by fldata.datasets)
+
 DATASET_NAMES: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "digits")
 ENV_VAR = "FLIPLAB_DATA"
-CACHE_ENV_VAR = "FLIPLAB_CACHE"
 
 
 class DataError(ValueError):
