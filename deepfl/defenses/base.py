@@ -25,7 +25,16 @@ The base class does what all rules share:
   (never below 0); otherwise a single NaN sent by an attacker could make a
   rule's ``n``-versus-``f`` precondition fail and stop the run;
 * bookkeeping of ``last_accepted`` (row indices of the *original* input) and
-  ``last_info``.
+  ``last_info``;
+* float64 arithmetic: the rows (and the context's vectors) reach
+  :meth:`Aggregator._aggregate` as float64, and the result goes back to the
+  input dtype. A finite float32 row can be as large as 3.4e38, so its squared
+  norm, its distances and the sum of a few such rows overflow float32 (Krum then
+  compared NaN scores and kept a 1e20 row; RFA returned NaN). In float64 every
+  such quantity stays finite; an aggregate too large for the input dtype comes
+  back as inf, and the engine refuses it. Rules built only on order statistics
+  (median, trimmed mean) set ``float64_inputs = False``, sort in the input dtype
+  (sorting cannot overflow; float64 sorts are slower) and accumulate in float64.
 
 Subclasses implement :meth:`Aggregator._aggregate` on clean rows only.
 """
@@ -49,6 +58,9 @@ REGISTRY: dict[str, type["Aggregator"]] = {}
 
 # A generator seed: the range torch.Generator.manual_seed accepts (SeededAggregator's ``seed``).
 SEED: tuple[Interval, ...] = (Interval(int, -(2**63), 2**64 - 1, closed="both"),)
+
+class NonFiniteUpdatesError(ValueError):
+    """Every update row of a call contains NaN or inf: there is nothing to aggregate."""
 
 AggregatorT = TypeVar("AggregatorT", bound=type["Aggregator"])
 
@@ -108,6 +120,14 @@ class AggregationContext:
             if not bool(torch.isfinite(vector).all()):
                 raise ValueError(f"context.{field_name} contains NaN or inf")
 
+    def in_float64(self) -> "AggregationContext":
+        """The context with its tensors in float64 (the dtype :meth:`Aggregator._aggregate` works in)."""
+        def double(tensor: Tensor | None) -> Tensor | None:
+            return None if tensor is None else tensor.double()
+
+        return replace(self, sample_counts=double(self.sample_counts), global_params=double(self.global_params),
+                       server_update=double(self.server_update))
+
     def subset(self, rows: list[int]) -> "AggregationContext":
         """The context restricted to the given rows (per-row fields only)."""
         client_ids = None if self.client_ids is None else [self.client_ids[i] for i in rows]
@@ -144,6 +164,7 @@ class Aggregator:
     name: ClassVar[str] = "aggregator"
     needs_server_update: ClassVar[bool] = False
     parameter_constraints: ClassVar[Constraints] = {"num_attackers": NON_NEGATIVE_INT}
+    float64_inputs: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -172,6 +193,7 @@ class Aggregator:
                 f"{type(updates).__name__} {getattr(updates, 'shape', '')} {getattr(updates, 'dtype', '')}"
             )
         num_rows, dim = updates.shape
+        input_dtype = updates.dtype
         if num_rows == 0 or dim == 0:
             raise ValueError(f"{self.name}: need at least one update row and one coordinate; got shape {tuple(updates.shape)}")
         context = context if context is not None else AggregationContext()
@@ -180,7 +202,7 @@ class Aggregator:
         finite_rows = torch.isfinite(updates).all(dim=1)
         excluded = torch.nonzero(~finite_rows).flatten().tolist()
         if len(excluded) == num_rows:
-            raise ValueError(f"{self.name}: all {num_rows} updates contain NaN or inf; nothing to aggregate")
+            raise NonFiniteUpdatesError(f"{self.name}: all {num_rows} updates contain NaN or inf; nothing to aggregate")
         kept_rows = torch.nonzero(finite_rows).flatten().tolist()
         if excluded:
             LOGGER.warning(
@@ -194,13 +216,15 @@ class Aggregator:
             context = context.subset(kept_rows)
         num_attackers = max(0, self.num_attackers - len(excluded))
 
+        if self.float64_inputs:
+            updates, context = updates.double(), context.in_float64()
         result = self._aggregate(updates, context, num_attackers)
 
         if result.update.shape != (dim,):
             raise RuntimeError(f"{self.name}: internal error, aggregate has shape {tuple(result.update.shape)}")
         self.last_accepted = None if result.accepted is None else [kept_rows[i] for i in result.accepted]
         self.last_info = {**result.info, "excluded_nonfinite": excluded, "num_attackers_used": num_attackers}
-        return result.update
+        return result.update.to(input_dtype)
 
     def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
         """Aggregate finite rows; ``num_attackers`` is the assumed count among them."""
@@ -257,11 +281,14 @@ def pairwise_squared_distances(updates: Tensor) -> Tensor:
     r"""Squared Euclidean distances :math:`D_{ij} = \lVert x_i - x_j \rVert_2^2` of the rows, ``(n, n)``.
 
     One Gram-matrix product, :math:`D_{ij} = G_{ii} + G_{jj} - 2 G_{ij}` with
-    :math:`G = \tilde X \tilde X^\top`, on rows centred by their mean first (the
-    distances are unchanged and cancellation error is smaller); clamped at 0 with
-    an exact zero diagonal.
+    :math:`G = \tilde X \tilde X^\top`, on rows centred on the row of smallest norm
+    first (distances are unchanged and cancellation error is smaller: the Gram entries
+    are about as large as the distances; centring on the mean instead lets one huge
+    row shift every row far from the origin and bury the small distances in rounding
+    error); clamped at 0 with an exact zero diagonal.
     """
-    centred = updates - updates.mean(dim=0, keepdim=True)
+    reference = updates[int(torch.argmin(updates.norm(dim=1)))]
+    centred = updates - reference
     gram = centred @ centred.T
     sq_norms = gram.diagonal()
     distances = (sq_norms[:, None] + sq_norms[None, :] - 2.0 * gram).clamp_min_(0.0)
@@ -287,13 +314,16 @@ def coordinate_median(rows: Tensor) -> Tensor:
     (``torch.median`` returns the lower middle value for even ``n``; Yin et al.
     2018 use the usual median.)  Uses a sort, not ``torch.quantile``, which
     refuses inputs above 16M entries.
+
+    The two middle values are averaged in float64 (their float32 sum can overflow); the
+    result has the input dtype.
     """
     num_rows = rows.shape[0]
     ordered = rows.sort(dim=0).values
     middle = num_rows // 2
     if num_rows % 2 == 1:
         return ordered[middle]
-    return 0.5 * (ordered[middle - 1] + ordered[middle])
+    return (0.5 * (ordered[middle - 1].double() + ordered[middle].double())).to(rows.dtype)
 
 
 def count_from_fraction(fraction: float, total: int) -> int:

@@ -103,6 +103,7 @@ class Flame(SeededAggregator):
             return AggregationResult(torch.zeros_like(updates[0]), accepted, info)
         update = (factors[accepted, None] * updates[accepted]).mean(dim=0)
         if sigma > 0:
-            noise = torch.randn(updates.shape[1], generator=self.generator, dtype=updates.dtype)
+            # drawn in float32 (the engine's dtype) so the noise stream is the one it always was
+            noise = torch.randn(updates.shape[1], generator=self.generator, dtype=torch.float32).to(updates.dtype)
             update = update + sigma * noise.to(updates.device)
         return AggregationResult(update, accepted, info)

@@ -20,5 +20,7 @@ class Median(Aggregator):
         num_attackers: ignored.
     """
 
+    float64_inputs = False  # order statistics: sort in the input dtype (see coordinate_median)
+
     def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
         return AggregationResult(coordinate_median(updates))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from deepfl.defenses.base import (
@@ -25,14 +26,16 @@ def trimmed_mean(updates: Tensor, trim_per_tail: int) -> Tensor:
 
     .. math:: \hat g_k = \frac{1}{n - 2t} \sum_{i = t+1}^{n-t} g_{(i),k}
 
-    with :math:`g_{(1),k} \le \dots \le g_{(n),k}` the sorted ``k``-th coordinates.
+    with :math:`g_{(1),k} \le \dots \le g_{(n),k}` the sorted ``k``-th coordinates.  Sorted in the
+    input dtype, averaged in float64 (a float32 sum of huge values overflows).
     """
     num_rows = updates.shape[0]
     check_trim(num_rows, trim_per_tail)
     if trim_per_tail == 0:
-        return updates.mean(dim=0)
+        return updates.mean(dim=0, dtype=torch.float64).to(updates.dtype)
     ordered = updates.sort(dim=0).values
-    return ordered[trim_per_tail : num_rows - trim_per_tail].mean(dim=0)
+    middle = ordered[trim_per_tail : num_rows - trim_per_tail]
+    return middle.mean(dim=0, dtype=torch.float64).to(updates.dtype)
 
 
 def check_trim(num_rows: int, trim_per_tail: int) -> None:
@@ -63,6 +66,7 @@ class TrimmedMean(Aggregator):
         "beta": [Interval(float, 0, 0.5, closed="left")],
         "trim_by": [Options(*TRIM_MODES)],
     }
+    float64_inputs = False  # order statistics: sort in the input dtype, average in float64 (trimmed_mean)
 
     def __init__(self, num_attackers: int = 0, beta: float = 0.1, trim_by: str = "fraction") -> None:
         super().__init__(num_attackers)
