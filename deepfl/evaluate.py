@@ -13,8 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from fldata.cli import CheckFailed
 from fldata.metrics import confidence, threshold_counts_many
 from fldata.triggers import Trigger, stamp
+
+
+class DivergedModelError(CheckFailed):
+    """The model's outputs are not finite: its weights are finite but so large that the logits overflow."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,10 @@ def evaluate(model: nn.Module, sets: EvalSets, taus: list[float], batch_size: in
     """ACC/ASR for every tau, per-class accuracy, and the raw probabilities."""
     clean = predict_probs(model, sets.clean_images, batch_size)
     backdoor = predict_probs(model, sets.backdoor_images, batch_size)
+    if not (np.isfinite(clean).all() and np.isfinite(backdoor).all()):
+        largest = max(float(p.detach().abs().max()) for p in model.parameters())
+        raise DivergedModelError(f"the global model diverged: its outputs are not finite (largest |weight| "
+                                 f"{largest:.3g}): an aggregate let a huge update through")
     acc = {str(t): c.rate for t, c in zip(taus, threshold_counts_many(clean, sets.clean_labels, taus))}
     target_labels = np.full(len(backdoor), sets.target)
     asr = {str(t): c.rate for t, c in zip(taus, threshold_counts_many(backdoor, target_labels, taus))}

@@ -6,6 +6,11 @@ Examples
     python -m deepfl.run --resume runs/cs-cont        # continue a killed run from its last checkpoint
 
 Layers (lowest first): defaults < dataset defaults < --preset < --config < flags < --set.
+
+Exit status (fldata.cli): 0 done; 1 the global model diverged; 2 a usage or config error; 3 an I/O
+or data error (unwritable --out or cache folder, damaged checkpoint, RUN_DIR in use by another run).
+The device, the output and cache folders and the run folder's lock are checked before any data
+is read.
 """
 from __future__ import annotations
 
@@ -18,7 +23,9 @@ from typing import Any
 
 from deepfl.config import ConfigError, ExperimentConfig, load_file, parse_override, resolve
 from deepfl.presets import PRESETS, preset
-from deepfl.runner import CONFIG_NAME, Experiment, load_run_config, resolve_device
+from deepfl.rundir import hold_run_dir
+from deepfl.runner import CONFIG_NAME, Experiment, load_run_config, pretrain_cache_dir, resolve_device
+from fldata.cli import InputOutputError, check_writable_dir, main_guard
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +52,14 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     if args.preset:
         layers.append(preset(args.preset))
     if args.config:
-        layers.append(load_file(args.config))
+        try:
+            layers.append(load_file(args.config))
+        except OSError as error:
+            raise InputOutputError(f"--config {args.config} cannot be read: {error.strerror or error}") from None
+        except ConfigError:
+            raise
+        except ValueError as error:  # TOML / JSON syntax
+            raise ConfigError(f"--config {args.config}: {error}") from None
     flags: dict[str, Any] = {}
     for value, section, key in ((args.dataset, "data", "dataset"), (args.defense, "defense", "server"),
                                 (args.client_defense, "defense", "client"), (args.attack, "attack", "kind")):
@@ -60,39 +74,47 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     return resolve(*layers)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.resume:
-            extra = [flag for flag, value in (("--config", args.config), ("--preset", args.preset),
-                                              ("--set", args.overrides), ("--dataset", args.dataset),
-                                              ("--defense", args.defense), ("--attack", args.attack),
-                                              ("--client-defense", args.client_defense), ("--seed", args.seed),
-                                              ("--out", args.out)) if value]
-            if extra:
-                raise ConfigError(f"--resume continues the stored config; it accepts only --device, not {', '.join(extra)}")
-            run_dir = Path(args.resume)
-            cfg = load_run_config(run_dir)
-            device = resolve_device(args.device) if args.device else None
-        else:
-            cfg = config_from_args(args)
-            if args.print_config:
-                print(json.dumps(cfg.to_dict(), indent=2))
-                return 0
-            default_out = f"runs/{cfg.data.dataset}-{cfg.attack.kind}-{cfg.defense.server}-{cfg.defense.client}-s{cfg.seed}"
-            run_dir = Path(args.out or default_out)
-            if (run_dir / CONFIG_NAME).exists():
-                raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
-                                  "or choose another --out")
-            device = None
+def _resume_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path]:
+    """The stored config of ``--resume RUN_DIR``; only ``--device`` may come with it."""
+    extra = [flag for flag, value in (("--config", args.config), ("--preset", args.preset),
+                                      ("--set", args.overrides), ("--dataset", args.dataset),
+                                      ("--defense", args.defense), ("--attack", args.attack),
+                                      ("--client-defense", args.client_defense), ("--seed", args.seed),
+                                      ("--out", args.out)) if value]
+    if extra:
+        raise ConfigError(f"--resume continues the stored config; it accepts only --device, not {', '.join(extra)}")
+    return load_run_config(args.resume), Path(args.resume)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the config, check device, folders and lock (before any data is read), run; exit status."""
+    if args.resume:
+        cfg, run_dir = _resume_config(args)
+    else:
+        cfg = config_from_args(args)
+        if args.print_config:
+            print(json.dumps(cfg.to_dict(), indent=2))
+            return 0
+        default_out = f"runs/{cfg.data.dataset}-{cfg.attack.kind}-{cfg.defense.server}-{cfg.defense.client}-s{cfg.seed}"
+        run_dir = Path(args.out or default_out)
+    device = resolve_device(args.device or cfg.device)
+    if cfg.run.pretrain_rounds:
+        check_writable_dir(pretrain_cache_dir(cfg), "the pre-training cache folder (run.cache_dir)")
+    with hold_run_dir(run_dir):
+        if not args.resume and (run_dir / CONFIG_NAME).exists():
+            raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                              "or choose another --out")
         summary = Experiment(cfg, run_dir, device).run()
-    except (ConfigError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     assert summary is not None
     print(json.dumps({"run_dir": str(run_dir), **summary["final"]}, indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m deepfl.run``; returns the exit status (module docstring)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return main_guard(lambda: run(args), usage=(ConfigError, ValueError))
 
 
 if __name__ == "__main__":

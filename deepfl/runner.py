@@ -9,15 +9,24 @@ key of the pre-training-relevant config, so runs that differ only in the attack 
 attack kind, ...) start their attack from the same converged model.
 
 Run directory: config.json (resolved config), metrics.jsonl (one line per round), checkpoint.pt
-(every ``checkpoint_every`` rounds and at the end), confidences.npz (final evaluation) and
-summary.json. ``Experiment(cfg, run_dir).run()`` continues from checkpoint.pt when present.
+(every ``checkpoint_every`` rounds and at the end), confidences.npz (final evaluation),
+summary.json and run.lock. ``Experiment(cfg, run_dir).run()`` continues from checkpoint.pt when
+present, holding the folder's lock (deepfl.rundir) for the whole run.
+
+Reliability: checkpoints and cache entries are hash-checked and read with ``weights_only=True``
+(deepfl.checkpoint); the cache lives under the user cache root (fldata.cache), and a damaged
+entry is rebuilt with a warning; a resume checks the config and restores every metrics row
+(deepfl.resume); a round whose aggregate (or new global model) is not finite is refused: the
+global model is kept and the row says ``"refused"``.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -29,24 +38,31 @@ from deepfl import checkpoint
 from deepfl.attacks import AttackSchedule, RoundPlan, attacker_trigger
 from deepfl.client import (LocalTrainer, NoClientDefense, RoundContext, build_attacker, build_client_defense,
                            trigger_on_device)
-from deepfl.config import ExperimentConfig, from_dict
-from deepfl.defenses.base import AggregationContext
-from deepfl.evaluate import Evaluation, evaluate
+from deepfl.checkpoint import DamagedFileError
+from deepfl.config import ConfigError, ExperimentConfig, from_dict
+from deepfl.defenses.base import AggregationContext, NonFiniteUpdatesError
+from deepfl.evaluate import DivergedModelError, Evaluation, evaluate
 from deepfl.federation import Federation, build_federation
 from deepfl.flat import FlatState
 from deepfl.io import append_jsonl, read_jsonl, save_npz_atomic, write_json_atomic, write_jsonl_atomic
 from deepfl.models import build_model
+from deepfl.resume import check_same_config, decode_rows, encode_rows, reconcile_metrics
+from deepfl.rundir import hold_run_dir, remove_leftover_temps
 from deepfl.seeding import CLIENT_TRAINING, MODEL_INIT, SERVER_TRAINING, derive_seed, torch_generator
 from deepfl.server import aggregate, build_aggregator, defense_class, server_learning_rate
+from fldata.cache import cache_root
 from fldata.metrics import auc
 
 LOGGER = logging.getLogger("deepfl")
 CACHE_VERSION = 3  # bump when the engine changes what a pre-training produces
 CONFIG_NAME, METRICS_NAME, SUMMARY_NAME, CONFIDENCES_NAME = "config.json", "metrics.jsonl", "summary.json", "confidences.npz"
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; 'cuda' / 'cuda:N' must be available."""
+    """'auto' -> cuda if available else cpu; 'cuda' / 'cuda:N' must be available (ConfigError otherwise)."""
+    if not DEVICE_PATTERN.fullmatch(name):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -64,12 +80,21 @@ def configure_torch(cfg: ExperimentConfig, device: torch.device) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def pretrain_cache_dir(cfg: ExperimentConfig) -> Path:
+    """The pre-training cache folder: ``run.cache_dir`` if set, else ``<cache root>/deepfl/pretrained``."""
+    return Path(cfg.run.cache_dir).expanduser() if cfg.run.cache_dir else cache_root() / "deepfl" / "pretrained"
+
+
 def load_run_config(run_dir: str | Path) -> ExperimentConfig:
     """The resolved config stored in a run directory."""
     path = Path(run_dir) / CONFIG_NAME
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: --resume needs a run directory created by deepfl.run")
-    return from_dict(json.loads(path.read_text()))
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DamagedFileError(f"{path} cannot be read as JSON: {error}") from None
+    return from_dict(raw)
 
 
 class Experiment:
@@ -109,6 +134,7 @@ class Experiment:
         self.client_states: dict[int, dict] = {}
         self.attacker_states: dict[int, dict] = {}
         self.pretrain_cache_hit = False
+        self.metrics_rows: list[dict[str, Any]] = []  # rows of rounds 1..current, as in metrics.jsonl
 
     # ----------------------------------------------------------------------------- pre-training cache
     def pretrain_key(self) -> str:
@@ -127,20 +153,45 @@ class Experiment:
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:20]
 
     def _cache_path(self) -> Path:
-        return Path(self.cfg.run.cache_dir) / f"pretrained-{self.pretrain_key()}.pt"
+        return pretrain_cache_dir(self.cfg) / f"pretrained-{self.pretrain_key()}.pt"
 
     def _save_pretrain_cache(self) -> None:
-        rows = [row for row in read_jsonl(self.run_dir / METRICS_NAME) if row["phase"] == "pretrain"]
-        checkpoint.save_atomic(self._cache_path(), {"global_state": self.global_state.cpu(), "metrics": rows,
-                                                    "key": self.pretrain_key()})
+        """Store the pre-trained model and its metric rows; a cache that cannot be written only costs time."""
+        rows = [row for row in self.metrics_rows if row["phase"] == "pretrain"]
+        try:
+            checkpoint.save_atomic(self._cache_path(), {"global_state": self.global_state.cpu(), "metrics": rows,
+                                                        "key": self.pretrain_key()})
+        except OSError as error:
+            LOGGER.warning("could not write the pre-training cache %s (%s)", self._cache_path(), error)
+
+    def _read_pretrain_cache(self, path: Path) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+        """The cached global state and metric rows, checked against this run (DamagedFileError if unusable)."""
+        entry = checkpoint.load(path, self.device)
+        state, rows = entry.get("global_state"), entry.get("metrics")
+        if entry.get("key") != self.pretrain_key():
+            raise DamagedFileError(f"{path} belongs to key {entry.get('key')!r}, not {self.pretrain_key()!r}")
+        if not isinstance(state, torch.Tensor) or state.shape != self.global_state.shape \
+                or not bool(torch.isfinite(state).all()):
+            raise DamagedFileError(f"{path} does not hold a finite global state of {self.global_state.numel()} values")
+        if not isinstance(rows, list) or [row.get("round") for row in rows] != list(
+                range(1, self.cfg.run.pretrain_rounds + 1)):
+            raise DamagedFileError(f"{path} does not hold the metric rows of rounds 1..{self.cfg.run.pretrain_rounds}")
+        return state.to(device=self.device, dtype=self.global_state.dtype), rows
 
     def _load_pretrain_cache(self) -> bool:
+        """Start from the cached pre-training when a sound entry exists; a damaged one is removed and rebuilt."""
         path = self._cache_path()
         if not path.exists():
             return False
-        entry = checkpoint.load(path, self.device)
-        self.global_state = entry["global_state"].to(self.device)
-        write_jsonl_atomic(self.run_dir / METRICS_NAME, entry["metrics"])
+        try:
+            self.global_state, rows = self._read_pretrain_cache(path)
+        except DamagedFileError as error:
+            LOGGER.warning("ignoring the damaged pre-training cache entry (%s); rebuilding it", error)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return False
+        self.metrics_rows = rows
+        write_jsonl_atomic(self.run_dir / METRICS_NAME, rows)
         return True
 
     # ----------------------------------------------------------------------------- checkpoints
@@ -153,23 +204,34 @@ class Experiment:
             "defense_state": self.aggregator.state_dict(),
             "rng": checkpoint.rng_state(self.device),
             "seed": self.cfg.seed,
+            "config_digest": self.cfg.digest(),
+            "config_json": json.dumps(self.cfg.to_dict(), sort_keys=True),
+            "metrics_jsonl": encode_rows([row for row in self.metrics_rows if row["round"] <= round_index]),
         })
 
     def _resume(self) -> int:
-        """Load checkpoint.pt if present; return the last completed round (0 if starting fresh)."""
+        """Load checkpoint.pt if present; return the last completed round (0 if starting fresh).
+
+        Refuses a config that differs from the checkpoint's and restores metrics rows 1..R from the
+        checkpoint's copy when ``metrics.jsonl`` lost or changed any (deepfl.resume).
+        """
         path = self.run_dir / checkpoint.CHECKPOINT_NAME
         metrics_path = self.run_dir / METRICS_NAME
         if not path.exists():
+            self.metrics_rows = []
             write_jsonl_atomic(metrics_path, [])
             return 0
-        state = checkpoint.load(path, self.device)
+        state = checkpoint.load(path, self.device, require_hash=False)
+        check_same_config(state, self.cfg.to_dict(), self.cfg.digest(), str(self.run_dir))
+        done = int(state["round"])
+        self.metrics_rows = reconcile_metrics(read_jsonl(metrics_path), decode_rows(state.get("metrics_jsonl")),
+                                              done, str(metrics_path))
         self.global_state = state["global_state"].to(self.device)
         self.client_states = state["client_states"]
         self.attacker_states = state["attacker_states"]
         self.aggregator.load_state_dict(state["defense_state"])
         checkpoint.restore_rng_state(state["rng"], self.device)
-        done = int(state["round"])
-        write_jsonl_atomic(metrics_path, [row for row in read_jsonl(metrics_path) if row["round"] <= done])
+        write_jsonl_atomic(metrics_path, self.metrics_rows)
         return done
 
     # ----------------------------------------------------------------------------- one round
@@ -226,13 +288,36 @@ class Experiment:
             global_params=self.global_state, server_update=server_update, output_layer=self.output_layer,
         )
         aggregator = self.aggregator if attack_phase else self.pretrain_aggregator
-        result, accepted = aggregate(aggregator, updates, context, plan.clients)
-        server_lr = server_learning_rate(self.cfg, plan.phase)
-        self.global_state = self.global_state + server_lr * result.to(self.global_state.dtype)
+        accepted, refused = self._aggregate_and_apply(aggregator, updates, context, plan)
         seconds["aggregate"] = time.perf_counter() - start
-        return {"round": round_index, "phase": plan.phase, "clients": list(plan.clients),
-                "attackers": sorted(plan.attackers), "accepted": accepted, "seconds": seconds,
-                "acc": None, "asr": None, "per_class_acc": None}
+        row = {"round": round_index, "phase": plan.phase, "clients": list(plan.clients),
+               "attackers": sorted(plan.attackers), "accepted": accepted, "seconds": seconds,
+               "acc": None, "asr": None, "per_class_acc": None}
+        if refused:
+            row["refused"] = refused
+        return row
+
+    def _aggregate_and_apply(self, aggregator: Any, updates: torch.Tensor, context: AggregationContext,
+                             plan: RoundPlan) -> tuple[list[int], str | None]:
+        """G <- G + eta_g * agg, unless agg or the new G is not finite: then G is kept and the round refused.
+
+        Returns the accepted client ids ([] when refused) and the refusal reason (None when applied).
+        A non-finite global model would poison every later round, so it is never installed.
+        """
+        try:
+            result, accepted = aggregate(aggregator, updates, context, plan.clients)
+        except NonFiniteUpdatesError:
+            accepted, reason = [], "every update non-finite"
+        else:
+            server_lr = server_learning_rate(self.cfg, plan.phase)
+            candidate = self.global_state + server_lr * result.to(self.global_state.dtype)
+            if bool(torch.isfinite(candidate).all()):
+                self.global_state = candidate
+                return accepted, None
+            accepted, reason = [], "non-finite aggregate"
+        LOGGER.warning("round %d refused (%s): the global model of round %d is kept", plan.round, reason,
+                       plan.round - 1)
+        return accepted, reason
 
     def evaluate(self) -> Evaluation:
         self.flat.set(self.global_state)
@@ -241,10 +326,15 @@ class Experiment:
     # ----------------------------------------------------------------------------- whole run
     def run(self, stop_after: int | None = None) -> dict[str, Any] | None:
         """Run (or continue) to ``run.rounds``; return the summary, or None if stopped at ``stop_after``."""
+        with hold_run_dir(self.run_dir):
+            remove_leftover_temps(self.run_dir)
+            return self._run_locked(stop_after)
+
+    def _run_locked(self, stop_after: int | None) -> dict[str, Any] | None:
+        """:meth:`run`'s body, called with the run folder's lock held."""
         cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.run_dir / CONFIG_NAME, cfg.to_dict())
         done = self._resume()
+        write_json_atomic(self.run_dir / CONFIG_NAME, cfg.to_dict())
         if done == 0 and cfg.run.pretrain_rounds and self._load_pretrain_cache():
             self.pretrain_cache_hit = True
             done = cfg.run.pretrain_rounds
@@ -257,12 +347,17 @@ class Experiment:
             row = self.run_round(round_index)
             if round_index % cfg.run.eval_every == 0 or round_index == cfg.run.rounds:
                 start = time.perf_counter()
-                evaluation = self.evaluate()
+                try:
+                    evaluation = self.evaluate()
+                except DivergedModelError as error:
+                    raise DivergedModelError(f"round {round_index}: {error}; rows of rounds 1..{round_index - 1} "
+                                             f"are in {self.run_dir / METRICS_NAME}") from None
                 row["seconds"]["evaluate"] = time.perf_counter() - start
                 row.update(acc=evaluation.acc, asr=evaluation.asr, per_class_acc=evaluation.per_class_acc)
                 tau = str(cfg.run.taus[0])
                 bar.set_postfix({f"ACC@{tau}": f"{evaluation.acc[tau]:.3f}", f"ASR@{tau}": f"{evaluation.asr[tau]:.3f}"})
             append_jsonl(self.run_dir / METRICS_NAME, row)
+            self.metrics_rows.append(json.loads(json.dumps(row, sort_keys=True)))  # as read back from the file
             if round_index == cfg.run.pretrain_rounds and not self.pretrain_cache_hit:
                 self._save_pretrain_cache()
             if round_index % cfg.run.checkpoint_every == 0 or round_index == last:
@@ -277,7 +372,7 @@ class Experiment:
     def _finish(self, evaluation: Evaluation) -> dict[str, Any]:
         arrays = evaluation.confidences()
         save_npz_atomic(self.run_dir / CONFIDENCES_NAME, {**arrays, "clean_labels": self.federation.eval_sets.clean_labels})
-        rows = read_jsonl(self.run_dir / METRICS_NAME)
+        rows = self.metrics_rows
         totals: dict[str, float] = {}
         for row in rows:
             for part, value in row["seconds"].items():
