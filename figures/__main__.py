@@ -16,7 +16,9 @@ and ``<run>_roc.png`` for each run that saved ``confidences.npz``.
 ``over_rounds_<dataset>.png`` (ASR / ACC over rounds per defense, band over seeds), ``roc.png`` (App. A.4),
 ``tau_tradeoff.png`` (App. A.9) and ``ablation_<table>.png`` for every appendix table written there.
 ``readme`` regenerates the README's generated sections from ``results/`` (``--check``: exit 1 if stale).
-A missing or malformed input prints ``error: <file>: <problem>`` and exits with status 2.
+A missing or malformed input, an unwritable ``--out`` (checked before any input is read), or a run
+whose ``metrics.jsonl`` misses rounds (unless ``--allow-gaps``) prints ``error: <file>: <problem>``
+and exits with status 3; a ``--tau`` the inputs did not record exits with status 2 (fldata.cli).
 """
 from __future__ import annotations
 
@@ -27,9 +29,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from figures.deep_plots import plot_acc_asr_over_rounds, plot_roc, summarise_run
-from figures.io import ResultFileError, load_deep_run, load_theory_result, save_figure, write_text
+from figures.io import (ResultFileError, ResultRequestError, load_deep_run, load_theory_result, save_figure,
+                        write_text)
 from figures.tables import deep_table_markdown, theory_tables_markdown
 from figures.theory_plots import draw_all
+from fldata.cli import check_writable_dir, main_guard
 
 THEORY_TABLE_NAME = "table3_table4.md"
 DEEP_FIGURE_NAME = "acc_asr_over_rounds.png"
@@ -65,13 +69,14 @@ def render_theory(result_paths: Sequence[str | os.PathLike[str]], out_dir: str |
 
 
 def render_deep(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
-                tau: float | None = None) -> list[Path]:
+                tau: float | None = None, allow_gaps: bool = False) -> list[Path]:
     """Write ACC/ASR over rounds (runs overlaid), the final ACC/ASR table, and ROC plots where saved.
 
     ``tau`` selects the confidence threshold of every curve and table cell; ``None`` uses each run's
-    default (:func:`figures.deep_plots.default_tau`). Returns the written paths.
+    default (:func:`figures.deep_plots.default_tau`). A run with missing rounds is refused unless
+    ``allow_gaps``. Returns the written paths.
     """
-    runs = [load_deep_run(run_dir) for run_dir in run_dirs]
+    runs = [load_deep_run(run_dir, allow_gaps) for run_dir in run_dirs]
     summaries = [summarise_run(run, tau) for run in runs]
     figures = {DEEP_FIGURE_NAME: plot_acc_asr_over_rounds(summaries)}
     for stem, run, summary in zip(_unique_stems([run.path for run in runs]), runs, summaries):
@@ -141,6 +146,8 @@ def _parser() -> argparse.ArgumentParser:
     deep.add_argument("--out", required=True, help="output folder (created if missing)")
     deep.add_argument("--tau", type=float, default=None,
                       help="confidence threshold to report (default: each run's own, else 0)")
+    deep.add_argument("--allow-gaps", action="store_true",
+                      help="plot runs whose metrics.jsonl misses rounds (refused by default)")
     reproduce = commands.add_parser("reproduce", help="figures of a reproduction scale from results/<scale>")
     reproduce.add_argument("scale_dir", help="results/<scale> written by python -m deepfl.reproduce")
     reproduce.add_argument("--out", required=True, help="output folder (created if missing)")
@@ -152,23 +159,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 2 bad input)."""
+    """Run the CLI; returns the exit status (0 ok, 1 stale README sections with ``readme --check``, 2 usage,
+    3 bad input or unwritable --out)."""
     args = _parser().parse_args(argv)
-    try:
+
+    def body() -> int:
         if args.command == "readme":
             return update_readme(args.readme, args.results, args.check)
+        check_writable_dir(args.out, "--out")
         if args.command == "theory":
             written = render_theory(args.results, args.out)
         elif args.command == "reproduce":
             written = render_reproduce(args.scale_dir, args.out)
         else:
-            written = render_deep(args.runs, args.out, args.tau)
-    except ResultFileError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    for path in written:
-        print(path)
-    return 0
+            written = render_deep(args.runs, args.out, args.tau, args.allow_gaps)
+        for path in written:
+            print(path)
+        return 0
+
+    return main_guard(body, usage=(ResultRequestError,), data=(ResultFileError,))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from fldata.metrics import auc, roc_curve
-from figures.io import DeepRun, ResultFileError, as_float
+from figures.io import DeepRun, ResultFileError, ResultRequestError, as_float
 from figures.paper_numbers import DEFENSE_LABELS
 
 
@@ -80,7 +80,7 @@ def _tau_key(rates: Mapping[str, Any], tau: float, source: Any, where: str) -> s
         except ValueError:
             continue
     available = ", ".join(sorted(rates))
-    raise ResultFileError(source, f"no tau {tau:g} in '{where}'; recorded taus: {available or 'none'}")
+    raise ResultRequestError(source, f"no tau {tau:g} in '{where}'; recorded taus: {available or 'none'}")
 
 
 def default_tau(run: DeepRun) -> float:

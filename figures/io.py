@@ -7,13 +7,18 @@ Figures are rebuilt from results on disk only (STYLE.md, "Our own habits"). Two 
   and, optionally, ``confidences.npz`` (arrays ``clean_confidence`` and ``backdoor_confidence``; the
   names ``conf_clean`` / ``conf_backdoor`` are accepted too).
 
-Every problem with an input raises :class:`ResultFileError`, whose message names the file and the key.
+Every problem with an input raises :class:`ResultFileError`, whose message names the file and the key;
+a request the inputs cannot answer (a ``--tau`` they did not record) raises :class:`ResultRequestError`.
+A deepfl run whose ``metrics.jsonl`` misses rounds (or repeats them) is refused unless
+``allow_gaps=True``: a curve drawn over a gap looks like a complete run.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +66,10 @@ class ResultFileError(ValueError):
         self.source = str(source)
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
+
+
+class ResultRequestError(ResultFileError):
+    """The result files are readable but do not hold what was asked for (e.g. a --tau they did not record)."""
 
 
 def require(mapping: Any, dotted_key: str, source: str | os.PathLike[str], prefix: str = "") -> Any:
@@ -161,8 +170,42 @@ _CONFIDENCE_NAMES: tuple[tuple[str, str], ...] = (
 )
 
 
-def load_deep_run(run_dir: str | os.PathLike[str]) -> DeepRun:
-    """Load a deepfl run directory (``config.json``, ``metrics.jsonl``, ``summary.json``[, ``confidences.npz``])."""
+def round_problem(records: list[dict[str, Any]]) -> str | None:
+    """What is wrong with the rounds of ``records`` (they must be 1, 2, ..., N in order), or ``None``."""
+    rounds = [record["round"] for record in records]
+    if rounds == list(range(1, len(rounds) + 1)):
+        return None
+    seen = {r for r in rounds if isinstance(r, int)}
+    top = max(seen, default=0)
+    missing = [r for r in range(1, top + 1) if r not in seen]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        return f"rounds {shown} are missing"
+    return f"rounds are repeated or out of order ({', '.join(map(str, rounds[:12]))}{' ...' if len(rounds) > 12 else ''})"
+
+
+def _load_confidences(conf_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The clean and backdoor confidence arrays of ``confidences.npz``; ResultFileError if unreadable."""
+    try:
+        with np.load(conf_path, allow_pickle=False) as arrays:
+            names = next((pair for pair in _CONFIDENCE_NAMES if all(name in arrays for name in pair)), None)
+            if names is None:
+                expected = " or ".join(f"'{clean}' and '{backdoor}'" for clean, backdoor in _CONFIDENCE_NAMES)
+                raise ResultFileError(conf_path, f"missing arrays: need {expected}; found {sorted(arrays.files)}")
+            return (np.asarray(arrays[names[0]], dtype=np.float64),
+                    np.asarray(arrays[names[1]], dtype=np.float64))
+    except ResultFileError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        raise ResultFileError(conf_path, f"not a readable .npz file ({type(error).__name__}: {error})") from None
+
+
+def load_deep_run(run_dir: str | os.PathLike[str], allow_gaps: bool = False) -> DeepRun:
+    """Load a deepfl run directory (``config.json``, ``metrics.jsonl``, ``summary.json``[, ``confidences.npz``]).
+
+    Rows of ``metrics.jsonl`` must be rounds 1..N in order; otherwise ResultFileError, or with
+    ``allow_gaps=True`` a warning.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ResultFileError(run_dir, "run directory not found")
@@ -174,16 +217,16 @@ def load_deep_run(run_dir: str | os.PathLike[str]) -> DeepRun:
     for key in ("final.acc", "final.asr"):
         require(summary, key, run_dir / "summary.json")
     records = _read_jsonl(run_dir / "metrics.jsonl")
+    problem = round_problem(records)
+    if problem and not allow_gaps:
+        raise ResultFileError(run_dir / "metrics.jsonl", f"{problem}; refusing to plot a run with gaps "
+                                                         "(pass --allow-gaps to plot it anyway)")
+    if problem:
+        warnings.warn(f"{run_dir / 'metrics.jsonl'}: {problem}; plotted anyway (--allow-gaps)", stacklevel=2)
     conf_clean = conf_backdoor = None
     conf_path = run_dir / "confidences.npz"
     if conf_path.is_file():
-        with np.load(conf_path) as arrays:
-            names = next((pair for pair in _CONFIDENCE_NAMES if all(name in arrays for name in pair)), None)
-            if names is None:
-                expected = " or ".join(f"'{clean}' and '{backdoor}'" for clean, backdoor in _CONFIDENCE_NAMES)
-                raise ResultFileError(conf_path, f"missing arrays: need {expected}; found {sorted(arrays.files)}")
-            conf_clean = np.asarray(arrays[names[0]], dtype=np.float64)
-            conf_backdoor = np.asarray(arrays[names[1]], dtype=np.float64)
+        conf_clean, conf_backdoor = _load_confidences(conf_path)
     return DeepRun(run_dir, config, records, summary, conf_clean, conf_backdoor)
 
 

@@ -2,7 +2,8 @@
 
 Prints, for each data set, its shapes, dtypes, class counts and source, or one clear
 line saying why it could not be loaded.  Exit status 0 iff MNIST loads (when MNIST is
-not among the requested names: iff no requested set was found corrupt).
+not among the requested names: iff no requested set was found corrupt); otherwise 3, the
+data-error status of every fliplab CLI (fldata.cli), and 2 for an unknown data-set name.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 
 import numpy as np
 
+from fldata.cli import EXIT_IO, EXIT_USAGE, main_guard
 from fldata.datasets import DATASET_NAMES, DataError, DataNotFoundError, Dataset, load_dataset
 
 
@@ -29,6 +31,11 @@ def describe(dataset: Dataset, seconds: float) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Load each requested data set and print a summary; see the module docstring for the exit status."""
+    return main_guard(lambda: _report(argv))
+
+
+def _report(argv: list[str] | None) -> int:
+    """:func:`main`'s body: parse, load and print."""
     parser = argparse.ArgumentParser(prog="python -m fldata", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=list(DATASET_NAMES),
                         help=f"data sets to load (default: all of {', '.join(DATASET_NAMES)})")
@@ -36,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                         "then system locations)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every place searched")
     args = parser.parse_args(argv)
-    loaded, corrupt = set(), False
+    loaded, corrupt, unknown = set(), False, False
     for name in args.names:
         start = time.perf_counter()
         try:
@@ -51,15 +58,17 @@ def main(argv: list[str] | None = None) -> int:
             corrupt = True
             print(f"{name}: CORRUPT -- {error}")
             continue
-        except ValueError as error:
-            corrupt = True
+        except ValueError as error:  # an unknown name (load_dataset's only other error)
+            unknown = True
             print(f"{name}: ERROR -- {error}")
             continue
         loaded.add(dataset.name)
         print("\n".join(describe(dataset, time.perf_counter() - start)))
+    if unknown:
+        return EXIT_USAGE
     if "mnist" in (name.strip().lower() for name in args.names):
-        return 0 if "mnist" in loaded else 1
-    return 1 if corrupt else 0
+        return 0 if "mnist" in loaded else EXIT_IO
+    return EXIT_IO if corrupt else 0
 
 
 if __name__ == "__main__":

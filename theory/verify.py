@@ -23,7 +23,9 @@ round (it trains on clean data); the closed forms hold for any oblivious malicio
 sections 2, 10). Probing the poisoning round itself (from ``W^{nd}_{R-1}``) would invert a trigger from
 a model without a backdoor and certify nothing.
 
-Every line is PASS/FAIL (must hold) or INFO. Exit status 1 if any must-hold check fails. The
+Every line is PASS/FAIL (must hold) or INFO. Exit status (fldata.cli): 1 if any must-hold check
+fails, 2 for a usage or config error, 3 for an I/O or data error (missing data, an unwritable
+``--json`` / ``--save-state`` / ``--cache-dir``, checked before any data is read). The
 must-hold checks: zero per-sample Theorem-1 ordering violations (twin and probe, clean and
 backdoor); closed-form vs simulated DeltaW relative error < 1e-10 and the F-hat model reproducing
 the realised DeltaW (when the closed form applies); ``f(0) <= 0``; the T2-B affine law at the
@@ -53,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from fldata.cli import check_writable_dir, check_writable_file, main_guard
 from fldata.params import (NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, UNIT_FLOAT,
                            argparse_type)
 from theory.analysis import (EvaluationSets, ProbeInputs, corollary_round, theorem1_pair, theorem2_round,
@@ -308,14 +311,32 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed_must_hold(checks) else 0
 
 
+def check_outputs(args: argparse.Namespace, config: "LinearFLConfig") -> None:
+    """Fail before any data is read if an output or the cache folder cannot be written."""
+    if args.json is not None:
+        check_writable_file(args.json, "--json")
+    if args.save_state is not None:
+        check_writable_dir(args.save_state, "--save-state")
+    if config.use_cache:
+        check_writable_dir(config.resolved_cache_dir(), "--cache-dir (the linear_fl pre-training cache)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m theory.verify``; returns the exit status (module docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        make_config(args)
-    except ValueError as exc:
+        config = make_config(args)
+    except ValueError as exc:  # LinearFLConfig's checks name the key
         parser.error(str(exc))
-    return run(args)
+    except TypeError as exc:  # a comparison inside the checks met a value of the wrong type
+        parser.error(f"a --config value has the wrong type ({exc})")
+
+    def body() -> int:
+        check_outputs(args, config)
+        return run(args)
+
+    return main_guard(body)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Input validation (clear error naming file and key, exit status 2, no traceback) and atomic writes."""
+"""Input validation (clear error naming file and key, exit status 3, no traceback) and atomic writes."""
 from __future__ import annotations
 
 import json
@@ -28,10 +28,10 @@ def _run_cli(args: list[str], capsys) -> tuple[int, str]:
     return status, captured.err
 
 
-def test_missing_theory_file_exits_2_naming_the_file(tmp_path, capsys):
+def test_missing_theory_file_exits_3_naming_the_file(tmp_path, capsys):
     missing = tmp_path / "nope.json"
     status, err = _run_cli(["theory", str(missing), "--out", str(tmp_path / "o")], capsys)
-    assert status == 2
+    assert status == 3
     assert str(missing) in err and "file not found" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
 
@@ -41,7 +41,7 @@ def test_wrong_schema_is_named(tmp_path, capsys):
     data["schema"] = "something.else/2"
     path = _write(tmp_path / "r.json", data)
     status, err = _run_cli(["theory", str(path), "--out", str(tmp_path / "o")], capsys)
-    assert status == 2 and "'schema'" in err and "fliplab.theory.verify/1" in err and str(path) in err
+    assert status == 3 and "'schema'" in err and "fliplab.theory.verify/1" in err and str(path) in err
 
 
 @pytest.mark.parametrize("dotted", ["theorem1.backdoor.ub_r2", "theorem2.eps_paper_status", "metrics.defense.asr",
@@ -84,28 +84,28 @@ def test_one_bad_file_among_several_writes_nothing(tmp_path, capsys):
     del bad_data["taus"]
     bad = _write(tmp_path / "bad.json", bad_data)
     status, err = _run_cli(["theory", str(good), str(bad), "--out", str(tmp_path / "o")], capsys)
-    assert status == 2 and "bad.json: missing key 'taus'" in err
+    assert status == 3 and "bad.json: missing key 'taus'" in err
     assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("broken", ["summary.json", "config.json", "metrics.jsonl"])
-def test_deep_run_with_a_missing_file_exits_2(tmp_path, capsys, broken):
+def test_deep_run_with_a_missing_file_exits_3(tmp_path, capsys, broken):
     run = make_run_dir(tmp_path, "run")
     (run / broken).unlink()
     status, err = _run_cli(["deep", str(run), "--out", str(tmp_path / "o")], capsys)
-    assert status == 2 and str(run / broken) in err and "file not found" in err
+    assert status == 3 and str(run / broken) in err and "file not found" in err
 
 
 def test_deep_run_with_missing_keys_names_them(tmp_path, capsys):
     run = make_run_dir(tmp_path, "run")
     (run / "summary.json").write_text(json.dumps({"final": {"acc": {"0.0": 0.9}}}))
     status, err = _run_cli(["deep", str(run), "--out", str(tmp_path / "o")], capsys)
-    assert status == 2 and "summary.json: missing key 'final.asr'" in err
+    assert status == 3 and "summary.json: missing key 'final.asr'" in err
     run2 = make_run_dir(tmp_path, "run2")
     with (run2 / "metrics.jsonl").open("a") as handle:
         handle.write(json.dumps({"round": 99, "acc": {"0.0": 0.5}}) + "\n")
     status, err = _run_cli(["deep", str(run2), "--out", str(tmp_path / "o")], capsys)
-    assert status == 2 and "metrics.jsonl: missing key 'line 7:.asr'" in err
+    assert status == 3 and "metrics.jsonl: missing key 'line 7:.asr'" in err
 
 
 def test_torn_last_metrics_line_is_dropped_but_a_torn_middle_line_is_an_error(tmp_path, capsys):
@@ -129,11 +129,11 @@ def test_bad_confidences_are_reported_as_input_errors(tmp_path, capsys):
     run = make_run_dir(tmp_path, "run")
     np.savez(run / "confidences.npz", conf_clean=np.array([0.5, np.nan]), conf_backdoor=np.array([0.2]))
     status, err = _run_cli(["deep", str(run), "--out", str(tmp_path / "o")], capsys)
-    assert status == 2 and "confidences.npz: conf_clean contains NaN" in err
+    assert status == 3 and "confidences.npz: conf_clean contains NaN" in err
     assert not (tmp_path / "o").exists()  # nothing written when one input is bad
     np.savez(run / "confidences.npz", clean_confidence=np.array([0.5]))
     status, err = _run_cli(["deep", str(run), "--out", str(tmp_path / "o")], capsys)
-    assert status == 2 and "missing arrays: need 'clean_confidence' and 'backdoor_confidence'" in err
+    assert status == 3 and "missing arrays: need 'clean_confidence' and 'backdoor_confidence'" in err
 
 
 def test_cli_subprocess_prints_no_traceback_and_imports_no_heavy_package(tmp_path):
@@ -143,7 +143,7 @@ def test_cli_subprocess_prints_no_traceback_and_imports_no_heavy_package(tmp_pat
              "assert not heavy, heavy; sys.exit(cli.main(sys.argv[1:]))")
     done = subprocess.run([sys.executable, "-c", probe, "theory", str(tmp_path / "x.json"), "--out", str(tmp_path)],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == 3, done.stderr
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
 
 

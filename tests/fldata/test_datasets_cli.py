@@ -21,8 +21,8 @@ def test_cli_reports_mnist_and_exits_zero(capsys: pytest.CaptureFixture[str]) ->
     assert "fashion-mnist: " in out  # loaded, or one NOT AVAILABLE line
 
 
-def test_cli_missing_data_exits_one_with_a_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--root", str(tmp_path), "mnist", "cifar10"]) == 1
+def test_cli_missing_data_exits_three_with_a_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--root", str(tmp_path), "mnist", "cifar10"]) == 3
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("mnist: NOT AVAILABLE -- data set 'mnist' not found")
     assert any(line.startswith("cifar10: NOT AVAILABLE") for line in lines)
@@ -32,7 +32,7 @@ def test_cli_missing_data_exits_one_with_a_clear_line(tmp_path: Path, capsys: py
 
 def test_cli_reports_corrupt_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "mnist.pkl.gz").write_bytes(b"not gzip")
-    assert main(["--root", str(tmp_path), "mnist"]) == 1
+    assert main(["--root", str(tmp_path), "mnist"]) == 3
     assert "mnist: CORRUPT -- " in capsys.readouterr().out
 
 
