@@ -24,7 +24,8 @@ from typing import Any
 from deepfl.config import ConfigError, ExperimentConfig, load_file, parse_override, resolve
 from deepfl.presets import PRESETS, preset
 from deepfl.rundir import hold_run_dir
-from deepfl.runner import CONFIG_NAME, Experiment, load_run_config, pretrain_cache_dir, resolve_device
+from deepfl.runner import (CONFIG_NAME, Experiment, check_resumable, load_run_config, pretrain_cache_dir,
+                           resolve_device)
 from fldata.cli import InputOutputError, check_writable_dir, main_guard
 
 
@@ -101,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     if cfg.run.pretrain_rounds:
         check_writable_dir(pretrain_cache_dir(cfg), "the pre-training cache folder (run.cache_dir)")
     with hold_run_dir(run_dir):
-        if not args.resume and (run_dir / CONFIG_NAME).exists():
+        if args.resume:
+            check_resumable(run_dir, cfg)
+        elif (run_dir / CONFIG_NAME).exists():
             raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                               "or choose another --out")
         summary = Experiment(cfg, run_dir, device).run()

@@ -97,6 +97,17 @@ def load_run_config(run_dir: str | Path) -> ExperimentConfig:
     return from_dict(raw)
 
 
+def check_resumable(run_dir: Path, cfg: ExperimentConfig) -> None:
+    """Before any data is read: the run's checkpoint loads safely and was written with this config.
+
+    Raises DamagedFileError or deepfl.resume.ConfigMismatchError; nothing to check without a checkpoint.
+    """
+    path = run_dir / checkpoint.CHECKPOINT_NAME
+    if path.exists():
+        state = checkpoint.load(path, torch.device("cpu"), require_hash=False)
+        check_same_config(state, cfg.to_dict(), cfg.digest(), str(run_dir))
+
+
 class Experiment:
     """One federated run bound to a run directory."""
 

@@ -65,10 +65,17 @@ def _report(argv: list[str] | None) -> int:
         loaded.add(dataset.name)
         print("\n".join(describe(dataset, time.perf_counter() - start)))
     if unknown:
+        print("error: unknown data-set name (see the ERROR line above)", file=sys.stderr)
         return EXIT_USAGE
     if "mnist" in (name.strip().lower() for name in args.names):
-        return 0 if "mnist" in loaded else EXIT_IO
-    return EXIT_IO if corrupt else 0
+        if "mnist" in loaded:
+            return 0
+        print("error: MNIST could not be loaded (see the lines above)", file=sys.stderr)
+        return EXIT_IO
+    if corrupt:
+        print("error: a data set is corrupt (see the CORRUPT line above)", file=sys.stderr)
+        return EXIT_IO
+    return 0
 
 
 if __name__ == "__main__":
