@@ -12,6 +12,10 @@ states may hold numpy arrays (FLIP keeps its trigger masks and distance matrix a
 :func:`to_plain` stores each array as a tensor under a ``{"__ndarray__": tensor}`` marker and
 :func:`from_plain` turns it back; numpy scalars become Python numbers. A file whose hash does not
 match, or that does not load under ``weights_only=True``, raises :class:`DamagedFileError`.
+
+Checkpoints of older versions (no header, numpy arrays pickled as such) still resume: they are
+read with ``weights_only=True`` plus numpy's array-rebuilding functions allow-listed
+(:func:`legacy_numpy_globals`), which rebuild arrays and scalars of plain dtypes and nothing else.
 """
 from __future__ import annotations
 
@@ -79,6 +83,14 @@ def save_atomic(path: str | Path, payload: dict[str, Any]) -> None:
     write_bytes_atomic(path, header + body)
 
 
+def legacy_numpy_globals() -> list[Any]:
+    """What ``torch.save`` of numpy arrays and scalars references: array/scalar rebuilders and dtypes only."""
+    multiarray = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
+    dtype_classes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")] \
+        if hasattr(np, "dtypes") else []
+    return [np.ndarray, np.dtype, multiarray.multiarray._reconstruct, multiarray.multiarray.scalar, *dtype_classes]
+
+
 def _verified_body(path: Path, raw: bytes, require_hash: bool) -> bytes:
     """The torch bytes of ``raw`` after its header's hash is checked; headerless (older) files if allowed."""
     if not raw.startswith(HEADER_PREFIX):
@@ -106,8 +118,10 @@ def load(path: str | Path, device: torch.device, require_hash: bool = True) -> d
     except OSError as error:
         raise DamagedFileError(f"{path} cannot be read: {error.strerror or error}") from None
     body = _verified_body(path, raw, require_hash)
+    legacy = not raw.startswith(HEADER_PREFIX)
     try:
-        payload = torch.load(io.BytesIO(body), map_location=device, weights_only=True)
+        with torch.serialization.safe_globals(legacy_numpy_globals() if legacy else []):
+            payload = torch.load(io.BytesIO(body), map_location=device, weights_only=True)
     except Exception as error:  # any unpickling/zip failure means the same thing: do not use the file
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DamagedFileError(f"{path} cannot be loaded safely ({type(error).__name__}: {reason[:200]})") from None

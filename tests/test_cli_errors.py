@@ -31,8 +31,8 @@ sys.path.insert(0, str(TESTS / "figures"))  # figures_testdata: the one builder 
 from figures_testdata import make_run_dir, make_theory_result  # noqa: E402
 
 UNWRITABLE = "/proc/fliplab-cli-test"  # /proc takes no new files, not even root's
-MAINS = {"deepfl.run": "deepfl.run", "theory.verify": "theory.verify", "figures": "figures.__main__",
-         "fldata": "fldata.__main__"}
+MAINS = {"deepfl.run": "deepfl.run", "deepfl.reproduce": "deepfl.reproduce.__main__", "theory.verify": "theory.verify",
+         "figures": "figures.__main__", "fldata": "fldata.__main__"}
 Setup = Callable[[dict[str, str]], contextlib.AbstractContextManager]
 
 
@@ -111,6 +111,11 @@ CASES: tuple[Case, ...] = (
     Case("deepfl.run", (*MICRO, "--out", "{locked}"), 3, "is in use by pid", lock_held_elsewhere),
     Case("deepfl.run", (*MICRO, *SMALL, "--out", "{tmp}/diverged", "--set", "attack.scale=1e20"), 1,
          "the global model diverged"),
+    # deepfl.reproduce
+    Case("deepfl.reproduce", ("table2", "--scale", "nosuch"), 2, "invalid choice: 'nosuch'"),
+    Case("deepfl.reproduce", ("table2", "--scale", "ci", "--out", "{afile}/results"), 3, "afile is not a folder"),
+    Case("deepfl.reproduce", ("table2", "--scale", "ci", "--out", "{tmp}/results", "--runs", f"{UNWRITABLE}/runs"), 3,
+         "--runs"),
     # theory.verify
     Case("theory.verify", ("--seed", "-1"), 2, "argument --seed: must be an integer >= 0"),
     Case("theory.verify", ("--round", "0"), 2, "argument --round: must be an integer >= 1"),
@@ -211,8 +216,9 @@ def verdict(case: Case, outcome: Outcome) -> str:
 
 def summary_line(tried: int, clean: int, tracebacks: int, silent: int) -> str:
     """The README's count sentence."""
-    return (f"{tried} bad-input cases tried on the four CLIs: {clean} clean one-line errors with the documented "
-            f"exit code, {tracebacks} tracebacks, {silent} silent wrong results.")
+    clis = ", ".join(f"`{name}`" for name in MAINS)
+    return (f"{tried} bad-input cases tried on {len(MAINS)} CLIs ({clis}): {clean} clean one-line errors with the "
+            f"documented exit code, {tracebacks} tracebacks, {silent} silent wrong results.")
 
 
 @pytest.fixture(scope="module")
@@ -226,8 +232,9 @@ def test_cli_error(case: Case, places: dict[str, str]) -> None:
     assert verdict(case, outcome) == "clean", (outcome.code, outcome.stderr, outcome.traceback)
 
 
-def test_table_ids_are_unique() -> None:
+def test_table_ids_are_unique_and_every_cli_has_cases() -> None:
     assert len({case.id + repr(case.setup) for case in CASES}) == len(CASES)
+    assert {case.cli for case in CASES} == set(MAINS)
 
 
 def test_readme_count_line() -> None:

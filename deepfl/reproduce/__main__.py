@@ -21,6 +21,7 @@ from deepfl.reproduce.aggregate import aggregate_table, write_table
 from deepfl.reproduce.grid import Cell
 from deepfl.reproduce.scales import SCALES, get_scale
 from deepfl.reproduce.tables import TABLE_ALIASES, TABLES, get_table
+from fldata.cli import UsageError, check_writable_dir, main_guard
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,18 +77,26 @@ def _cells(rows_by_table: dict[str, list], args: argparse.Namespace) -> list[Cel
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m deepfl.reproduce``; exit 0 done, 1 a cell failed, 2 usage, 3 I/O (fldata.cli)."""
     args = build_parser().parse_args(argv)
+    return main_guard(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    """:func:`main`'s body: select the cells, run them, write the tables."""
     try:
         rows_by_table = select_rows(args)
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(str(error)) from None
     from deepfl.reproduce import driver  # torch is needed from here on
 
     cells = _cells(rows_by_table, args)
     results_root = Path(args.out)
     if args.list or args.dry_run:
         return driver.show(cells, args, results_root)
+    check_writable_dir(results_root, "--out")  # before any cell runs
+    if not args.aggregate_only:
+        check_writable_dir(args.runs, "--runs")
     code = 0
     if not args.aggregate_only:
         code = driver.run_grid(cells, args, results_root)

@@ -128,3 +128,17 @@ def test_cache_defaults_to_the_user_cache_root(tmp_path: Path, monkeypatch: pyte
 
     cfg = micro_config(tmp_path, run={"cache_dir": ""})
     assert pretrain_cache_dir(cfg) == tmp_path / "root" / "deepfl" / "pretrained"
+
+
+def test_a_checkpoint_of_an_older_version_still_loads_but_runs_no_code(tmp_path: Path) -> None:
+    """Headerless checkpoints (written before the hash header) keep resuming: numpy arrays only."""
+    state = {"mask": np.random.default_rng(0).random((3, 4)), "targets": np.array([2, 5]), "round": np.int64(4)}
+    torch.save({"client_states": {3: state}}, tmp_path / "old.pt")
+    restored = checkpoint.load(tmp_path / "old.pt", torch.device("cpu"), require_hash=False)["client_states"][3]
+    np.testing.assert_array_equal(restored["mask"], state["mask"])
+    assert restored["targets"].dtype == np.int64 and restored["round"] == 4
+    marker = tmp_path / "pwned"
+    plant(tmp_path / "evil.pt", marker, forge_header=False)
+    with pytest.raises(DamagedFileError, match="cannot be loaded safely"):
+        checkpoint.load(tmp_path / "evil.pt", torch.device("cpu"), require_hash=False)
+    assert not marker.exists()
