@@ -94,7 +94,8 @@ def reconcile_metrics(file_rows: list[Row], copy_rows: list[Row] | None, done: i
         return copy_rows
     if not complete:
         raise ResumeError(f"{source} does not hold rounds 1..{done} in order (found {rounds_of(kept)}) and the "
-                          "checkpoint (older version) has no copy to repair it from; resuming would lose or repeat rows")
+                          "checkpoint (older version) has no copy to repair it from; resuming would lose or "
+                          "repeat rows")
     return kept
 
 

@@ -181,7 +181,8 @@ def round_problem(records: list[dict[str, Any]]) -> str | None:
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
         return f"rounds {shown} are missing"
-    return f"rounds are repeated or out of order ({', '.join(map(str, rounds[:12]))}{' ...' if len(rounds) > 12 else ''})"
+    shown = ", ".join(map(str, rounds[:12])) + (" ..." if len(rounds) > 12 else "")
+    return f"rounds are repeated or out of order ({shown})"
 
 
 def _load_confidences(conf_path: Path) -> tuple[np.ndarray, np.ndarray]:

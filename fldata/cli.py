@@ -56,9 +56,10 @@ def exit_code(error: BaseException, usage: ErrorTypes = (), data: ErrorTypes = (
     (``OSError``, ``fldata.datasets.DataError``). When several match (``DataError`` is also a
     ``ValueError``), the most specific class in the error's MRO decides.
     """
-    table: list[tuple[type[BaseException], int]] = [(CheckFailed, EXIT_CHECK_FAILED)]
-    table += [(kind, EXIT_USAGE) for kind in (UsageError, *usage)]
-    table += [(kind, EXIT_IO) for kind in (*_data_types(), *data)]
+    usage_types: ErrorTypes = (UsageError, *usage)
+    data_types: ErrorTypes = (*_data_types(), *data)
+    table = [(CheckFailed, EXIT_CHECK_FAILED)] + [(kind, EXIT_USAGE) for kind in usage_types] + \
+        [(kind, EXIT_IO) for kind in data_types]
     mro = type(error).__mro__
     matches = [(mro.index(kind), code) for kind, code in table if kind in mro]
     return min(matches)[1] if matches else None

@@ -55,7 +55,8 @@ def test_krum_picks_the_same_row_with_and_without_a_huge_row() -> None:
     benign = torch.arange(NUM_ROWS) != HUGE_ROW
     krum = REGISTRY["krum"](num_attackers=1)
     winner_with = krum(updates, context)
-    winner_without = REGISTRY["krum"](num_attackers=0)(updates[benign], context.subset(benign.nonzero().flatten().tolist()))
+    benign_context = context.subset(benign.nonzero().flatten().tolist())
+    winner_without = REGISTRY["krum"](num_attackers=0)(updates[benign], benign_context)
     assert torch.equal(winner_with, winner_without)
     distances = pairwise_squared_distances(updates.double())
     exact = ((updates.double()[:, None, :] - updates.double()[None, :, :]) ** 2).sum(-1)

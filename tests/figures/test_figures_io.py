@@ -162,3 +162,23 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     assert png.read_bytes() == b"previous"
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "t.md"]
+
+
+def test_deep_run_with_missing_or_repeated_rounds_needs_allow_gaps(tmp_path, capsys):
+    run = make_run_dir(tmp_path, "run", rounds=6)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join(lines[:3] + lines[4:]) + "\n")  # round 4 lost
+    status, err = _run_cli(["deep", str(run), "--out", str(tmp_path / "o")], capsys)
+    assert status == 3 and "metrics.jsonl: rounds 4 are missing" in err and "--allow-gaps" in err
+    assert not (tmp_path / "o").exists()
+    with pytest.warns(UserWarning, match="rounds 4 are missing; plotted anyway"):
+        assert main(["deep", str(run), "--out", str(tmp_path / "o"), "--allow-gaps"]) == 0
+    (run / "metrics.jsonl").write_text("\n".join(lines[:3] + lines[2:]) + "\n")  # rounds 1,2,3,3,4,5,6
+    with pytest.raises(ResultFileError, match=r"rounds are repeated or out of order \(1, 2, 3, 3, 4"):
+        load_deep_run(run)
+
+
+def test_unwritable_out_is_refused_before_any_input_is_read(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    status, err = _run_cli(["deep", str(tmp_path / "no-such-run"), "--out", str(tmp_path / "file" / "o")], capsys)
+    assert status == 3 and err.startswith("error: --out") and "no-such-run" not in err
