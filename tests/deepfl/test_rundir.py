@@ -54,6 +54,7 @@ def test_leftover_temp_files_are_removed(tmp_path: Path) -> None:
     assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.jsonl"]
 
 
+@pytest.mark.slow
 def test_two_runs_started_at_once_on_one_folder_exactly_one_runs(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     argv = [sys.executable, "-m", "deepfl.run", "--preset", "micro", "--device", "cpu", "--out", str(run_dir),
