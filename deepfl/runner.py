@@ -40,7 +40,7 @@ from deepfl.client import (LocalTrainer, NoClientDefense, RoundContext, build_at
                            trigger_on_device)
 from deepfl.checkpoint import DamagedFileError
 from deepfl.config import ConfigError, ExperimentConfig, from_dict
-from deepfl.defenses.base import AggregationContext, NonFiniteUpdatesError
+from deepfl.defenses.base import AggregationContext, Aggregator, NonFiniteUpdatesError
 from deepfl.evaluate import DivergedModelError, Evaluation, evaluate
 from deepfl.federation import Federation, build_federation
 from deepfl.flat import FlatState
@@ -308,7 +308,7 @@ class Experiment:
             row["refused"] = refused
         return row
 
-    def _aggregate_and_apply(self, aggregator: Any, updates: torch.Tensor, context: AggregationContext,
+    def _aggregate_and_apply(self, aggregator: Aggregator, updates: torch.Tensor, context: AggregationContext,
                              plan: RoundPlan) -> tuple[list[int], str | None]:
         """G <- G + eta_g * agg, unless agg or the new G is not finite: then G is kept and the round refused.
 
