@@ -188,7 +188,7 @@ class RunConfig:
     checkpoint_every: int = 10
     taus: list[float] = field(default_factory=lambda: [0.0, 0.3, 0.4, 0.7])
     eval_batch_size: int = 500
-    cache_dir: str = ""           # pre-training cache ("" = <FLIPLAB_CACHE or ~/.cache/fliplab>/deepfl/pretrained)
+    cache_dir: str = ""           # pre-training cache ("" = <cache root>/deepfl/pretrained, fldata.cache)
     deterministic: bool = True
     threads: int = 0              # torch.set_num_threads (0 = leave torch's default)
     progress: bool = True

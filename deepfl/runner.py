@@ -62,7 +62,7 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 def resolve_device(name: str) -> torch.device:
     """'auto' -> cuda if available else cpu; 'cuda' / 'cuda:N' must be available (ConfigError otherwise)."""
     if not DEVICE_PATTERN.fullmatch(name):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

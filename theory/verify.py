@@ -327,10 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = make_config(args)
-    except ValueError as exc:  # LinearFLConfig's checks name the key
+    except ValueError as exc:  # LinearFLConfig's checks name the key: a usage error (exit 2)
         parser.error(str(exc))
-    except TypeError as exc:  # a comparison inside the checks met a value of the wrong type
-        parser.error(f"a --config value has the wrong type ({exc})")
 
     def body() -> int:
         check_outputs(args, config)

@@ -59,8 +59,10 @@ REGISTRY: dict[str, type["Aggregator"]] = {}
 # A generator seed: the range torch.Generator.manual_seed accepts (SeededAggregator's ``seed``).
 SEED: tuple[Interval, ...] = (Interval(int, -(2**63), 2**64 - 1, closed="both"),)
 
+
 class NonFiniteUpdatesError(ValueError):
     """Every update row of a call contains NaN or inf: there is nothing to aggregate."""
+
 
 AggregatorT = TypeVar("AggregatorT", bound=type["Aggregator"])
 
