@@ -12,6 +12,8 @@ Run directory: config.json (resolved config), metrics.jsonl (one line per round)
 (every ``checkpoint_every`` rounds and at the end), confidences.npz (final evaluation),
 summary.json and run.lock. ``Experiment(cfg, run_dir).run()`` continues from checkpoint.pt when
 present, holding the folder's lock (deepfl.rundir) for the whole run.
+deepfl.flower runs the same steps on Flower: clients through ``train_client``, the server through
+``aggregate_round``, ``record_evaluation``, ``append_row`` and ``finish``.
 
 Reliability: checkpoints and cache entries are hash-checked and read with ``weights_only=True``
 (deepfl.checkpoint); the cache lives under the user cache root (fldata.cache), and a damaged
@@ -270,6 +272,12 @@ class Experiment:
                 updates[row] *= scale
         return updates
 
+    def train_client(self, plan: RoundPlan, client: int) -> torch.Tensor:
+        """The update (d,) that ``client`` of ``plan`` reports, computed exactly as in the round loop
+        (its persistent state is read from and written to ``client_states`` / ``attacker_states``)."""
+        attackers = {client: plan.attackers[client]} if client in plan.attackers else {}
+        return self._train_clients(RoundPlan(plan.round, plan.phase, [client], attackers))[0]
+
     def _server_update(self, round_index: int) -> torch.Tensor:
         """FLTrust's g0: the global model trained on the root set with the benign settings."""
         assert self.federation.root is not None
@@ -285,7 +293,12 @@ class Experiment:
         start = time.perf_counter()
         updates = self._train_clients(plan)
         seconds["train"] = time.perf_counter() - start
+        return self.aggregate_round(plan, updates, seconds)
 
+    def aggregate_round(self, plan: RoundPlan, updates: torch.Tensor, seconds: dict[str, float]) -> dict[str, Any]:
+        """Aggregate ``updates`` (one row per client of ``plan.clients``, in that order) and apply the
+        result to the global state; return the round's metrics row (without evaluation)."""
+        round_index = plan.round
         attack_phase = plan.phase == "attack"
         server_update = None
         if attack_phase and self.needs_server_update:
@@ -334,6 +347,26 @@ class Experiment:
         self.flat.set(self.global_state)
         return evaluate(self.model, self.federation.eval_sets, self.cfg.run.taus, self.cfg.run.eval_batch_size)
 
+    def is_evaluation_round(self, round_index: int) -> bool:
+        return round_index % self.cfg.run.eval_every == 0 or round_index == self.cfg.run.rounds
+
+    def record_evaluation(self, row: dict[str, Any]) -> Evaluation:
+        """Evaluate the global model and put ACC/ASR (every tau), per-class ACC and the time into ``row``."""
+        start = time.perf_counter()
+        try:
+            evaluation = self.evaluate()
+        except DivergedModelError as error:
+            raise DivergedModelError(f"round {row['round']}: {error}; rows of rounds 1..{row['round'] - 1} "
+                                     f"are in {self.run_dir / METRICS_NAME}") from None
+        row["seconds"]["evaluate"] = time.perf_counter() - start
+        row.update(acc=evaluation.acc, asr=evaluation.asr, per_class_acc=evaluation.per_class_acc)
+        return evaluation
+
+    def append_row(self, row: dict[str, Any]) -> None:
+        """Append ``row`` to metrics.jsonl and to ``metrics_rows`` (as read back from the file)."""
+        append_jsonl(self.run_dir / METRICS_NAME, row)
+        self.metrics_rows.append(json.loads(json.dumps(row, sort_keys=True)))
+
     # ----------------------------------------------------------------------------- whole run
     def run(self, stop_after: int | None = None) -> dict[str, Any] | None:
         """Run (or continue) to ``run.rounds``; return the summary, or None if stopped at ``stop_after``."""
@@ -356,19 +389,11 @@ class Experiment:
                    disable=not cfg.run.progress, dynamic_ncols=True)
         for round_index in bar:
             row = self.run_round(round_index)
-            if round_index % cfg.run.eval_every == 0 or round_index == cfg.run.rounds:
-                start = time.perf_counter()
-                try:
-                    evaluation = self.evaluate()
-                except DivergedModelError as error:
-                    raise DivergedModelError(f"round {round_index}: {error}; rows of rounds 1..{round_index - 1} "
-                                             f"are in {self.run_dir / METRICS_NAME}") from None
-                row["seconds"]["evaluate"] = time.perf_counter() - start
-                row.update(acc=evaluation.acc, asr=evaluation.asr, per_class_acc=evaluation.per_class_acc)
+            if self.is_evaluation_round(round_index):
+                evaluation = self.record_evaluation(row)
                 tau = str(cfg.run.taus[0])
                 bar.set_postfix({f"ACC@{tau}": f"{evaluation.acc[tau]:.3f}", f"ASR@{tau}": f"{evaluation.asr[tau]:.3f}"})
-            append_jsonl(self.run_dir / METRICS_NAME, row)
-            self.metrics_rows.append(json.loads(json.dumps(row, sort_keys=True)))  # as read back from the file
+            self.append_row(row)
             if round_index == cfg.run.pretrain_rounds and not self.pretrain_cache_hit:
                 self._save_pretrain_cache()
             if round_index % cfg.run.checkpoint_every == 0 or round_index == last:
@@ -378,9 +403,10 @@ class Experiment:
             return None
         if evaluation is None:
             evaluation = self.evaluate()
-        return self._finish(evaluation)
+        return self.finish(evaluation)
 
-    def _finish(self, evaluation: Evaluation) -> dict[str, Any]:
+    def finish(self, evaluation: Evaluation) -> dict[str, Any]:
+        """Write confidences.npz and summary.json from the final ``evaluation`` and ``metrics_rows``."""
         arrays = evaluation.confidences()
         save_npz_atomic(self.run_dir / CONFIDENCES_NAME, {**arrays, "clean_labels": self.federation.eval_sets.clean_labels})
         rows = self.metrics_rows
