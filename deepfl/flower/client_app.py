@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from deepfl.flower.protocol import CONFIG_KEY, PARTITION_ID, PARTITION_KEY
+from deepfl.flower.protocol import (
+    CONFIG_KEY,
+    PARTITION_ID,
+    PARTITION_KEY,
+    config_int,
+    config_str,
+)
 
 if TYPE_CHECKING:
     from deepfl.runner import Experiment
@@ -46,7 +52,7 @@ def partition_id(context: Context) -> int:
 
 
 @functools.lru_cache(maxsize=1)
-def client_engine(experiment_json: str) -> "Experiment":
+def client_engine(experiment_json: str) -> Experiment:
     """The process's engine for one experiment config (data partition, model, behaviours), built once.
 
     Its run directory is never written: a client engine only trains.
@@ -72,8 +78,9 @@ def train(message: Message, context: Context) -> Message:
     """One round of local training for this node's client (module docstring)."""
     settings = message.content.config_records[CONFIG_KEY]
     client = partition_id(context)
-    if int(settings["client-id"]) != client:
-        raise ValueError(f"the server addressed client {settings['client-id']} but this node is partition {client}")
+    addressed = config_int(settings, "client-id")
+    if addressed != client:
+        raise ValueError(f"the server addressed client {addressed} but this node is partition {client}")
     return Message(local_round(message.content, context.state, client), reply_to=message)
 
 
@@ -83,12 +90,17 @@ def local_round(content: RecordDict, state: RecordDict, client: int) -> RecordDi
 
     from deepfl.attacks import RoundPlan
     from deepfl.flower.protocol import ARRAYS_KEY, METRICS_KEY, UPDATE_KEY
-    from deepfl.flower.records import arrays_to_vector, load_state, save_state, vector_to_arrays
+    from deepfl.flower.records import (
+        arrays_to_vector,
+        load_state,
+        save_state,
+        vector_to_arrays,
+    )
 
     settings = content.config_records[CONFIG_KEY]
-    engine = client_engine(str(settings["experiment"]))
-    attacker_index = int(settings["attacker-index"])
-    plan = RoundPlan(int(settings["server-round"]), str(settings["phase"]), [client],
+    engine = client_engine(config_str(settings, "experiment"))
+    attacker_index = config_int(settings, "attacker-index")
+    plan = RoundPlan(config_int(settings, "server-round"), config_str(settings, "phase"), [client],
                      {client: attacker_index} if attacker_index >= 0 else {})
     layout = engine.flat.layout
     engine.global_state = arrays_to_vector(content.array_records[ARRAYS_KEY], layout, engine.device)

@@ -10,5 +10,23 @@
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 ARRAYS_KEY, CONFIG_KEY, UPDATE_KEY, METRICS_KEY, PARTITION_KEY = "arrays", "config", "update", "metrics", "partition"
 PARTITION_ID = "partition-id"
+
+
+def config_int(record: Mapping[str, object], key: str) -> int:
+    """``record[key]`` as an int; TypeError naming the key if it is missing or not an int."""
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"message field {key!r} must be an int, got {value!r}")
+    return value
+
+
+def config_str(record: Mapping[str, object], key: str) -> str:
+    """``record[key]`` as a str; TypeError naming the key if it is missing or not a str."""
+    value = record.get(key)
+    if not isinstance(value, str):
+        raise TypeError(f"message field {key!r} must be a string, got {value!r}")
+    return value

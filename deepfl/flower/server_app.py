@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import flwr
 from flwr.app import ArrayRecord, Context, MetricRecord
@@ -73,8 +74,9 @@ class RunRecorder:
 
 
 def run_server(grid: Grid, cfg: ExperimentConfig, run_dir: str | Path,
-               settings: ServerSettings = ServerSettings()) -> dict[str, Any]:
+               settings: ServerSettings | None = None) -> dict[str, Any]:
     """Run ``cfg`` on the nodes of ``grid``, write ``run_dir`` (module docstring); return the summary."""
+    settings = settings or ServerSettings()
     run_dir = Path(run_dir)
     if (run_dir / CONFIG_NAME).exists():
         raise ConfigError(f"{run_dir} already holds a run; choose another output directory")
@@ -94,7 +96,7 @@ def run_server(grid: Grid, cfg: ExperimentConfig, run_dir: str | Path,
     return summary
 
 
-def make_server_app(cfg: ExperimentConfig, run_dir: str | Path, settings: ServerSettings = ServerSettings(),
+def make_server_app(cfg: ExperimentConfig, run_dir: str | Path, settings: ServerSettings | None = None,
                     on_summary: Callable[[dict[str, Any]], None] | None = None) -> ServerApp:
     """A ServerApp bound to one config and run directory (the simulation entry point)."""
     server_app = ServerApp()
@@ -110,8 +112,10 @@ def make_server_app(cfg: ExperimentConfig, run_dir: str | Path, settings: Server
 
 def config_from_run_config(run_config: dict[str, Any]) -> tuple[ExperimentConfig, Path, ServerSettings]:
     """Experiment config, run directory and waits from a Flower run config (module docstring)."""
-    parser = build_parser()
-    args = parser.parse_args(shlex.split(str(run_config.get("args", ""))))
+    try:
+        args = build_parser().parse_args(shlex.split(str(run_config.get("args", ""))))
+    except SystemExit as error:  # argparse printed what is wrong; a ServerApp must not exit
+        raise ConfigError(f"run-config 'args' are not valid python -m deepfl.run flags (status {error.code})") from None
     if args.resume or args.print_config or args.out:
         raise ConfigError("run-config 'args' takes config flags only; give the run directory as run-config 'out'")
     out = str(run_config.get("out", "")).strip()

@@ -40,24 +40,27 @@ class SimulationSettings:
 
 
 def run_flower_simulation(cfg: ExperimentConfig, run_dir: str | Path,
-                          settings: SimulationSettings = SimulationSettings(),
-                          server: ServerSettings = ServerSettings()) -> dict[str, Any]:
+                          settings: SimulationSettings | None = None,
+                          server: ServerSettings | None = None) -> dict[str, Any]:
     """Run ``cfg`` under ``flwr.simulation.run_simulation``; return the run's summary."""
+    settings = settings or SimulationSettings()
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silence Ray's FutureWarning
     import ray
     from flwr.simulation import run_simulation
 
     from deepfl.flower.client_app import app as client_app
 
-    flwr_logger = logging.getLogger("flwr")
-    level = flwr_logger.level
+    flwr_logger = logging.getLogger("flwr")  # Flower logs through its own console handler
+    level, propagate = flwr_logger.level, flwr_logger.propagate
     flwr_logger.setLevel(logging.INFO if settings.verbose else logging.ERROR)
+    flwr_logger.propagate = False
     results: list[dict[str, Any]] = []
     try:
         run_simulation(server_app=make_server_app(cfg, run_dir, server, results.append), client_app=client_app,
                        num_supernodes=cfg.data.num_clients, backend_config=settings.backend_config())
     finally:
         flwr_logger.setLevel(level)
+        flwr_logger.propagate = propagate
         if ray.is_initialized():
             ray.shutdown()
     if not results:

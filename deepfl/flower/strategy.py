@@ -26,12 +26,27 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from deepfl.attacks import RoundPlan
-from deepfl.flower.protocol import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY, PARTITION_ID, PARTITION_KEY, UPDATE_KEY
+from deepfl.flower.protocol import (
+    ARRAYS_KEY,
+    CONFIG_KEY,
+    METRICS_KEY,
+    PARTITION_ID,
+    PARTITION_KEY,
+    UPDATE_KEY,
+    config_int,
+)
 from deepfl.flower.records import arrays_to_vector, vector_to_arrays
 from deepfl.runner import Experiment
 
@@ -71,7 +86,7 @@ class DefenseStrategy(Strategy):
         for reply in grid.send_and_receive(queries, timeout=self.reply_timeout):
             if reply.has_error():
                 raise RuntimeError(f"node {reply.metadata.src_node_id} failed the partition query: {reply.error.reason}")
-            client = int(reply.content.config_records[PARTITION_KEY][PARTITION_ID])
+            client = config_int(reply.content.config_records[PARTITION_KEY], PARTITION_ID)
             if not 0 <= client < num_clients:
                 raise RuntimeError(f"node {reply.metadata.src_node_id} has partition-id {client}, "
                                    f"outside [0, data.num_clients={num_clients})")
@@ -126,7 +141,7 @@ class DefenseStrategy(Strategy):
                 raise RuntimeError(f"round {plan.round}: client {client_of_node.get(node)} (node {node}) "
                                    f"failed: {reply.error.reason}")
             client = client_of_node[node]
-            reported = int(reply.content.metric_records[METRICS_KEY]["num-examples"])
+            reported = config_int(reply.content.metric_records[METRICS_KEY], "num-examples")
             expected = int(self.engine.sample_counts[client].item())
             if reported != expected:
                 raise RuntimeError(f"round {plan.round}: client {client} trained on {reported} samples, its partition "

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 REQUIRE_ENV = "FLIPLAB_REQUIRE_FLOWER"
 
@@ -50,6 +51,20 @@ def assert_same_run(flower_dir: Path, native_dir: Path, tolerance: float = 1e-6)
     with np.load(flower_dir / "confidences.npz") as flower, np.load(native_dir / "confidences.npz") as native:
         for name in ("clean_probs", "backdoor_probs"):
             np.testing.assert_allclose(flower[name], native[name], atol=tolerance, rtol=0)
+
+
+def assert_same_state(got: dict, expected: dict) -> None:
+    """Same keys, types, dtypes and values (arrays bit for bit; plain values as the same JSON text)."""
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert type(got[key]) is type(value), key
+        if isinstance(value, (np.ndarray, np.generic)):
+            assert got[key].dtype == value.dtype
+            np.testing.assert_array_equal(got[key], value)
+        elif isinstance(value, torch.Tensor):
+            assert got[key].dtype == value.dtype and torch.equal(got[key], value)
+        else:  # plain values: the same JSON text (exact float repr, NaN included)
+            assert json.dumps(got[key]) == json.dumps(value), key
 
 
 class InProcessGrid:

@@ -1,21 +1,23 @@
 """Model vectors and client states as Flower records: exact round trips, no pickle, clear errors."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
-
-from flower_fixtures import require
+from flower_fixtures import assert_same_state, require
 
 require("flwr")
-from flwr.app import Context, RecordDict  # noqa: E402
-from flwr.common.serde import context_from_proto, context_to_proto  # noqa: E402
+from flwr.app import Context, RecordDict
+from flwr.common.serde import context_from_proto, context_to_proto
 
-from deepfl.flat import FlatState  # noqa: E402
-from deepfl.flower.records import arrays_to_vector, load_state, save_state, vector_to_arrays  # noqa: E402
-from deepfl.models import build_model  # noqa: E402
+from deepfl.flat import FlatState
+from deepfl.flower.records import (
+    arrays_to_vector,
+    load_state,
+    save_state,
+    vector_to_arrays,
+)
+from deepfl.models import build_model
 
 
 def _layout_and_vector() -> tuple[FlatState, torch.Tensor]:
@@ -60,25 +62,12 @@ def _client_state() -> dict:
     }
 
 
-def _assert_same_state(got: dict, expected: dict) -> None:
-    assert got.keys() == expected.keys()
-    for key, value in expected.items():
-        assert type(got[key]) is type(value), key
-        if isinstance(value, (np.ndarray, np.generic)):
-            assert got[key].dtype == value.dtype
-            np.testing.assert_array_equal(got[key], value)
-        elif isinstance(value, torch.Tensor):
-            assert got[key].dtype == value.dtype and torch.equal(got[key], value)
-        else:  # plain values: the same JSON text (exact float repr, NaN included)
-            assert json.dumps(got[key]) == json.dumps(value), key
-
-
 def test_client_state_survives_flowers_context_serialisation_exactly() -> None:
     state = _client_state()
     context = Context(run_id=1, node_id=2, node_config={"partition-id": 0}, state=RecordDict(), run_config={})
     save_state(context.state, "deepfl.client", state)
     restored = context_from_proto(context_to_proto(context))  # what a SuperNode stores between rounds
-    _assert_same_state(load_state(restored.state, "deepfl.client"), state)
+    assert_same_state(load_state(restored.state, "deepfl.client"), state)
     assert load_state(restored.state, "deepfl.attacker") == {}
 
 
