@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.print_config:
             print(json.dumps(cfg.to_dict(), indent=2))
             return 0
-        default_out = f"runs/flower-{cfg.data.dataset}-{cfg.attack.kind}-{cfg.defense.server}-{cfg.defense.client}-s{cfg.seed}"
+        name = f"{cfg.data.dataset}-{cfg.attack.kind}-{cfg.defense.server}-{cfg.defense.client}-s{cfg.seed}"
+        default_out = f"runs/flower-{name}"
         run_dir = Path(args.out or default_out)
         if (run_dir / CONFIG_NAME).exists():
             raise ConfigError(f"{run_dir} already holds a run; choose another --out")

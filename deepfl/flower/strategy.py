@@ -85,13 +85,15 @@ class DefenseStrategy(Strategy):
         mapping: dict[int, int] = {}
         for reply in grid.send_and_receive(queries, timeout=self.reply_timeout):
             if reply.has_error():
-                raise RuntimeError(f"node {reply.metadata.src_node_id} failed the partition query: {reply.error.reason}")
+                raise RuntimeError(f"node {reply.metadata.src_node_id} failed the partition query: "
+                                   f"{reply.error.reason}")
             client = config_int(reply.content.config_records[PARTITION_KEY], PARTITION_ID)
             if not 0 <= client < num_clients:
                 raise RuntimeError(f"node {reply.metadata.src_node_id} has partition-id {client}, "
                                    f"outside [0, data.num_clients={num_clients})")
             if client in mapping:
-                raise RuntimeError(f"two nodes ({mapping[client]}, {reply.metadata.src_node_id}) have partition-id {client}")
+                raise RuntimeError(f"two nodes ({mapping[client]}, {reply.metadata.src_node_id}) "
+                                   f"have partition-id {client}")
             mapping[client] = reply.metadata.src_node_id
         missing = sorted(set(range(num_clients)) - set(mapping))
         if missing:

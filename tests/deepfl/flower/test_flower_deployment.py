@@ -124,8 +124,8 @@ def test_superlink_and_three_supernodes_reproduce_the_native_run(tmp_path: Path)
         run_config = (f"args='--config {tmp_path / 'experiment.json'}' out='{tmp_path / 'flower'}' "
                       f"node-wait-seconds={float(START_TIMEOUT_S)} reply-timeout={float(RUN_TIMEOUT_S)}")
         done = subprocess.run([sys.executable, "-m", "flwr.cli.app", "run", str(APP), "loopback", "--stream",
-                               "--run-config", run_config], check=False, env=env, cwd=tmp_path, capture_output=True, text=True,
-                              timeout=RUN_TIMEOUT_S)
+                               "--run-config", run_config], check=False, env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     logs = "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted((tmp_path / "logs").iterdir()))
     assert done.returncode == 0 and (tmp_path / "flower" / "summary.json").exists(), done.stdout[-3000:] + logs
     with single_thread():

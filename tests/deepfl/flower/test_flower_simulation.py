@@ -45,7 +45,8 @@ def test_simulation_cli_reproduces_the_native_run_and_figures_read_it(tmp_path: 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "deepfl.flower", *args, "--out", str(tmp_path / "flower"),
                "--num-cpus", "2", "--object-store-mib", "128"]
-    done = subprocess.run(command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=SIMULATION_TIMEOUT_S)
+    done = subprocess.run(command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=SIMULATION_TIMEOUT_S)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout)["run_dir"] == str(tmp_path / "flower")
     with single_thread():

@@ -47,7 +47,8 @@ def _native_and_flower(tmp_path: Path, **sections: dict) -> tuple[Experiment, In
     grid = InProcessGrid(client_app, cfg.data.num_clients)
     with single_thread():
         native.run()
-        summary = run_server(grid, cfg, tmp_path / "flower", ServerSettings(node_wait_seconds=1.0))  # type: ignore[arg-type]
+        summary = run_server(grid, cfg, tmp_path / "flower",  # type: ignore[arg-type]
+                             ServerSettings(node_wait_seconds=1.0))
     assert summary["engine"]["name"] == "flower" and len(summary["engine"]["nodes"]) == cfg.data.num_clients
     assert_same_run(tmp_path / "flower", tmp_path / "native")
     return native, grid
