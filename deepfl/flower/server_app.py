@@ -31,8 +31,9 @@ from deepfl.config import ConfigError, ExperimentConfig
 from deepfl.evaluate import Evaluation
 from deepfl.flower.records import vector_to_arrays
 from deepfl.flower.strategy import DefenseStrategy
-from deepfl.io import append_jsonl, write_json_atomic, write_jsonl_atomic
+from deepfl.io import write_json_atomic, write_jsonl_atomic
 from deepfl.run import build_parser, config_from_args
+from deepfl.rundir import hold_run_dir, remove_leftover_temps
 from deepfl.runner import CONFIG_NAME, METRICS_NAME, SUMMARY_NAME, Experiment
 
 LOGGER = logging.getLogger("deepfl.flower")
@@ -69,19 +70,26 @@ class RunRecorder:
             LOGGER.info("round %d/%d (%s): ACC@%s %.3f, ASR@%s %.3f, accepted %s", server_round,
                         self.engine.cfg.run.rounds, row["phase"], tau, row["acc"][tau], tau, row["asr"][tau],
                         row["accepted"])
-        append_jsonl(self.engine.run_dir / METRICS_NAME, row)
+        self.engine.append_row(row)
         return metrics
 
 
 def run_server(grid: Grid, cfg: ExperimentConfig, run_dir: str | Path,
                settings: ServerSettings | None = None) -> dict[str, Any]:
-    """Run ``cfg`` on the nodes of ``grid``, write ``run_dir`` (module docstring); return the summary."""
-    settings = settings or ServerSettings()
-    run_dir = Path(run_dir)
-    if (run_dir / CONFIG_NAME).exists():
-        raise ConfigError(f"{run_dir} already holds a run; choose another output directory")
+    """Run ``cfg`` on the nodes of ``grid``, write ``run_dir`` (module docstring); return the summary.
+
+    Holds the run folder's lock (deepfl.rundir) for the whole run, as a native run does.
+    """
+    with hold_run_dir(run_dir) as folder:
+        remove_leftover_temps(folder)
+        if (folder / CONFIG_NAME).exists():
+            raise ConfigError(f"{run_dir} already holds a run; choose another output directory")
+        return _run_locked(grid, cfg, folder, settings or ServerSettings())
+
+
+def _run_locked(grid: Grid, cfg: ExperimentConfig, run_dir: Path, settings: ServerSettings) -> dict[str, Any]:
+    """:func:`run_server`'s body, with the run folder's lock held."""
     engine = Experiment(cfg, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / CONFIG_NAME, cfg.to_dict())
     write_jsonl_atomic(run_dir / METRICS_NAME, [])
     strategy = DefenseStrategy(engine, settings.node_wait_seconds, settings.reply_timeout)
