@@ -192,6 +192,7 @@ class RunConfig:
     deterministic: bool = True
     threads: int = 0              # torch.set_num_threads (0 = leave torch's default)
     progress: bool = True
+    vectorise: bool = True        # train a round's clients as one batched model (deepfl.vectorised); false = one by one
 
     parameter_constraints: ClassVar[Constraints] = {
         "rounds": POSITIVE_INT,

@@ -52,6 +52,7 @@ from deepfl.resume import check_same_config, decode_rows, encode_rows, reconcile
 from deepfl.rundir import hold_run_dir, remove_leftover_temps
 from deepfl.seeding import CLIENT_TRAINING, MODEL_INIT, SERVER_TRAINING, derive_seed, torch_generator
 from deepfl.server import aggregate, build_aggregator, defense_class, server_learning_rate
+from deepfl.vectorised import NotVectorisable, VectorisedTrainer, round_groups, train_groups
 from fldata.cache import cache_root
 from fldata.metrics import auc
 
@@ -148,6 +149,15 @@ class Experiment:
         self.attacker_states: dict[int, dict] = {}
         self.pretrain_cache_hit = False
         self.metrics_rows: list[dict[str, Any]] = []  # rows of rounds 1..current, as in metrics.jsonl
+        self.vectorised = self._vectorised_trainer() if cfg.run.vectorise else None
+
+    def _vectorised_trainer(self) -> VectorisedTrainer | None:
+        """The batched trainer of ``run.vectorise``, or None (logged) when the model cannot be vectorised."""
+        try:
+            return VectorisedTrainer(self.model)
+        except NotVectorisable as error:
+            LOGGER.warning("run.vectorise: %s; training clients sequentially", error)
+            return None
 
     # ----------------------------------------------------------------------------- pre-training cache
     def pretrain_key(self) -> str:
@@ -163,6 +173,8 @@ class Experiment:
             "pretrain_rounds": cfg.run.pretrain_rounds, "eval_every": cfg.run.eval_every, "taus": cfg.run.taus,
             "target": cfg.attack.target, "trigger_scale": cfg.attack.trigger_scale,
         }
+        if self.vectorised is not None:  # batched kernels round differently from sequential training
+            relevant["vectorise"] = True
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:20]
 
     def _cache_path(self) -> Path:
@@ -251,7 +263,12 @@ class Experiment:
     def _train_clients(self, plan: RoundPlan) -> torch.Tensor:
         cfg, fed = self.cfg, self.federation
         updates = torch.empty(len(plan.clients), self.flat.layout.size, device=self.device)
+        done = set()
+        if self.vectorised is not None:  # the rest (FLIP clients, adaptive attackers) one by one below
+            done = train_groups(self.vectorised, round_groups(self, plan), self.global_state, updates)
         for row, client in enumerate(plan.clients):
+            if row in done:
+                continue
             self.flat.set(self.global_state)
             ctx = RoundContext(plan.round, client, fed.num_classes, self.device,
                                torch_generator(cfg.seed, plan.round, client, CLIENT_TRAINING))
