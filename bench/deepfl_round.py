@@ -7,6 +7,16 @@ client training, aggregation and evaluation, and client-training throughput (sam
 against a plain single-model training loop of the same CNN on 6 000 samples (ratio = our overhead).
 
     FLIPLAB_DATA=/work/shared/data python bench/deepfl_round.py --rounds 3 --threads 2
+
+``--compare``: the client training of one such round (4 attackers x 10 poison epochs + 6 benign x
+1 epoch, the same plan and global state every time), vectorised (deepfl.vectorised, one batched
+model per group) against sequential (one client after another), repetitions interleaved, medians
+reported. Also printed: the round's training FLOPs (torch's FlopCounterMode on one step, times the
+samples trained) against a plain matmul's GFLOP/s measured in the same run, i.e. how far each path
+is from the machine's GEMM rate, which bounds any speed-up from batching. Last line:
+``vectorised/sequential speed-up: X.XXx``.
+
+    FLIPLAB_DATA=/work/shared/data python bench/deepfl_round.py --compare --threads 2 --repeats 3
 """
 from __future__ import annotations
 
@@ -19,12 +29,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a source checkout
 
-from deepfl.config import resolve
+from deepfl.attacks import RoundPlan
+from deepfl.config import ExperimentConfig, resolve
 from deepfl.presets import preset
 from deepfl.runner import Experiment
+from deepfl.vectorised import VectorisedTrainer
 
 
 def plain_loop_samples_per_second(images: torch.Tensor, labels: torch.Tensor, epochs: int) -> float:
@@ -48,22 +61,118 @@ def plain_loop_samples_per_second(images: torch.Tensor, labels: torch.Tensor, ep
     return epochs * len(labels) / (time.perf_counter() - start)
 
 
+def paper_round_config(args: argparse.Namespace, scratch: str) -> ExperimentConfig:
+    """Preset paper, continuous attack from round 1 (no pre-training): every round is an attack round."""
+    return resolve(preset("paper"), {
+        "device": args.device,
+        "attack": {"kind": "continuous", "start_round": 1},
+        "run": {"rounds": args.rounds, "pretrain_rounds": 0, "progress": False, "threads": args.threads,
+                "cache_dir": scratch, "eval_batch_size": args.eval_batch_size},
+    })
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def gemm_gflops(device: torch.device, size: int = 1024, repeats: int = 20) -> float:
+    """GFLOP/s of a plain float32 (size x size) @ (size x size) matmul: the machine's GEMM rate."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    for _ in range(3):
+        a @ b
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    synchronize(device)
+    return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def round_training_flops(experiment: Experiment, plan: RoundPlan) -> float:
+    """FLOPs of a round's local training: FlopCounterMode's count for one 64-sample SGD step
+    (forward + backward) per sample, times the samples each client trains (size x epochs)."""
+    cfg, clients = experiment.cfg, experiment.federation.clients
+    images, labels = clients[plan.clients[0]].images[:64], clients[plan.clients[0]].labels[:64]
+    experiment.flat.set(experiment.global_state)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(experiment.model(images), labels).backward()
+    experiment.model.zero_grad(set_to_none=True)
+    samples = sum(len(clients[c]) * (cfg.attack.epochs if c in plan.attackers else cfg.benign.epochs)
+                  for c in plan.clients)
+    return counter.get_total_flops() / labels.shape[0] * samples
+
+
+def time_training(experiment: Experiment, plan: RoundPlan, trainer: VectorisedTrainer | None) -> tuple[float, torch.Tensor]:
+    """Seconds of ``_train_clients(plan)`` with the given vectorised trainer (None = sequential)."""
+    experiment.vectorised = trainer
+    synchronize(experiment.device)
+    start = time.perf_counter()
+    updates = experiment._train_clients(plan)
+    synchronize(experiment.device)
+    return time.perf_counter() - start, updates
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Vectorised against sequential client training of one paper-scale round, interleaved."""
+    with tempfile.TemporaryDirectory() as scratch:
+        experiment = Experiment(paper_round_config(args, scratch), scratch)
+        plan, trainer = experiment.schedule.plan(1), experiment.vectorised
+        if trainer is None:
+            raise SystemExit("the model could not be vectorised (see the warning above)")
+        modes: dict[str, VectorisedTrainer | None] = {"sequential": None, "vectorised": trainer}
+        for mode in modes.values():  # warm-up: first-call allocations, vmap tracing
+            time_training(experiment, plan, mode)
+        seconds: dict[str, list[float]] = {name: [] for name in modes}
+        updates: dict[str, torch.Tensor] = {}
+        gemm = [gemm_gflops(experiment.device)]
+        for repeat in range(args.repeats):
+            for name in (list(modes) if repeat % 2 == 0 else list(modes)[::-1]):
+                elapsed, updates[name] = time_training(experiment, plan, modes[name])
+                seconds[name].append(elapsed)
+                print(f"repeat {repeat + 1}: {name} {elapsed:.2f} s", flush=True)
+        gemm.append(gemm_gflops(experiment.device))
+        flops = round_training_flops(experiment, plan)
+    report_comparison(experiment, plan, seconds, updates, flops, float(np.median(gemm)))
+
+
+def report_comparison(experiment: Experiment, plan: RoundPlan, seconds: dict[str, list[float]],
+                      updates: dict[str, torch.Tensor], flops: float, gemm: float) -> None:
+    """Print medians, agreement of the updates, FLOP efficiency and (last line) the speed-up."""
+    median = {name: float(np.median(values)) for name, values in seconds.items()}
+    sequential, vectorised = updates["sequential"], updates["vectorised"]
+    relative = ((vectorised - sequential).norm(dim=1) / sequential.norm(dim=1)).max().item()
+    sizes = [len(experiment.federation.clients[c]) for c in plan.clients]
+    print(f"\ndevice {experiment.device}, torch threads {torch.get_num_threads()}, "
+          f"repeats {len(seconds['sequential'])}, clients {len(plan.clients)} ({len(plan.attackers)} attackers), "
+          f"local sizes {min(sizes)}-{max(sizes)}")
+    print("median seconds of client training: " + ", ".join(f"{k} {v:.2f}" for k, v in median.items()))
+    print(f"largest per-client relative difference of the updates (float32 rounding, amplified over "
+          f"the attackers' ~{experiment.cfg.attack.epochs} epochs): {relative:.1e}")
+    floor = flops / (gemm * 1e9)
+    print(f"round training FLOPs {flops / 1e9:.0f} GFLOP; plain matmul {gemm:.0f} GFLOP/s -> floor {floor:.2f} s "
+          f"at the GEMM rate; achieved: " + ", ".join(
+              f"{k} {flops / v / 1e9:.0f} GFLOP/s ({100 * floor / v:.0f}% of GEMM)" for k, v in median.items()))
+    print(f"bound on any batching speed-up at this GEMM rate: {median['sequential'] / floor:.2f}x")
+    print(f"vectorised/sequential speed-up: {median['sequential'] / median['vectorised']:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--eval-batch-size", type=int, default=500)
+    parser.add_argument("--compare", action="store_true", help="vectorised against sequential client training")
+    parser.add_argument("--repeats", type=int, default=3, help="--compare: timed repetitions of each mode")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.compare:
+        compare(args)
+        return
 
     with tempfile.TemporaryDirectory() as scratch:
-        cfg = resolve(preset("paper"), {
-            "device": args.device,
-            "attack": {"kind": "continuous", "start_round": 1},
-            "run": {"rounds": args.rounds, "pretrain_rounds": 0, "progress": False, "threads": args.threads,
-                    "cache_dir": scratch, "eval_batch_size": args.eval_batch_size},
-        })
+        cfg = paper_round_config(args, scratch)
         experiment = Experiment(cfg, scratch)
         federation = experiment.federation
         images = torch.cat([c.images for c in federation.clients])[:6000]
