@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a source checkout
 
 from deepfl.attacks import RoundPlan
-from deepfl.config import ExperimentConfig, resolve
+from deepfl.config import ExperimentConfig, parse_override, resolve
 from deepfl.presets import preset
 from deepfl.runner import Experiment
 from deepfl.vectorised import VectorisedTrainer
@@ -68,7 +68,7 @@ def paper_round_config(args: argparse.Namespace, scratch: str) -> ExperimentConf
         "attack": {"kind": "continuous", "start_round": 1},
         "run": {"rounds": args.rounds, "pretrain_rounds": 0, "progress": False, "threads": args.threads,
                 "cache_dir": scratch, "eval_batch_size": args.eval_batch_size},
-    })
+    }, *(parse_override(text) for text in args.set))
 
 
 def synchronize(device: torch.device) -> None:
@@ -125,7 +125,7 @@ def compare(args: argparse.Namespace) -> None:
             time_training(experiment, plan, mode)
         seconds: dict[str, list[float]] = {name: [] for name in modes}
         updates: dict[str, torch.Tensor] = {}
-        gemm = [gemm_gflops(experiment.device)]
+        gemm, calls = [gemm_gflops(experiment.device)], trainer.calls
         for repeat in range(args.repeats):
             for name in (list(modes) if repeat % 2 == 0 else list(modes)[::-1]):
                 elapsed, updates[name] = time_training(experiment, plan, modes[name])
@@ -133,11 +133,21 @@ def compare(args: argparse.Namespace) -> None:
                 print(f"repeat {repeat + 1}: {name} {elapsed:.2f} s", flush=True)
         gemm.append(gemm_gflops(experiment.device))
         flops = round_training_flops(experiment, plan)
-    report_comparison(experiment, plan, seconds, updates, flops, float(np.median(gemm)))
+        steps = (sequential_steps(experiment, plan), (trainer.calls - calls) // args.repeats)
+    report_comparison(experiment, plan, seconds, updates, flops, float(np.median(gemm)), steps)
+
+
+def sequential_steps(experiment: Experiment, plan: RoundPlan) -> int:
+    """SGD steps of the round trained one client after another: sum_i epochs_i * ceil(n_i / B)."""
+    cfg, total = experiment.cfg, 0
+    for client in plan.clients:
+        settings = cfg.attack.train_config() if client in plan.attackers else cfg.benign
+        total += settings.epochs * -(-len(experiment.federation.clients[client]) // settings.batch_size)
+    return total
 
 
 def report_comparison(experiment: Experiment, plan: RoundPlan, seconds: dict[str, list[float]],
-                      updates: dict[str, torch.Tensor], flops: float, gemm: float) -> None:
+                      updates: dict[str, torch.Tensor], flops: float, gemm: float, steps: tuple[int, int]) -> None:
     """Print medians, agreement of the updates, FLOP efficiency and (last line) the speed-up."""
     median = {name: float(np.median(values)) for name, values in seconds.items()}
     sequential, vectorised = updates["sequential"], updates["vectorised"]
@@ -154,6 +164,8 @@ def report_comparison(experiment: Experiment, plan: RoundPlan, seconds: dict[str
           f"at the GEMM rate; achieved: " + ", ".join(
               f"{k} {flops / v / 1e9:.0f} GFLOP/s ({100 * floor / v:.0f}% of GEMM)" for k, v in median.items()))
     print(f"bound on any batching speed-up at this GEMM rate: {median['sequential'] / floor:.2f}x")
+    print(f"steps: sequential {steps[0]} client steps, vectorised {steps[1]} batched steps -> bound on the "
+          f"speed-up where a step's cost is fixed overhead (kernel launches, as on a GPU): {steps[0] / steps[1]:.2f}x")
     print(f"vectorised/sequential speed-up: {median['sequential'] / median['vectorised']:.2f}x")
 
 
@@ -165,6 +177,8 @@ def main() -> None:
     parser.add_argument("--eval-batch-size", type=int, default=500)
     parser.add_argument("--compare", action="store_true", help="vectorised against sequential client training")
     parser.add_argument("--repeats", type=int, default=3, help="--compare: timed repetitions of each mode")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override on top of the paper round (e.g. attack.epochs=1 for a smoke run)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.compare:

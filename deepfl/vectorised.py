@@ -101,6 +101,7 @@ class VectorisedTrainer:
         self.fixed = {name: state[name].detach().clone() for name in state if name not in self.layout.names}
         self.template = copy.deepcopy(model).to("meta").train()
         self._grads = vmap(grad(self._loss))
+        self.calls = 0  # batched steps (vmap calls) since construction: the cost unit on an overhead-bound device
 
     def _loss(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
               images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -119,9 +120,10 @@ class VectorisedTrainer:
         momentum = {name: torch.zeros_like(state[name]) for name in self.param_names}
         for step in range(max((len(s) for s in schedules), default=0)):
             active = sum(len(s) > step for s in schedules)
-            for rows in _rows_by_batch_size([len(schedules[i][step]) for i in range(active)]):
+            for rows in _rows_by_batch_size([len(schedules[i][step]) for i in range(active)], start.device):
                 images, labels = _gather(tasks, schedules, rows, step)
                 self._step(state, momentum, rows, images, labels, settings, first=step == 0)
+                self.calls += 1
         final = self._flatten(state)
         return final[torch.argsort(torch.tensor(order, device=final.device))]
 
@@ -167,7 +169,7 @@ class VectorisedTrainer:
                 state[name].index_copy_(0, rows, tensor)
 
 
-def _rows_by_batch_size(sizes: list[int]) -> list[Rows]:
+def _rows_by_batch_size(sizes: list[int], device: torch.device) -> list[Rows]:
     """Clients 0..len(sizes)-1 grouped by mini-batch size: a slice when contiguous, else an index."""
     groups: dict[int, list[int]] = {}
     for row, size in enumerate(sizes):
@@ -175,7 +177,7 @@ def _rows_by_batch_size(sizes: list[int]) -> list[Rows]:
     out: list[Rows] = []
     for rows in groups.values():
         contiguous = rows == list(range(rows[0], rows[-1] + 1))
-        out.append(slice(rows[0], rows[-1] + 1) if contiguous else torch.tensor(rows))
+        out.append(slice(rows[0], rows[-1] + 1) if contiguous else torch.tensor(rows, device=device))
     return out
 
 

@@ -172,3 +172,18 @@ def test_vectorise_is_a_bool_setting() -> None:
     assert resolve(parse_override("run.vectorise=false")).run.vectorise is False
     with pytest.raises(ConfigError, match="run.vectorise"):
         resolve(parse_override("run.vectorise=yes"))
+
+
+def test_clients_may_start_from_different_states() -> None:
+    """(k, d) starts, one per client (e.g. the global models of several seeds), train as one population."""
+    model, clients = population("cnn", torch.float64)
+    flat = FlatState(model)
+    starts = flat.get() + 0.01 * torch.randn(len(clients), flat.layout.size, dtype=torch.float64,
+                                            generator=torch.Generator().manual_seed(3))
+    trainer = VectorisedTrainer(model)
+    with single_thread():
+        together = trainer.train(starts, [ClientTask(c, torch.Generator().manual_seed(i)) for i, c in enumerate(clients)],
+                                 SETTINGS)
+        alone = [trainer.train(starts[i], [ClientTask(c, torch.Generator().manual_seed(i))], SETTINGS)[0]
+                 for i, c in enumerate(clients)]
+    assert relative(together - starts, torch.stack(alone) - starts).max() < 1e-10
