@@ -154,7 +154,9 @@ class Experiment:
     def _vectorised_trainer(self) -> VectorisedTrainer | None:
         """The batched trainer of ``run.vectorise``, or None (logged) when the model cannot be vectorised."""
         try:
-            return VectorisedTrainer(self.model)
+            trainer = VectorisedTrainer(self.model)
+            trainer.probe(self.federation.image_shape, self.federation.num_classes, self.device)
+            return trainer
         except NotVectorisable as error:
             LOGGER.warning("run.vectorise: %s; training clients sequentially", error)
             return None

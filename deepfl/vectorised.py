@@ -105,6 +105,20 @@ class VectorisedTrainer:
         self._grads = vmap(grad(self._loss), in_dims=(0, 0, 1, 0))
         self.calls = 0  # batched steps (vmap calls) since construction: the cost unit on an overhead-bound device
 
+    def probe(self, image_shape: tuple[int, int, int], num_classes: int, device: torch.device) -> None:
+        """Train two tiny clients of random data (4 and 2 samples, batches of 2) on ``device``;
+        raise NotVectorisable when a batching rule the model needs is missing there, so the engine
+        falls back to sequential training before the run starts instead of failing mid-run."""
+        generator = torch.Generator().manual_seed(0)
+        tasks = [ClientTask(LocalData(torch.rand(size, *image_shape, generator=generator).to(device),
+                                      torch.randint(num_classes, (size,), generator=generator).to(device)),
+                            torch.Generator().manual_seed(size)) for size in (4, 2)]
+        start = 0.01 * torch.randn(self.layout.size, generator=generator).to(device)
+        try:
+            self.train(start, tasks, TrainConfig(batch_size=2, epochs=1))
+        except (RuntimeError, NotImplementedError) as error:
+            raise NotVectorisable(f"a batched training step failed on {device}: {type(error).__name__}: {error}") from error
+
     def _loss(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
               images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """CE(f_w(x), y), the mean over one client's mini-batch (BatchNorm buffers updated in place)."""

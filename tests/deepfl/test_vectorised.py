@@ -117,14 +117,16 @@ def test_models_that_cannot_be_vectorised_are_refused() -> None:
         VectorisedTrainer(torch.nn.Sequential(torch.nn.BatchNorm1d(4, momentum=None)))
 
 
-def test_engine_falls_back_to_sequential_with_a_warning(tmp_path, monkeypatch, caplog) -> None:
-    def refuse(model):
-        raise NotVectorisable("ResNet18 cannot be trained vectorised: for this test")
+def test_engine_falls_back_to_sequential_when_the_batched_step_fails(tmp_path, monkeypatch, caplog) -> None:
+    """A batching rule missing on the device shows up in the probe at start-up, not mid-run."""
+    def missing_rule(self, *args):
+        raise RuntimeError("Batching rule not implemented for aten::something")
 
-    monkeypatch.setattr("deepfl.runner.VectorisedTrainer", refuse)
+    monkeypatch.setattr(VectorisedTrainer, "_loss", missing_rule)
     with caplog.at_level(logging.WARNING, logger="deepfl"):
         experiment = Experiment(micro_config(tmp_path), tmp_path / "run")
-    assert experiment.vectorised is None and "training clients sequentially" in caplog.text
+    assert experiment.vectorised is None
+    assert "Batching rule not implemented" in caplog.text and "training clients sequentially" in caplog.text
     experiment.run_round(2)
 
 
