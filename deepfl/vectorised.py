@@ -20,13 +20,13 @@ Step schedule: client i takes S_i = epochs * ceil(n_i / B) steps. Clients are so
 (descending), so those still training at step t are a prefix and finished clients cost nothing.
 The active clients of a step are split by the size of their current mini-batch (the last batch of
 an epoch is smaller) and each size class is one vmap call: no padding, so losses and BatchNorm
-statistics see exactly the real samples.
+statistics see exactly the real samples. (Masking finished clients with torch.where would keep
+paying for their forward and backward passes; padding short batches would bias BatchNorm.)
 """
 from __future__ import annotations
 
 import copy
 import functools
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,7 +45,6 @@ from fldata.triggers import poison_batch
 if TYPE_CHECKING:
     from deepfl.runner import Experiment
 
-LOGGER = logging.getLogger("deepfl")
 Rows = slice | torch.Tensor  # clients of one vmap call: a contiguous range (views) or an index
 
 
