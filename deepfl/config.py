@@ -205,6 +205,7 @@ class RunConfig:
         "deterministic": BOOLEAN,
         "threads": NON_NEGATIVE_INT,
         "progress": BOOLEAN,
+        "vectorise": BOOLEAN,
     }
 
 
