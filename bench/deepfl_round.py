@@ -12,9 +12,13 @@ against a plain single-model training loop of the same CNN on 6 000 samples (rat
 1 epoch, the same plan and global state every time), vectorised (deepfl.vectorised, one batched
 model per group) against sequential (one client after another), repetitions interleaved, medians
 reported. Also printed: the round's training FLOPs (torch's FlopCounterMode on one step, times the
-samples trained) against a plain matmul's GFLOP/s measured in the same run, i.e. how far each path
-is from the machine's GEMM rate, which bounds any speed-up from batching. Last line:
-``vectorised/sequential speed-up: X.XXx``.
+samples trained) against a plain matmul's GFLOP/s measured in the same run (how far each path is
+from the machine's GEMM rate), the fixed cost of a step (a one-sample step) times the steps
+batching saves (the bound when batched kernels run at the per-client kernels' rate, as on a CPU),
+the step counts (the bound where a step costs a fixed launch overhead, as on a GPU), and the
+sequential trainer's own spread under a 1e-7 perturbation of its start. Last line:
+``vectorised/sequential speed-up: X.XXx``. The normal mode (without ``--compare``) runs whatever
+``run.vectorise`` says; add ``--set run.vectorise=true`` to time whole vectorised rounds.
 
     FLIPLAB_DATA=/work/shared/data python bench/deepfl_round.py --compare --threads 2 --repeats 3
 """
@@ -89,6 +93,25 @@ def gemm_gflops(device: torch.device, size: int = 1024, repeats: int = 20) -> fl
     return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
+def fixed_step_seconds(experiment: Experiment, repeats: int = 30) -> float:
+    """Median seconds of one sequential SGD step on ONE sample: an upper bound on the fixed cost of
+    a step (Python, dispatch, optimiser, kernel launches), the only cost batching clients removes
+    when the batched kernels run at the per-client kernels' FLOP rate."""
+    data = experiment.federation.clients[0]
+    experiment.flat.set(experiment.global_state)
+    optimizer = torch.optim.SGD(experiment.model.parameters(), lr=1e-6, momentum=0.9, weight_decay=5e-4)
+    times = []
+    for _ in range(repeats + 3):
+        synchronize(experiment.device)
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(experiment.model(data.images[:1]), data.labels[:1]).backward()
+        optimizer.step()
+        synchronize(experiment.device)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[3:]))
+
+
 def round_training_flops(experiment: Experiment, plan: RoundPlan) -> float:
     """FLOPs of a round's local training: FlopCounterMode's count for one 64-sample SGD step
     (forward + backward) per sample, times the samples each client trains (size x epochs)."""
@@ -134,8 +157,9 @@ def compare(args: argparse.Namespace) -> None:
         gemm.append(gemm_gflops(experiment.device))
         updates["perturbed"] = perturbed_sequential(experiment, plan)
         flops = round_training_flops(experiment, plan)
+        fixed = fixed_step_seconds(experiment)
         steps = (sequential_steps(experiment, plan), (trainer.calls - calls) // args.repeats)
-    report_comparison(experiment, plan, seconds, updates, flops, float(np.median(gemm)), steps)
+    report_comparison(experiment, plan, seconds, updates, flops, float(np.median(gemm)), steps, fixed)
 
 
 def perturbed_sequential(experiment: Experiment, plan: RoundPlan, relative: float = 1e-7) -> torch.Tensor:
@@ -159,7 +183,8 @@ def sequential_steps(experiment: Experiment, plan: RoundPlan) -> int:
 
 
 def report_comparison(experiment: Experiment, plan: RoundPlan, seconds: dict[str, list[float]],
-                      updates: dict[str, torch.Tensor], flops: float, gemm: float, steps: tuple[int, int]) -> None:
+                      updates: dict[str, torch.Tensor], flops: float, gemm: float, steps: tuple[int, int],
+                      fixed: float) -> None:
     """Print medians, agreement of the updates, FLOP efficiency and (last line) the speed-up."""
     median = {name: float(np.median(values)) for name, values in seconds.items()}
     attackers = torch.tensor([c in plan.attackers for c in plan.clients])
@@ -177,9 +202,13 @@ def report_comparison(experiment: Experiment, plan: RoundPlan, seconds: dict[str
     print(f"round training FLOPs {flops / 1e9:.0f} GFLOP; plain matmul {gemm:.0f} GFLOP/s -> floor {floor:.2f} s "
           f"at the GEMM rate; achieved: " + ", ".join(
               f"{k} {flops / v / 1e9:.0f} GFLOP/s ({100 * floor / v:.0f}% of GEMM)" for k, v in median.items()))
-    print(f"bound on any batching speed-up at this GEMM rate: {median['sequential'] / floor:.2f}x")
+    print(f"bound if batching made every kernel run at the GEMM rate: {median['sequential'] / floor:.2f}x")
     print(f"steps: sequential {steps[0]} client steps, vectorised {steps[1]} batched steps -> bound on the "
           f"speed-up where a step's cost is fixed overhead (kernel launches, as on a GPU): {steps[0] / steps[1]:.2f}x")
+    saved = (steps[0] - steps[1]) * fixed
+    print(f"fixed cost of a sequential step <= {1000 * fixed:.1f} ms (one-sample step): batching removes at most "
+          f"{saved:.2f} s of the sequential {median['sequential']:.2f} s -> bound here at equal kernel FLOP rates: "
+          f"{median['sequential'] / max(median['sequential'] - saved, 1e-9):.2f}x")
     print(f"vectorised/sequential speed-up: {median['sequential'] / median['vectorised']:.2f}x")
 
 
