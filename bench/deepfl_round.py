@@ -71,7 +71,7 @@ def paper_round_config(args: argparse.Namespace, scratch: str) -> ExperimentConf
         "device": args.device,
         "attack": {"kind": "continuous", "start_round": 1},
         "run": {"rounds": args.rounds, "pretrain_rounds": 0, "progress": False, "threads": args.threads,
-                "cache_dir": scratch, "eval_batch_size": args.eval_batch_size},
+                "cache_dir": scratch, "eval_batch_size": args.eval_batch_size, **({"vectorise": True} if args.compare else {})},
     }, *(parse_override(text) for text in args.set))
 
 

@@ -192,7 +192,8 @@ class RunConfig:
     deterministic: bool = True
     threads: int = 0              # torch.set_num_threads (0 = leave torch's default)
     progress: bool = True
-    vectorise: bool = True        # train a round's clients as one batched model (deepfl.vectorised); false = one by one
+    vectorise: bool = False       # train a round's clients as one batched model (deepfl.vectorised; for GPUs,
+                                  # slower than one by one on CPU cores: bench/deepfl_round.py --compare)
 
     parameter_constraints: ClassVar[Constraints] = {
         "rounds": POSITIVE_INT,

@@ -355,7 +355,7 @@ def test_print_config_output_is_unchanged_from_main() -> None:
     """The fixture holds main's output (commit 4fe4d89) for presets x datasets x attacks x defenses;
     regenerate it only for an intended change of defaults. Two so far: ``run.cache_dir`` "" (was
     ".cache/deepfl/pretrained" under the working directory; the cache now lives under the user
-    cache root, fldata.cache, issue 11) and the new ``run.vectorise`` true (issue 13)."""
+    cache root, fldata.cache, issue 11) and the new ``run.vectorise`` false (issue 13)."""
     cases = json.loads(FIXTURE.read_text())["cases"]
     assert len(cases) >= 70
     for argv, expected in cases.items():

@@ -10,10 +10,11 @@ import torch
 from deepfl.client import LocalData, LocalTrainer, trigger_on_device
 from deepfl.config import ConfigError, TrainConfig, parse_override, resolve
 from deepfl.flat import FlatState
+from deepfl.io import read_jsonl
 from deepfl.models import build_model
 from deepfl.runner import Experiment
 from deepfl.vectorised import ClientTask, NotVectorisable, VectorisedTrainer, round_groups
-from engine_fixtures import micro_config, single_thread
+from engine_fixtures import comparable, micro_config, single_thread
 from fldata.triggers import dba_trigger, poison_batch
 
 # Local sizes with unequal step counts and last batches (batch 16): 40 = 16+16+8, 23 = 16+7,
@@ -124,7 +125,7 @@ def test_engine_falls_back_to_sequential_when_the_batched_step_fails(tmp_path, m
 
     monkeypatch.setattr(VectorisedTrainer, "_loss", missing_rule)
     with caplog.at_level(logging.WARNING, logger="deepfl"):
-        experiment = Experiment(micro_config(tmp_path), tmp_path / "run")
+        experiment = Experiment(micro_config(tmp_path, run={"vectorise": True}), tmp_path / "run")
     assert experiment.vectorised is None
     assert "Batching rule not implemented" in caplog.text and "training clients sequentially" in caplog.text
     experiment.run_round(2)
@@ -145,14 +146,15 @@ def test_engine_round_updates_agree_and_are_deterministic(tmp_path, model: str) 
 
 
 def test_flip_clients_and_adaptive_attackers_are_left_to_the_sequential_path(tmp_path) -> None:
-    flip = Experiment(micro_config(tmp_path, defense={"client": "flip"}), tmp_path / "flip")
+    flip = Experiment(micro_config(tmp_path, defense={"client": "flip"}, run={"vectorise": True}), tmp_path / "flip")
     plan = flip.schedule.plan(2)
     [attackers] = round_groups(flip, plan)
     assert [plan.clients[row] for row in attackers.rows] == list(plan.attackers)
     assert attackers.settings.epochs == flip.cfg.attack.epochs and attackers.scale == flip.cfg.attack.scale
     pretrain = round_groups(flip, flip.schedule.plan(1))
     assert len(pretrain) == 1 and len(pretrain[0].rows) == flip.cfg.server.clients_per_round
-    adaptive = Experiment(micro_config(tmp_path, attack={"behaviour": "adaptive"}), tmp_path / "adaptive")
+    adaptive = Experiment(micro_config(tmp_path, attack={"behaviour": "adaptive"}, run={"vectorise": True}),
+                          tmp_path / "adaptive")
     [benign] = round_groups(adaptive, plan)
     assert sorted(plan.clients[row] for row in benign.rows) == sorted(set(plan.clients) - set(plan.attackers))
 
@@ -170,8 +172,8 @@ def test_micro_run_metrics_are_close_with_and_without_vectorisation(tmp_path) ->
 
 
 def test_vectorise_is_a_bool_setting() -> None:
-    assert resolve({}).run.vectorise is True
-    assert resolve(parse_override("run.vectorise=false")).run.vectorise is False
+    assert resolve({}).run.vectorise is False  # off by default: slower than sequential on CPU cores
+    assert resolve(parse_override("run.vectorise=true")).run.vectorise is True
     with pytest.raises(ConfigError, match="run.vectorise"):
         resolve(parse_override("run.vectorise=yes"))
 
@@ -189,3 +191,13 @@ def test_clients_may_start_from_different_states() -> None:
         alone = [trainer.train(starts[i], [ClientTask(c, torch.Generator().manual_seed(i))], SETTINGS)[0]
                  for i, c in enumerate(clients)]
     assert relative(together - starts, torch.stack(alone) - starts).max() < 1e-10
+
+
+def test_vectorised_run_resumes_exactly(tmp_path) -> None:
+    cfg = micro_config(tmp_path, run={"vectorise": True})
+    with single_thread():
+        full = Experiment(cfg, tmp_path / "full").run()
+        assert Experiment(cfg, tmp_path / "killed").run(stop_after=2) is None
+        resumed = Experiment(cfg, tmp_path / "killed").run()
+    assert resumed is not None and resumed["final"] == full["final"]
+    assert comparable(read_jsonl(tmp_path / "killed" / "metrics.jsonl")) == comparable(read_jsonl(tmp_path / "full" / "metrics.jsonl"))
