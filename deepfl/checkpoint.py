@@ -74,6 +74,11 @@ def from_plain(value: Any) -> Any:
     return value
 
 
+def kept_name(round_index: int) -> str:
+    """File name of the checkpoint kept at ``round_index`` (``run.keep_checkpoints``)."""
+    return f"checkpoint-r{round_index:04d}.pt"
+
+
 def save_atomic(path: str | Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` (see :func:`to_plain`) to ``path`` atomically, behind its SHA-256 header line."""
     buffer = io.BytesIO()

@@ -194,6 +194,7 @@ class RunConfig:
     progress: bool = True
     vectorise: bool = False       # train a round's clients as one batched model (deepfl.vectorised; for GPUs,
                                   # slower than one by one on CPU cores: bench/deepfl_round.py --compare)
+    keep_checkpoints: list[int] = field(default_factory=list)  # also keep checkpoint-rNNNN.pt at these rounds
 
     parameter_constraints: ClassVar[Constraints] = {
         "rounds": POSITIVE_INT,

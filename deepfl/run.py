@@ -4,6 +4,7 @@ Examples
     python -m deepfl.run --preset cpu-small --attack continuous --defense fedavg --out runs/cs-cont
     python -m deepfl.run --preset paper --dataset mnist --defense krum --set run.eval_every=5 --out runs/krum
     python -m deepfl.run --resume runs/cs-cont        # continue a killed run from its last checkpoint
+    python -m deepfl.run --preset cpu-small --set run.keep_checkpoints=[20,40] --stop-after 40 --out runs/cs
 
 Layers (lowest first): defaults < dataset defaults < --preset < --config < flags < --set.
 
@@ -27,6 +28,7 @@ from deepfl.rundir import hold_run_dir
 from deepfl.runner import (CONFIG_NAME, Experiment, check_resumable, load_run_config, pretrain_cache_dir,
                            resolve_device)
 from fldata.cli import InputOutputError, check_writable_dir, main_guard
+from fldata.params import POSITIVE_INT, argparse_type
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--out", help="run directory (default runs/<dataset>-<attack>-<defense>-s<seed>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run stored in RUN_DIR")
+    parser.add_argument("--stop-after", type=argparse_type(POSITIVE_INT, int), metavar="R",
+                        help="stop after round R (checkpointed; continue later with --resume)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return parser
 
@@ -83,7 +87,8 @@ def _resume_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path]:
                                       ("--client-defense", args.client_defense), ("--seed", args.seed),
                                       ("--out", args.out)) if value]
     if extra:
-        raise ConfigError(f"--resume continues the stored config; it accepts only --device, not {', '.join(extra)}")
+        raise ConfigError("--resume continues the stored config; it accepts only --device and --stop-after, "
+                          f"not {', '.join(extra)}")
     return load_run_config(args.resume), Path(args.resume)
 
 
@@ -107,8 +112,10 @@ def run(args: argparse.Namespace) -> int:
         elif (run_dir / CONFIG_NAME).exists():
             raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                               "or choose another --out")
-        summary = Experiment(cfg, run_dir, device).run()
-    assert summary is not None
+        summary = Experiment(cfg, run_dir, device).run(stop_after=args.stop_after)
+    if summary is None:
+        print(json.dumps({"run_dir": str(run_dir), "stopped_after": args.stop_after}))
+        return 0
     print(json.dumps({"run_dir": str(run_dir), **summary["final"]}, indent=2))
     return 0
 

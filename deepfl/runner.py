@@ -9,7 +9,8 @@ key of the pre-training-relevant config, so runs that differ only in the attack 
 attack kind, ...) start their attack from the same converged model.
 
 Run directory: config.json (resolved config), metrics.jsonl (one line per round), checkpoint.pt
-(every ``checkpoint_every`` rounds and at the end), confidences.npz (final evaluation),
+(every ``checkpoint_every`` rounds and at the end), checkpoint-rNNNN.pt (kept at the rounds of
+``run.keep_checkpoints``, e.g. for the theory probe), confidences.npz (final evaluation),
 summary.json and run.lock. ``Experiment(cfg, run_dir).run()`` continues from checkpoint.pt when
 present, holding the folder's lock (deepfl.rundir) for the whole run.
 deepfl.flower runs the same steps on Flower: clients through ``train_client``, the server through
@@ -222,8 +223,8 @@ class Experiment:
         return True
 
     # ----------------------------------------------------------------------------- checkpoints
-    def _save_checkpoint(self, round_index: int) -> None:
-        checkpoint.save_atomic(self.run_dir / checkpoint.CHECKPOINT_NAME, {
+    def _save_checkpoint(self, round_index: int, name: str = checkpoint.CHECKPOINT_NAME) -> None:
+        checkpoint.save_atomic(self.run_dir / name, {
             "round": round_index,
             "global_state": self.global_state,
             "client_states": self.client_states,
@@ -402,6 +403,8 @@ class Experiment:
             self.pretrain_cache_hit = True
             done = cfg.run.pretrain_rounds
             self._save_checkpoint(done)
+            if done in cfg.run.keep_checkpoints:
+                self._save_checkpoint(done, checkpoint.kept_name(done))
         last = cfg.run.rounds if stop_after is None else min(stop_after, cfg.run.rounds)
         evaluation = None
         bar = tqdm(range(done + 1, last + 1), initial=done, total=cfg.run.rounds, desc="rounds",
@@ -417,6 +420,8 @@ class Experiment:
                 self._save_pretrain_cache()
             if round_index % cfg.run.checkpoint_every == 0 or round_index == last:
                 self._save_checkpoint(round_index)
+            if round_index in cfg.run.keep_checkpoints:
+                self._save_checkpoint(round_index, checkpoint.kept_name(round_index))
         bar.close()
         if last < cfg.run.rounds:
             return None
