@@ -18,7 +18,7 @@ from theory.frozen import (FrozenResidualModel, HardeningRound, deltaW_closed_fo
                            shared_delta)
 from theory.report import Check, fmt
 from theory.theorem1 import theorem1_bounds
-from theory.theorem2 import clean_bound, jensen_certificate, paper_radius, sign_certificate
+from theory.theorem2 import JensenCertificate, clean_bound, jensen_certificate, paper_radius, sign_certificate
 
 DELTA_W_RTOL = 1e-10          # closed form vs simulated DeltaW (must-hold when the closed form applies)
 SOUNDNESS_RTOL = 1e-9         # slack for float64 round-off in the realised-run soundness checks
@@ -59,6 +59,14 @@ def theorem1_pair(W: np.ndarray, W_prime: np.ndarray, sets: EvaluationSets, labe
 
 
 @dataclass(frozen=True)
+class ModelPair:
+    """The compared models: ``W_nodef`` (= ``W``, no defense) and ``W_def`` (= ``W'``), both (c, D)."""
+
+    W_nodef: np.ndarray
+    W_def: np.ndarray
+
+
+@dataclass(frozen=True)
 class ProbeInputs:
     """One hardening round from a common start (fields of ``linear_fl.probe.Probe``)."""
 
@@ -85,43 +93,65 @@ def theorem2_round(probe: ProbeInputs, sets: EvaluationSets, model_kind: str = "
                    clean_budget: float = 0.05) -> Theorem2Round:
     """Paper-literal ``\\varepsilon_P`` and T2-A/B/C on the probe (THEORY.md 6.1-6.6), with realised-run
     soundness checks (rigorous with F-hat when the closed form applies)."""
-    rnd, checks = probe.rnd, []
-    rigorous = model_kind == "F-hat" and probe.closed_form_applies
+    rnd = probe.rnd
     closed = deltaW_closed_form(rnd)
-    realised = probe.W_def - probe.W_nodef
     rel_sim = relative_error(closed, probe.deltaW_simulated)
-    checks.append(Check("DeltaW closed form vs simulated", DELTA_W_RTOL, rel_sim,
-                        passed=rel_sim < DELTA_W_RTOL, must_hold=probe.closed_form_applies,
-                        detail=f"relative error {fmt(rel_sim, 2)}" + (
-                            f" (< {DELTA_W_RTOL:g} required)" if probe.closed_form_applies
-                            else ": closed form does not apply (E>1 or mini-batches)")))
-    model = frozen_model(rnd, model_kind)
-    delta_rows = rnd.delta
-    support = np.ones(rnd.W_start.shape[1], dtype=bool)
+    check = Check("DeltaW closed form vs simulated", DELTA_W_RTOL, rel_sim,
+                  passed=rel_sim < DELTA_W_RTOL, must_hold=probe.closed_form_applies,
+                  detail=f"relative error {fmt(rel_sim, 2)}" + (
+                      f" (< {DELTA_W_RTOL:g} required)" if probe.closed_form_applies
+                      else ": closed form does not apply (E>1 or mini-batches)"))
+    pair = ModelPair(probe.W_nodef, probe.W_def)
+    rigorous = model_kind == "F-hat" and probe.closed_form_applies
+    t2 = frozen_certificates(frozen_model(rnd, model_kind), pair, rnd.delta, sets, rigorous, clean_budget)
+    t2.result["deltaW_rel_error"] = rel_sim
+    return Theorem2Round(result=t2.result, checks=[check] + t2.checks, model=t2.model, per_sample=t2.per_sample,
+                         support=t2.support)
+
+
+def frozen_certificates(model: FrozenResidualModel, pair: ModelPair, delta_rows: np.ndarray,
+                        sets: EvaluationSets, rigorous: bool, clean_budget: float = 0.05) -> Theorem2Round:
+    """Theorem 2 for any frozen-residual ``model`` of ``\\Delta W = W' - W`` (THEORY.md 5-6): the
+    frozen model at the realised errors ``delta_rows`` (one row per hardening sample) reproduces
+    ``\\Delta W``; paper-literal ``\\varepsilon_P``; T2-A/B/C radii against ``\\|\\delta\\|_\\infty``;
+    soundness on the realised pair. ``rigorous`` makes the exactness checks must-hold (F-hat, closed form
+    applies). The bias coordinate (last) is outside the error's support (6.6); shared vs per-sample
+    errors (6.5) are detected from ``delta_rows``."""
+    support = np.ones(model.base.shape[1], dtype=bool)
     support[-1] = False                       # the bias coordinate is never stamped (6.6)
     common = shared_delta(delta_rows)
     per_sample = common is None
     delta_used = delta_rows if per_sample else common
     delta_inf = float(np.abs(delta_rows).max())
-    rel_frozen = relative_error(model.deltaW(delta_used), realised)
-    checks.append(Check(f"{model_kind} model at realised delta reproduces DeltaW", DELTA_W_RTOL, rel_frozen,
-                        passed=rel_frozen < DELTA_W_RTOL, must_hold=rigorous,
-                        detail=f"relative error {fmt(rel_frozen, 2)}" + ("" if rigorous else " (approximate model)")))
+    rel_frozen = relative_error(model.deltaW(delta_used), pair.W_def - pair.W_nodef)
+    checks = [Check(f"{model.name} model at realised delta reproduces DeltaW", DELTA_W_RTOL, rel_frozen,
+                    passed=rel_frozen < DELTA_W_RTOL, must_hold=rigorous,
+                    detail=f"relative error {fmt(rel_frozen, 2)}" + ("" if rigorous else " (approximate model)"))]
+    radii, radius_checks, jensen = _radii(model, pair, sets, support, per_sample, delta_inf)
+    checks += radius_checks
+    sound_checks, clean = _soundness(model, pair, sets, support, per_sample, delta_inf, delta_used, jensen,
+                                     (radii["inside_A"], radii["inside_B"]), rigorous, clean_budget)
+    checks += sound_checks
+    result = {**radii, **clean, "delta_inf": delta_inf, "model": model.name,
+              "error_model": "per-sample" if per_sample else "shared", "eta_a": model.eta_a,
+              "frozen_rel_error": rel_frozen}
+    return Theorem2Round(result=result, checks=checks, model=model, per_sample=per_sample, support=support)
 
+
+def _radii(model: FrozenResidualModel, pair: ModelPair, sets: EvaluationSets, support: np.ndarray,
+           per_sample: bool, delta_inf: float) -> tuple[dict[str, Any], list[Check], JensenCertificate]:
+    """Paper-literal ``\\varepsilon_P`` (6.1-6.2) and the T2-A / T2-B radii (6.3, 6.5) against ``delta_inf``."""
     Xb, T = sets.X_backdoor, sets.target
     paper = paper_radius(model, Xb, T, support)
-    checks.append(Check("Thm 2 paper f(0) = LB_b(0) <= 0", 0.0, paper.f0, passed=paper.f0 <= 0, must_hold=True,
-                        detail=f"f(0)={fmt(paper.f0)}, ||grad f||_1={fmt(paper.grad_l1)}"))
-    checks.append(Check("Thm 2 paper eps_P = f(0)/||grad f||_1", None, paper.eps, passed=paper.status == "positive",
-                        must_hold=False, detail=f"eps_P={fmt(paper.eps)}: {paper.status}"
-                        + PAPER_STATUS_NOTE[paper.status]))
-
+    checks = [Check("Thm 2 paper f(0) = LB_b(0) <= 0", 0.0, paper.f0, passed=paper.f0 <= 0, must_hold=True,
+                    detail=f"f(0)={fmt(paper.f0)}, ||grad f||_1={fmt(paper.grad_l1)}"),
+              Check("Thm 2 paper eps_P = f(0)/||grad f||_1", None, paper.eps, passed=paper.status == "positive",
+                    must_hold=False, detail=f"eps_P={fmt(paper.eps)}: {paper.status}" + PAPER_STATUS_NOTE[paper.status])]
     cert_a = sign_certificate(model, Xb, T, support, per_sample)
-    cert_b = jensen_certificate(model, probe.W_nodef, Xb, T, support, per_sample)
-    bound_c = clean_bound(model, sets.X_clean, sets.y_clean, support, per_sample)
+    cert_b = jensen_certificate(model, pair.W_nodef, Xb, T, support, per_sample)
     if per_sample:   # the paper's shared-delta reading, for comparison (not sound for these errors)
         shared_a = sign_certificate(model, Xb, T, support, per_sample=False).eps
-        shared_b = jensen_certificate(model, probe.W_nodef, Xb, T, support, per_sample=False).eps
+        shared_b = jensen_certificate(model, pair.W_nodef, Xb, T, support, per_sample=False).eps
     else:
         shared_a, shared_b = cert_a.eps, cert_b.eps
     inside_a = cert_a.eps is not None and delta_inf <= cert_a.eps
@@ -136,10 +166,23 @@ def theorem2_round(probe: ProbeInputs, sets: EvaluationSets, model_kind: str = "
                         detail=(f"LB^J_b(0)={fmt(cert_b.lbj0)}, ||h||_1={fmt(cert_b.h_l1)}, eps*_B={fmt(cert_b.eps)}"
                                 f" vs {fmt(delta_inf)}: {'inside' if inside_b else 'not certified'}"
                                 + (f" [shared-delta reading: {fmt(shared_b)}]" if per_sample else ""))))
+    result = {"eps_paper": paper.eps, "eps_paper_status": paper.status, "f0": paper.f0, "grad_f_l1": paper.grad_l1,
+              "eps_A": cert_a.eps, "premise_A": cert_a.premise, "min_margin_A": cert_a.min_margin,
+              "eps_B": cert_b.eps, "lbj0": cert_b.lbj0, "h_l1": cert_b.h_l1,
+              "eps_A_shared_reading": shared_a, "eps_B_shared_reading": shared_b,
+              "inside_A": inside_a, "inside_B": inside_b}
+    return result, checks, cert_b
 
-    # Soundness on the realised run (the realised delta lies in the ball of radius delta_inf).
-    probe_b = theorem1_bounds(probe.W_nodef, probe.W_def, Xb, np.full(len(Xb), T))
-    probe_c = theorem1_bounds(probe.W_nodef, probe.W_def, sets.X_clean, sets.y_clean)
+
+def _soundness(model: FrozenResidualModel, pair: ModelPair, sets: EvaluationSets, support: np.ndarray,
+               per_sample: bool, delta_inf: float, delta_used: np.ndarray, cert_b: JensenCertificate,
+               inside: tuple[bool, bool], rigorous: bool, clean_budget: float) -> tuple[list[Check], dict[str, Any]]:
+    """Realised-run soundness of T2-A / T2-B (the realised error lies in the ball of radius ``delta_inf``)
+    and the T2-C clean bound ``dL_c <= UB_c <= C(eps) <= UB_c(0) + eps eta_a kappa`` (THEORY.md 6.3)."""
+    Xb, T, checks = sets.X_backdoor, sets.target, []
+    inside_a, inside_b = inside
+    probe_b = theorem1_bounds(pair.W_nodef, pair.W_def, Xb, np.full(len(Xb), T))
+    probe_c = theorem1_bounds(pair.W_nodef, pair.W_def, sets.X_clean, sets.y_clean)
     tol_b = SOUNDNESS_RTOL * float(probe_b.scale.max())
     max_abs_lb = float(np.abs(probe_b.lb).max())
     checks.append(Check("T2-A soundness: delta inside eps*_A => all lb_b,i = 0", 0.0, max_abs_lb,
@@ -158,6 +201,7 @@ def theorem2_round(probe: ProbeInputs, sets: EvaluationSets, model_kind: str = "
                         must_hold=inside_b and rigorous,
                         detail=(f"dL_b={fmt(dl_b)} >= LB^J_b={fmt(lbj_direct)} >= 0" if inside_b
                                 else "not applicable (delta outside the radius)")))
+    bound_c = clean_bound(model, sets.X_clean, sets.y_clean, support, per_sample)
     c_eps, c_simple = bound_c.bound(delta_inf), bound_c.simple_bound(delta_inf)
     ub_c, dl_c = float(probe_c.ub.mean()), float(probe_c.actual.mean())
     tol_c = SOUNDNESS_RTOL * float(probe_c.scale.max())
@@ -170,21 +214,12 @@ def theorem2_round(probe: ProbeInputs, sets: EvaluationSets, model_kind: str = "
                         passed=eps_for_c is not None and delta_inf <= eps_for_c, must_hold=False,
                         detail=(f"UB_c(0)={fmt(bound_c.ub0)}, kappa={fmt(bound_c.kappa)}, eps={fmt(eps_for_c)} vs "
                                 f"{fmt(delta_inf)}")))
-    result = {
-        "eps_paper": paper.eps, "eps_paper_status": paper.status, "f0": paper.f0, "grad_f_l1": paper.grad_l1,
-        "eps_A": cert_a.eps, "premise_A": cert_a.premise, "min_margin_A": cert_a.min_margin,
-        "eps_B": cert_b.eps, "lbj0": cert_b.lbj0, "h_l1": cert_b.h_l1,
-        "eps_A_shared_reading": shared_a, "eps_B_shared_reading": shared_b,
-        "C_eps": c_eps, "C_simple": c_simple, "ub_c0": bound_c.ub0, "kappa": bound_c.kappa,
-        "clean_budget": clean_budget, "eps_for_C": eps_for_c,
-        "delta_inf": delta_inf, "inside_A": inside_a, "inside_B": inside_b,
-        "model": model_kind, "error_model": "per-sample" if per_sample else "shared", "eta_a": rnd.eta_a,
-        "deltaW_rel_error": rel_sim, "frozen_rel_error": rel_frozen,
-    }
-    return Theorem2Round(result=result, checks=checks, model=model, per_sample=per_sample, support=support)
+    clean = {"C_eps": c_eps, "C_simple": c_simple, "ub_c0": bound_c.ub0, "kappa": bound_c.kappa,
+             "clean_budget": clean_budget, "eps_for_C": eps_for_c}
+    return checks, clean
 
 
-def corollary_round(probe: ProbeInputs, sets: EvaluationSets, taus: list[float],
+def corollary_round(probe: ProbeInputs | ModelPair, sets: EvaluationSets, taus: list[float],
                     model: FrozenResidualModel | None = None,
                     per_sample: bool = False, support: np.ndarray | None = None,
                     delta_inf: float | None = None) -> tuple[list[dict], list[Check]]:

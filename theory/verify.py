@@ -42,6 +42,8 @@ of the probe pair at the metrics tau), ``theorem2`` (``eps_paper`` + ``eps_paper
 ``corollary1`` (one row per tau, probe pair), ``metrics`` (twin pair; ``per_tau`` with counts),
 ``checks`` and, with ``--all-rounds``, ``series``. ``--save-state DIR`` writes ``DIR/state.npz`` +
 ``DIR/state.json`` (layout in :mod:`theory.saved_state`, which also recomputes the numbers).
+
+``--deep RUN_DIR --round R``: the same theorems on a deepfl run's last layer (:mod:`theory.deep.cli`).
 """
 from __future__ import annotations
 
@@ -60,6 +62,7 @@ from fldata.params import (NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, U
                            argparse_type)
 from theory.analysis import (EvaluationSets, ProbeInputs, corollary_round, theorem1_pair, theorem2_round,
                              threshold_metrics)
+from theory.deep.cli import add_deep_arguments, run_deep
 from theory.frozen import FROZEN_MODELS, HardeningRound
 from theory.paper_reference import TABLE3, table4
 from theory.report import SCHEMA, Check, failed_must_hold, fmt, write_json_atomic
@@ -111,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", type=str, default=None, help="pre-training cache folder of linear_fl")
     parser.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra LinearFLConfig fields, e.g. lr=0.5 inversion_maxiter=5 (values parsed as JSON)")
+    add_deep_arguments(parser)
     return parser
 
 
@@ -325,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m theory.verify``; returns the exit status (module docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.deep is not None or args.from_state is not None:    # the CNN's last layer (theory.deep.cli)
+        return run_deep(args)
     try:
         config = make_config(args)
     except ValueError as exc:  # LinearFLConfig's checks name the key: a usage error (exit 2)

@@ -1,0 +1,221 @@
+"""One probe round of a deepfl run, for the theory check on the network's last layer (issue 15).
+
+From the global model ``G_R`` of a run, the probe runs round ``R+1`` of the run's own schedule (same
+clients, same attackers, same per-client random streams) twice: with FLIP on the benign clients and
+with no client defense. The attackers poison as in the run; their updates are computed once and used
+in both branches (an oblivious attacker, THEORY.md section 2). Three versions of the round:
+
+* (a) ``sgd``: last layer only (features frozen at ``G_R``), the engine's local SGD, in float64;
+* (a) ``protocol``: last layer only, the linear engine's probe protocol on ``\\tilde\\phi(x)``: each
+  benign client takes ONE full-batch gradient step of the benign learning rate on the mean
+  cross-entropy of its clean samples, plus (FLIP) that of its hardening samples (paper convention
+  ``\\lambda_c = \\lambda_a = 1``); attackers as in ``sgd``; in float64;
+* (b) ``full``: all layers train: the engine's round exactly (float32), evaluated in float64.
+
+FLIP's trigger inversion runs ONCE per benign client on ``G_R`` (float32, as in the engine:
+:func:`deepfl.flip.defense.hardening_directions`, then the mask-size filter). Every version hardens
+with those stamping directions, continuing the client's random stream from the state it has after
+the inversion, so the FLIP branch of (b) is exactly the engine's ``FlipDefense`` round (tested).
+
+``G_R`` comes from the run directory's kept checkpoint ``checkpoint-rNNNN.pt`` (``run.keep_checkpoints``),
+or its ``checkpoint.pt`` if that is at round R, or else a deterministic replay of the run's config
+and seed to round R (resume and replay are bit-identical). Checkpoints are read with the weights-only
+unpickler (:func:`deepfl.checkpoint.load_restricted`). Only the linear aggregator ``fedavg`` is
+supported (the closed form needs ``G_{R+1} = G_R + \\sum_i p_i \\Delta_i``), and for part (a) only
+models without BatchNorm (frozen weights do not freeze batch-normalised features).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from deepfl.attacks import full_trigger
+from deepfl.checkpoint import CHECKPOINT_NAME, kept_name, load_restricted
+from deepfl.client import LocalData, RoundContext
+from deepfl.config import ExperimentConfig
+from deepfl.defenses.base import AggregationContext
+from deepfl.flip.config import FlipConfig
+from deepfl.flip.defense import _small_triggers_only, _trainer_options, hardening_directions, make_hardening_augment
+from deepfl.flip.hardening import StampDirection
+from deepfl.lastlayer import has_batch_norm
+from deepfl.runner import CONFIG_NAME, Experiment, load_run_config, resolve_device
+from deepfl.seeding import CLIENT_TRAINING, torch_generator
+from deepfl.server import aggregate, server_learning_rate
+
+CHUNK = 500   # images per forward pass in the full-batch steps and feature extraction
+
+
+@dataclass(frozen=True)
+class RoundStart:
+    """The state of a run after round ``round_index``: global model and persistent client states."""
+
+    cfg: ExperimentConfig
+    round_index: int
+    global_state: torch.Tensor
+    client_states: dict
+    attacker_states: dict
+    source: str
+
+
+def _round_start(cfg: ExperimentConfig, state: dict[str, Any], source: str) -> RoundStart:
+    return RoundStart(cfg, int(state["round"]), state["global_state"], state["client_states"],
+                      state["attacker_states"], source)
+
+
+def load_round_start(run_dir: str | Path, round_index: int, replay_dir: str | Path | None = None,
+                     device: torch.device | None = None) -> RoundStart:
+    """``G_R`` and the client states of ``run_dir`` after round ``round_index`` (module docstring)."""
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    if not cfg.run.pretrain_rounds <= round_index <= cfg.run.rounds:
+        raise ValueError(f"--round must lie in [run.pretrain_rounds={cfg.run.pretrain_rounds}, "
+                         f"run.rounds={cfg.run.rounds}] (the probe is the attack-phase round R+1), got {round_index}")
+    device = device or resolve_device(cfg.device)
+    for name in (kept_name(round_index), CHECKPOINT_NAME):
+        path = run_dir / name
+        if path.exists():
+            state = load_restricted(path, device)
+            if int(state["round"]) == round_index:
+                return _round_start(cfg, state, f"checkpoint {path}")
+    return _replay(cfg, round_index, replay_dir, device)
+
+
+def _replay(cfg: ExperimentConfig, round_index: int, replay_dir: str | Path | None,
+            device: torch.device) -> RoundStart:
+    """Re-create round ``round_index`` from the run's config and seed in ``replay_dir`` (empty, or a
+    replay of the same config not past that round) or a temporary folder."""
+    replay_cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, keep_checkpoints=[round_index],
+                                                                  progress=False))
+    with _folder(replay_dir) as folder:
+        kept = folder / kept_name(round_index)
+        if not kept.exists():
+            if (folder / CONFIG_NAME).exists() and _comparable(load_run_config(folder)) != _comparable(cfg):
+                raise ValueError(f"replay folder {folder} holds another run's replay; use an empty folder")
+            Experiment(replay_cfg, folder, device).run(stop_after=round_index)
+        if not kept.exists():
+            raise ValueError(f"replay folder {folder} is already past round {round_index}; use an empty folder")
+        return _round_start(cfg, load_restricted(kept, device), f"replay in {folder}")
+
+
+@contextlib.contextmanager
+def _folder(path: str | Path | None) -> Iterator[Path]:
+    if path is not None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        yield Path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="fliplab-replay-") as folder:
+        yield Path(folder)
+
+
+def _comparable(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The config without the fields a replay may change (kept rounds, progress bars)."""
+    values = cfg.to_dict()
+    values["run"] = {k: v for k, v in values["run"].items() if k not in ("keep_checkpoints", "progress")}
+    return values
+
+
+@dataclass(frozen=True)
+class FlipPlan:
+    """A benign client's FLIP stamping directions at ``G_R`` and its random stream right after the inversion."""
+
+    directions: list[StampDirection]
+    generator_state: torch.Tensor
+
+
+class ProbeRound:
+    """Round ``R+1`` of a run from ``G_R``: its plan, the engine's trainers, and the client steps."""
+
+    def __init__(self, start: RoundStart, flip_params: dict[str, Any] | None, device: torch.device,
+                 run_dir: Path) -> None:
+        cfg = start.cfg
+        if cfg.defense.server != "fedavg":
+            raise ValueError(f"the deep probe needs the linear aggregator fedavg (G += sum_i p_i Delta_i); the run "
+                             f"uses {cfg.defense.server!r}")
+        self.start, self.cfg = start, cfg
+        self.exp = Experiment(cfg, run_dir, device)      # a toolbox: nothing is written to run_dir
+        if has_batch_norm(self.exp.model):
+            raise ValueError(f"model {cfg.model.name!r} uses BatchNorm: freezing its weights does not freeze its "
+                             "features, so the last-layer probe (part a) does not apply")
+        self.round = start.round_index + 1
+        self.plan = self.exp.schedule.plan(self.round)
+        self.benign = [c for c in self.plan.clients if c not in self.plan.attackers]
+        params = cfg.defense.client_params if cfg.defense.client == "flip" else (flip_params or {})
+        self.flip = FlipConfig.from_dict(params)
+        self.flip_params = dict(params)
+        self.server_lr = server_learning_rate(cfg, "attack")
+        self.true_trigger = full_trigger(cfg, self.exp.federation.image_shape)
+
+    def context(self, client: int) -> RoundContext:
+        """The client's context with a fresh generator from ``(seed, round, client)``, as in the engine."""
+        fed = self.exp.federation
+        return RoundContext(self.round, client, fed.num_classes, self.exp.device,
+                            torch_generator(self.cfg.seed, self.round, client, CLIENT_TRAINING))
+
+    def data(self, client: int, dtype: torch.dtype = torch.float32) -> LocalData:
+        local = self.exp.federation.clients[client]
+        return local if dtype == local.images.dtype else LocalData(local.images.to(dtype), local.labels)
+
+    def flip_plans(self, progress: bool = False) -> dict[int, FlipPlan]:
+        """Each benign client's FLIP inversion on ``G_R`` (float32, a copy of its persistent state)."""
+        exp, plans = self.exp, {}
+        for client in tqdm(self.benign, desc="FLIP inversions", disable=not progress):
+            exp.flat.set(self.start.global_state)
+            ctx = self.context(client)
+            state = copy.deepcopy(self.start.client_states.get(client, {}))
+            directions, _ = hardening_directions(self.flip, exp.model, self.data(client), state, ctx, exp.test_trigger)
+            plans[client] = FlipPlan(_small_triggers_only(directions, self.flip.max_mask_fraction),
+                                     ctx.generator.get_state())
+        return plans
+
+    def train_benign(self, model: nn.Module, data: LocalData, client: int, plan: FlipPlan | None) -> None:
+        """The engine's benign step: plain SGD (``plan`` None) or FlipDefense's hardening (same code path
+        as :meth:`deepfl.flip.FlipDefense.train` after the inversion)."""
+        ctx = self.context(client)
+        trainer = self.exp.benign_trainer
+        if plan is None:
+            trainer.train(model, data, generator=ctx.generator)
+            return
+        ctx.generator.set_state(plan.generator_state)
+        if self.flip.hardening and plan.directions:
+            augment = make_hardening_augment(self.flip, data, plan.directions, ctx)
+            trainer.train(model, data, augment=augment, generator=ctx.generator, **_trainer_options(self.flip))
+        else:
+            trainer.train(model, data, generator=ctx.generator)
+
+    def train_attacker(self, model: nn.Module, data: LocalData, client: int) -> None:
+        """The run's attacker behaviour with its trigger piece (a copy of its persistent state)."""
+        exp, attack = self.exp, self.cfg.attack
+        trigger = exp.triggers[self.plan.attackers[client]]
+        state = copy.deepcopy(self.start.attacker_states.get(client, {}))
+        exp.attacker.train(model, data, state, exp.attack_trainer, self.context(client), trigger, attack.target,
+                           attack.num_poison)
+
+    def aggregated(self, updates: dict[int, torch.Tensor], global_params: torch.Tensor | None = None) -> torch.Tensor:
+        """``server_lr * fedavg(updates)`` in plan order (the engine's aggregation)."""
+        clients = self.plan.clients
+        stacked = torch.stack([updates[c].reshape(-1) for c in clients])
+        context = AggregationContext(client_ids=list(clients), sample_counts=self.exp.sample_counts[clients],
+                                     global_params=global_params, output_layer=self.exp.output_layer
+                                     if global_params is not None else None)
+        result, _ = aggregate(self.exp.aggregator, stacked, context, clients)
+        return self.server_lr * result.to(stacked.dtype)
+
+    def weights(self) -> np.ndarray:
+        """Aggregation weights ``p_i`` in plan order: ``server_lr * fedavg(e_i)`` (fedavg is linear)."""
+        n = len(self.plan.clients)
+        return self.aggregated({c: torch.eye(n, dtype=torch.float64)[i] for i, c in enumerate(self.plan.clients)}
+                               ).numpy()
+
+    def scaled(self, client: int, update: torch.Tensor) -> torch.Tensor:
+        """An attacker's update times ``attack.scale`` (as the engine does)."""
+        return update * self.cfg.attack.scale if client in self.plan.attackers else update
