@@ -34,7 +34,7 @@ import numpy as np
 from fldata.atomic import write_bytes_atomic
 from theory.deep.analysis import analyse
 from theory.deep.state import DeepProbeState, load_probe_state, save_probe_state
-from theory.report import Check, failed_must_hold, fmt, write_json_atomic
+from theory.report import Check, failed_must_hold, fmt, json_ready, write_json_atomic
 
 SCHEMA = "fliplab.theory.deep/1"
 VERSION = "theory-deep-1"
@@ -73,11 +73,13 @@ def deep_payload(state: DeepProbeState, taus: list[float], model_kind: str,
                  clean_budget: float) -> tuple[dict[str, Any], list[Check], dict[str, np.ndarray]]:
     """JSON payload (schema :data:`SCHEMA`), checks and per-sample arrays of one probe."""
     results, checks, samples = analyse(state, taus, model_kind, clean_budget)
-    meta = {k: v for k, v in state.meta.items() if k not in ("config", "seconds")}
-    payload = {"schema": SCHEMA, "version": VERSION, **meta, "taus": taus, "model_kind": model_kind,
+    # A saved state's sidecar sorts the meta's keys: sort them here too, so both give the same file.
+    meta = json.loads(json.dumps(json_ready(state.meta), sort_keys=True))
+    payload = {"schema": SCHEMA, "version": VERSION,
+               **{k: v for k, v in meta.items() if k not in ("config", "seconds")}, "taus": taus,
+               "model_kind": model_kind,
                "features": {"dim": int(state.X_clean.shape[1] - 1), "dtype": "float64", "bias": "last column = 1"},
-               **results, "checks": checks, "config": state.meta.get("config"),
-               "seconds": state.meta.get("seconds")}
+               **results, "checks": checks, "config": meta.get("config"), "seconds": meta.get("seconds")}
     return payload, checks, samples
 
 
