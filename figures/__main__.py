@@ -2,6 +2,7 @@
 
     python -m figures theory RESULTS.json [RESULTS.json ...] --out DIR
     python -m figures deep RUN_DIR [RUN_DIR ...] --out DIR [--tau TAU]
+    python -m figures deep-theory RESULTS_DIR [...] --out DIR
 
 ``theory`` reads ``python -m theory.verify --json`` files and writes, per file, ``<stem>_loss_bounds.png``
 (Theorem 1), ``<stem>_corollary1_counts.png``, ``<stem>_radii.png`` (Theorem 2) and ``<stem>_acc_asr.png``
@@ -16,6 +17,9 @@ and ``<run>_roc.png`` for each run that saved ``confidences.npz``.
 ``over_rounds_<dataset>.png`` (ASR / ACC over rounds per defense, band over seeds), ``roc.png`` (App. A.4),
 ``tau_tradeoff.png`` (App. A.9) and ``ablation_<table>.png`` for every appendix table written there.
 ``readme`` regenerates the README's generated sections from ``results/`` (``--check``: exit 1 if stale).
+``deep-theory`` reads ``python -m theory.verify --deep --json`` files (and their ``.samples.npz``) and writes
+``deep_loss_bounds.png``, ``deep_scatter.png`` and ``deep_theory_tables.md`` (:mod:`figures.deep_theory`); the
+README's "Theory on deep models" section is the ``deep-theory`` section of ``readme``.
 A missing or malformed input, an unwritable ``--out`` (checked before any input is read), or a run
 whose ``metrics.jsonl`` misses rounds (unless ``--allow-gaps``) prints ``error: <file>: <problem>``
 and exits with status 3; a ``--tau`` the inputs did not record exits with status 2 (fldata.cli).
@@ -29,6 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from figures.deep_plots import plot_acc_asr_over_rounds, plot_roc, summarise_run
+from figures.deep_theory import load_deep_theory_results, plot_deep_loss_bounds, plot_deep_scatter
+from figures.deep_theory_text import deep_theory_tables
 from figures.io import (ResultFileError, ResultRequestError, load_deep_run, load_theory_result, save_figure,
                         write_text)
 from figures.tables import deep_table_markdown, theory_tables_markdown
@@ -119,6 +125,15 @@ def render_reproduce(scale_dir: str | os.PathLike[str], out_dir: str | os.PathLi
     return [save_figure(figure, out / name) for name, figure in figures.items()]
 
 
+def render_deep_theory(sources: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write the deep-probe figures and the bound-vs-actual tables (figures.deep_theory)."""
+    results = load_deep_theory_results(sources)
+    out = Path(out_dir)
+    return [save_figure(plot_deep_loss_bounds(results), out / "deep_loss_bounds.png"),
+            save_figure(plot_deep_scatter(results), out / "deep_scatter.png"),
+            write_text(out / "deep_theory_tables.md", deep_theory_tables(results))]
+
+
 def update_readme(readme: str | os.PathLike[str], results: str | os.PathLike[str], check: bool) -> int:
     """Regenerate the README's generated sections; with ``check`` only report stale ones (exit 1)."""
     from figures.readme import render, stale_sections
@@ -151,6 +166,9 @@ def _parser() -> argparse.ArgumentParser:
     reproduce = commands.add_parser("reproduce", help="figures of a reproduction scale from results/<scale>")
     reproduce.add_argument("scale_dir", help="results/<scale> written by python -m deepfl.reproduce")
     reproduce.add_argument("--out", required=True, help="output folder (created if missing)")
+    deep_theory = commands.add_parser("deep-theory", help="figures and tables from theory.verify --deep --json files")
+    deep_theory.add_argument("results", nargs="+", help="folders of (or) JSON files written by theory.verify --deep")
+    deep_theory.add_argument("--out", required=True, help="output folder (created if missing)")
     readme = commands.add_parser("readme", help="regenerate the README's generated sections from results/")
     readme.add_argument("--readme", default="README.md")
     readme.add_argument("--results", default="results")
@@ -171,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             written = render_theory(args.results, args.out)
         elif args.command == "reproduce":
             written = render_reproduce(args.scale_dir, args.out)
+        elif args.command == "deep-theory":
+            written = render_deep_theory(args.results, args.out)
         else:
             written = render_deep(args.runs, args.out, args.tau, args.allow_gaps)
         for path in written:

@@ -1,0 +1,171 @@
+"""Figures of the deep probe (issue 15) from saved ``python -m theory.verify --deep --json`` files.
+
+* :func:`plot_deep_loss_bounds`: the deep version of ``continuous_loss_bounds.png``: Theorem 1's
+  dataset averages ``LB <= LB^J <= actual <= min(UB, R2) <= UB`` over the probed rounds, for (a) the
+  last-layer-only round (engine SGD) and (b) the full round with its last-layer bracket; lines are
+  means over seeds, dots the seeds.
+* :func:`plot_deep_scatter`: per sample, the bounds ``lb`` and ``ub`` against the actual loss change
+  (every probe of the folder pooled); Theorem 1 holds where ``lb <= actual <= ub``, i.e. ``lb`` on or
+  below the diagonal and ``ub`` on or above it.
+
+Pure functions of loaded results (Agg figures, nothing written); :func:`load_deep_theory_results`
+validates the files (schema ``fliplab.theory.deep/1``) and reads each one's ``.samples.npz``.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from figures.io import ResultFileError, load_json, require
+
+DEEP_SCHEMA = "fliplab.theory.deep/1"
+PARTS = ("clean", "backdoor")
+_T1_KEYS = ("lb", "lb_jensen", "actual", "ub", "ub_r2")
+_REQUIRED: tuple[str, ...] = (
+    "seed", "round", "probe_round", "taus", "trigger_error.n_pairs",
+    *(f"{part}.theorem1.{s}.{k}" for part in ("last_layer_sgd", "last_layer_protocol") for s in PARTS
+      for k in (*_T1_KEYS, "violations")),
+    *(f"{part}.violations_{s}" for part in ("last_layer_sgd", "last_layer_protocol", "all_layers") for s in PARTS),
+    *(f"all_layers.{s}.{k}" for s in PARTS for k in (*_T1_KEYS, "inside_fraction", "distance_median", "frozen_round")),
+    "last_layer_protocol.deltaW_rel_error", "last_layer_protocol.corollary1", "last_layer_sgd.corollary1",
+)
+# (key, legend label, style) of the Theorem-1 lines, as figures.theory_plots draws them.
+_LINES: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("lb", "LB (Theorem 1)", {"color": "tab:blue", "linestyle": "--", "marker": "v"}),
+    ("lb_jensen", "LB$^J$ (R1, Jensen)", {"color": "tab:blue", "linestyle": "-", "marker": "^"}),
+    ("actual", r"actual $\Delta L$", {"color": "black", "linestyle": "-", "marker": "o", "linewidth": 2}),
+    ("ub_r2", "min(UB, R2)", {"color": "tab:red", "linestyle": ":", "marker": "s"}),
+    ("ub", "UB (Theorem 1)", {"color": "tab:red", "linestyle": "--", "marker": "v"}),
+)
+ROWS = (("last_layer_sgd", "(a) last layer only, features frozen"), ("all_layers", "(b) all layers train"))
+
+
+@dataclass(frozen=True)
+class DeepTheoryResult:
+    """One probe's JSON (``data``) and its per-sample arrays (``samples``, None if the file is absent)."""
+
+    path: Path
+    data: dict[str, Any]
+    samples: dict[str, np.ndarray] | None
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return int(self.data["seed"]), int(self.data["round"])
+
+
+def load_deep_theory_result(path: str | os.PathLike[str]) -> DeepTheoryResult:
+    """Load and validate one ``theory.verify --deep --json`` file and its ``.samples.npz``."""
+    path = Path(path)
+    data = load_json(path)
+    if not isinstance(data, dict) or data.get("schema") != DEEP_SCHEMA:
+        raise ResultFileError(path, f"key 'schema' must be {DEEP_SCHEMA!r}")
+    for key in _REQUIRED:
+        require(data, key, path)
+    samples_path = path.with_suffix(".samples.npz")
+    samples = None
+    if samples_path.is_file():
+        with np.load(samples_path) as arrays:
+            samples = {name: np.asarray(arrays[name], dtype=np.float64) for name in arrays.files}
+    return DeepTheoryResult(path, data, samples)
+
+
+def load_deep_theory_results(sources: Sequence[str | os.PathLike[str]]) -> list[DeepTheoryResult]:
+    """Every ``*.json`` of the given folders (or the given files), sorted by (seed, round)."""
+    paths: list[Path] = []
+    for source in map(Path, sources):
+        paths += sorted(source.glob("*.json")) if source.is_dir() else [source]
+    if not paths:
+        raise ResultFileError(", ".join(map(str, sources)), "no theory.verify --deep JSON files found")
+    return sorted((load_deep_theory_result(path) for path in paths), key=lambda result: result.key)
+
+
+def by_round(results: Sequence[DeepTheoryResult]) -> dict[int, list[DeepTheoryResult]]:
+    """Results grouped by probed round, rounds ascending."""
+    groups: dict[int, list[DeepTheoryResult]] = {}
+    for result in results:
+        groups.setdefault(result.key[1], []).append(result)
+    return dict(sorted(groups.items()))
+
+
+def _summary(result: DeepTheoryResult, row: str, part: str) -> dict[str, Any]:
+    data = result.data[row]
+    return data["theorem1"][part] if "theorem1" in data else data[part]
+
+
+def plot_deep_loss_bounds(results: Sequence[DeepTheoryResult]) -> Figure:
+    """Theorem 1 averages vs the actual loss change over the probed rounds (module docstring)."""
+    groups = by_round(results)
+    rounds = np.array(list(groups), dtype=float)
+    figure = Figure(figsize=(12.5, 8), layout="constrained")
+    axes = figure.subplots(2, 2)
+    for (row, row_title), row_axes in zip(ROWS, axes):
+        for axis, part in zip(row_axes, PARTS):
+            for key, label, style in _LINES:
+                values = [[_summary(r, row, part)[key] for r in group] for group in groups.values()]
+                axis.plot(rounds, [np.mean(v) for v in values], label=label, markersize=5, **style)
+                for x, v in zip(rounds, values):
+                    axis.plot(np.full(len(v), x), v, ".", color=style["color"], alpha=0.4, markersize=4)
+            violations = sum(int(r.data[row][f"violations_{part}"]) for r in results)
+            total = sum(int(_summary(r, row, part)["n"]) for r in results)
+            verdict = (f"{violations} of {total} samples outside [LB, UB]" if row == "all_layers"
+                       else f"{violations} per-sample violations of {total}")
+            axis.set_title(f"{row_title}: {part}\n{verdict}", fontsize=10)
+            axis.axhline(0.0, color="0.5", linewidth=0.8)
+            axis.set_yscale("symlog", linthresh=_linthresh(results, row, part))
+            axis.set_xticks(rounds)
+            axis.set_xlabel("probed round R (the probe is round R+1 from G_R)")
+            axis.set_ylabel(r"loss change $\Delta L$ (FLIP $-$ no defense)")
+            axis.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right upper", fontsize=8)
+    seeds = sorted({r.key[0] for r in results})
+    figure.suptitle(f"Theorem 1 on the CNN's last layer - {results[0].data['dataset']}, "
+                    f"{results[0].data['attack']} attack, seeds {', '.join(map(str, seeds))} (lines: mean over seeds)")
+    return figure
+
+
+def _linthresh(results: Sequence[DeepTheoryResult], row: str, part: str) -> float:
+    """Linear range of the symlog axis: a tenth of the smallest non-zero |average| plotted."""
+    values = np.array([abs(_summary(r, row, part)[k]) for r in results for k in _T1_KEYS])
+    positive = values[values > 0]
+    return float(positive.min() / 10) if positive.size else 1e-6
+
+
+def plot_deep_scatter(results: Sequence[DeepTheoryResult], row_keys: tuple[str, str] = ("sgd", "full")) -> Figure:
+    """Per-sample ``lb`` and ``ub`` against the actual loss change, pooled over the probes (module docstring)."""
+    figure = Figure(figsize=(12, 10), layout="constrained")
+    axes = figure.subplots(2, 2)
+    with_samples = [r for r in results if r.samples is not None]
+    for (name, (row, row_title)), row_axes in zip(zip(row_keys, ROWS), axes):
+        for axis, part in zip(row_axes, PARTS):
+            arrays = {k: np.concatenate([r.samples[f"{name}_{part}_{k}"] for r in with_samples] or [np.zeros(0)])
+                      for k in ("lb", "actual", "ub")}
+            actual = arrays["actual"]
+            below, above = arrays["lb"] > actual, arrays["ub"] < actual
+            outside = below | above
+            axis.scatter(actual, arrays["ub"], s=2, color="tab:red", alpha=0.3, label="UB", rasterized=True)
+            axis.scatter(actual, arrays["lb"], s=2, color="tab:blue", alpha=0.3, label="LB", rasterized=True)
+            axis.scatter(np.concatenate([actual[below], actual[above]]),
+                         np.concatenate([arrays["lb"][below], arrays["ub"][above]]), s=5, color="tab:orange",
+                         label="bound on the wrong side (sample outside [LB, UB])", rasterized=True)
+            span = np.abs(np.concatenate(list(arrays.values()))) if actual.size else np.ones(1)
+            limit = float(span.max()) * 1.05 if span.size else 1.0
+            axis.plot([-limit, limit], [-limit, limit], color="black", linewidth=0.8, label="bound = actual")
+            linthresh = float(np.quantile(span[span > 0], 0.05)) if np.any(span > 0) else 1e-6
+            axis.set_xscale("symlog", linthresh=linthresh)
+            axis.set_yscale("symlog", linthresh=linthresh)
+            axis.set_title(f"{row_title}: {part}\n{int(outside.sum())} of {actual.size} samples outside [LB, UB]",
+                           fontsize=10)
+            axis.set_xlabel(r"actual per-sample $\Delta\ell$")
+            axis.set_ylabel("bound")
+            axis.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right upper", fontsize=8, markerscale=3)
+    figure.suptitle(f"Per-sample Theorem-1 bracket vs actual loss change, {len(with_samples)} probes pooled")
+    return figure

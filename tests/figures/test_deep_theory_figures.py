@@ -1,0 +1,56 @@
+"""``python -m figures deep-theory``: figures, tables and the README section from deep-probe JSON files
+(synthetic probes written by theory.deep.cli, torch-free)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from figures.__main__ import main
+from figures.deep_theory import load_deep_theory_results
+from figures.deep_theory_text import BEGIN, END, deep_theory_tables, readme_section, replace_section
+from figures.io import ResultFileError
+from theory.deep.cli import deep_payload, samples_path, write_samples
+from theory.report import write_json_atomic
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "theory"))
+from deep_instances import synthetic_state  # noqa: E402
+
+
+def write_probes(folder: Path) -> None:
+    for seed in (0, 1):
+        for rnd in (20, 40):
+            state = synthetic_state(seed + rnd, features_move=True).with_meta(seed=seed, round=rnd, probe_round=rnd + 1)
+            payload, _, samples = deep_payload(state, [0.0, 0.4], "F-hat", 0.05)
+            path = folder / f"s{seed}_r{rnd}.json"
+            write_json_atomic(path, payload)
+            write_samples(samples_path(path), samples)
+
+
+def test_deep_theory_command_writes_figures_tables_and_readme(tmp_path, capsys):
+    write_probes(tmp_path / "results")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{BEGIN}\nold text\n{END}\nafter\n")
+    assert main(["deep-theory", str(tmp_path / "results"), "--out", str(tmp_path / "out"),
+                 "--readme", str(readme)]) == 0
+    for name in ("deep_loss_bounds.png", "deep_scatter.png", "deep_theory_tables.md"):
+        assert (tmp_path / "out" / name).stat().st_size > 1000
+    results = load_deep_theory_results([tmp_path / "results"])
+    assert [r.key for r in results] == [(0, 20), (0, 40), (1, 20), (1, 40)]
+    text = readme.read_text()
+    assert "old text" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
+    assert readme_section(results) in text
+    tables = deep_theory_tables(results)
+    assert tables.count("| 1 | 40 |") == 5          # (a): SGD and protocol rows, Theorem 2: one, (b): clean and backdoor
+    assert "probe protocol" in tables and "inside" in tables
+
+
+def test_missing_markers_and_bad_files_are_errors(tmp_path, capsys):
+    with pytest.raises(ResultFileError, match="deep-theory section"):
+        replace_section("no markers here", "x")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"schema": "fliplab.theory.deep/1", "seed": 0}))
+    assert main(["deep-theory", str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert "missing key" in capsys.readouterr().err
