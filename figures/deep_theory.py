@@ -102,7 +102,7 @@ def plot_deep_loss_bounds(results: Sequence[DeepTheoryResult]) -> Figure:
     """Theorem 1 averages vs the actual loss change over the probed rounds (module docstring)."""
     groups = by_round(results)
     rounds = np.array(list(groups), dtype=float)
-    figure = Figure(figsize=(12.5, 8), layout="constrained")
+    figure = Figure(figsize=(12, 8.5), layout="constrained")
     axes = figure.subplots(2, 2)
     for (row, row_title), row_axes in zip(ROWS, axes):
         for axis, part in zip(row_axes, PARTS):
@@ -117,29 +117,40 @@ def plot_deep_loss_bounds(results: Sequence[DeepTheoryResult]) -> Figure:
                        else f"{violations} per-sample violations of {total}")
             axis.set_title(f"{row_title}: {part}\n{verdict}", fontsize=10)
             axis.axhline(0.0, color="0.5", linewidth=0.8)
-            axis.set_yscale("symlog", linthresh=_linthresh(results, row, part))
+            _symlog(axis, "y", [_summary(r, row, part)[k] for r in results for k in _T1_KEYS])
             axis.set_xticks(rounds)
+            axis.set_xlim(rounds.min() - 5, rounds.max() + 5)
             axis.set_xlabel("probed round R (the probe is round R+1 from G_R)")
             axis.set_ylabel(r"loss change $\Delta L$ (FLIP $-$ no defense)")
             axis.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside right upper", fontsize=8)
+    figure.legend(handles, labels, loc="outside lower center", ncols=5, fontsize=8)
     seeds = sorted({r.key[0] for r in results})
     figure.suptitle(f"Theorem 1 on the CNN's last layer - {results[0].data['dataset']}, "
-                    f"{results[0].data['attack']} attack, seeds {', '.join(map(str, seeds))} (lines: mean over seeds)")
+                    f"{results[0].data['attack']} attack, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} "
+                    "(lines: mean over seeds, dots: seeds)")
     return figure
 
 
-def _linthresh(results: Sequence[DeepTheoryResult], row: str, part: str) -> float:
-    """Linear range of the symlog axis: a tenth of the smallest non-zero |average| plotted."""
-    values = np.array([abs(_summary(r, row, part)[k]) for r in results for k in _T1_KEYS])
-    positive = values[values > 0]
-    return float(positive.min() / 10) if positive.size else 1e-6
+LINTHRESH = 1e-3     # symlog axes: linear within +-1e-3 nats, decades outside
+
+
+def _symlog(axis: Any, which: str, values: Any) -> None:
+    """Symmetric-log ``which`` axis ("x" or "y") with ticks at 0 and +-10^k from 1e-2 up to the data's
+    magnitude, and a 10% margin (loss changes span several decades and both signs)."""
+    values = np.asarray(values, dtype=float)
+    top = float(np.nanmax(np.abs(values))) if values.size else 1.0
+    decades = np.arange(-2, int(np.ceil(np.log10(max(top, 1e-2)))) + 1)
+    ticks = np.concatenate([-(10.0 ** decades[::-1]), [0.0], 10.0 ** decades])
+    limit = LINTHRESH * (max(top, LINTHRESH) / LINTHRESH) ** 1.1
+    getattr(axis, f"set_{which}scale")("symlog", linthresh=LINTHRESH, linscale=0.5)
+    getattr(axis, f"set_{which}ticks")(ticks)
+    getattr(axis, f"set_{which}lim")(-limit, limit)
 
 
 def plot_deep_scatter(results: Sequence[DeepTheoryResult], row_keys: tuple[str, str] = ("sgd", "full")) -> Figure:
     """Per-sample ``lb`` and ``ub`` against the actual loss change, pooled over the probes (module docstring)."""
-    figure = Figure(figsize=(12, 10), layout="constrained")
+    figure = Figure(figsize=(11, 10.5), layout="constrained")
     axes = figure.subplots(2, 2)
     with_samples = [r for r in results if r.samples is not None]
     for (name, (row, row_title)), row_axes in zip(zip(row_keys, ROWS), axes):
@@ -154,18 +165,18 @@ def plot_deep_scatter(results: Sequence[DeepTheoryResult], row_keys: tuple[str, 
             axis.scatter(np.concatenate([actual[below], actual[above]]),
                          np.concatenate([arrays["lb"][below], arrays["ub"][above]]), s=5, color="tab:orange",
                          label="bound on the wrong side (sample outside [LB, UB])", rasterized=True)
-            span = np.abs(np.concatenate(list(arrays.values()))) if actual.size else np.ones(1)
-            limit = float(span.max()) * 1.05 if span.size else 1.0
+            values = np.concatenate(list(arrays.values())) if actual.size else np.ones(1)
+            limit = float(np.abs(values).max()) * 2
             axis.plot([-limit, limit], [-limit, limit], color="black", linewidth=0.8, label="bound = actual")
-            linthresh = float(np.quantile(span[span > 0], 0.05)) if np.any(span > 0) else 1e-6
-            axis.set_xscale("symlog", linthresh=linthresh)
-            axis.set_yscale("symlog", linthresh=linthresh)
+            _symlog(axis, "x", values)
+            _symlog(axis, "y", values)
             axis.set_title(f"{row_title}: {part}\n{int(outside.sum())} of {actual.size} samples outside [LB, UB]",
                            fontsize=10)
             axis.set_xlabel(r"actual per-sample $\Delta\ell$")
             axis.set_ylabel("bound")
             axis.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside right upper", fontsize=8, markerscale=3)
-    figure.suptitle(f"Per-sample Theorem-1 bracket vs actual loss change, {len(with_samples)} probes pooled")
+    figure.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=8, markerscale=3)
+    figure.suptitle(f"Per-sample Theorem-1 bracket vs actual loss change, {len(with_samples)} "
+                    f"probe{'s' if len(with_samples) != 1 else ''} pooled (symlog axes, linear within 1e-3)")
     return figure

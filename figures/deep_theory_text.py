@@ -65,10 +65,10 @@ def last_layer_table(results: Sequence[DeepTheoryResult]) -> list[str]:
 
 def theorem2_table(results: Sequence[DeepTheoryResult]) -> list[str]:
     """(a) probe protocol: closed form vs simulated, trigger error in feature space, Theorem 2's radii."""
-    lines = ["**(a) probe protocol: closed form and Theorem 2** (feature-space trigger error ||delta_phi||_inf over "
+    lines = ["**(a) probe protocol: closed form and Theorem 2** (feature-space trigger error ‖delta_phi‖_inf over "
              "all hardening pairs, per-sample error model; eps*_A needs the premise T in argmin u, eps*_B needs "
              "LB^J_b(0) > 0)", "",
-             "| seed | R | DeltaW rel. error | pairs | max / median ||delta_phi||_inf | eps_P | eps*_A | eps*_B "
+             "| seed | R | DeltaW rel. error | pairs | max / median ‖delta_phi‖_inf | eps_P | eps*_A | eps*_B "
              "(LB^J_b(0)) | certified |", "|---|---|---|---|---|---|---|---|---|"]
     for result in results:
         data, (seed, rnd) = result.data, result.key
