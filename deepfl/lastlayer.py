@@ -17,6 +17,14 @@ import torch
 from torch import nn
 
 
+def output_layer(model: nn.Module) -> nn.Linear:
+    """``model.output_layer`` (every deepfl model has one), checked to be an ``nn.Linear``."""
+    layer = getattr(model, "output_layer", None)
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"{type(model).__name__} has no nn.Linear output_layer; the last-layer probe needs one")
+    return layer
+
+
 def has_batch_norm(model: nn.Module) -> bool:
     """True if the model normalises with batch statistics in training mode (its features then move
     with the mini-batch even when their weights are frozen)."""
@@ -39,7 +47,7 @@ def features_with_bias(model: nn.Module, images: torch.Tensor, batch_size: int =
     input of ``model.output_layer`` (eval mode), computed in the model's dtype."""
     dtype = next(model.parameters()).dtype
     captured: list[torch.Tensor] = []
-    hook = model.output_layer.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach()))
+    hook = output_layer(model).register_forward_pre_hook(lambda module, args: captured.append(args[0].detach()))
     was_training = model.training
     model.eval()
     try:
@@ -48,7 +56,7 @@ def features_with_bias(model: nn.Module, images: torch.Tensor, batch_size: int =
     finally:
         hook.remove()
         model.train(was_training)
-    phi = torch.cat(captured).double().cpu().numpy() if captured else np.zeros((0, model.output_layer.in_features))
+    phi = torch.cat(captured).double().cpu().numpy() if captured else np.zeros((0, output_layer(model).in_features))
     return np.concatenate([phi, np.ones((phi.shape[0], 1))], axis=1)
 
 
@@ -62,12 +70,12 @@ def network_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 500
         chunks = [model(chunk.to(dtype)).double().cpu() for chunk in _chunks(images, batch_size)]
     finally:
         model.train(was_training)
-    return torch.cat(chunks).numpy() if chunks else np.zeros((0, model.output_layer.out_features))
+    return torch.cat(chunks).numpy() if chunks else np.zeros((0, output_layer(model).out_features))
 
 
 def output_matrix(model: nn.Module) -> np.ndarray:
     """``W = [weight | bias]`` of ``model.output_layer``, (c, D) float64."""
-    layer = model.output_layer
+    layer = output_layer(model)
     weight = layer.weight.detach().double().cpu().numpy()
     bias = layer.bias.detach().double().cpu().numpy()
     return np.concatenate([weight, bias[:, None]], axis=1)
@@ -75,7 +83,7 @@ def output_matrix(model: nn.Module) -> np.ndarray:
 
 def set_output_matrix(model: nn.Module, W: np.ndarray) -> None:
     """Write ``W = [weight | bias]`` (c, D) into ``model.output_layer`` (cast to its dtype)."""
-    layer = model.output_layer
+    layer = output_layer(model)
     expected = (layer.out_features, layer.in_features + 1)
     if W.shape != expected:
         raise ValueError(f"output matrix must have shape {expected} ([weight | bias]), got {W.shape}")
@@ -88,7 +96,7 @@ def set_output_matrix(model: nn.Module, W: np.ndarray) -> None:
 def only_output_layer_trains(model: nn.Module) -> Iterator[nn.Module]:
     """Inside: every parameter outside ``model.output_layer`` has ``requires_grad=False`` (its gradient
     stays None, so SGD, momentum and weight decay skip it); restored on exit."""
-    trainable = {id(p) for p in model.output_layer.parameters()}
+    trainable = {id(p) for p in output_layer(model).parameters()}
     before = [(p, p.requires_grad) for p in model.parameters()]
     try:
         for parameter, _ in before:

@@ -66,7 +66,8 @@ def full_batch_step(model: nn.Module, parts: list[tuple[torch.Tensor, torch.Tens
     model.train(was_training)
     with torch.no_grad():
         for p in params:
-            p -= lr * p.grad
+            assert p.grad is not None, "every trainable parameter gets a gradient from the loss"
+            p.sub_(lr * p.grad)
             p.grad = None
 
 
@@ -86,7 +87,9 @@ def protocol_round(probe: ProbeRound, model: nn.Module, plans: dict[int, FlipPla
     """(a) under the probe protocol: ``W^{nd}_{R+1}``, ``W^{d}_{R+1}`` and the hardening pairs in
     feature space (``pool_*`` arrays of :class:`DeepProbeState`)."""
     W_start, lr = output_matrix(model), probe.cfg.benign.lr
-    nodef, fdef, pools = {}, {}, []
+    nodef: Updates = {}
+    fdef: Updates = {}
+    pools: list[dict[str, np.ndarray]] = []
     with only_output_layer_trains(model):
         for index, client in enumerate(probe.benign):
             data = probe.data(client, torch.float64)

@@ -152,10 +152,10 @@ def plot_deep_scatter(results: Sequence[DeepTheoryResult], row_keys: tuple[str, 
     """Per-sample ``lb`` and ``ub`` against the actual loss change, pooled over the probes (module docstring)."""
     figure = Figure(figsize=(11, 10.5), layout="constrained")
     axes = figure.subplots(2, 2)
-    with_samples = [r for r in results if r.samples is not None]
+    with_samples = [r.samples for r in results if r.samples is not None]
     for (name, (row, row_title)), row_axes in zip(zip(row_keys, ROWS), axes):
         for axis, part in zip(row_axes, PARTS):
-            arrays = {k: np.concatenate([r.samples[f"{name}_{part}_{k}"] for r in with_samples] or [np.zeros(0)])
+            arrays = {k: np.concatenate([samples[f"{name}_{part}_{k}"] for samples in with_samples] or [np.zeros(0)])
                       for k in ("lb", "actual", "ub")}
             actual = arrays["actual"]
             below, above = arrays["lb"] > actual, arrays["ub"] < actual

@@ -86,7 +86,8 @@ def deep_payload(state: DeepProbeState, taus: list[float], model_kind: str,
 def write_samples(path: Path, samples: dict[str, np.ndarray]) -> Path:
     """Per-sample arrays as a compressed float32 ``.npz`` (atomic)."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{k: np.asarray(v, dtype=np.float32) for k, v in samples.items()})
+    arrays: dict[str, Any] = {k: np.asarray(v, dtype=np.float32) for k, v in samples.items()}
+    np.savez_compressed(buffer, **arrays)
     return write_bytes_atomic(path, buffer.getvalue())
 
 
