@@ -11,7 +11,7 @@ from figures.deep_theory_text import TABLE_TAU, num, pct
 
 
 def _extent(fraction: float) -> str:
-    """Words for the share of samples inside a bracket."""
+    """Words for a share of samples, as in "<words> of the clean samples"."""
     if fraction >= 0.99:
         return "almost all"
     if fraction >= 0.8:
@@ -39,9 +39,22 @@ def _intro(agg: dict[str, Any], results: Sequence[DeepTheoryResult], results_dir
         "(b) all layers train (the engine's round itself).", "",
         f"Measured on {first['dataset'].upper()} `cpu-small`, {first['attack']} attack, no defense in the run "
         f"(`python -m deepfl.run --preset cpu-small --attack continuous --seed S --set "
-        f"run.keep_checkpoints=[20,40,60] --stop-after 60`), seeds {', '.join(map(str, agg['seeds']))}, probed rounds "
-        f"{rounds} ({agg['probes']} probes; FLIP with its default parameters, inverting on G_R). Tables: "
+        f"run.keep_checkpoints=[20,40,60] --stop-after 60`, CPU, one thread), seeds {', '.join(map(str, agg['seeds']))}, probed rounds "
+        f"{rounds} ({agg['probes']} probe{'s' if agg['probes'] != 1 else ''}; FLIP with its default parameters, inverting on G_R). Tables: "
         f"[`{results_dir}/deep_theory_tables.md`]({results_dir}/deep_theory_tables.md); JSON per probe beside them.", ""]
+
+
+def _ratio(agg: dict[str, Any]) -> str:
+    ratios = agg["eps_B_ratio"]
+    if not ratios:
+        return ""
+    return (f" (where it existed, the realised max ||delta_phi||_inf was {num(min(ratios), 2)}-"
+            f"{num(max(ratios), 2)} times its radius)")
+
+
+def _newly(agg: dict[str, Any], key: str) -> str:
+    actual, jensen, theorem1 = agg["newly"][key]
+    return f"{jensen} / {theorem1} of {actual}"
 
 
 def _exact(agg: dict[str, Any]) -> list[str]:
@@ -57,10 +70,11 @@ def _exact(agg: dict[str, Any]) -> list[str]:
         f"frozen-residual model (rigorous for the realised round): the paper's eps_P is {statuses} in every probe; "
         f"the sign certificate's premise (the target logit drops most on every backdoor sample) held in "
         f"{agg['premise_A']} of {agg['probes']} probes and the Jensen certificate existed (LB^J_b(0) > 0) in "
-        f"{agg['has_eps_B']}; the realised error was inside a radius in {agg['certified']} of {agg['probes']}. "
-        f"Corollary 1 at tau = {TABLE_TAU:g}, summed over the probes: the Jensen bracket certified "
-        f"{agg['newly_jensen']} and the Theorem-1 bracket {agg['newly_t1']} of the {agg['newly_actual']} backdoor "
-        "samples the hardening newly neutralised (certified <= actual always).", "",
+        f"{agg['has_eps_B']}{_ratio(agg)}; the realised error was inside a radius in {agg['certified']} of "
+        f"{agg['probes']}. "
+        f"Corollary 1 at tau = {TABLE_TAU:g}, summed over the probes: of the backdoor samples the hardening newly "
+        f"neutralised, the Jensen / Theorem-1 brackets certified {_newly(agg, 'last_layer_sgd')} (engine SGD) and "
+        f"{_newly(agg, 'last_layer_protocol')} (probe protocol); certified <= actual always.", "",
         "*Feature-space trigger error.* Theorem 2's delta lives in input space; the certificate lives in feature space. "
         "For every hardening pair of the probe (a local sample x of a benign client from a source class of one of "
         "FLIP's stamping directions, and one of that direction's inverted triggers t^ - FLIP's Neural-Cleanse "
@@ -88,14 +102,22 @@ def _carry(agg: dict[str, Any]) -> list[str]:
 def _verdict(agg: dict[str, Any], results_dir: str) -> list[str]:
     clean = min(parts["clean"][0] for parts in agg["inside"].values())
     backdoor = min(parts["backdoor"][0] for parts in agg["inside"].values())
+    low, high = agg["full_backdoor_actual_range"]
+    if backdoor < 0.5:
+        conclusion = ("So the linear analysis explains FLIP's effect on the CNN's output layer exactly, but not "
+                      "FLIP's effect on the CNN: what it leaves out, the motion of the features, is what moves the "
+                      "backdoor samples' loss.")
+    else:
+        conclusion = ("So on these rounds the last-layer analysis brackets most of FLIP's effect on the CNN, though "
+                      "nothing in the theorems guarantees it when the features move.")
     return [
         "**What this says about the paper's claim.** The paper argues that its linear analysis explains FLIP on CNNs. "
-        "On the last layer with the features frozen that is exact, not an approximation: every bound holds on every "
-        "sample. It does not extend by itself to a real round: with the features moving, "
-        f"{_extent(clean)} clean samples (at least {pct(clean)}% on average in every probed round) and "
-        f"{_extent(backdoor)} backdoor samples (at least {pct(backdoor)}%) stay inside the last-layer bracket. "
-        "So the linear analysis describes the output layer's share of FLIP's effect; the features' share, which the "
-        "theorems do not bound, decides whether the bracket holds for the rest.",
+        "On the last layer with the features frozen it is exact, not an approximation: every bound holds on every "
+        "sample, and the closed form is the round. It does not carry over by itself to a real round, in which the "
+        f"features move too: the last-layer bracket holds for {_extent(clean)} of the clean samples (at least "
+        f"{pct(clean)}% on average in every probed round) and for {_extent(backdoor)} of the backdoor samples (at "
+        f"least {pct(backdoor)}%). In the full round FLIP changed the mean backdoor loss by {num(low)} to {num(high)} "
+        "nats across the probes (positive: the backdoor loses). " + conclusion,
         "", f"![Theorem 1 on the last layer over rounds]({results_dir}/deep_loss_bounds.png)",
         f"![Per-sample bracket vs actual loss change]({results_dir}/deep_scatter.png)"]
 

@@ -120,7 +120,8 @@ def aggregates(results: Sequence[DeepTheoryResult]) -> dict[str, Any]:
     t2 = [r.data["last_layer_protocol"].get("theorem2") or {} for r in results]
     inside = {rnd: {s: [r.data["all_layers"][s]["inside_fraction"] for r in group] for s in PARTS}
               for rnd, group in by_round(results).items()}
-    cor = [_cor_row(r.data["last_layer_protocol"]["corollary1"], TABLE_TAU) for r in results]
+    cor = {key: [_cor_row(r.data[key]["corollary1"], TABLE_TAU) for r in results]
+           for key in ("last_layer_sgd", "last_layer_protocol")}
     return {
         "probes": len(results), "seeds": sorted({r.key[0] for r in results}), "rounds": sorted(by_round(results)),
         "violations_sgd": total("last_layer_sgd"), "samples_sgd": samples("last_layer_sgd"),
@@ -133,9 +134,12 @@ def aggregates(results: Sequence[DeepTheoryResult]) -> dict[str, Any]:
         "delta_phi_max": [r.data["trigger_error"].get("feature_inf_max") for r in results],
         "inside": {rnd: {s: (float(np.mean(v)), float(np.min(v)), float(np.max(v))) for s, v in parts.items()}
                    for rnd, parts in inside.items()},
-        "newly_actual": sum(c["newly_neutralised_actual"] for c in cor if c),
-        "newly_jensen": sum(c["certified_jensen"]["newly_neutralised"] for c in cor if c),
-        "newly_t1": sum(c["certified_t1"]["newly_neutralised"] for c in cor if c),
+        "newly": {key: (sum(c["newly_neutralised_actual"] for c in rows if c),
+                        sum(c["certified_jensen"]["newly_neutralised"] for c in rows if c),
+                        sum(c["certified_t1"]["newly_neutralised"] for c in rows if c)) for key, rows in cor.items()},
+        "full_backdoor_actual_range": (min(r.data["all_layers"]["backdoor"]["actual"] for r in results),
+                                       max(r.data["all_layers"]["backdoor"]["actual"] for r in results)),
+        "eps_B_ratio": [t["delta_inf"] / t["eps_B"] for t in t2 if t.get("eps_B")],
     }
 
 
