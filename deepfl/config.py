@@ -208,6 +208,7 @@ class RunConfig:
         "threads": NON_NEGATIVE_INT,
         "progress": BOOLEAN,
         "vectorise": BOOLEAN,
+        "keep_checkpoints": [ListOf(Interval(int, 0, None, closed="left"))],
     }
 
 
