@@ -27,7 +27,6 @@ def _intro(agg: dict[str, Any], results: Sequence[DeepTheoryResult], results_dir
     first = results[0].data
     rounds = ", ".join(map(str, agg["rounds"]))
     return [
-        "## Theory on deep models", "",
         "The paper's analysis is for a linear-softmax model. A network whose output layer is linear computes "
         "z = W phi~(x), with phi~(x) = [phi(x); 1] its penultimate features and a constant bias feature, so its last "
         "layer *is* that model with x replaced by phi~(x). `python -m theory.verify --deep RUN_DIR --round R` probes "

@@ -16,6 +16,7 @@ from deepfl.reproduce.aggregate import TableRow, aggregate_table
 from deepfl.reproduce.grid import Cell
 from deepfl.reproduce.scales import SCALES, Scale
 from deepfl.reproduce.tables import TABLES
+from figures.deep_theory_text import deep_theory_section
 
 REASONS_NAME = "reasons.json"
 
@@ -90,6 +91,7 @@ def reproduction_status(results_root: Path) -> str:
 
 SECTIONS: dict[str, Callable[[Path], str]] = {
     "reproduction-status": reproduction_status,
+    "deep-theory": deep_theory_section,
 }
 _MARKER = re.compile(r"(<!-- BEGIN (?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- END (?P=name) -->)", re.S)
 

@@ -1,4 +1,4 @@
-"""``python -m figures deep-theory``: figures, tables and the README section from deep-probe JSON files
+"""``python -m figures deep-theory`` and the README's ``deep-theory`` section, from deep-probe JSON files
 (synthetic probes written by theory.deep.cli, torch-free)."""
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 from figures.__main__ import main
 from figures.deep_theory import load_deep_theory_results
-from figures.deep_theory_text import BEGIN, END, deep_theory_tables, readme_section, replace_section
-from figures.io import ResultFileError
+from figures.deep_theory_text import deep_theory_section, deep_theory_tables
+from figures.readme import render, stale_sections
 from theory.deep.cli import deep_payload, samples_path, write_samples
 from theory.report import write_json_atomic
 
@@ -29,27 +27,31 @@ def write_probes(folder: Path) -> None:
             write_samples(samples_path(path), samples)
 
 
-def test_deep_theory_command_writes_figures_tables_and_readme(tmp_path, capsys):
+def test_deep_theory_command_writes_figures_and_tables(tmp_path):
     write_probes(tmp_path / "results")
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\nbefore\n{BEGIN}\nold text\n{END}\nafter\n")
-    assert main(["deep-theory", str(tmp_path / "results"), "--out", str(tmp_path / "out"),
-                 "--readme", str(readme)]) == 0
+    assert main(["deep-theory", str(tmp_path / "results"), "--out", str(tmp_path / "out")]) == 0
     for name in ("deep_loss_bounds.png", "deep_scatter.png", "deep_theory_tables.md"):
         assert (tmp_path / "out" / name).stat().st_size > 1000
     results = load_deep_theory_results([tmp_path / "results"])
     assert [r.key for r in results] == [(0, 20), (0, 40), (1, 20), (1, 40)]
-    text = readme.read_text()
-    assert "old text" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
-    assert readme_section(results) in text
     tables = deep_theory_tables(results)
     assert tables.count("| 1 | 40 |") == 5          # (a): SGD and protocol rows, Theorem 2: one, (b): clean and backdoor
-    assert "probe protocol" in tables and "inside" in tables
+    assert (tmp_path / "out" / "deep_theory_tables.md").read_text() == tables
 
 
-def test_missing_markers_and_bad_files_are_errors(tmp_path, capsys):
-    with pytest.raises(ResultFileError, match="deep-theory section"):
-        replace_section("no markers here", "x")
+def test_readme_section_is_generated_from_the_results(tmp_path):
+    readme = "x\n<!-- BEGIN deep-theory -->\nSTALE-TEXT\n<!-- END deep-theory -->\ny\n"
+    assert "No deep-theory probes" in deep_theory_section(tmp_path)
+    write_probes(tmp_path / "deep_theory")
+    section = deep_theory_section(tmp_path)
+    rendered = render(readme, tmp_path)
+    assert "STALE-TEXT" not in rendered and section in rendered and rendered.startswith("x\n") and rendered.endswith("y\n")
+    assert stale_sections(readme, tmp_path) == ["deep-theory"] and stale_sections(rendered, tmp_path) == []
+    agg_probes = "4 probes"
+    assert agg_probes in section and "0 violations among" in section
+
+
+def test_bad_files_are_errors(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"schema": "fliplab.theory.deep/1", "seed": 0}))
     assert main(["deep-theory", str(bad), "--out", str(tmp_path / "out")]) == 2
