@@ -39,7 +39,10 @@ def _intro(agg: dict[str, Any], results: Sequence[DeepTheoryResult], results_dir
         f"Measured on {first['dataset'].upper()} `cpu-small`, {first['attack']} attack, no defense in the run "
         f"(`python -m deepfl.run --preset cpu-small --attack continuous --seed S --set "
         f"run.keep_checkpoints=[20,40,60] --stop-after 60`, CPU, one thread), seeds {', '.join(map(str, agg['seeds']))}, probed rounds "
-        f"{rounds} ({agg['probes']} probe{'s' if agg['probes'] != 1 else ''}; FLIP with its default parameters, inverting on G_R). Tables: "
+        f"{rounds} ({agg['probes']} probe{'s' if agg['probes'] != 1 else ''}; FLIP with its default parameters, inverting on "
+        "G_R; the runs have no client defense, so the probe round is each benign client's first FLIP round, the "
+        "cached warm-up: a universal trigger per target class plus the selected label-specific pairs, all stamped). "
+        "Tables: "
         f"[`{results_dir}/deep_theory_tables.md`]({results_dir}/deep_theory_tables.md); JSON per probe beside them.", ""]
 
 
