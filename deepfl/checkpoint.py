@@ -135,24 +135,6 @@ def load(path: str | Path, device: torch.device, require_hash: bool = True) -> d
     return from_plain(payload)
 
 
-def _numpy_safe_globals() -> list[Any]:
-    """numpy's array / scalar reconstructors and its numeric dtype classes: plain data, no code."""
-    import numpy as np
-
-    multiarray = getattr(np, "_core", None) or np.core
-    dtypes = [getattr(np.dtypes, name) for name in dir(np.dtypes)
-              if name.endswith("DType") and name not in ("ObjectDType", "VoidDType", "StringDType")]
-    return [np.ndarray, np.dtype, multiarray.multiarray._reconstruct, multiarray.multiarray.scalar, *dtypes]
-
-
-def load_restricted(path: str | Path, device: torch.device) -> dict[str, Any]:
-    """Read a checkpoint with torch's weights-only unpickler (``weights_only=True``): tensors, numpy
-    arrays of numeric dtypes and plain Python values only, so a crafted file cannot run code.
-    For reading run directories a user points at (the theory probe, ``theory.verify --deep``)."""
-    with torch.serialization.safe_globals(_numpy_safe_globals()):
-        return torch.load(path, map_location=device, weights_only=True)
-
-
 def rng_state(device: torch.device) -> dict[str, Any]:
     """torch's global RNG state (and the CUDA device's), for an exact resume."""
     state: dict[str, Any] = {"torch": torch.get_rng_state()}

@@ -19,8 +19,8 @@ the inversion, so the FLIP branch of (b) is exactly the engine's ``FlipDefense``
 
 ``G_R`` comes from the run directory's kept checkpoint ``checkpoint-rNNNN.pt`` (``run.keep_checkpoints``),
 or its ``checkpoint.pt`` if that is at round R, or else a deterministic replay of the run's config
-and seed to round R (resume and replay are bit-identical). Checkpoints are read with the weights-only
-unpickler (:func:`deepfl.checkpoint.load_restricted`). Only the linear aggregator ``fedavg`` is
+and seed to round R (resume and replay are bit-identical). Checkpoints are read by
+:func:`deepfl.checkpoint.load` (weights-only; headerless files of older versions accepted). Only the linear aggregator ``fedavg`` is
 supported (the closed form needs ``G_{R+1} = G_R + \\sum_i p_i \\Delta_i``), and for part (a) only
 models without BatchNorm (frozen weights do not freeze batch-normalised features).
 """
@@ -40,7 +40,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from deepfl.attacks import full_trigger
-from deepfl.checkpoint import CHECKPOINT_NAME, kept_name, load_restricted
+from deepfl import checkpoint
+from deepfl.checkpoint import CHECKPOINT_NAME, kept_name
 from deepfl.client import LocalData, RoundContext
 from deepfl.config import ExperimentConfig
 from deepfl.defenses.base import AggregationContext
@@ -72,6 +73,10 @@ def _round_start(cfg: ExperimentConfig, state: dict[str, Any], source: str) -> R
                       state["attacker_states"], source)
 
 
+def _load(path: Path, device: torch.device) -> dict[str, Any]:
+    return checkpoint.load(path, device, require_hash=False)
+
+
 def load_round_start(run_dir: str | Path, round_index: int, replay_dir: str | Path | None = None,
                      device: torch.device | None = None) -> RoundStart:
     """``G_R`` and the client states of ``run_dir`` after round ``round_index`` (module docstring)."""
@@ -84,7 +89,7 @@ def load_round_start(run_dir: str | Path, round_index: int, replay_dir: str | Pa
     for name in (kept_name(round_index), CHECKPOINT_NAME):
         path = run_dir / name
         if path.exists():
-            state = load_restricted(path, device)
+            state = _load(path, device)
             if int(state["round"]) == round_index:
                 return _round_start(cfg, state, f"checkpoint {path}")
     return _replay(cfg, round_index, replay_dir, device)
@@ -92,19 +97,21 @@ def load_round_start(run_dir: str | Path, round_index: int, replay_dir: str | Pa
 
 def _replay(cfg: ExperimentConfig, round_index: int, replay_dir: str | Path | None,
             device: torch.device) -> RoundStart:
-    """Re-create round ``round_index`` from the run's config and seed in ``replay_dir`` (empty, or a
-    replay of the same config not past that round) or a temporary folder."""
-    replay_cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, keep_checkpoints=[round_index],
-                                                                  progress=False))
+    """Re-create round ``round_index`` from the run's config and seed (progress bars off) in
+    ``replay_dir`` (empty, or a replay of the same run not past that round; it is resumed) or a
+    temporary folder: ``Experiment.run(stop_after=R)`` leaves its checkpoint at round R."""
+    replay_cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, progress=False))
     with _folder(replay_dir) as folder:
-        kept = folder / kept_name(round_index)
-        if not kept.exists():
-            if (folder / CONFIG_NAME).exists() and _comparable(load_run_config(folder)) != _comparable(cfg):
-                raise ValueError(f"replay folder {folder} holds another run's replay; use an empty folder")
-            Experiment(replay_cfg, folder, device).run(stop_after=round_index)
-        if not kept.exists():
+        if (folder / kept_name(round_index)).exists():
+            return _round_start(cfg, _load(folder / kept_name(round_index), device), f"replay in {folder}")
+        if (folder / CONFIG_NAME).exists() and load_run_config(folder).to_dict() != replay_cfg.to_dict():
+            raise ValueError(f"replay folder {folder} holds another run's replay; use an empty folder")
+        latest = folder / CHECKPOINT_NAME
+        if latest.exists() and int(_load(latest, device)["round"]) > round_index:
             raise ValueError(f"replay folder {folder} is already past round {round_index}; use an empty folder")
-        return _round_start(cfg, load_restricted(kept, device), f"replay in {folder}")
+        Experiment(replay_cfg, folder, device).run(stop_after=round_index)
+        state = _load(latest, device)
+        return _round_start(cfg, state, f"replay in {folder}")
 
 
 @contextlib.contextmanager
@@ -115,13 +122,6 @@ def _folder(path: str | Path | None) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="fliplab-replay-") as folder:
         yield Path(folder)
-
-
-def _comparable(cfg: ExperimentConfig) -> dict[str, Any]:
-    """The config without the fields a replay may change (kept rounds, progress bars)."""
-    values = cfg.to_dict()
-    values["run"] = {k: v for k, v in values["run"].items() if k not in ("keep_checkpoints", "progress")}
-    return values
 
 
 @dataclass(frozen=True)

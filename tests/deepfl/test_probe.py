@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from deepfl.checkpoint import CHECKPOINT_NAME, load_restricted
+from deepfl.checkpoint import CHECKPOINT_NAME, load
 from deepfl.flip import FlipDefense
 from deepfl.probe import ProbeRound, load_round_start
 from deepfl.probe_rounds import full_round
@@ -79,7 +79,7 @@ def test_no_defense_branch_of_the_full_round_is_the_runs_round(probe, run_dir):
     probe_round, plans = probe
     with single_thread():
         G_nodef, G_def = full_round(probe_round, plans)
-    run_round_3 = load_restricted(run_dir / CHECKPOINT_NAME, torch.device("cpu"))
+    run_round_3 = load(run_dir / CHECKPOINT_NAME, torch.device("cpu"))
     assert run_round_3["round"] == 3
     assert torch.equal(G_nodef, run_round_3["global_state"])
     assert not torch.equal(G_def, G_nodef)
@@ -109,6 +109,8 @@ def test_replay_recreates_the_kept_checkpoint(run_dir, tmp_path):
     kept = load_round_start(run_dir, 2)
     assert replayed.source.startswith("replay") and kept.source.startswith("checkpoint")
     assert torch.equal(replayed.global_state, kept.global_state)
+    with pytest.raises(ValueError, match="already past round 1"):
+        load_round_start(bare, 1, replay_dir=tmp_path / "replay")
     with pytest.raises(ValueError, match="run.rounds"):
         load_round_start(bare, 7)
 

@@ -54,5 +54,5 @@ def test_readme_section_is_generated_from_the_results(tmp_path):
 def test_bad_files_are_errors(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"schema": "fliplab.theory.deep/1", "seed": 0}))
-    assert main(["deep-theory", str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert main(["deep-theory", str(bad), "--out", str(tmp_path / "out")]) == 3     # a data error (fldata.cli)
     assert "missing key" in capsys.readouterr().err

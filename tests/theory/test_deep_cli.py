@@ -34,6 +34,6 @@ def test_from_state_writes_json_and_samples(tmp_path, capsys):
     assert samples["sgd_backdoor_actual"].dtype == np.float32 and samples["full_clean_ub"].shape == (40,)
 
 
-def test_bad_state_folder_is_exit_2(tmp_path, capsys):
-    assert main(["--from-state", str(tmp_path / "missing")]) == 2
+def test_missing_state_folder_is_an_io_error_exit_3(tmp_path, capsys):
+    assert main(["--from-state", str(tmp_path / "missing")]) == 3
     assert "error:" in capsys.readouterr().err

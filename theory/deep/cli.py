@@ -12,7 +12,8 @@ versions, then checks (:mod:`theory.deep.analysis`):
 3. (b) all layers train: the fraction of clean and backdoor samples whose loss change lies inside the
    last-layer bracket, and how far outside the others fall (information, nothing must hold).
 
-Exit status: 0 if every must-hold check passed, 1 if one failed, 2 for bad input, 3 without torch.
+Exit status (fldata.cli): 0 if every must-hold check passed, 1 if one failed, 2 for a bad round, run
+config or parameter, 3 for an unreadable or damaged file or folder, and 3 without torch (one line).
 ``--json FILE`` writes schema ``fliplab.theory.deep/1`` (keys ``last_layer_sgd``,
 ``last_layer_protocol``, ``all_layers``, each with ``violations_clean`` / ``violations_backdoor``;
 ``trigger_error``; ``checks``) and ``FILE`` with suffix ``.samples.npz`` (per-sample ``lb, lb_jensen,
@@ -97,24 +98,31 @@ def samples_path(json_path: Path) -> Path:
 
 
 def run_deep(args: argparse.Namespace) -> int:
-    """Run (or reload) the probe, print the report, write the outputs; returns the exit status."""
-    try:
+    """Run (or reload) the probe, print the report, write the outputs; returns the exit status
+    (fldata.cli: 2 for a bad round / run / parameter, 3 for unreadable or damaged files)."""
+    from fldata.cli import check_writable_dir, main_guard
+    from linear_fl.state import StateError
+
+    def body() -> int:
+        if args.json is not None:
+            check_writable_dir(args.json.parent, "the --json folder")
+        if args.save_state is not None:
+            check_writable_dir(args.save_state, "the --save-state folder")
         state = _probe_state(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if isinstance(state, int):
-        return state
-    taus = sorted(set(args.tau))
-    payload, checks, samples = deep_payload(state, taus, args.model, args.clean_budget)
-    print_deep_report(payload, checks)
-    if args.json is not None:
-        write_json_atomic(args.json, payload)
-        write_samples(samples_path(args.json), samples)
-        print(f"wrote {args.json} and {samples_path(args.json)}")
-    if args.save_state is not None:
-        print(f"wrote {save_probe_state(args.save_state, state)} (recompute with --from-state {args.save_state})")
-    return 1 if failed_must_hold(checks) else 0
+        if isinstance(state, int):
+            return state
+        taus = sorted(set(args.tau))
+        payload, checks, samples = deep_payload(state, taus, args.model, args.clean_budget)
+        print_deep_report(payload, checks)
+        if args.json is not None:
+            write_json_atomic(args.json, payload)
+            write_samples(samples_path(args.json), samples)
+            print(f"wrote {args.json} and {samples_path(args.json)}")
+        if args.save_state is not None:
+            print(f"wrote {save_probe_state(args.save_state, state)} (recompute with --from-state {args.save_state})")
+        return 1 if failed_must_hold(checks) else 0
+
+    return main_guard(body, usage=(ValueError,), data=(StateError,))
 
 
 def _metrics_line(title: str, rows: list[dict[str, Any]]) -> str:
