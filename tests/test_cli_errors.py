@@ -104,7 +104,7 @@ CASES: tuple[Case, ...] = (
     Case("deepfl.run", (*MICRO, "--out", "{tmp}/c", "--set", f'run.cache_dir="{UNWRITABLE}"'), 3,
          "pre-training cache folder (run.cache_dir)"),
     Case("deepfl.run", (*MICRO, "--out", "{existing}"), 2, "already holds a run"),
-    Case("deepfl.run", ("--resume", "{existing}", "--seed", "3"), 2, "accepts only --device, not --seed"),
+    Case("deepfl.run", ("--resume", "{existing}", "--seed", "3"), 2, "accepts only --device and --stop-after, not --seed"),
     Case("deepfl.run", ("--resume", "{tmp}/no-run"), 3, "config.json not found"),
     Case("deepfl.run", ("--resume", "{bad_config_run}"), 3, "cannot be read as JSON"),
     Case("deepfl.run", ("--resume", "{damaged_run}"), 3, "checkpoint.pt is damaged"),
