@@ -55,6 +55,7 @@ from deepfl.seeding import CLIENT_TRAINING, MODEL_INIT, SERVER_TRAINING, derive_
 from deepfl.server import aggregate, build_aggregator, defense_class, server_learning_rate
 from deepfl.vectorised import NotVectorisable, VectorisedTrainer, round_groups, train_groups
 from fldata.cache import cache_root
+from fldata.evaluation import EvaluationResult
 from fldata.metrics import auc
 
 LOGGER = logging.getLogger("deepfl")
@@ -110,6 +111,12 @@ def check_resumable(run_dir: Path, cfg: ExperimentConfig) -> None:
     if path.exists():
         state = checkpoint.load(path, torch.device("cpu"), require_hash=False)
         check_same_config(state, cfg.to_dict(), cfg.digest(), str(run_dir))
+
+
+def max_asr(rows: list[dict[str, Any]], tau: float) -> float | None:
+    """The largest ASR(tau) over the evaluated metrics ``rows`` (None if none was evaluated)."""
+    return max((EvaluationResult.from_dict(row).asr_at(tau) for row in rows if row["asr"]),
+               default=None)
 
 
 class Experiment:
@@ -379,7 +386,7 @@ class Experiment:
             raise DivergedModelError(f"round {row['round']}: {error}; rows of rounds 1..{row['round'] - 1} "
                                      f"are in {self.run_dir / METRICS_NAME}") from None
         row["seconds"]["evaluate"] = time.perf_counter() - start
-        row.update(acc=evaluation.acc, asr=evaluation.asr, per_class_acc=evaluation.per_class_acc)
+        row.update(evaluation.result.to_dict())   # acc, asr ({str(tau): rate}) and per_class_acc
         return evaluation
 
     def append_row(self, row: dict[str, Any]) -> None:
@@ -413,8 +420,9 @@ class Experiment:
             row = self.run_round(round_index)
             if self.is_evaluation_round(round_index):
                 evaluation = self.record_evaluation(row)
-                tau = str(cfg.run.taus[0])
-                bar.set_postfix({f"ACC@{tau}": f"{evaluation.acc[tau]:.3f}", f"ASR@{tau}": f"{evaluation.asr[tau]:.3f}"})
+                tau = cfg.run.taus[0]
+                acc, asr = evaluation.result.rates_at(tau)
+                bar.set_postfix({f"ACC@{tau}": f"{acc:.3f}", f"ASR@{tau}": f"{asr:.3f}"})
             self.append_row(row)
             if round_index == cfg.run.pretrain_rounds and not self.pretrain_cache_hit:
                 self._save_pretrain_cache()
@@ -440,10 +448,9 @@ class Experiment:
                 totals[part] = totals.get(part, 0.0) + value
         summary = {
             "rounds": self.cfg.run.rounds,
-            "final": {"acc": evaluation.acc, "asr": evaluation.asr, "per_class_acc": evaluation.per_class_acc,
+            "final": {**evaluation.result.to_dict(),
                       "rejection_auc": auc(arrays["clean_confidence"], arrays["backdoor_confidence"])},
-            "max_asr": {"tau": self.cfg.run.taus[0], "value": max(
-                (row["asr"][str(self.cfg.run.taus[0])] for row in rows if row["asr"]), default=None)},
+            "max_asr": {"tau": self.cfg.run.taus[0], "value": max_asr(rows, self.cfg.run.taus[0])},
             "attack": self.cfg.attack.kind, "defense": {"server": self.cfg.defense.server, "client": self.cfg.defense.client},
             "attacker_ids": self.schedule.attacker_ids,
             "pretrain_cache": {"key": self.pretrain_key(), "hit": self.pretrain_cache_hit},

@@ -6,7 +6,6 @@ curves at one confidence threshold tau); the plotting functions take summaries o
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from fldata.evaluation import EvaluationResult
 from fldata.metrics import auc, roc_curve
 from figures.io import DeepRun, ResultFileError, ResultRequestError, as_float
 from figures.paper_numbers import DEFENSE_LABELS
@@ -72,26 +72,26 @@ def run_identity(config: Mapping[str, Any]) -> tuple[str, str, str]:
     return dataset, defense_key, attack_key
 
 
-def _tau_key(rates: Mapping[str, Any], tau: float, source: Any, where: str) -> str:
-    for key in rates:
-        try:
-            if math.isclose(float(key), tau, abs_tol=1e-9):
-                return key
-        except ValueError:
-            continue
-    available = ", ".join(sorted(rates))
-    raise ResultRequestError(source, f"no tau {tau:g} in '{where}'; recorded taus: {available or 'none'}")
+def _evaluation(raw: Mapping[str, Any], source: Any, where: str) -> EvaluationResult:
+    """The evaluation in a metrics row or in ``summary["final"]``; ResultFileError if malformed."""
+    try:
+        return EvaluationResult.from_dict(raw)
+    except ValueError as error:
+        raise ResultFileError(source, f"{where}: {error}") from None
+
+
+def _rates_at(result: EvaluationResult, tau: float, source: Any, where: str) -> tuple[float, float]:
+    """``(ACC, ASR)`` of ``result`` at exactly ``tau``; ResultRequestError if not evaluated."""
+    try:
+        return result.rates_at(tau)
+    except KeyError as error:
+        raise ResultRequestError(source, f"'{where}': {error}") from None
 
 
 def default_tau(run: DeepRun) -> float:
-    """The threshold a table row uses when none is requested.
-
-    The engine's own choice (``summary["tau"]``) when it records one, else the FLIP client's
-    ``rejection_tau`` when the config sets it, else 0 (no rejection; paper section 5.2 uses a threshold
-    only for FLIP under continuous attacks).
-    """
-    if "tau" in run.summary and run.summary["tau"] is not None:
-        return float(run.summary["tau"])
+    """The threshold a table row uses when none is requested: the FLIP client's ``rejection_tau``
+    when the run's config sets it in ``defense.client_params``, else 0 (no rejection; paper section
+    5.2 uses a threshold only for FLIP under continuous attacks)."""
     client_params = _section(_section(run.config, "defense"), "client_params")
     if "rejection_tau" in client_params:
         return float(client_params["rejection_tau"])
@@ -103,25 +103,20 @@ def summarise_run(run: DeepRun, tau: float | None = None) -> RunSummary:
     tau = default_tau(run) if tau is None else float(tau)
     dataset, defense, attack = run_identity(run.config)
     metrics_path = run.path / "metrics.jsonl"
-    evaluated = sorted((record for record in run.records if isinstance(record["acc"], Mapping)),
+    evaluated = sorted((record for record in run.records if record["acc"] is not None),
                        key=lambda record: record["round"])
-    for record in evaluated:
-        if not isinstance(record["asr"], Mapping):
-            raise ResultFileError(metrics_path, f"round {record['round']}: 'asr' must be an object of tau -> rate")
-
-    def curve(metric: str) -> np.ndarray:
-        return np.array([as_float(record[metric][_tau_key(record[metric], tau, metrics_path,
-                                                          f"round {record['round']}: {metric}")])
-                         for record in evaluated])
-
-    final = run.summary["final"]
+    curves = np.array([_rates_at(_evaluation(record, metrics_path, f"round {record['round']}"), tau,
+                                 metrics_path, f"round {record['round']}") for record in evaluated],
+                      dtype=float).reshape(-1, 2)
     summary_path = run.path / "summary.json"
-    final_acc = as_float(final["acc"][_tau_key(final["acc"], tau, summary_path, "final.acc")])
-    final_asr = as_float(final["asr"][_tau_key(final["asr"], tau, summary_path, "final.asr")])
-    attack_rounds = np.array(sorted(float(record["round"]) for record in run.records if record.get("attackers")))
-    return RunSummary(run.path.name, dataset, defense, attack, tau,
-                      np.array([float(record["round"]) for record in evaluated]), curve("acc"), curve("asr"),
-                      final_acc, final_asr, _attack_start(run, attack), attack_rounds)
+    final_acc, final_asr = _rates_at(_evaluation(run.summary["final"], summary_path, "final"), tau,
+                                     summary_path, "final")
+    attack_rounds = np.array(sorted(float(record["round"]) for record in run.records
+                                    if record.get("attackers")))
+    rounds = np.array([float(record["round"]) for record in evaluated])
+    return RunSummary(run.path.name, dataset, defense, attack, tau, rounds, curves[:, 0],
+                      curves[:, 1], as_float(final_acc), as_float(final_asr),
+                      _attack_start(run, attack), attack_rounds)
 
 
 def _attack_start(run: DeepRun, attack: str) -> int | None:

@@ -64,11 +64,14 @@ class RunRecorder:
         metrics = None
         if self.engine.is_evaluation_round(server_round):
             self.last_evaluation = self.engine.record_evaluation(row)
-            metrics = MetricRecord({**{f"acc@{tau}": value for tau, value in row["acc"].items()},
-                                    **{f"asr@{tau}": value for tau, value in row["asr"].items()}})
-            tau = str(self.engine.cfg.run.taus[0])
+            result = self.last_evaluation.result
+            by_tau = list(zip(result.taus, result.acc, result.asr))
+            metrics = MetricRecord({**{f"acc@{tau}": acc for tau, acc, _ in by_tau},
+                                    **{f"asr@{tau}": asr for tau, _, asr in by_tau}})
+            tau = self.engine.cfg.run.taus[0]
+            acc, asr = result.rates_at(tau)
             LOGGER.info("round %d/%d (%s): ACC@%s %.3f, ASR@%s %.3f, accepted %s", server_round,
-                        self.engine.cfg.run.rounds, row["phase"], tau, row["acc"][tau], tau, row["asr"][tau],
+                        self.engine.cfg.run.rounds, row["phase"], tau, acc, tau, asr,
                         row["accepted"])
         self.engine.append_row(row)
         return metrics

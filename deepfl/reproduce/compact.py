@@ -9,7 +9,6 @@ of confidence rejection and its AUC (App. A.4), and where and when the run was m
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import subprocess
@@ -20,6 +19,7 @@ import numpy as np
 
 from figures.io import DeepRun, ResultFileError, load_deep_run
 from fldata.atomic import write_text_atomic
+from fldata.evaluation import EvaluationResult
 from fldata.metrics import auc, roc_curve
 
 CELL_SCHEMA = "fliplab.reproduce.cell/1"
@@ -31,22 +31,25 @@ def _rate(value: Any) -> float | None:
 
 
 def _per_tau(run: DeepRun, metric: str, taus: list[float]) -> list[list[float | None]]:
-    """``[tau][round]`` of ``metric`` (None where a round was not evaluated)."""
-    series = []
-    for tau in taus:
-        values = []
-        for record in run.records:
-            rates = record.get(metric)
-            values.append(None if rates is None else _rate(_lookup_tau(rates, tau)))
-        series.append(values)
-    return series
+    """``[tau][round]`` of ``metric`` ("acc" or "asr"; None where a round was not evaluated)."""
+    path = Path(run.path) / "metrics.jsonl"
+    results = [None if record.get(metric) is None
+               else _evaluation(record, path, f"round {record['round']}") for record in run.records]
+    return [[None if result is None else _rate(_at(result, metric, tau)) for result in results]
+            for tau in taus]
 
 
-def _lookup_tau(rates: dict[str, Any], tau: float) -> Any:
-    for key, value in rates.items():
-        if math.isclose(float(key), tau, abs_tol=1e-12):
-            return value
-    raise KeyError(tau)
+def _evaluation(raw: dict[str, Any], source: Path, where: str) -> EvaluationResult:
+    """The evaluation in a metrics row or ``summary["final"]``; ResultFileError if malformed."""
+    try:
+        return EvaluationResult.from_dict(raw)
+    except ValueError as error:
+        raise ResultFileError(source, f"{where}: {error}") from None
+
+
+def _at(result: EvaluationResult, metric: str, tau: float) -> float:
+    """ACC or ASR of ``result`` at exactly ``tau`` (TauNotEvaluatedError, a KeyError, if absent)."""
+    return result.acc_at(tau) if metric == "acc" else result.asr_at(tau)
 
 
 def roc_points(conf_clean: np.ndarray, conf_backdoor: np.ndarray) -> dict[str, list[float]]:
@@ -86,9 +89,7 @@ def compact_run(run_dir: str | os.PathLike[str], cell: dict[str, Any]) -> dict[s
         "attackers_kept": [None if kept is None else len(att & set(kept)) for att, kept in zip(attackers, accepted)],
         "attackers_present": [len(att) for att in attackers],
         "refused": [bool(r.get("refused")) for r in run.records],
-        "final": {"acc": [_rate(_lookup_tau(run.summary["final"]["acc"], t)) for t in taus],
-                  "asr": [_rate(_lookup_tau(run.summary["final"]["asr"], t)) for t in taus],
-                  "per_class_acc": run.summary["final"].get("per_class_acc")},
+        "final": _final(run, taus),
         "attacker_ids": run.summary.get("attacker_ids"),
         "seconds": {k: round(float(v), 3) for k, v in (run.summary.get("seconds_total") or {}).items()},
         "device": run.summary.get("device"), **_provenance(Path(run_dir)),
@@ -97,6 +98,14 @@ def compact_run(run_dir: str | os.PathLike[str], cell: dict[str, Any]) -> dict[s
         record["roc"] = roc_points(run.conf_clean, run.conf_backdoor)
         record["auc"] = round(auc(run.conf_clean, run.conf_backdoor), 6)
     return record
+
+
+def _final(run: DeepRun, taus: list[float]) -> dict[str, Any]:
+    """The final evaluation of ``run`` as lists aligned with ``taus``."""
+    final = _evaluation(run.summary["final"], Path(run.path) / "summary.json", "final")
+    return {"acc": [_rate(final.acc_at(t)) for t in taus],
+            "asr": [_rate(final.asr_at(t)) for t in taus],
+            "per_class_acc": run.summary["final"].get("per_class_acc")}
 
 
 def write_cell(path: str | os.PathLike[str], record: dict[str, Any]) -> Path:

@@ -166,11 +166,14 @@ def test_evaluation_sets_and_metrics(tmp_path) -> None:
     sets = experiment.federation.eval_sets
     assert len(sets.backdoor_images) == int((sets.clean_labels != sets.target).sum())
     evaluation = experiment.evaluate()
-    assert set(evaluation.acc) == {"0.0", "0.5"} and evaluation.acc["0.5"] <= evaluation.acc["0.0"]
-    assert evaluation.asr["0.5"] <= evaluation.asr["0.0"]
+    result = evaluation.result
+    assert result.taus == (0.0, 0.5) and result.acc_at(0.5) <= result.acc_at(0.0)
+    assert result.asr_at(0.5) <= result.asr_at(0.0)
     predicted = evaluation.clean_probs.argmax(axis=1)
-    assert evaluation.acc["0.0"] == pytest.approx(float(np.mean(predicted == sets.clean_labels)))
-    assert len(evaluation.per_class_acc) == 10
+    assert result.acc_at(0.0) == pytest.approx(float(np.mean(predicted == sets.clean_labels)))
+    assert result.per_class_acc is not None and len(result.per_class_acc) == 10
+    with pytest.deprecated_call():   # the str-keyed dicts, for one release
+        assert evaluation.acc == result.to_dict()["acc"] and set(evaluation.asr) == {"0.0", "0.5"}
 
 
 def test_unknown_client_defense_and_bad_defense_params_are_reported_when_resolved(tmp_path) -> None:

@@ -45,13 +45,15 @@ def test_unevaluated_rounds_are_skipped_and_attack_rounds_found(tmp_path):
     assert len(summary.acc) == len(summary.asr) == 3
 
 
-def test_default_tau_prefers_the_runs_own_choice(tmp_path):
+def test_default_tau_is_the_flip_clients_rejection_tau_when_the_config_sets_it(tmp_path):
     path = make_run_dir(tmp_path, "r", client="flip", taus=(0.0, 0.3, 0.7))
     run = load_deep_run(path)
+    assert summarise_run(run).tau == 0.0
     run.config["defense"]["client_params"]["rejection_tau"] = 0.7
+    summary = summarise_run(run)
+    assert summary.tau == 0.7 and summary.final_acc == run.summary["final"]["acc"]["0.7"]
+    run.summary["tau"] = 0.3    # no engine writes this key: it is not read
     assert summarise_run(run).tau == 0.7
-    run.summary["tau"] = 0.3
-    assert summarise_run(run).tau == 0.3
 
 
 def test_acc_asr_figure_overlays_runs_in_percent(tmp_path):
