@@ -19,7 +19,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from deepfl.config import TrainConfig
-from deepfl.registry import LazyRegistry
+from deepfl.registry import Registry
 from fldata.params import Constraints
 from fldata.triggers import Trigger, poison_batch
 
@@ -159,12 +159,12 @@ def trigger_on_device(trigger: Trigger, device: torch.device, dtype: torch.dtype
     )
 
 
-CLIENT_DEFENSES: LazyRegistry = LazyRegistry("client defense", {
+CLIENT_DEFENSES: Registry[Callable[..., ClientDefense]] = Registry("client defense", {
     "none": NoClientDefense,
     "flip": "deepfl.flip:FlipDefense",
 })
 
-ATTACKER_BEHAVIOURS: LazyRegistry = LazyRegistry("attacker behaviour", {
+ATTACKER_BEHAVIOURS: Registry[Callable[..., AttackerBehaviour]] = Registry("attacker behaviour", {
     "standard": StandardAttacker,
     "adaptive": "deepfl.flip:AdaptiveAttacker",
 })

@@ -43,6 +43,7 @@ from deepfl.client import (LocalTrainer, NoClientDefense, RoundContext, build_at
                            trigger_on_device)
 from deepfl.checkpoint import DamagedFileError
 from deepfl.config import ConfigError, ExperimentConfig, from_dict
+from deepfl.defenses import REGISTRY
 from deepfl.defenses.base import AggregationContext, Aggregator, NonFiniteUpdatesError
 from deepfl.evaluate import DivergedModelError, Evaluation, evaluate
 from deepfl.federation import Federation, build_federation
@@ -52,7 +53,7 @@ from deepfl.models import build_model
 from deepfl.resume import check_same_config, decode_rows, encode_rows, reconcile_metrics
 from deepfl.rundir import hold_run_dir, remove_leftover_temps
 from deepfl.seeding import CLIENT_TRAINING, MODEL_INIT, SERVER_TRAINING, derive_seed, torch_generator
-from deepfl.server import aggregate, build_aggregator, defense_class, server_learning_rate
+from deepfl.server import aggregate, build_aggregator, server_learning_rate
 from deepfl.vectorised import NotVectorisable, VectorisedTrainer, round_groups, train_groups
 from fldata.cache import cache_root
 from fldata.evaluation import EvaluationResult
@@ -127,7 +128,7 @@ class Experiment:
         self.run_dir = Path(run_dir)
         self.device = device or resolve_device(cfg.device)
         configure_torch(cfg, self.device)
-        attack_defense = defense_class(cfg.defense.server)
+        attack_defense = REGISTRY[cfg.defense.server]
         self.needs_server_update = bool(attack_defense.needs_server_update)
         self.federation: Federation = build_federation(cfg, self.device, with_root_set=self.needs_server_update)
         fed = self.federation

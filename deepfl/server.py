@@ -21,15 +21,9 @@ from deepfl.defenses import REGISTRY
 from deepfl.defenses.base import AggregationContext, Aggregator
 
 
-def defense_class(name: str) -> type[Aggregator]:
-    if name not in REGISTRY:
-        raise ValueError(f"unknown server defense {name!r}; allowed: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
-
-
 def build_aggregator(cfg: ExperimentConfig, name: str, params: dict[str, Any], num_attackers: int) -> Aggregator:
     """``REGISTRY[name](num_attackers=f, **params)`` with ``weighted`` filled in from ``server.rule``."""
-    cls = defense_class(name)
+    cls = REGISTRY[name]
     params = dict(params)
     if "weighted" in inspect.signature(cls.__init__).parameters and "weighted" not in params:
         params["weighted"] = cfg.server.rule == "sample-weighted"

@@ -1,6 +1,8 @@
 """Server-side defenses: robust aggregation rules selected by name (deepfl/CONTRACT.md, "Server defenses").
 
 ``REGISTRY[name](num_attackers=f, **params)(updates, context)`` -> aggregated update ``(d,)``.
+``REGISTRY`` is a :class:`deepfl.registry.Registry`; ``REGISTRY[name]`` is the one lookup of a
+defense by name (an unknown name raises ``deepfl.registry.UnknownNameError``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from deepfl.defenses.base import REGISTRY, AggregationContext, Aggregator, regis
 
 
 def make_aggregator(name: str, num_attackers: int = 0, **params: Any) -> Aggregator:
-    """Build the defense registered as ``name``; ``ValueError`` listing the known names otherwise."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown defense {name!r}; known defenses are {sorted(REGISTRY)}")
+    """``REGISTRY[name](num_attackers=num_attackers, **params)``.
+
+    Raises:
+        deepfl.registry.UnknownNameError: (a KeyError and a ConfigError) no defense ``name``.
+        fldata.params.ConfigError: a param the defense does not take, or a bad value.
+    """
     return REGISTRY[name](num_attackers=num_attackers, **params)
 
 

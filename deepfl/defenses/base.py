@@ -50,11 +50,13 @@ from typing import Any, Callable, ClassVar, Mapping, TypeVar
 import torch
 from torch import Tensor
 
+from deepfl.registry import Registry
 from fldata.params import NON_NEGATIVE_INT, Constraints, Interval, validated_init
 
 LOGGER = logging.getLogger("deepfl.defenses")
 
-REGISTRY: dict[str, type["Aggregator"]] = {}
+# The server defenses by name (deepfl.registry: ``REGISTRY[name]`` is the one lookup).
+REGISTRY: Registry[type["Aggregator"]] = Registry("server defense")
 
 # A generator seed: the range torch.Generator.manual_seed accepts (SeededAggregator's ``seed``).
 SEED: tuple[Interval, ...] = (Interval(int, -(2**63), 2**64 - 1, closed="both"),)
@@ -71,10 +73,8 @@ def register(name: str) -> Callable[[AggregatorT], AggregatorT]:
     """Class decorator: add an :class:`Aggregator` subclass to :data:`REGISTRY` as ``name``."""
 
     def decorate(cls: AggregatorT) -> AggregatorT:
-        if name in REGISTRY:
-            raise ValueError(f"defense name {name!r} is already registered by {REGISTRY[name].__name__}")
+        REGISTRY.add(name, cls)
         cls.name = name
-        REGISTRY[name] = cls
         return cls
 
     return decorate

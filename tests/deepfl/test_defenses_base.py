@@ -45,7 +45,8 @@ def test_unknown_parameter_lists_allowed_ones(name: str) -> None:
 
 
 def test_make_aggregator_rejects_unknown_name_and_negative_f() -> None:
-    with pytest.raises(ValueError, match="known defenses are"):
+    with pytest.raises(ValueError,
+                       match=r"unknown server defense 'kurm' \(did you mean 'krum'\?\); known: "):
         make_aggregator("kurm")
     with pytest.raises(ValueError, match=r"num_attackers must be an int in \[0, inf\); got -1"):
         make_aggregator("krum", num_attackers=-1)

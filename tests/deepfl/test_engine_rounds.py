@@ -185,5 +185,5 @@ def test_unknown_client_defense_and_bad_defense_params_are_reported_when_resolve
     with pytest.raises(ConfigError, match="defense.server must be one of .*krum.*; got 'krumm'"):
         micro_config(tmp_path, defense={"server": "krumm"})
     # the engine's builders still refuse what bypasses the config
-    with pytest.raises(ValueError, match="allowed: none, flip"):
+    with pytest.raises(ValueError, match="unknown client defense 'magic'; known: flip, none"):
         build_client_defense("magic", {})
