@@ -1,7 +1,7 @@
-"""scikit-learn digits: the seeded split, the pixel scaling, and the error when scikit-learn is absent."""
+"""scikit-learn digits: the seeded split, the pixel scaling, and the error when scikit-learn is
+absent (simulated: scikit-learn is in the test extra, so the real data set is loaded too)."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
 
@@ -10,8 +10,6 @@ import pytest
 
 from fldata.datasets import DataNotFoundError, load_dataset
 from fldata.datasets._digits import split_indices
-
-HAVE_SKLEARN = importlib.util.find_spec("sklearn") is not None
 
 
 def test_split_is_seeded_disjoint_and_complete() -> None:
@@ -25,8 +23,9 @@ def test_split_is_seeded_disjoint_and_complete() -> None:
         split_indices(10, 1.0, seed=0)
 
 
-@pytest.mark.skipif(HAVE_SKLEARN, reason="scikit-learn is installed, so there is no error to check")
-def test_missing_scikit_learn_is_reported() -> None:
+def test_missing_scikit_learn_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sklearn", None)     # what an environment without it imports
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     with pytest.raises(DataNotFoundError, match="needs scikit-learn, which is not installed: pip install scikit-learn"):
         load_dataset("digits")
 
@@ -51,7 +50,6 @@ def test_digits_conversion_with_a_stand_in_loader(monkeypatch: pytest.MonkeyPatc
     assert first[0, :3].tolist() == [0, 128, 255]
 
 
-@pytest.mark.skipif(not HAVE_SKLEARN, reason="scikit-learn is not installed")
-def test_real_digits() -> None:  # pragma: no cover - only where scikit-learn exists
+def test_real_digits() -> None:   # scikit-learn is in the test extra
     digits = load_dataset("digits")
     assert len(digits.x_train) + len(digits.x_test) == 1797 and digits.image_shape == (1, 8, 8)

@@ -274,7 +274,7 @@ def test_stamp_is_convex_combination(channels: int, height: int, width: int, bat
 
 
 def test_torch_tensors_stamp_and_poison() -> None:
-    torch = pytest.importorskip("torch")
+    import torch   # fldata stamps tensors for deepfl; torch (the deep extra) is in the test command
     trigger = dba_trigger((3, 32, 32), pieces=0)
     images_np = np.random.default_rng(7).uniform(size=(8, 3, 32, 32)).astype(np.float32)
     images = torch.from_numpy(images_np.copy())
@@ -298,7 +298,7 @@ def test_torch_tensors_stamp_and_poison() -> None:
 
 def test_trigger_holding_tensors() -> None:
     """deepfl builds a Trigger with mask/pattern already tensors on the training device."""
-    torch = pytest.importorskip("torch")
+    import torch   # fldata stamps tensors for deepfl; torch (the deep extra) is in the test command
     base = dba_trigger((1, 28, 28), pieces=3)
     on_device = Trigger(
         mask=torch.as_tensor(base.mask, dtype=torch.float32),

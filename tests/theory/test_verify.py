@@ -2,7 +2,6 @@
 saved state reproduces the JSON numbers through the library."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -24,22 +23,13 @@ def test_bad_arguments_are_argparse_errors(argv, capsys):
 
 
 def test_unknown_engine_config_key_is_an_argparse_error(capsys):
-    pytest.importorskip("linear_fl.config")
     with pytest.raises(SystemExit) as exc:
         main(["--config", "no_such_field=1"])
     assert exc.value.code == 2
     assert "allowed keys" in capsys.readouterr().err
 
 
-def _probe_available() -> bool:
-    try:
-        return importlib.util.find_spec("linear_fl.probe") is not None
-    except ModuleNotFoundError:
-        return False
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _probe_available(), reason="linear_fl.probe (one_round_probe) is not implemented yet")
 def test_end_to_end_small_slice_and_state_reproduces_json(tmp_path, capsys):
     from theory.saved_state import load_verification_state, recompute
 

@@ -8,8 +8,6 @@ import pytest
 
 from theory.verify import build_parser, main, make_config
 
-pytest.importorskip("linear_fl.probe")
-
 SLICE = ["--train-limit", "4000", "--test-limit", "1000", "--no-progress", "--config", "pretrain_max_rounds=30",
          "inversion_maxiter=8", "inversion_subsample=400"]
 
