@@ -120,6 +120,21 @@ class BulyanKrum(_Bulyan):
 
     Args:
         num_attackers: ``f``, the assumed number of Byzantine updates.
+
+    Example:
+        Six honest updates and an outlier (row 6), ``f = 1``: Krum selects
+        :math:`\theta = 5` rows without the outlier, then each coordinate averages the
+        :math:`\beta = 3` selected values closest to its median.
+
+        >>> import torch
+        >>> from deepfl.defenses import REGISTRY
+        >>> updates = torch.tensor([[1.0, 2.0], [1.2, 1.8], [0.8, 2.2], [1.1, 2.1], [0.9, 1.9],
+        ...                         [1.0, 2.1], [50.0, -50.0]])
+        >>> bulyan = REGISTRY["bulyan_krum"](num_attackers=1)
+        >>> bulyan(updates)
+        tensor([1.0333, 2.0667])
+        >>> bulyan.last_accepted
+        [0, 1, 3, 4, 5]
     """
 
     selection_rule = staticmethod(select_by_krum)
@@ -140,6 +155,20 @@ class BulyanTrimmedMean(_Bulyan):
 
     Args:
         num_attackers: ``f``, the assumed number of Byzantine updates.
+
+    Example:
+        Six honest updates and an outlier (row 6), ``f = 1``: the trimmed-mean selection keeps
+        :math:`\theta = 5` rows without the outlier.
+
+        >>> import torch
+        >>> from deepfl.defenses import REGISTRY
+        >>> updates = torch.tensor([[1.0, 2.0], [1.2, 1.8], [0.8, 2.2], [1.1, 2.1], [0.9, 1.9],
+        ...                         [1.0, 2.1], [50.0, -50.0]])
+        >>> bulyan = REGISTRY["bulyan_trimmed_mean"](num_attackers=1)
+        >>> bulyan(updates)
+        tensor([0.9667, 2.0667])
+        >>> bulyan.last_accepted
+        [0, 1, 3, 4, 5]
     """
 
     selection_rule = staticmethod(select_by_trimmed_mean)

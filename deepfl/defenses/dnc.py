@@ -66,6 +66,19 @@ class DnC(SeededAggregator):
         subsample_dim: ``b``, coordinates per round (default 10000).
         filter_frac: ``c``, rows removed per round as a multiple of ``f`` (default 1.0).
         seed: seed of the coordinate draws.
+
+    Example:
+        Four honest updates and an outlier (row 4), ``f = 1``: the outlier has the largest
+        score along the top singular direction in every round and is removed.
+
+        >>> import torch
+        >>> from deepfl.defenses import REGISTRY
+        >>> updates = torch.tensor([[1.0, 2.0], [1.2, 1.8], [0.8, 2.2], [1.1, 2.1], [50.0, -50.0]])
+        >>> dnc = REGISTRY["dnc"](num_attackers=1)
+        >>> dnc(updates)
+        tensor([1.0250, 2.0250])
+        >>> dnc.last_accepted
+        [0, 1, 2, 3]
     """
 
     parameter_constraints: ClassVar[Constraints] = {

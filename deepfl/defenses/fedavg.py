@@ -23,6 +23,19 @@ class FedAvg(Aggregator):
     Args:
         num_attackers: ignored (FedAvg assumes no attackers).
         weighted: weight each update by its client's sample count.
+
+    Example:
+        The mean, then the sample-weighted mean (3 samples behind the first row, 1 behind
+        the second):
+
+        >>> import torch
+        >>> from deepfl.defenses import REGISTRY, AggregationContext
+        >>> updates = torch.tensor([[1.0, 0.0], [3.0, 2.0]])
+        >>> REGISTRY["fedavg"]()(updates)
+        tensor([2., 1.])
+        >>> counts = AggregationContext(sample_counts=torch.tensor([3.0, 1.0]))
+        >>> REGISTRY["fedavg"](weighted=True)(updates, counts)
+        tensor([1.5000, 0.5000])
     """
 
     parameter_constraints: ClassVar[Constraints] = {

@@ -50,6 +50,22 @@ class Flame(SeededAggregator):
         min_cluster_size: HDBSCAN's ``min_cluster_size``; ``None`` means ``n // 2 + 1``.
         cluster_on: ``"models"`` (paper) or ``"updates"``.
         seed: seed of the noise generator.
+
+    Example:
+        Three updates pointing one way and one the opposite way (row 3), clustered on the
+        updates, without noise: the opposite one is left out, and it would have been clipped
+        to the median norm.
+
+        >>> import torch
+        >>> from deepfl.defenses import REGISTRY
+        >>> updates = torch.tensor([[1.0, 1.0], [1.0, 1.2], [1.2, 1.0], [-5.0, -5.0]])
+        >>> flame = REGISTRY["flame"](noise_lambda=0.0, cluster_on="updates")
+        >>> flame(updates)
+        tensor([1.0667, 1.0667])
+        >>> flame.last_accepted
+        [0, 1, 2]
+        >>> [round(factor, 3) for factor in flame.last_info["clip_factors"]]
+        [1.0, 1.0, 1.0, 0.221]
     """
 
     parameter_constraints: ClassVar[Constraints] = {

@@ -25,6 +25,19 @@ class FLTrust(Aggregator):
 
     Args:
         num_attackers: ignored (FLTrust needs no ``f``).
+
+    Example:
+        The server's update is (1, 1): a client in its direction gets trust 1, one at
+        45 degrees 0.707, the opposite one 0; each kept update is rescaled to the server's norm.
+
+        >>> import torch
+        >>> from deepfl.defenses import REGISTRY, AggregationContext
+        >>> updates = torch.tensor([[2.0, 2.0], [1.0, 0.0], [-3.0, -3.0]])
+        >>> fltrust = REGISTRY["fltrust"]()
+        >>> fltrust(updates, AggregationContext(server_update=torch.tensor([1.0, 1.0])))
+        tensor([1.1716, 0.5858])
+        >>> [round(score, 3) for score in fltrust.last_info["trust_scores"]]
+        [1.0, 0.707, 0.0]
     """
 
     needs_server_update = True

@@ -84,6 +84,18 @@ class FoolsGold(Aggregator):
             context has none) or ``"all"``.
         normalization: ``"weight_sum"`` or ``"num_clients"``.
         use_history: accumulate updates over rounds (paper) or use the current round only.
+
+    Example:
+        Two sybils send the same update (rows 0 and 1): both get weight 0, and the honest
+        client's update is the result.
+
+        >>> import torch
+        >>> from deepfl.defenses import REGISTRY
+        >>> foolsgold = REGISTRY["foolsgold"](features="all")
+        >>> foolsgold(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+        tensor([0., 1.])
+        >>> foolsgold.last_info["weights"]
+        [0.0, 0.0, 1.0]
     """
 
     parameter_constraints: ClassVar[Constraints] = {

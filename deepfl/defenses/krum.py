@@ -88,6 +88,18 @@ class Krum(Aggregator):
 
     Args:
         num_attackers: ``f``, the assumed number of Byzantine updates.
+
+    Example:
+        Four honest updates and an outlier (row 4): Krum returns one honest row as it is.
+
+        >>> import torch
+        >>> from deepfl.defenses import REGISTRY
+        >>> updates = torch.tensor([[1.0, 2.0], [1.2, 1.8], [0.8, 2.2], [1.1, 2.1], [50.0, -50.0]])
+        >>> krum = REGISTRY["krum"](num_attackers=1)
+        >>> krum(updates)
+        tensor([1., 2.])
+        >>> krum.last_accepted
+        [0]
     """
 
     @classmethod
@@ -120,6 +132,18 @@ class MultiKrum(Aggregator):
     Args:
         num_attackers: ``f``, the assumed number of Byzantine updates.
         num_selected: ``m``, how many updates to average; ``None`` means ``n - f``.
+
+    Example:
+        Four honest updates and an outlier (row 4): the ``m = n - f = 4`` best are averaged.
+
+        >>> import torch
+        >>> from deepfl.defenses import REGISTRY
+        >>> updates = torch.tensor([[1.0, 2.0], [1.2, 1.8], [0.8, 2.2], [1.1, 2.1], [50.0, -50.0]])
+        >>> multikrum = REGISTRY["multikrum"](num_attackers=1)
+        >>> multikrum(updates)
+        tensor([1.0250, 2.0250])
+        >>> multikrum.last_accepted
+        [0, 1, 2, 3]
     """
 
     parameter_constraints: ClassVar[Constraints] = {

@@ -18,6 +18,14 @@ class Median(Aggregator):
 
     Args:
         num_attackers: ignored.
+
+    Example:
+        One client's huge second coordinate does not move the median:
+
+        >>> import torch
+        >>> from deepfl.defenses import REGISTRY
+        >>> REGISTRY["median"]()(torch.tensor([[1.0, 2.0], [2.0, 100.0], [3.0, 4.0]]))
+        tensor([2., 4.])
     """
 
     float64_inputs = False  # order statistics: sort in the input dtype (see coordinate_median)

@@ -68,6 +68,19 @@ class RFA(Aggregator):
         ftol: relative objective tolerance (default 1e-6).
         max_iterations: Weiszfeld iterations cap (default 10).
         use_sample_counts: weight by ``context.sample_counts`` when available.
+
+    Example:
+        Three updates near the origin and one at (100, 100): their mean is (25.25, 25.25),
+        the geometric median stays with the three (the outlier's weight is about 0.002).
+
+        >>> import torch
+        >>> from deepfl.defenses import REGISTRY
+        >>> updates = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [100.0, 100.0]])
+        >>> rfa = REGISTRY["rfa"]()
+        >>> rfa(updates).round(decimals=2)
+        tensor([0.5000, 0.5000])
+        >>> [round(weight, 3) for weight in rfa.last_info["weights"]]
+        [0.332, 0.333, 0.333, 0.002]
     """
 
     parameter_constraints: ClassVar[Constraints] = {

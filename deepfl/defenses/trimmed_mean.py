@@ -59,6 +59,17 @@ class TrimmedMean(Aggregator):
         beta: fraction trimmed from each tail when ``trim_by="fraction"``, in ``[0, 0.5)``
             (default 0.1, the FLIP baselines' setting).
         trim_by: ``"fraction"`` (``t = floor(beta * n)``) or ``"num_attackers"`` (``t = f``).
+
+    Example:
+        ``beta = 0.2`` of 5 values drops 1 per tail (here the outlier 100 and the smallest, 1):
+
+        >>> import torch
+        >>> from deepfl.defenses import REGISTRY
+        >>> trimmed = REGISTRY["trimmed_mean"](beta=0.2)
+        >>> trimmed(torch.tensor([[1.0], [2.0], [3.0], [4.0], [100.0]]))
+        tensor([3.])
+        >>> trimmed.last_info["trim_per_tail"]
+        1
     """
 
     parameter_constraints: ClassVar[Constraints] = {

@@ -39,6 +39,13 @@ def test_registry_has_exactly_the_contract_names() -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_every_defense_docstring_has_an_example_that_calls_it(name: str) -> None:
+    """The examples run as doctests (pyproject: --doctest-modules on deepfl/defenses)."""
+    doc = REGISTRY[name].__doc__ or ""
+    assert "Example:" in doc and ">>> " in doc and f'REGISTRY["{name}"]' in doc
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_unknown_parameter_lists_allowed_ones(name: str) -> None:
     with pytest.raises(TypeError, match=r"unknown key 'not_a_parameter'; allowed keys: num_attackers"):
         REGISTRY[name](num_attackers=1, not_a_parameter=3)
