@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy.optimize import minimize
 
 from fldata.metrics import softmax
 from fldata.triggers import Trigger
 
-from .model import log_sum_exp
+from .lbfgsb import minimize_unit_box
+from .model import log_sum_exp, row_products
 from .stamped import augmented_mask_pattern, stamped_logits, stamped_weights
 
 DEFAULT_INIT_MASK = 0.1
@@ -93,7 +93,7 @@ def inversion_objective(v: np.ndarray, W: np.ndarray, Xa: np.ndarray, target: in
     mask, pattern = _split(v, image_shape)
     m_aug, mp_aug = augmented_mask_pattern(mask, pattern)
     A, offset = stamped_weights(W, m_aug, mp_aug)
-    Z = Xa @ A.T + offset
+    Z = row_products(Xa, A) + offset
     n = Xa.shape[0]
     ce = float((log_sum_exp(Z) - Z[:, target]).mean())
     R = softmax(Z)
@@ -118,7 +118,7 @@ def stamped_success_rate(W: np.ndarray, Xa: np.ndarray, mask: np.ndarray, patter
 def invert_class(W: np.ndarray, Xa: np.ndarray, target: int, image_shape: tuple[int, int, int],
                  lambda_l1: float, maxiter: int,
                  init: tuple[np.ndarray, np.ndarray] | None = None) -> ClassInversion:
-    """Box-constrained L-BFGS-B on ``J(m, p)`` for one target over the rows of ``Xa``."""
+    """Box-constrained L-BFGS-B on ``J(m, p)`` for one target over the rows of ``Xa`` (:mod:`linear_fl.lbfgsb`)."""
     if Xa.shape[0] == 0:
         raise ValueError(f"trigger inversion for target {target} has no samples (need rows with label != target)")
     C, H, W_ = image_shape
@@ -126,8 +126,7 @@ def invert_class(W: np.ndarray, Xa: np.ndarray, target: int, image_shape: tuple[
         init = (np.full((H, W_), DEFAULT_INIT_MASK), np.full((C, H, W_), DEFAULT_INIT_PATTERN))
     v0 = np.concatenate([np.asarray(init[0], dtype=np.float64).ravel(),
                          np.asarray(init[1], dtype=np.float64).ravel()])
-    res = minimize(inversion_objective, v0, args=(W, Xa, target, image_shape, lambda_l1), jac=True,
-                   method="L-BFGS-B", bounds=[(0.0, 1.0)] * v0.size, options={"maxiter": maxiter})
+    res = minimize_unit_box(inversion_objective, v0, args=(W, Xa, target, image_shape, lambda_l1), maxiter=maxiter)
     mask, pattern = _split(np.clip(res.x, 0.0, 1.0), image_shape)
     l1 = float(mask.sum())
     return ClassInversion(

@@ -20,6 +20,8 @@ import numpy as np
 from fldata.metrics import softmax
 from fldata.triggers import Trigger
 
+from .model import row_products
+
 
 def augmented_mask_pattern(mask: np.ndarray, pattern: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(m~, m~ * p~)`` as (d+1,) vectors: mask broadcast over channels, 0 on the bias coordinate."""
@@ -39,7 +41,7 @@ def stamped_logits(W: np.ndarray, Xa: np.ndarray, trigger: Trigger) -> np.ndarra
     """Logits ``W A_{m,p}(x~_i)`` of every row stamped with ``trigger``, shape (n, c)."""
     m_aug, mp_aug = augmented_mask_pattern(trigger.mask, trigger.pattern)
     A, offset = stamped_weights(W, m_aug, mp_aug)
-    return Xa @ A.T + offset
+    return row_products(Xa, A) + offset
 
 
 def stamped_mixture_gradient(W: np.ndarray, Xa: np.ndarray, y_clean: np.ndarray, y_stamped: np.ndarray | int,
@@ -53,7 +55,7 @@ def stamped_mixture_gradient(W: np.ndarray, Xa: np.ndarray, y_clean: np.ndarray,
     """
     n, c = Xa.shape[0], W.shape[0]
     A, offset = stamped_weights(W, m_aug, mp_aug)
-    Z = Xa @ np.vstack([W, A]).T
+    Z = row_products(Xa, np.vstack([W, A]))
     Z[:, c:] += offset
     rows = np.arange(n)
     R = np.empty_like(Z)

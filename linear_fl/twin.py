@@ -11,6 +11,7 @@ replacement factor ``scale``, default ``1 / p_M``; see :class:`LinearFLConfig`).
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 import time
 from typing import Any
@@ -138,7 +139,7 @@ class TwinResult:
     setup: Setup
     nodef: Trajectory
     defense: Trajectory
-    timings: dict[str, float]   # seconds spent in training, inversion, evaluation (both twins)
+    timings: dict[str, float]   # seconds spent in training, inversion, evaluation (summed over twins and threads)
 
     @property
     def rounds(self) -> int:
@@ -177,61 +178,110 @@ class TwinResult:
 
 
 class _Twin:
-    """One twin's mutable run state (its own streams and warm starts)."""
+    """One twin's mutable run state (its own streams and warm starts). Each phase returns its seconds."""
 
-    def __init__(self, setup: Setup, defended: bool) -> None:
-        self.setup, self.defended = setup, defended
+    def __init__(self, setup: Setup, defended: bool, evaluate: bool = True) -> None:
+        self.setup, self.defended, self.evaluate = setup, defended, evaluate
         self.streams = role_streams(setup.config.seed)
         self.trajectory = Trajectory(defended=defended, globals=[setup.W0.copy()])
         self.warm: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
 
-    def step(self, round_index: int, timings: dict[str, float]) -> None:
-        s, cfg, traj = self.setup, self.setup.config, self.trajectory
-        W_t = traj.globals[-1]
-        t0 = time.perf_counter()
+    def malicious(self, round_index: int, W_t: np.ndarray) -> tuple[np.ndarray, float]:
+        """The malicious client's submission in round ``round_index`` from ``W_t`` (its own stream)."""
+        s, cfg, t0 = self.setup, self.setup.config, time.perf_counter()
         W_M = malicious_update(W_t, s.malicious, s.malicious_training(), self.streams["malicious"], s.true_trigger,
                                s.image_shape, cfg.target, cfg.poison_fraction, s.poisons_in(round_index),
                                s.replacement_scale(round_index))
-        recovered = None
-        if self.defended:
-            t1 = time.perf_counter()
-            timings["training"] += t1 - t0
-            inv = recover_trigger(W_t, s.benign, cfg, s.image_shape, s.num_classes, self.streams["inversion"],
-                                  self.warm)
-            self.warm = inv.warm_starts()
-            err = trigger_error(inv.trigger, s.true_trigger, s.benign_pixel_min, s.benign_pixel_max,
-                                inv.selected_target)
-            traj.inversions.append(inv)
-            traj.recovered_triggers.append(inv.trigger)
-            traj.trigger_details.append(err)
-            traj.trigger_errors.append(err.linf)
-            t0 = time.perf_counter()
-            timings["inversion"] += t0 - t1
-            recovered = inv.trigger
-        W_B = benign_update(W_t, s.benign, cfg, self.streams["benign"], recovered)
-        W_next = fedavg(W_t, [W_B, W_M], s.weights, names=("benign client", "malicious client"))
+        return W_M, time.perf_counter() - t0
+
+    def invert(self, W_t: np.ndarray) -> tuple[Trigger, float]:
+        """Defense twin: the benign client's trigger inversion against ``W_t``, recorded in the trajectory."""
+        s, traj, t0 = self.setup, self.trajectory, time.perf_counter()
+        inv = recover_trigger(W_t, s.benign, s.config, s.image_shape, s.num_classes, self.streams["inversion"],
+                              self.warm)
+        self.warm = inv.warm_starts()
+        err = trigger_error(inv.trigger, s.true_trigger, s.benign_pixel_min, s.benign_pixel_max, inv.selected_target)
+        traj.inversions.append(inv)
+        traj.recovered_triggers.append(inv.trigger)
+        traj.trigger_details.append(err)
+        traj.trigger_errors.append(err.linf)
+        return inv.trigger, time.perf_counter() - t0
+
+    def benign_and_aggregate(self, W_t: np.ndarray, W_M: np.ndarray, recovered: Trigger | None) -> float:
+        """Benign local model (hardened if ``recovered``), FedAvg with ``W_M``; returns the seconds taken."""
+        s, traj, t0 = self.setup, self.trajectory, time.perf_counter()
+        W_B = benign_update(W_t, s.benign, s.config, self.streams["benign"], recovered)
+        traj.globals.append(fedavg(W_t, [W_B, W_M], s.weights, names=("benign client", "malicious client")))
         traj.client_models.append({"benign": W_B, "malicious": W_M})
-        traj.globals.append(W_next)
-        t1 = time.perf_counter()
-        timings["training"] += t1 - t0
-        self.record_metrics(W_next)
-        timings["evaluation"] += time.perf_counter() - t1
+        return time.perf_counter() - t0
 
-    def record_metrics(self, W: np.ndarray) -> None:
-        acc, asr = evaluate(self.setup, W)
-        self.trajectory.accuracy.append(acc)
-        self.trajectory.asr.append(asr)
+    def record_metrics(self, W: np.ndarray) -> float:
+        """ACC/ASR of ``W`` appended to the trajectory (skipped when ``evaluate`` is False)."""
+        t0 = time.perf_counter()
+        if self.evaluate:
+            acc, asr = evaluate(self.setup, W)
+            self.trajectory.accuracy.append(acc)
+            self.trajectory.asr.append(asr)
+        return time.perf_counter() - t0
+
+    def step(self, round_index: int) -> dict[str, float]:
+        """One whole round in the calling thread; returns the seconds per phase."""
+        W_t = self.trajectory.globals[-1]
+        W_M, t_mal = self.malicious(round_index, W_t)
+        recovered, t_inv = self.invert(W_t) if self.defended else (None, 0.0)
+        t_train = t_mal + self.benign_and_aggregate(W_t, W_M, recovered)
+        return {"training": t_train, "inversion": t_inv, "evaluation": self.record_metrics(self.trajectory.globals[-1])}
 
 
-def run_twin(setup: Setup, rounds: int, progress: bool = True) -> TwinResult:
-    """Run ``rounds`` attack rounds without (``nodef``) and with (``defense``) FLIP hardening from ``W_0``."""
+def _add(total: dict[str, float], part: dict[str, float]) -> None:
+    for key, seconds in part.items():
+        total[key] += seconds
+
+
+def _run_rounds(twins: list[_Twin], rounds: int, timings: dict[str, float], progress: bool,
+                background: ThreadPoolExecutor | None) -> None:
+    """Rounds 1..rounds of both twins. With ``background``, the no-defense twin's rounds and the defense twin's
+    malicious updates run in that one-thread executor (in submission order) while this thread inverts and
+    hardens: every computation, its inputs and its random stream are those of the sequential run."""
+    nodef, defense = twins
+    pending = []
+    for r in tqdm(range(1, rounds + 1), desc="twin rounds", disable=not progress):
+        if background is None:
+            _add(timings, nodef.step(r))
+            _add(timings, defense.step(r))
+            continue
+        W_t = defense.trajectory.globals[-1]
+        pending.append(background.submit(nodef.step, r))
+        malicious = background.submit(defense.malicious, r, W_t)
+        recovered, t_inv = defense.invert(W_t)
+        W_M, t_mal = malicious.result()
+        t_train = t_mal + defense.benign_and_aggregate(W_t, W_M, recovered)
+        _add(timings, {"training": t_train, "inversion": t_inv,
+                       "evaluation": defense.record_metrics(defense.trajectory.globals[-1])})
+    for future in pending:
+        _add(timings, future.result())
+
+
+def run_twin(setup: Setup, rounds: int, progress: bool = True, evaluate: bool = True,
+             threads: int = 2) -> TwinResult:
+    """Run ``rounds`` attack rounds without (``nodef``) and with (``defense``) FLIP hardening from ``W_0``.
+
+    ``evaluate=False`` skips the per-round ACC/ASR (``Trajectory.accuracy``/``asr`` stay empty).
+    ``threads=2`` runs the no-defense twin and the defense twin's malicious updates in a second thread,
+    ``threads=1`` everything in this one; the results are bitwise the same (the tests check it). ``timings``
+    sums each phase's seconds over both threads.
+    """
     if not isinstance(rounds, int) or rounds < 0:
         raise ValueError(f"rounds must be an int >= 0, got {rounds!r}")
-    twins = [_Twin(setup, defended=False), _Twin(setup, defended=True)]
+    if threads not in (1, 2):
+        raise ValueError(f"threads must be 1 or 2, got {threads!r}")
+    twins = [_Twin(setup, defended=False, evaluate=evaluate), _Twin(setup, defended=True, evaluate=evaluate)]
     timings = {"training": 0.0, "inversion": 0.0, "evaluation": 0.0}
     for twin in twins:
-        twin.record_metrics(setup.W0)
-    for r in tqdm(range(1, rounds + 1), desc="twin rounds", disable=not progress):
-        for twin in twins:
-            twin.step(r, timings)
+        timings["evaluation"] += twin.record_metrics(setup.W0)
+    if threads == 1:
+        _run_rounds(twins, rounds, timings, progress, None)
+    else:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nodef-twin") as background:
+            _run_rounds(twins, rounds, timings, progress, background)
     return TwinResult(setup=setup, nodef=twins[0].trajectory, defense=twins[1].trajectory, timings=timings)

@@ -262,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
     config = make_config(args)
     setup = prepare(config)
     R = args.round
-    twin = run_twin(setup, R, progress=not args.no_progress)
+    twin = run_twin(setup, R, progress=not args.no_progress, evaluate=False)  # per-round ACC/ASR: not reported
     metrics_tau = DEFAULT_METRICS_TAU[args.attack] if args.metrics_tau is None else args.metrics_tau
     taus = sorted(set(args.tau))
 

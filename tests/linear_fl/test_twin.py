@@ -27,6 +27,17 @@ def test_same_seed_gives_bit_identical_twins(small_setup, small_cache):
     assert not np.array_equal(c.nodef.globals[1], a.nodef.globals[1])
 
 
+def test_background_thread_gives_the_sequential_bits_and_evaluation_can_be_skipped(small_setup):
+    one = run_twin(small_setup, 3, progress=False, threads=1)
+    two = run_twin(small_setup, 3, progress=False, threads=2, evaluate=False)
+    for ta, tb in ((one.nodef, two.nodef), (one.defense, two.defense)):
+        assert all(np.array_equal(x, y) for x, y in zip(ta.globals, tb.globals, strict=True))
+    assert [t.selected_target for t in one.defense.inversions] == [t.selected_target for t in two.defense.inversions]
+    assert len(one.nodef.accuracy) == 4 and two.nodef.accuracy == [] and two.defense.asr == []
+    with pytest.raises(ValueError, match="threads"):
+        run_twin(small_setup, 1, progress=False, threads=3)
+
+
 def test_single_shot_poisons_only_in_its_round(small_cache):
     s = prepare(small_config(small_cache, attack="single-shot", attack_round=2, scale=2.0))
     assert [s.poisons_in(r) for r in (1, 2, 3)] == [False, True, False]
