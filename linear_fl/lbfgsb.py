@@ -12,8 +12,9 @@ counts are bitwise those of ``scipy.optimize.minimize``; the tests check this. W
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import scipy

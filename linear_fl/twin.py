@@ -11,9 +11,9 @@ replacement factor ``scale``, default ``1 / p_M``; see :class:`LinearFLConfig`).
 """
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-import time
 from typing import Any
 
 import numpy as np

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-import linear_fl.lbfgsb as lbfgsb
+from linear_fl import lbfgsb
 from linear_fl.inversion import inversion_objective
 from linear_fl.lbfgsb import minimize_unit_box
 from linear_fl.model import augment, row_products

@@ -5,11 +5,10 @@ import warnings
 
 import numpy as np
 import pytest
+from linear_fl_fixtures import small_config
 
 from linear_fl.config import LinearFLConfig
 from linear_fl.twin import evaluate, prepare, run_twin
-
-from linear_fl_fixtures import small_config
 
 
 def test_same_seed_gives_bit_identical_twins(small_setup, small_cache):
