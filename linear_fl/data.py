@@ -12,11 +12,13 @@ import hashlib
 
 import numpy as np
 
+from fldata.datasets import flatten_unit
 from fldata.triggers import Trigger
 
-from .model import augment
-
 STREAM_ROLES = ("benign", "malicious", "inversion", "pretrain")
+# Rows per chunk of the element-wise conversions below: each chunk's temporaries (about 6 MB for MNIST)
+# stay in cache and no full-size intermediate is allocated. Element-wise, so the values do not depend on it.
+CHUNK_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,27 @@ class ClientData:
         return int(self.y.shape[0])
 
 
+def augmented_images(images: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``x~ = [x; 1]`` (n, d+1) float64 of uint8 images, ``x = fldata.datasets.flatten_unit(image)``
+    (pixels / 255, channel-first); ``rows`` selects images (all if None). Converted chunk by chunk."""
+    rows = np.arange(len(images)) if rows is None else np.asarray(rows)
+    out = np.empty((len(rows), int(np.prod(images.shape[1:])) + 1), dtype=np.float64)
+    for start in range(0, len(rows), CHUNK_ROWS):
+        out[start:start + CHUNK_ROWS, :-1] = flatten_unit(images[rows[start:start + CHUNK_ROWS]])
+    out[:, -1] = 1.0
+    return out
+
+
 def stamp_flat(Xa: np.ndarray, trigger: Trigger, image_shape: tuple[int, int, int]) -> np.ndarray:
-    """``A_{m,p}`` on augmented rows: stamp the pixel part with ``fldata.triggers.stamp``, keep the bias 1."""
-    n = Xa.shape[0]
-    pixels = Xa[:, :-1].reshape((n, *image_shape))
-    stamped = np.asarray(trigger.stamp(pixels), dtype=np.float64).reshape(n, -1)
-    return augment(stamped)
+    """``A_{m,p}`` on augmented rows: stamp the pixel part with ``fldata.triggers.stamp``, keep the bias 1
+    (chunk by chunk, see ``CHUNK_ROWS``)."""
+    out = np.empty((Xa.shape[0], Xa.shape[1]), dtype=np.float64)
+    for start in range(0, Xa.shape[0], CHUNK_ROWS):
+        chunk = Xa[start:start + CHUNK_ROWS, :-1]
+        stamped = trigger.stamp(chunk.reshape((chunk.shape[0], *image_shape)))
+        out[start:start + CHUNK_ROWS, :-1] = np.asarray(stamped, dtype=np.float64).reshape(chunk.shape[0], -1)
+    out[:, -1] = 1.0
+    return out
 
 
 def data_fingerprint(*arrays: np.ndarray) -> str:

@@ -19,17 +19,17 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from fldata.datasets import flatten_unit, load_dataset
+from fldata.datasets import load_dataset
 from fldata.metrics import accuracy, attack_success_rate
 from fldata.partition import two_client_split
 from fldata.triggers import Trigger
 
 from .attack import backdoor_test_set, malicious_update, true_trigger
 from .config import LinearFLConfig
-from .data import ClientData, data_fingerprint, role_streams
+from .data import ClientData, augmented_images, data_fingerprint, role_streams
 from .defense import benign_update, recover_trigger
 from .inversion import InversionResult
-from .model import augment, softmax_probs
+from .model import softmax_probs
 from .pretrain import PretrainResult, pretrain
 from .server import aggregation_weights, fedavg
 from .training import LocalTraining
@@ -90,16 +90,14 @@ def prepare(config: LinearFLConfig | dict[str, Any] | None = None) -> Setup:
         raise ValueError(f"target must be a class of {cfg.dataset} (0..{ds.num_classes - 1}), got {cfg.target}")
     x_train, y_train = ds.x_train[:cfg.max_train_samples], np.asarray(ds.y_train[:cfg.max_train_samples], np.int64)
     x_test, test_y = ds.x_test[:cfg.max_test_samples], np.asarray(ds.y_test[:cfg.max_test_samples], np.int64)
-    X_train = augment(flatten_unit(x_train))
     benign_idx, malicious_idx = two_client_split(len(y_train), cfg.seed, cfg.benign_fraction)
-    benign = ClientData(X_train[benign_idx], y_train[benign_idx])
-    malicious = ClientData(X_train[malicious_idx], y_train[malicious_idx])
-    del X_train
+    benign = ClientData(augmented_images(x_train, benign_idx), y_train[benign_idx])
+    malicious = ClientData(augmented_images(x_train, malicious_idx), y_train[malicious_idx])
     weights = aggregation_weights([benign.n, malicious.n], cfg.weights)
     fingerprint = data_fingerprint(x_train, y_train, np.asarray(benign_idx))
     pre = pretrain(cfg, [benign, malicious], weights, ds.num_classes, fingerprint)
     trig = true_trigger(image_shape, cfg.trigger_pieces, cfg.trigger_scale)
-    test_Xa = augment(flatten_unit(x_test))
+    test_Xa = augmented_images(x_test)
     backdoor_Xa, backdoor_idx = backdoor_test_set(test_Xa, test_y, trig, image_shape, cfg.target)
     pixels = benign.Xa[:, :-1]
     return Setup(config=cfg, image_shape=image_shape, num_classes=ds.num_classes, benign=benign,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from theory.corollary1 import code_semantics_counts, corollary_counts, robust_target_upper
+from theory.corollary1 import code_semantics_counts, corollary_counts, pair_probabilities, robust_target_upper
 from theory.frozen import (FrozenResidualModel, HardeningRound, deltaW_closed_form, frozen_model, relative_error,
                            shared_delta)
 from theory.report import Check, fmt
@@ -122,7 +122,7 @@ def frozen_certificates(model: FrozenResidualModel, pair: ModelPair, delta_rows:
     common = shared_delta(delta_rows)
     per_sample = common is None
     delta_used = delta_rows if per_sample else common
-    delta_inf = float(np.abs(delta_rows).max())
+    delta_inf = float(max(delta_rows.max(), -delta_rows.min()))      # = max |delta|, without an |delta| copy
     rel_frozen = relative_error(model.deltaW(delta_used), pair.W_def - pair.W_nodef)
     checks = [Check(f"{model.name} model at realised delta reproduces DeltaW", DELTA_W_RTOL, rel_frozen,
                     passed=rel_frozen < DELTA_W_RTOL, must_hold=rigorous,
@@ -230,9 +230,10 @@ def corollary_round(probe: ProbeInputs | ModelPair, sets: EvaluationSets, taus: 
     if model is not None and delta_inf is not None:      # U_T^rob does not depend on tau: compute it once
         robust_upper = robust_target_upper(model, probe.W_nodef, sets.X_backdoor, sets.target, delta_inf, "jensen",
                                            per_sample, support)
+    pair = pair_probabilities(probe.W_nodef, probe.W_def, sets.X_clean, sets.X_backdoor)
     for tau in taus:
         counts = corollary_counts(probe.W_nodef, probe.W_def, sets.X_clean, sets.y_clean, sets.X_backdoor,
-                                  sets.target, tau)
+                                  sets.target, tau, pair)
         row = {"tau": tau, "no_defense": counts.no_defense, "defense": counts.defense,
                "neutralised_actual": counts.neutralised_actual,
                "newly_neutralised_actual": counts.newly_neutralised_actual,

@@ -125,16 +125,45 @@ class CorollaryCounts:
                 "clean": self.defense["rejected_clean"] - self.no_defense["rejected_clean"]}
 
 
-def corollary_counts(W: np.ndarray, W_prime: np.ndarray, X_clean: np.ndarray, y_clean: np.ndarray,
-                     X_backdoor: np.ndarray, target: int, tau: float) -> CorollaryCounts:
-    """Actual and certified counts at threshold ``tau`` (THEORY.md 7.2-7.3). ``sound`` is True iff
-    every certified set is contained in the corresponding actual set and every bracket contains
-    the true ``p'`` (within 1e-12 relative)."""
+@dataclass(frozen=True)
+class PairProbabilities:
+    """What Corollary 1 needs of the pair ``(W, W')`` at every ``tau``: ``p = s(Wx)``, ``q = s(W'x)`` on the
+    clean (``_c``) and backdoor (``_b``) sets, the brackets of each kind, and whether every bracket contains
+    ``q`` (within 1e-12 relative)."""
+
+    p_c: np.ndarray
+    p_b: np.ndarray
+    q_c: np.ndarray
+    q_b: np.ndarray
+    brackets: dict[str, tuple[ProbabilityBracket, ProbabilityBracket]]   # kind -> (backdoor, clean)
+    brackets_contain_q: bool
+
+
+def pair_probabilities(W: np.ndarray, W_prime: np.ndarray, X_clean: np.ndarray,
+                       X_backdoor: np.ndarray) -> PairProbabilities:
+    """``p``, ``q`` and the brackets from ``z = Wx`` and ``u = (W'-W)x`` (module docstring); independent of tau."""
     delta_W = W_prime - W
     z_c, z_b = X_clean @ W.T, X_backdoor @ W.T
     u_c, u_b = X_clean @ delta_W.T, X_backdoor @ delta_W.T
     p_c, p_b = np.exp(log_softmax(z_c, axis=1)), np.exp(log_softmax(z_b, axis=1))
     q_c, q_b = np.exp(log_softmax(z_c + u_c, axis=1)), np.exp(log_softmax(z_b + u_b, axis=1))
+    brackets, contain = {}, True
+    for kind in BRACKETS:
+        brackets[kind] = (probability_bracket(z_b, u_b, kind), probability_bracket(z_c, u_c, kind))
+        for bracket, q in zip(brackets[kind], (q_b, q_c)):
+            contain &= bool(np.all(bracket.lower <= q * (1 + 1e-12)) and np.all(q <= bracket.upper * (1 + 1e-12)))
+    return PairProbabilities(p_c=p_c, p_b=p_b, q_c=q_c, q_b=q_b, brackets=brackets, brackets_contain_q=contain)
+
+
+def corollary_counts(W: np.ndarray, W_prime: np.ndarray, X_clean: np.ndarray, y_clean: np.ndarray,
+                     X_backdoor: np.ndarray, target: int, tau: float,
+                     pair: PairProbabilities | None = None) -> CorollaryCounts:
+    """Actual and certified counts at threshold ``tau`` (THEORY.md 7.2-7.3). ``sound`` is True iff
+    every certified set is contained in the corresponding actual set and every bracket contains
+    the true ``p'`` (within 1e-12 relative). ``pair``: :func:`pair_probabilities` of the same
+    arguments, computed once for several ``tau``."""
+    pair = pair_probabilities(W, W_prime, X_clean, X_backdoor) if pair is None else pair
+    p_b, q_c, q_b = pair.p_b, pair.q_c, pair.q_b
     target_labels = np.full(len(X_backdoor), check_class("target", target, W.shape[0]))
     success_before = accepted_as(p_b, target_labels, tau)
     success_after = accepted_as(q_b, target_labels, tau)
@@ -142,10 +171,9 @@ def corollary_counts(W: np.ndarray, W_prime: np.ndarray, X_clean: np.ndarray, y_
     actual_kept = accepted_as(q_c, y_clean, tau)
     actual_rejected = q_b.max(axis=1) < tau
     certified: dict[str, dict[str, int]] = {}
-    sound = True
+    sound = pair.brackets_contain_q
     for kind in BRACKETS:
-        bracket_b = probability_bracket(z_b, u_b, kind)
-        bracket_c = probability_bracket(z_c, u_c, kind)
+        bracket_b, bracket_c = pair.brackets[kind]
         neutralised = certified_neutralised(bracket_b, target, tau)
         kept = certified_kept(bracket_c, y_clean, tau)
         rejected = certified_rejected(bracket_b, tau)
@@ -154,11 +182,9 @@ def corollary_counts(W: np.ndarray, W_prime: np.ndarray, X_clean: np.ndarray, y_
                            "kept": int(kept.sum()), "rejected": int(rejected.sum())}
         sound &= bool(np.all(actual_neutralised[neutralised]) and np.all(actual_kept[kept])
                       and np.all(actual_rejected[rejected]))
-        for bracket, q in ((bracket_b, q_b), (bracket_c, q_c)):
-            sound &= bool(np.all(bracket.lower <= q * (1 + 1e-12)) and np.all(q <= bracket.upper * (1 + 1e-12)))
     return CorollaryCounts(
         tau=float(tau),
-        no_defense=code_semantics_counts(p_c, y_clean, p_b, target, tau),
+        no_defense=code_semantics_counts(pair.p_c, y_clean, p_b, target, tau),
         defense=code_semantics_counts(q_c, y_clean, q_b, target, tau),
         neutralised_actual=int(success_before.sum() - success_after.sum()),
         newly_neutralised_actual=int((success_before & ~success_after).sum()),
@@ -167,7 +193,7 @@ def corollary_counts(W: np.ndarray, W_prime: np.ndarray, X_clean: np.ndarray, y_
 
 def robust_target_upper(model: FrozenResidualModel, W: np.ndarray, X_backdoor: np.ndarray, target: int,
                         eps: float, route: str = "jensen", per_sample: bool = False,
-                        support: np.ndarray | None = None, block: int = 256) -> np.ndarray:
+                        support: np.ndarray | None = None, block: int = 16) -> np.ndarray:
     """Upper bound on ``p'_T`` valid for every trigger error in the ``\\varepsilon``-ball of the
     frozen model (module docstring, THEORY.md 7.3). ``route`` is ``"jensen"`` or ``"theorem1"``."""
     if route not in ("jensen", "theorem1"):
@@ -184,13 +210,18 @@ def robust_target_upper(model: FrozenResidualModel, W: np.ndarray, X_backdoor: n
         return np.exp(log_p[:, target] + exponent)
     a = np.exp(log_p)
     a[:, target] -= 1.0
-    if per_sample:
-        sensitivity = np.concatenate([np.abs(a[i:i + block] @ model.residuals.T).sum(axis=1)
+    if per_sample:   # |a_i^T r_j| summed over j, ``block`` rows of a at a time (small blocks stay in cache)
+        sensitivity = np.concatenate([_abs_row_sums(a[i:i + block] @ model.residuals.T)
                                       for i in range(0, len(X), block)])
     else:
         sensitivity = np.abs(a @ model.rho)
     jensen_worst = np.einsum("ik,ik->i", a, u0) - model.eta_a * eps * norms * sensitivity
     return np.exp(log_p[:, target] - jensen_worst)
+
+
+def _abs_row_sums(M: np.ndarray) -> np.ndarray:
+    """``sum_j |M_ij|`` per row (``M`` overwritten with ``|M|``)."""
+    return np.abs(M, out=M).sum(axis=1)
 
 
 def robust_certified_counts(model: FrozenResidualModel, W: np.ndarray, X_backdoor: np.ndarray, target: int,

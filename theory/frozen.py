@@ -21,6 +21,7 @@ model (:func:`taylor_deltaW`, error O(|delta|^2)).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -72,9 +73,9 @@ class HardeningRound:
         """``\\eta_a = p_B \\eta \\lambda_a / n_B`` (THEORY.md section 5)."""
         return self.p_B * self.eta * self.lambda_a / self.n_B
 
-    @property
+    @cached_property
     def delta(self) -> np.ndarray:
-        """Per-sample stamped-input errors ``\\delta_j = \\hat x_j - x^t_j`` (n_B, D)."""
+        """Per-sample stamped-input errors ``\\delta_j = \\hat x_j - x^t_j`` (n_B, D), computed once."""
         return self.X_hat - self.X_true
 
     @classmethod

@@ -147,10 +147,10 @@ def jensen_certificate(model: FrozenResidualModel, W: np.ndarray, X_backdoor: np
     lbj0 = float(np.mean(np.einsum("ik,ik->i", a, model.logit_change(X))))
     scale = -model.eta_a / len(X)
     if per_sample:
-        h = scale * model.residuals @ (a.T @ X)          # rows h_j, (n_B, D)
+        h = (scale * model.residuals) @ (a.T @ X)        # rows h_j, (n_B, D)
     else:
         h = scale * (X.T @ (a @ model.rho))
-    h = h * support
+    h *= support
     h_l1 = float(np.abs(h).sum())
     eps = None if lbj0 <= 0 else (lbj0 / h_l1 if h_l1 > 0 else float("inf"))
     return JensenCertificate(lbj0=lbj0, h=h, h_l1=h_l1, eps=eps, per_sample=per_sample)
