@@ -7,8 +7,8 @@ coordinate is never stamped (THEORY.md section 1).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 
