@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from typing import Mapping
 
 import numpy as np
@@ -28,8 +29,10 @@ def benign_training(cfg: LinearFLConfig) -> LocalTraining:
 
 def recover_trigger(W_t: np.ndarray, data: ClientData, cfg: LinearFLConfig, image_shape: tuple[int, int, int],
                     num_classes: int, rng: np.random.Generator,
-                    warm: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None) -> InversionResult:
-    """Step 1: inversion on ``min(inversion_subsample, n)`` rows drawn without replacement from ``rng``."""
+                    warm: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
+                    helper: Executor | None = None) -> InversionResult:
+    """Step 1: inversion on ``min(inversion_subsample, n)`` rows drawn without replacement from ``rng``
+    (``helper``: see :func:`linear_fl.inversion.invert_trigger`)."""
     size = min(cfg.inversion_subsample, data.n)
     rows = np.sort(rng.choice(data.n, size=size, replace=False))
     candidates = cfg.inversion_targets if cfg.inversion_targets is not None else tuple(range(num_classes))
@@ -38,7 +41,7 @@ def recover_trigger(W_t: np.ndarray, data: ClientData, cfg: LinearFLConfig, imag
         raise ValueError(f"inversion_targets {bad} are not classes of this data set (0..{num_classes - 1})")
     return invert_trigger(W_t, data.Xa[rows], data.y[rows], image_shape, candidates, cfg.inversion_lambda_l1,
                           cfg.inversion_maxiter, cfg.inversion_success_threshold, cfg.inversion_source,
-                          warm if cfg.inversion_warm_start else None)
+                          warm if cfg.inversion_warm_start else None, helper)
 
 
 def benign_update(W_t: np.ndarray, data: ClientData, cfg: LinearFLConfig, rng: np.random.Generator,

@@ -25,7 +25,9 @@ mask L1 among those whose stamped samples reach the success threshold
 """
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -35,6 +37,7 @@ from fldata.triggers import Trigger
 
 from .lbfgsb import minimize_unit_box
 from .model import log_sum_exp, row_products
+from .parallel import run_shared
 from .stamped import augmented_mask_pattern, stamped_logits, stamped_weights
 
 DEFAULT_INIT_MASK = 0.1
@@ -154,22 +157,23 @@ def select_target(per_class: Mapping[int, ClassInversion], success_threshold: fl
 def invert_trigger(W: np.ndarray, Xa: np.ndarray, y: np.ndarray, image_shape: tuple[int, int, int],
                    candidates: Sequence[int], lambda_l1: float, maxiter: int,
                    success_threshold: float = 0.5, source: int | None = None,
-                   warm: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None) -> InversionResult:
+                   warm: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
+                   helper: Executor | None = None) -> InversionResult:
     """Invert a trigger for every candidate target and pick one (module docstring).
 
     Universal (``source=None``): for target ``t`` use the rows with ``y != t``.
     Label-specific (``source=s``): use only rows with ``y == s`` (candidates ``t != s``).
     ``warm`` maps a class to a previous ``(mask, pattern)`` used as the start point.
+    ``helper``: an executor whose thread may take candidate classes too (:func:`linear_fl.parallel.run_shared`;
+    the classes are independent, so the result is the same).
     """
     if len(candidates) == 0:
         raise ValueError("invert_trigger needs at least one candidate target class")
     warm = warm or {}
-    per_class: dict[int, ClassInversion] = {}
-    for t in candidates:
-        if source is not None and t == source:
-            continue
-        rows = (y == source) if source is not None else (y != t)
-        per_class[int(t)] = invert_class(W, np.ascontiguousarray(Xa[rows]), int(t), image_shape, lambda_l1, maxiter, warm.get(int(t)))
+    classes = [int(t) for t in candidates if source is None or t != source]
+    tasks = [partial(invert_class, W, np.ascontiguousarray(Xa[(y == source) if source is not None else (y != t)]), t,
+                     image_shape, lambda_l1, maxiter, warm.get(t)) for t in classes]
+    per_class: dict[int, ClassInversion] = dict(zip(classes, run_shared(tasks, helper)))
     if not per_class:
         raise ValueError(f"no candidate target differs from the source class {source}")
     chosen, anomaly = select_target(per_class, success_threshold)

@@ -192,11 +192,12 @@ class _Twin:
                                s.replacement_scale(round_index))
         return W_M, time.perf_counter() - t0
 
-    def invert(self, W_t: np.ndarray) -> tuple[Trigger, float]:
-        """Defense twin: the benign client's trigger inversion against ``W_t``, recorded in the trajectory."""
+    def invert(self, W_t: np.ndarray, helper: ThreadPoolExecutor | None = None) -> tuple[Trigger, float]:
+        """Defense twin: the benign client's trigger inversion against ``W_t``, recorded in the trajectory
+        (``helper``'s thread may take candidate classes, :func:`linear_fl.parallel.run_shared`)."""
         s, traj, t0 = self.setup, self.trajectory, time.perf_counter()
         inv = recover_trigger(W_t, s.benign, s.config, s.image_shape, s.num_classes, self.streams["inversion"],
-                              self.warm)
+                              self.warm, helper)
         self.warm = inv.warm_starts()
         err = trigger_error(inv.trigger, s.true_trigger, s.benign_pixel_min, s.benign_pixel_max, inv.selected_target)
         traj.inversions.append(inv)
@@ -239,8 +240,9 @@ def _add(total: dict[str, float], part: dict[str, float]) -> None:
 def _run_rounds(twins: list[_Twin], rounds: int, timings: dict[str, float], progress: bool,
                 background: ThreadPoolExecutor | None) -> None:
     """Rounds 1..rounds of both twins. With ``background``, the no-defense twin's rounds and the defense twin's
-    malicious updates run in that one-thread executor (in submission order) while this thread inverts and
-    hardens: every computation, its inputs and its random stream are those of the sequential run."""
+    malicious updates run in that one-thread executor (in submission order), which also takes candidate
+    classes of the inversion when free, while this thread inverts and hardens: every computation, its
+    inputs and its random stream are those of the sequential run."""
     nodef, defense = twins
     pending = []
     for r in tqdm(range(1, rounds + 1), desc="twin rounds", disable=not progress):
@@ -249,9 +251,9 @@ def _run_rounds(twins: list[_Twin], rounds: int, timings: dict[str, float], prog
             _add(timings, defense.step(r))
             continue
         W_t = defense.trajectory.globals[-1]
-        pending.append(background.submit(nodef.step, r))
+        recovered, t_inv = defense.invert(W_t, background)
         malicious = background.submit(defense.malicious, r, W_t)
-        recovered, t_inv = defense.invert(W_t)
+        pending.append(background.submit(nodef.step, r))
         W_M, t_mal = malicious.result()
         t_train = t_mal + defense.benign_and_aggregate(W_t, W_M, recovered)
         _add(timings, {"training": t_train, "inversion": t_inv,

@@ -1,0 +1,54 @@
+"""Independent tasks shared between the calling thread and one helper thread.
+
+The twin run (:mod:`linear_fl.twin`) keeps a one-thread executor for the no-defense twin. While the
+defense twin inverts triggers, that thread also takes candidate classes whenever it is free
+(:func:`run_shared`). Each task runs exactly once, on one thread, with single-threaded BLAS, so its
+result does not depend on which thread ran it: the results are bitwise those of running the tasks
+one after another. NumPy and BLAS release the GIL inside their loops, so the two threads overlap.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def run_shared(tasks: Sequence[Callable[[], T]], helper: Executor | None = None) -> list[T]:
+    """Run every task once and return the results in task order.
+
+    This thread claims tasks one by one; with ``helper``, a claiming loop is also submitted to it and
+    takes whatever is left when the helper gets to it (after the work queued before it). An exception
+    of any task is re-raised here after all claimed tasks have finished.
+    """
+    n = len(tasks)
+    if helper is None or n < 2:
+        return [task() for task in tasks]
+    outcomes: list[tuple[bool, object]] = [(False, None)] * n
+    finished = [threading.Event() for _ in range(n)]
+    lock, next_task = threading.Lock(), [0]
+
+    def claim_and_run() -> None:
+        while True:
+            with lock:
+                i = next_task[0]
+                next_task[0] += 1
+            if i >= n:
+                return
+            try:
+                outcomes[i] = (True, tasks[i]())
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+                outcomes[i] = (False, exc)
+            finally:
+                finished[i].set()
+
+    helper.submit(claim_and_run)
+    claim_and_run()
+    for event in finished:
+        event.wait()
+    for ok, value in outcomes:
+        if not ok:
+            raise value  # type: ignore[misc]
+    return [value for _, value in outcomes]  # type: ignore[misc]
