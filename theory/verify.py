@@ -65,6 +65,7 @@ from theory.analysis import (EvaluationSets, ProbeInputs, corollary_round, theor
 from theory.deep.cli import add_deep_arguments, run_deep
 from theory.frozen import FROZEN_MODELS, HardeningRound
 from theory.paper_reference import TABLE3, table4
+from theory.protocols import PROTOCOLS
 from theory.report import SCHEMA, Check, failed_must_hold, fmt, write_json_atomic
 from theory.saved_state import save_verification_state
 
@@ -88,10 +89,13 @@ _clean_budget = argparse_type(NON_NEGATIVE_FLOAT, float)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m theory.verify", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--round", type=_positive_int, default=50,
-                        help="attack round R after pre-training (default 50); the probe is round R+1 from "
-                             "W^nd_R. Single-shot: the malicious client poisons in round R unless --config "
-                             "attack_round=K, so the probe is the first hardening round after the poisoning")
+    parser.add_argument("--round", type=_positive_int, default=None,
+                        help="attack round R after pre-training (default 50, or the --protocol's round); the probe "
+                             "is round R+1 from W^nd_R. Single-shot: the malicious client poisons in round R unless "
+                             "--config attack_round=K, so the probe is the first hardening round after the poisoning")
+    parser.add_argument("--protocol", default="default", choices=tuple(PROTOCOLS),
+                        help="named setting (theory.protocols): 'default', or 'paper-table3' = the setting fitted "
+                             "to the paper's no-defense Table 3 (--config still overrides it)")
     parser.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist", "cifar10", "digits"))
     parser.add_argument("--attack", default="continuous", choices=("continuous", "single-shot"),
                         help="continuous: poisons every round; single-shot: poisons once (round R by default), "
@@ -138,8 +142,9 @@ def make_config(args: argparse.Namespace) -> "LinearFLConfig":
     unless ``--config attack_round=K`` is given."""
     from linear_fl.config import LinearFLConfig
 
+    resolve_round(args)
     values: dict[str, Any] = {"dataset": args.dataset, "seed": args.seed, "attack": args.attack,
-                              **_config_overrides(args.config)}
+                              **PROTOCOLS[args.protocol].config(args.attack), **_config_overrides(args.config)}
     if values["attack"] == "single-shot" and "attack_round" not in values:
         values["attack_round"] = args.round
     if args.cache_dir is not None:
@@ -149,6 +154,13 @@ def make_config(args: argparse.Namespace) -> "LinearFLConfig":
     if args.test_limit is not None:
         values["max_test_samples"] = args.test_limit
     return LinearFLConfig.from_dict(values)
+
+
+def resolve_round(args: argparse.Namespace) -> int:
+    """``--round``, or the ``--protocol``'s round for the attack when it was not given (sets ``args.round``)."""
+    if args.round is None:
+        args.round = PROTOCOLS[args.protocol].round(args.attack)
+    return args.round
 
 
 def probe_inputs(probe: Any) -> ProbeInputs:
@@ -194,7 +206,9 @@ def _table3_rows(title: str, metrics: dict[str, Any], attack: str) -> list[str]:
 
 def _paper_rows(result: dict[str, Any], attack: str) -> list[str]:
     metrics = result["metrics"]
-    lines = _table3_rows("twin pair after R rounds", metrics, attack)
+    protocol = result.get("protocol", "default")
+    setting = "" if protocol == "default" else f"protocol {protocol}: {PROTOCOLS[protocol].summary}; "
+    lines = _table3_rows(f"{setting}twin pair after R rounds", metrics, attack)
     if attack == "single-shot":
         # Right after the poisoning round neither twin has hardened against the new backdoor; the probe
         # pair is the first round in which FLIP does (see the module docstring).
@@ -259,6 +273,7 @@ def run(args: argparse.Namespace) -> int:
     from linear_fl.twin import prepare, run_twin
 
     started = time.perf_counter()
+    resolve_round(args)
     config = make_config(args)
     setup = prepare(config)
     R = args.round
@@ -279,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
     result, checks = _split_checks(result)
     payload: dict[str, Any] = {
         "schema": SCHEMA, "version": VERSION, "dataset": args.dataset, "attack": args.attack, "seed": args.seed,
-        "round": R, "config": config.to_dict(), "taus": taus, **result,
+        "round": R, "protocol": args.protocol, "config": config.to_dict(), "taus": taus, **result,
         "checks": checks, "paper": {"table3": TABLE3[args.attack]},
         "data": {"train_limit": args.train_limit, "test_limit": args.test_limit,
                  "n_benign": int(raw_probe.n_B), "clean_total": len(setup.test_y),

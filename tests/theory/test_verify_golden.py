@@ -10,7 +10,8 @@ Tolerances, and why:
 - Console output: every line identical, character for character (numbers are printed with 3-5
   significant digits, so float64 reduction-order noise can never show), except the two numbers that
   measure roundoff themselves (below).
-- JSON: strings, booleans, integers and nulls exact; floats to a relative ``1e-12``. A float64 sum
+- JSON: every stored key must be there (keys added to the schema later, e.g. ``protocol``, are allowed);
+  strings, booleans, integers and nulls exact; floats to a relative ``1e-12``. A float64 sum
   changes by a few ulps (``~1e-16`` relative) when its reduction order changes (BLAS blocking, batching
   the two twins into one matrix product, summing a full batch in chunks). Fifty FedAvg rounds and fifty
   10-iteration L-BFGS-B trigger inversions carry such noise forward, amplified by the conditioning of
@@ -57,8 +58,9 @@ def _is_roundoff_check(path: str, golden: dict[str, Any]) -> bool:
 def compare_json(golden: Any, new: Any, path: str = "") -> list[str]:
     """Differences between two JSON values under the module's tolerances, as ``path: golden != new`` lines."""
     if isinstance(golden, dict) and isinstance(new, dict):
-        if set(golden) - IGNORED_KEYS != set(new) - IGNORED_KEYS:
-            return [f"{path}: keys {sorted(set(golden) ^ set(new))} differ"]
+        missing = set(golden) - IGNORED_KEYS - set(new)
+        if missing:
+            return [f"{path}: keys {sorted(missing)} missing"]
         roundoff_check = _is_roundoff_check(path, golden)
         out: list[str] = []
         for key in sorted(set(golden) - IGNORED_KEYS):
@@ -125,6 +127,8 @@ def test_roundoff_comparison_accepts_noise_and_rejects_changes():
     assert compare_json(golden, {**golden, "a": 0.123456789 * (1 + 1e-9)})
     assert compare_json(golden, {**golden, "n": 6}) and compare_json(golden, {**golden, "s": "y"})
     assert compare_json(golden, {**golden, "deltaW_rel_error": 2e-11})
+    assert compare_json(golden, {**golden, "protocol": "default"}) == []
+    assert compare_json(golden, {k: v for k, v in golden.items() if k != "n"})
     line = f"  [PASS] {ROUNDOFF_CHECKS[0]}: relative error {{}} (< 1e-10 required)"
     assert compare_console(line.format("2.94e-15") + "\nACC 91.46", line.format("3.10e-15") + "\nACC 91.46") == []
     assert compare_console(line.format("2.94e-15"), line.format("2.00e-11"))
