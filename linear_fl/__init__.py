@@ -6,7 +6,9 @@ Modules, one job each: ``model`` (loss, softmax, gradient), ``config``
 (cached clean pre-training), ``attack`` (malicious client), ``stamped``
 (logits/gradients of stamped inputs), ``inversion`` (trigger inversion),
 ``defense`` (benign FLIP client), ``trigger_error``, ``twin`` (twin runs),
-``probe`` (one-round probe and closed-form Delta W), ``state`` (save/load).
+``probe`` (one-round probe and closed-form Delta W), ``state`` (save/load),
+``lbfgsb`` (SciPy's L-BFGS-B on the unit box without per-call set-up),
+``parallel`` (tasks shared with the twin run's background thread).
 numpy/scipy only; never imports torch.
 """
 from .config import LinearFLConfig

@@ -23,6 +23,11 @@ round (it trains on clean data); the closed forms hold for any oblivious malicio
 sections 2, 10). Probing the poisoning round itself (from ``W^{nd}_{R-1}``) would invert a trigger from
 a model without a backdoor and certify nothing.
 
+``--protocol NAME`` (:mod:`theory.protocols`) sets config fields and the default round: ``default`` (the
+engine's protocol, round 50) or ``paper-table3`` (the setting fitted to the paper's no-defense Table 3; its Table 3
+lines name it). The no-defense twin runs in a background thread (bitwise the sequential result) and the
+per-round ACC/ASR of the twins is not computed (not reported).
+
 Every line is PASS/FAIL (must hold) or INFO. Exit status (fldata.cli): 1 if any must-hold check
 fails, 2 for a usage or config error, 3 for an I/O or data error (missing data, an unwritable
 ``--json`` / ``--save-state`` / ``--cache-dir``, checked before any data is read). The
@@ -32,7 +37,7 @@ the realised DeltaW (when the closed form applies); ``f(0) <= 0``; the T2-B affi
 realised delta; T2-C ``dL_c <= UB_c <= C(||delta||_inf) <= simple form``; the T2-A/T2-B soundness
 checks whenever the realised error lies inside the radius; certified <= actual for every tau.
 
-``--json PATH`` writes schema ``fliplab.theory.verify/1``: ``theorem1.{clean,backdoor}`` (twin pair
+``--json PATH`` writes schema ``fliplab.theory.verify/1``: ``protocol``, ``theorem1.{clean,backdoor}`` (twin pair
 averages ``lb, lb_jensen, actual, ub, ub_r2`` = mean of min(ub, R2), ``violations``, ``n``),
 ``probe.theorem1``, ``probe.deltaW_rel_error``, ``probe.round`` (the probed round) and
 ``probe.start_round`` (its start ``W^{nd}_{start_round}``), ``probe.poisoned``, ``probe.metrics`` (ACC/ASR
