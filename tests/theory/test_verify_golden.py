@@ -119,7 +119,7 @@ def blas_signature() -> dict[str, Any] | None:
         return None
     import numpy
     import scipy
-    import scipy.optimize  # noqa: F401 - loads SciPy's own BLAS (L-BFGS-B)
+    import scipy.optimize  # loads SciPy's own BLAS (L-BFGS-B)
 
     libraries = sorted((Path(info["filepath"]).name, info.get("version"), info.get("architecture"),
                         info.get("threading_layer")) for info in threadpool_info() if info["user_api"] == "blas")
