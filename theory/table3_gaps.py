@@ -339,9 +339,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 def trigger_weight_pressure(rounds: int, base: dict[str, Any]) -> dict[str, Any]:
     """Why the undefended backdoor only grows (continuous, default protocol): the share of training images with
@@ -366,3 +363,7 @@ def trigger_weight_pressure(rounds: int, base: dict[str, Any]) -> dict[str, Any]
             "train_images_with_ink_under_trigger": int(inked.sum()), "round": rounds,
             "benign_gradient_norm_on_trigger_weights": float(np.linalg.norm(G_B)),
             "malicious_gradient_norm_on_trigger_weights": float(np.linalg.norm(G_M))}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
