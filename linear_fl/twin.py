@@ -267,9 +267,10 @@ def run_twin(setup: Setup, rounds: int, progress: bool = True, evaluate: bool = 
     """Run ``rounds`` attack rounds without (``nodef``) and with (``defense``) FLIP hardening from ``W_0``.
 
     ``evaluate=False`` skips the per-round ACC/ASR (``Trajectory.accuracy``/``asr`` stay empty).
-    ``threads=2`` runs the no-defense twin and the defense twin's malicious updates in a second thread,
-    ``threads=1`` everything in this one; the results are bitwise the same (the tests check it). ``timings``
-    sums each phase's seconds over both threads.
+    ``threads=2`` runs the no-defense twin and the defense twin's malicious updates in a second thread, which
+    also takes candidate classes of the defense twin's inversion when free; ``threads=1`` runs everything in
+    this one. The results are bitwise the same (the tests check it). ``timings`` sums each phase's seconds
+    over both threads.
     """
     if not isinstance(rounds, int) or rounds < 0:
         raise ValueError(f"rounds must be an int >= 0, got {rounds!r}")

@@ -20,12 +20,12 @@ Tolerances, and why:
 Why ``1e-12`` and not more: it is the level of float64 reduction-order changes (a reordered sum moves by a
 few ulps, ``~1e-16`` relative, and the theory's one-shot computations on fixed models keep it there), far
 below any real change of a formula or of the protocol (``1e-6`` or more). The twin run itself, though, is
-chaotic in float64: reordering one sum (a sparse instead of a dense matrix product) changed the FLIP twin
-after 50 rounds from ACC/ASR 79.72/0.16 to 79.62/0.24 and ``||delta||_inf`` from 0.084 to 0.074, through
-discrete choices in the trigger inversion (L-BFGS-B active sets, the Neural-Cleanse class choice) that a
-1-ulp change flips. So the engine must stay bit for bit what it was, and the stored outputs are
-reproducible only with the same BLAS: ``verify-round50.blas.json`` records it (NumPy, SciPy, each BLAS
-library's version and kernel), and on another BLAS the test is skipped with that reason, not failed.
+chaotic in float64: discrete choices of the trigger inversion (L-BFGS-B active sets, the Neural-Cleanse class
+choice) flip under 1-ulp changes, so another summation order moves the FLIP twin's ACC/ASR after 50 rounds by
+tenths of a point (``results/theory/verify-round50-blas-2-threads.txt``: the same command with two BLAS
+threads). So the engine must stay bit for bit what it was, and the stored outputs are reproducible only with
+the same BLAS: ``verify-round50.blas.json`` records it (NumPy, SciPy, each BLAS library's version and
+kernel), the test runs the command with one BLAS thread, and on another BLAS it is skipped with that reason.
 """
 from __future__ import annotations
 
