@@ -1,7 +1,7 @@
 """Golden-output test: ``python -m theory.verify --round 50`` (continuous and single-shot) prints and writes
 the same numbers as the stored outputs in ``results/theory/verify-round50*.{txt,json}``.
 
-The stored files were produced by the engine before its speed work (commit a5b6b17). This test guards any
+The stored files were produced by the engine at commit 4fe4d89, before its speed work. This test guards any
 refactor of ``linear_fl`` / ``theory`` (vectorisation, batching, caching) against changing what the
 command reports.
 
