@@ -17,6 +17,7 @@ from deepfl.reproduce.grid import Cell
 from deepfl.reproduce.scales import SCALES, Scale
 from deepfl.reproduce.tables import TABLES
 from figures.deep_theory_text import deep_theory_section
+from theory.readme_table3 import linear_table3_section
 
 REASONS_NAME = "reasons.json"
 
@@ -92,6 +93,7 @@ def reproduction_status(results_root: Path) -> str:
 SECTIONS: dict[str, Callable[[Path], str]] = {
     "reproduction-status": reproduction_status,
     "deep-theory": deep_theory_section,
+    "linear-table3": linear_table3_section,
 }
 _MARKER = re.compile(r"(<!-- BEGIN (?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- END (?P=name) -->)", re.S)
 
