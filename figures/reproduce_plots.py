@@ -41,6 +41,15 @@ def _row_tau(record: dict[str, Any]) -> float:
     return 0.3 if cell["defense"] == "flip" and cell["attack"] == "continuous" else 0.0
 
 
+def _first_attack_round(records: Sequence[dict[str, Any]], dataset: str, attack: str) -> int | None:
+    """The first round whose phase is not pre-training, in the first record of this data set and attack."""
+    for record in records:
+        if (record["cell"]["dataset"], record["cell"]["attack"]) == (dataset, attack):
+            phases = record.get("phase") or []
+            return next((int(r) for r, p in zip(record["rounds"], phases) if p != "pretrain"), None)
+    return None
+
+
 def plot_over_rounds(records: Sequence[dict[str, Any]]) -> Figure:
     """ASR and ACC over rounds per defense, mean and min-max band over seeds, one column per data set/attack."""
     groups = group_by_row(records)
@@ -58,6 +67,10 @@ def plot_over_rounds(records: Sequence[dict[str, Any]]) -> Figure:
                 if len(members) > 1:
                     axes[row, column].fill_between(rounds, np.nanmin(values, axis=0), np.nanmax(values, axis=0),
                                                    color=line.get_color(), alpha=0.15, lw=0)
+        first_attack = _first_attack_round(records, dataset, attack)
+        if first_attack is not None:   # pre-training rounds: ASR there is noise, not backdoor success
+            for row in range(2):
+                axes[row, column].axvline(first_attack, color="0.5", lw=0.8, ls="--")
         axes[0, column].set_title(f"{dataset}, {attack}")
         axes[0, column].set_ylabel("ASR (%)")
         axes[1, column].set_ylabel("ACC (%)")

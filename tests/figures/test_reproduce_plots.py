@@ -1,0 +1,47 @@
+"""figures.reproduce_plots and ``python -m figures reproduce`` on the committed cpu-small cells (real results)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepfl.reproduce.compact import read_cell
+from figures.__main__ import render_reproduce
+from figures.reproduce_plots import _first_attack_round, plot_over_rounds
+
+SCALE_DIR = Path(__file__).resolve().parents[2] / "results" / "cpu-small"
+CELLS = sorted((SCALE_DIR / "cells").glob("mnist/continuous/fedavg/s*.json"))
+
+pytestmark = pytest.mark.skipif(not CELLS, reason="no committed cpu-small FedAvg cells")
+
+
+def test_over_rounds_marks_the_first_attack_round_and_plots_the_seed_mean() -> None:
+    records = [read_cell(path) for path in CELLS]
+    first = next(r for r, phase in zip(records[0]["rounds"], records[0]["phase"]) if phase != "pretrain")
+    assert _first_attack_round(records, "mnist", "continuous") == first
+    assert _first_attack_round(records, "cifar10", "continuous") is None
+    figure = plot_over_rounds(records)
+    asr_axis, acc_axis = figure.axes[0], figure.axes[1]
+    lines = [line for line in asr_axis.get_lines() if line.get_label() == "fedavg"]
+    assert len(lines) == 1
+    expected = np.mean([[100 * v for v in record["asr"][0]] for record in records], axis=0)
+    np.testing.assert_allclose(lines[0].get_ydata(), expected)
+    for axis in (asr_axis, acc_axis):
+        marks = [line for line in axis.get_lines() if line.get_linestyle() == "--"]
+        assert [line.get_xdata()[0] for line in marks] == [first]
+
+
+def test_no_phase_information_draws_no_attack_mark() -> None:
+    record = copy.deepcopy(read_cell(CELLS[0]))
+    record["phase"] = ["pretrain"] * len(record["rounds"])
+    figure = plot_over_rounds([record])
+    assert not [line for line in figure.axes[0].get_lines() if line.get_linestyle() == "--"]
+
+
+def test_render_reproduce_writes_one_over_rounds_figure_per_data_set(tmp_path: Path) -> None:
+    written = render_reproduce(SCALE_DIR, tmp_path)
+    names = {path.name for path in written}
+    assert "over_rounds_mnist.png" in names
+    assert all(path.stat().st_size > 10_000 for path in written)
