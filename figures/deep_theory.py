@@ -153,7 +153,7 @@ def plot_deep_scatter(results: Sequence[DeepTheoryResult], row_keys: tuple[str, 
     figure = Figure(figsize=(11, 10.5), layout="constrained")
     axes = figure.subplots(2, 2)
     with_samples = [r.samples for r in results if r.samples is not None]
-    for (name, (row, row_title)), row_axes in zip(zip(row_keys, ROWS), axes):
+    for (name, (_row, row_title)), row_axes in zip(zip(row_keys, ROWS), axes):
         for axis, part in zip(row_axes, PARTS):
             arrays = {k: np.concatenate([samples[f"{name}_{part}_{k}"] for samples in with_samples] or [np.zeros(0)])
                       for k in ("lb", "actual", "ub")}

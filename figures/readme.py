@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deepfl.reproduce.aggregate import TableRow, aggregate_table
-from deepfl.reproduce.grid import Cell
 from deepfl.reproduce.scales import SCALES, Scale
 from deepfl.reproduce.tables import TABLES
 from figures.deep_theory_text import deep_theory_section

@@ -59,8 +59,9 @@ def frozen_affine_law_holds(num_classes: int = 3, dim: int = 2, num_benign: int 
     """Symbolic proof of ``\\Delta W_F(\\delta) x = \\Delta W_F(0)x - \\eta_a(\\delta^T x)\\rho`` with
     ``\\rho = \\sum_j \\bar r_j`` (THEORY.md section 5), for a shared ``\\delta``."""
     eta_a = sp.Symbol("eta_a", positive=True)
-    r = [sp.Matrix(num_classes, 1, lambda k, _: sp.Symbol(f"r{j}_{k}", real=True)) for j in range(num_benign)]
-    xt = [sp.Matrix(dim, 1, lambda l, _: sp.Symbol(f"t{j}_{l}", real=True)) for j in range(num_benign)]
+    # sp.Matrix calls each entry function at once, so the late-bound j is the current one.
+    r = [sp.Matrix(num_classes, 1, lambda k, _: sp.Symbol(f"r{j}_{k}", real=True)) for j in range(num_benign)]  # noqa: B023
+    xt = [sp.Matrix(dim, 1, lambda l, _: sp.Symbol(f"t{j}_{l}", real=True)) for j in range(num_benign)]  # noqa: B023
     delta = sp.Matrix(dim, 1, lambda l, _: sp.Symbol(f"d{l}", real=True))
     x = sp.Matrix(dim, 1, lambda l, _: sp.Symbol(f"x{l}", real=True))
 

@@ -37,7 +37,7 @@ def smoothed_weiszfeld(
     current = objective(median)
     normalised = weights
     iterations = 0
-    for iterations in range(1, max_iterations + 1):
+    for iterations in range(1, max_iterations + 1):  # noqa: B007 (returned after the loop)
         distances = (points - median).norm(dim=1)
         betas = weights / distances.clamp_min(nu)
         normalised = betas / betas.sum()

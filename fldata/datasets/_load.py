@@ -130,7 +130,7 @@ def _load_cifar_folder(folder: Path, log: SearchLog) -> Dataset | None:
                 layout, members = _cifar.read_archive(archive)
                 return _cifar.decode_members(layout, members, str(archive))
             arrays = cached_arrays(archive, "cifar10", decode,
-                                   lambda arrays: _validate_cifar(arrays, f"cache entry for {archive}"))
+                                   lambda arrays, archive=archive: _validate_cifar(arrays, f"cache entry for {archive}"))
             return _validate_cifar(arrays, f"{archive} (tar archive, decoded arrays cached)")
     return None
 

@@ -18,7 +18,8 @@ def simulate_round(rnd, W_malicious, p_M):
     G_a = mean_gradient(W_t, rnd.X_hat, rnd.y)
     benign_nd = W_t - rnd.eta * G_c
     benign_d = W_t - rnd.eta * (rnd.lambda_c * G_c + rnd.lambda_a * G_a)
-    agg = lambda W_B: W_t + rnd.p_B * (W_B - W_t) + p_M * (W_malicious - W_t)
+    def agg(W_B: np.ndarray) -> np.ndarray:
+        return W_t + rnd.p_B * (W_B - W_t) + p_M * (W_malicious - W_t)
     return agg(benign_nd), agg(benign_d)
 
 
@@ -74,7 +75,8 @@ def test_error_orders_of_f0_and_taylor():  # check 12: ~10x per decade (F0), ~10
     rng = np.random.default_rng(7)
     rnd = hardening_round(rng, c=5, d=8, n_B=30, w_scale=2.0, eps=0.0)
     model_f0 = frozen_model(rnd, "F0")
-    direction = rng.uniform(-1, 1, rnd.W_start.shape[1]); direction[-1] = 0.0
+    direction = rng.uniform(-1, 1, rnd.W_start.shape[1])
+    direction[-1] = 0.0
     errors_f0, errors_taylor = [], []
     for eps in (1e-2, 1e-3, 1e-4):
         exact = deltaW_exact(rnd, eps * direction)

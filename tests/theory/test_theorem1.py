@@ -100,8 +100,10 @@ def test_sharpness():  # check 7 (F4): gaps vanish as the logit of argmin u / ar
     y = np.array([2])
     gaps_lb, gaps_ub = [], []
     for big in (0.0, 5.0, 10.0, 20.0, 30.0):
-        z_min = np.zeros((1, 4)); z_min[0, 1] = big
-        z_max = np.zeros((1, 4)); z_max[0, 3] = big
+        z_min = np.zeros((1, 4))
+        z_min[0, 1] = big
+        z_max = np.zeros((1, 4))
+        z_max[0, 3] = big
         b_min, b_max = bounds_from_logits(z_min, u, y), bounds_from_logits(z_max, u, y)
         gaps_lb.append(b_min.actual[0] - b_min.lb[0])
         gaps_ub.append(b_max.ub[0] - b_max.actual[0])
