@@ -152,9 +152,10 @@ class StandardAttacker:
 
 def trigger_on_device(trigger: Trigger, device: torch.device, dtype: torch.dtype = torch.float32) -> Trigger:
     """The same trigger with mask/pattern as tensors on ``device`` (fldata stamps tensors too)."""
+    # Trigger's fields are typed as numpy arrays (fldata is torch-free); stamp() is array-generic.
     return Trigger(
-        mask=torch.as_tensor(trigger.mask, dtype=dtype, device=device),
-        pattern=torch.as_tensor(trigger.pattern, dtype=dtype, device=device),
+        mask=torch.as_tensor(trigger.mask, dtype=dtype, device=device),  # type: ignore[arg-type]
+        pattern=torch.as_tensor(trigger.pattern, dtype=dtype, device=device),  # type: ignore[arg-type]
         name=trigger.name,
     )
 

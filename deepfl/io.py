@@ -46,5 +46,5 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 def save_npz_atomic(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # stubs match **arrays to allow_pickle
     write_bytes_atomic(path, buffer.getvalue())

@@ -21,8 +21,9 @@ for paper App. A.8) and :func:`random_trigger` (random white / colourful shapes,
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -260,7 +261,7 @@ def dba_trigger(
     elif isinstance(pieces, (int, np.integer)) and not isinstance(pieces, bool):
         selected = (int(pieces),)
     else:
-        selected = tuple(int(k) for k in pieces)
+        selected = tuple(int(k) for k in cast("Iterable[int]", pieces))
     if not selected or any(k < 0 or k >= NUM_DBA_PIECES for k in selected):
         raise ValueError(
             f"pieces must be None, an int in 0..{NUM_DBA_PIECES - 1}, or a non-empty tuple of such ints; "
@@ -295,9 +296,9 @@ def random_trigger(
         raise ValueError(f"num_pixels must be in 1..{height * width} (H*W); got {num_pixels}.")
     rng = np.random.default_rng(seed)
     positions = rng.choice(height * width, size=int(num_pixels), replace=False)
-    mask = np.zeros(height * width)
-    mask[positions] = 1.0
-    mask = mask.reshape(height, width)
+    flat_mask = np.zeros(height * width)
+    flat_mask[positions] = 1.0
+    mask = flat_mask.reshape(height, width)
     if colourful:
         pattern = rng.uniform(0.0, 1.0, size=(channels, height, width)) * mask
         name = f"random-colourful[{num_pixels}]"

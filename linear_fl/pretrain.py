@@ -53,7 +53,7 @@ def cache_key(cfg: LinearFLConfig, data_fingerprint: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def train_clean(cfg: LinearFLConfig, clients: Sequence[ClientData], weights: Sequence[float],
+def train_clean(cfg: LinearFLConfig, clients: Sequence[ClientData], weights: Sequence[float] | np.ndarray,
                 num_classes: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """Run the clean FedAvg rounds; returns ``(W, losses, converged)``."""
     rng = role_streams(cfg.seed)["pretrain"]
@@ -71,7 +71,7 @@ def train_clean(cfg: LinearFLConfig, clients: Sequence[ClientData], weights: Seq
     return W, np.asarray(losses), converged
 
 
-def pretrain(cfg: LinearFLConfig, clients: Sequence[ClientData], weights: Sequence[float], num_classes: int,
+def pretrain(cfg: LinearFLConfig, clients: Sequence[ClientData], weights: Sequence[float] | np.ndarray, num_classes: int,
              data_fingerprint: str) -> PretrainResult:
     """Return the converged clean model ``W_0``, from the cache when a valid entry exists."""
     d1 = clients[0].Xa.shape[1]

@@ -25,7 +25,7 @@ def check_finite_update(W: np.ndarray, who: str) -> None:
         raise ValueError(f"{who} submitted a model with {bad} NaN/inf entries; refusing to aggregate it")
 
 
-def fedavg(W_t: np.ndarray, client_models: Sequence[np.ndarray], weights: Sequence[float],
+def fedavg(W_t: np.ndarray, client_models: Sequence[np.ndarray], weights: Sequence[float] | np.ndarray,
            names: Sequence[str] | None = None) -> np.ndarray:
     """``W_t + sum_k p_k (W_k - W_t)``; checks shapes and finiteness of every client model."""
     if len(client_models) != len(weights):

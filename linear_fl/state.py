@@ -55,7 +55,7 @@ def save_state(path: str | Path, arrays: Mapping[str, np.ndarray], meta: Mapping
                    for k, v in arrays.items()},
     }
     text = json.dumps(sidecar, indent=1, sort_keys=True)
-    atomic_write(npz_path, lambda fh: np.savez(fh, **arrays))
+    atomic_write(npz_path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]  # stubs: **arrays vs allow_pickle
     atomic_write(json_path, lambda fh: fh.write(text.encode()))
     return npz_path
 

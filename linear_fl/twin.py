@@ -55,8 +55,8 @@ class Setup:
     pretrain: PretrainResult
     benign_indices: np.ndarray     # training-set indices of the benign client
     malicious_indices: np.ndarray
-    benign_pixel_min: np.ndarray = field(repr=False, default=None)  # per-coordinate range (for ||delta||_inf)
-    benign_pixel_max: np.ndarray = field(repr=False, default=None)
+    benign_pixel_min: np.ndarray = field(repr=False)  # per-coordinate range (for ||delta||_inf)
+    benign_pixel_max: np.ndarray = field(repr=False)
 
     @property
     def p_B(self) -> float:
@@ -85,7 +85,8 @@ def prepare(config: LinearFLConfig | dict[str, Any] | None = None) -> Setup:
     """Load the data, split it between the clients, build test sets and the true trigger, pre-train ``W_0``."""
     cfg = config if isinstance(config, LinearFLConfig) else LinearFLConfig.from_dict(config or {})
     ds = load_dataset(cfg.dataset)
-    image_shape = tuple(int(s) for s in ds.image_shape)
+    channels, height, width = (int(s) for s in ds.image_shape)
+    image_shape = (channels, height, width)
     if not 0 <= cfg.target < ds.num_classes:
         raise ValueError(f"target must be a class of {cfg.dataset} (0..{ds.num_classes - 1}), got {cfg.target}")
     x_train, y_train = ds.x_train[:cfg.max_train_samples], np.asarray(ds.y_train[:cfg.max_train_samples], np.int64)

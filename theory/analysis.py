@@ -121,7 +121,7 @@ def frozen_certificates(model: FrozenResidualModel, pair: ModelPair, delta_rows:
     support[-1] = False                       # the bias coordinate is never stamped (6.6)
     common = shared_delta(delta_rows)
     per_sample = common is None
-    delta_used = delta_rows if per_sample else common
+    delta_used = delta_rows if common is None else common
     delta_inf = float(max(delta_rows.max(), -delta_rows.min()))      # = max |delta|, without an |delta| copy
     rel_frozen = relative_error(model.deltaW(delta_used), pair.W_def - pair.W_nodef)
     checks = [Check(f"{model.name} model at realised delta reproduces DeltaW", DELTA_W_RTOL, rel_frozen,

@@ -245,7 +245,7 @@ def print_report(payload: dict[str, Any], checks: list[Check]) -> None:
           f"({'malicious client poisons' if probe['poisoned'] else 'no poisoning'} in it)")
     theorem2_title = (f"Theorem 2 (A.15; frozen model {t2['model']}, {t2['error_model']} trigger errors, "
                       f"||delta||_inf={fmt(t2['delta_inf'])}, eta_a={fmt(t2['eta_a'])})")
-    groups = [("Theorem 1 (Thm 1 eq. 3; dataset averages, per-sample ordering must hold)", "Thm 1"),
+    groups: list[tuple[str, str | tuple[str, ...]]] = [("Theorem 1 (Thm 1 eq. 3; dataset averages, per-sample ordering must hold)", "Thm 1"),
               (theorem2_title, ("DeltaW", t2["model"], "Thm 2", "T2")),
               ("Corollary 1 (probe pair; code semantics: argmax = label and conf >= tau)", "Cor 1")]
     for title, prefixes in groups:

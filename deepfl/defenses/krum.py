@@ -59,7 +59,7 @@ def guarantee_holds(num_rows: int, num_attackers: int, aggregator: Aggregator) -
     """Whether ``n > 2f + 2`` (Blanchard et al.'s condition); logs a warning the first time it fails."""
     holds = num_rows > 2 * num_attackers + 2
     if not holds and not getattr(aggregator, "_warned_guarantee", False):
-        aggregator._warned_guarantee = True
+        aggregator._warned_guarantee = True  # type: ignore[attr-defined]  # a once-only flag on any aggregator
         LOGGER.warning(
             "%s: n=%d <= 2f+2=%d, so Blanchard et al.'s resilience guarantee does not hold (the rule still runs; "
             "warned once)",

@@ -50,8 +50,9 @@ def _read_entry(entry: Path, identity: dict[str, str], validate: Callable[[Array
 
 
 def _write_entry(entry: Path, identity: dict[str, str], arrays: Arrays) -> None:
-    atomic_write(entry, lambda stream: np.savez(stream, **arrays,
-                                               **{f"meta_{key}": np.array(value) for key, value in identity.items()}))
+    meta = {f"meta_{key}": np.array(value) for key, value in identity.items()}
+    # numpy's stubs match **arrays against the allow_pickle keyword, hence the ignore.
+    atomic_write(entry, lambda stream: np.savez(stream, **arrays, **meta))  # type: ignore[arg-type]
 
 
 def cached_arrays(archive: Path, tag: str, build: Callable[[], Arrays],

@@ -101,7 +101,10 @@ def read_archive(archive: Path) -> tuple[str, dict[str, bytes]]:
             for member in tar:
                 base = PurePosixPath(member.name).name
                 if member.isfile() and base in wanted and base not in found:
-                    found[base] = tar.extractfile(member).read()
+                    stream = tar.extractfile(member)
+                    if stream is None:   # isfile() members always have a stream; for the type checker
+                        raise tarfile.ReadError(f"cannot read member {member.name}")
+                    found[base] = stream.read()
     except (tarfile.TarError, lzma.LZMAError, zlib.error, EOFError, OSError) as error:
         raise DataError(f"{archive}: corrupt or truncated archive ({type(error).__name__}: {error}); "
                         "delete it and fetch it again") from error

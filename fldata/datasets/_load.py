@@ -129,8 +129,9 @@ def _load_cifar_folder(folder: Path, log: SearchLog) -> Dataset | None:
             def decode(archive: Path = archive) -> dict[str, np.ndarray]:
                 layout, members = _cifar.read_archive(archive)
                 return _cifar.decode_members(layout, members, str(archive))
+            # cached_arrays calls the validator before the loop moves on (late binding is safe).
             arrays = cached_arrays(archive, "cifar10", decode,
-                                   lambda arrays, archive=archive: _validate_cifar(arrays, f"cache entry for {archive}"))
+                                   lambda arrays: _validate_cifar(arrays, f"cache entry for {archive}"))  # noqa: B023
             return _validate_cifar(arrays, f"{archive} (tar archive, decoded arrays cached)")
     return None
 

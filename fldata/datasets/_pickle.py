@@ -38,7 +38,7 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
        for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
     **{(module, "scalar"): _multiarray.scalar
        for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
-    **{(module, "_frombuffer"): _numeric._frombuffer
+    **{(module, "_frombuffer"): _numeric._frombuffer  # type: ignore[attr-defined]  # private, unstubbed
        for module in ("numpy.core.numeric", "numpy._core.numeric")},
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
