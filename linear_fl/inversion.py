@@ -33,6 +33,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from fldata.metrics import softmax
+from fldata.outliers import median_and_scaled_mad
 from fldata.triggers import Trigger
 
 from .lbfgsb import minimize_unit_box
@@ -148,8 +149,7 @@ def select_target(per_class: Mapping[int, ClassInversion], success_threshold: fl
         chosen = classes[int(np.argmin(np.where(ok, l1, np.inf)))]
     else:
         chosen = classes[int(np.argmax([per_class[t].success_rate for t in classes]))]
-    med = float(np.median(l1))
-    mad = 1.4826 * float(np.median(np.abs(l1 - med)))
+    med, mad = median_and_scaled_mad(l1)
     anomaly = (med - per_class[chosen].mask_l1) / mad if mad > 0 else 0.0
     return chosen, anomaly
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fldata.outliers import median_and_scaled_mad
 from fldata.triggers import Trigger
 
 from . import distance as distance_matrix
@@ -222,8 +223,7 @@ def _anomalous(candidates: list[InversionResult], universal: list[InversionResul
     sizes = np.array([r.mask_l1 for r in universal if r.success])
     if sizes.size == 0:
         return []
-    median = float(np.median(sizes))
-    spread = 1.4826 * float(np.median(np.abs(sizes - median)))
+    median, spread = median_and_scaled_mad(sizes)
 
     def by_ratio(l1: float) -> bool:
         return l1 < config.focus_anomaly_ratio * median
