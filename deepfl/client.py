@@ -23,6 +23,7 @@ from deepfl.registry import Registry
 from fldata.params import Constraints
 from fldata.triggers import Trigger, poison_batch
 
+# A batch transform ``(images, labels) -> (images, labels)``: poisoning (attackers) or FLIP's hardening.
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 

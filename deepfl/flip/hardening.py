@@ -17,15 +17,14 @@ every class (oracle triggers of App. A.12).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
+from deepfl.client import Augment
 from fldata.triggers import Trigger, stamp
 
 __all__ = ["StampDirection", "Augment", "stamped_pool", "append_augment", "replace_augment"]
-
-Augment = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
 
 
 @dataclass(frozen=True)
