@@ -12,11 +12,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from fldata.atomic import write_bytes_atomic, write_text_atomic  # noqa: F401 (re-exported)
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True))
+from fldata.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic  # noqa: F401 (re-exported)
 
 
 def write_jsonl_atomic(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:

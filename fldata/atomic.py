@@ -7,10 +7,11 @@ and the target is left as it was.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
@@ -48,3 +49,10 @@ def write_bytes_atomic(path: str | os.PathLike[str], payload: bytes) -> Path:
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, indent: int = 2, sort_keys: bool = True,
+                      allow_nan: bool = True) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically; ``allow_nan=False`` refuses NaN and infinities
+    (strict JSON) with a ``ValueError`` instead of writing ``NaN``."""
+    return write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan))

@@ -6,13 +6,12 @@ JSON schema: ``fliplab.theory.verify/1`` (keys documented in :mod:`theory.verify
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from fldata.atomic import write_text_atomic
+from fldata.atomic import write_json_atomic
 
 SCHEMA = "fliplab.theory.verify/1"
 
@@ -83,10 +82,10 @@ def json_ready(obj: Any) -> Any:
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
 
 
-def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` as JSON to ``path`` atomically (temporary file + ``os.replace``)."""
-    text = json.dumps(json_ready(payload), indent=1, allow_nan=False)
-    return write_text_atomic(path, text)
+def write_report_json(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write a report ``payload`` as strict JSON (:func:`json_ready` values, indent 1, key order
+    kept) to ``path`` atomically."""
+    return write_json_atomic(path, json_ready(payload), indent=1, sort_keys=False, allow_nan=False)
 
 
 def theorem1_line(label: str, summary: dict[str, Any]) -> str:

@@ -40,7 +40,7 @@ import numpy as np
 from theory.analysis import EvaluationSets, threshold_metrics
 from theory.paper_reference import TABLE3
 from theory.protocols import PROTOCOLS
-from theory.report import write_json_atomic
+from theory.report import write_report_json
 
 TAUS = (0.0, 0.4)
 METRICS_TAU = 0.4
@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       if "protocols" in args.tables else []),
         "mechanism": trigger_weight_pressure(args.round, base) if "protocols" in args.tables else None}
     payload["seconds"] = time.perf_counter() - started
-    write_json_atomic(args.json, payload)
+    write_report_json(args.json, payload)
     text = markdown(payload)
     from fldata.atomic import write_text_atomic
     write_text_atomic(args.markdown, text + "\n")

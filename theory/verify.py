@@ -71,7 +71,7 @@ from theory.deep.cli import add_deep_arguments, run_deep
 from theory.frozen import FROZEN_MODELS, HardeningRound
 from theory.paper_reference import TABLE3, table4
 from theory.protocols import PROTOCOLS
-from theory.report import SCHEMA, Check, failed_must_hold, fmt, write_json_atomic
+from theory.report import SCHEMA, Check, failed_must_hold, fmt, write_report_json
 from theory.saved_state import save_verification_state
 
 if TYPE_CHECKING:
@@ -324,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
     payload["timings"]["total"] = time.perf_counter() - started
     print_report(payload, checks)
     if args.json is not None:
-        write_json_atomic(args.json, payload)
+        write_report_json(args.json, payload)
         print(f"wrote {args.json}")
     if args.save_state is not None:
         path = save_verification_state(args.save_state, setup, twin.nodef.globals[R], twin.defense.globals[R],

@@ -11,7 +11,7 @@ from figures.deep_theory import load_deep_theory_results
 from figures.deep_theory_text import deep_theory_section, deep_theory_tables
 from figures.readme import render, stale_sections
 from theory.deep.cli import deep_payload, samples_path, write_samples
-from theory.report import write_json_atomic
+from theory.report import write_report_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "theory"))
 from deep_instances import synthetic_state  # noqa: E402
@@ -23,7 +23,7 @@ def write_probes(folder: Path) -> None:
             state = synthetic_state(seed + rnd, features_move=True).with_meta(seed=seed, round=rnd, probe_round=rnd + 1)
             payload, _, samples = deep_payload(state, [0.0, 0.4], "F-hat", 0.05)
             path = folder / f"s{seed}_r{rnd}.json"
-            write_json_atomic(path, payload)
+            write_report_json(path, payload)
             write_samples(samples_path(path), samples)
 
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from theory.report import Check, failed_must_hold, json_ready, write_json_atomic
+from theory.report import Check, failed_must_hold, json_ready, write_report_json
 
 
 def test_marks_and_failures():
@@ -20,7 +20,7 @@ def test_marks_and_failures():
 def test_json_ready_maps_non_finite_to_null_and_numpy_to_python(tmp_path):
     payload = {"x": float("inf"), "y": np.float64(2.5), "z": np.arange(3), "n": np.int64(4), "nan": float("nan"),
                "check": Check("c", float("-inf"), 1.0, True, True)}
-    path = write_json_atomic(tmp_path / "sub" / "out.json", payload)
+    path = write_report_json(tmp_path / "sub" / "out.json", payload)
     back = json.loads(path.read_text())
     assert back["x"] is None and back["nan"] is None and back["y"] == 2.5 and back["z"] == [0, 1, 2]
     assert back["n"] == 4 and back["check"]["bound"] is None and back["check"]["pass"] is True

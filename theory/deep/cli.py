@@ -35,7 +35,7 @@ import numpy as np
 from fldata.atomic import write_bytes_atomic
 from theory.deep.analysis import analyse
 from theory.deep.state import DeepProbeState, load_probe_state, save_probe_state
-from theory.report import Check, failed_must_hold, fmt, json_ready, write_json_atomic
+from theory.report import Check, failed_must_hold, fmt, json_ready, write_report_json
 
 SCHEMA = "fliplab.theory.deep/1"
 VERSION = "theory-deep-1"
@@ -115,7 +115,7 @@ def run_deep(args: argparse.Namespace) -> int:
         payload, checks, samples = deep_payload(state, taus, args.model, args.clean_budget)
         print_deep_report(payload, checks)
         if args.json is not None:
-            write_json_atomic(args.json, payload)
+            write_report_json(args.json, payload)
             write_samples(samples_path(args.json), samples)
             print(f"wrote {args.json} and {samples_path(args.json)}")
         if args.save_state is not None:
