@@ -227,6 +227,7 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+@pytest.mark.slow
 def test_cli_error(case: Case, places: dict[str, str]) -> None:
     outcome = run_case(case, places)
     assert verdict(case, outcome) == "clean", (outcome.code, outcome.stderr, outcome.traceback)

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 BLOCK_TORCH_AND_IMPORT_ALL = r"""
@@ -36,6 +38,7 @@ print(len(imported))
 """
 
 
+@pytest.mark.slow
 def test_core_packages_import_without_torch() -> None:
     result = subprocess.run([sys.executable, "-c", BLOCK_TORCH_AND_IMPORT_ALL], cwd=REPO,
                             capture_output=True, text=True, timeout=120)

@@ -59,6 +59,7 @@ def test_planted_checkpoint_is_refused_without_running_code(tmp_path: Path, forg
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_planted_cache_entry_and_checkpoint_run_nothing_end_to_end(tmp_path: Path, caplog, capsys) -> None:
     """A fresh run over a planted cache entry rebuilds it; a resume over a planted checkpoint exits 3."""
     marker = tmp_path / "pwned"
@@ -102,6 +103,7 @@ def test_states_that_cannot_be_read_back_safely_are_refused_at_save(tmp_path: Pa
         checkpoint.save_atomic(tmp_path / "c.pt", {"s": tmp_path})
 
 
+@pytest.mark.slow
 def test_flip_client_state_round_trips_exactly(backdoored_setup: BackdooredSetup, tmp_path: Path) -> None:  # noqa: F811
     s = backdoored_setup
     state: dict = {}

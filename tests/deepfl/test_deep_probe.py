@@ -17,6 +17,9 @@ from deepfl.runner import Experiment
 from engine_fixtures import micro_config, single_thread
 from theory.verify import main
 
+# Slow: every test uses the module's trained micro run (~10 s to build).
+pytestmark = pytest.mark.slow
+
 FLIP = {"warmup_steps": 5, "pair_steps": 3, "focus_refresh_steps": 3}
 FLIP_ARG = json.dumps(FLIP)
 

@@ -81,6 +81,7 @@ def test_invalid_inputs() -> None:
         hdbscan_labels(np.zeros((3, 3)), 1)
 
 
+@pytest.mark.slow
 def test_agrees_with_scikit_learn() -> None:
     """Cross-check against sklearn.cluster.HDBSCAN (scikit-learn is in the test extra; with
     scikit-learn 1.9.1, 4 710 random cases of a longer version of this check all agreed)."""

@@ -18,6 +18,7 @@ from deepfl.runner import Experiment
 from engine_fixtures import comparable, micro_config
 
 
+@pytest.mark.slow
 def test_a_non_finite_aggregate_is_refused_and_the_model_kept(tmp_path: Path, monkeypatch, caplog) -> None:
     cfg = micro_config(tmp_path)
     experiment = Experiment(cfg, tmp_path / "run")
@@ -40,6 +41,7 @@ def test_a_non_finite_aggregate_is_refused_and_the_model_kept(tmp_path: Path, mo
     assert "round 2 refused (non-finite aggregate): the global model of round 1 is kept" in caplog.text
 
 
+@pytest.mark.slow
 def test_krum_run_with_attackers_scaled_by_1e20_finishes(tmp_path: Path, capsys) -> None:
     """End to end (the reported failure: a softmax error at round 2): Krum drops the 1e20 rows."""
     out = tmp_path / "krum"
@@ -68,6 +70,7 @@ def _copy(stopped: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(stopped, tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_metrics_cut_mid_row_are_restored_from_the_checkpoint(stopped_run, tmp_path: Path, caplog) -> None:
     run_dir = _copy(stopped_run[0], tmp_path)
     text = (run_dir / "metrics.jsonl").read_text()
@@ -79,6 +82,7 @@ def test_metrics_cut_mid_row_are_restored_from_the_checkpoint(stopped_run, tmp_p
     assert "rounds [2] missing" in caplog.text and not list(run_dir.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_resume_refuses_an_edited_config(stopped_run, tmp_path: Path, capsys) -> None:
     run_dir = _copy(stopped_run[0], tmp_path)
     config = json.loads((run_dir / "config.json").read_text())

@@ -5,6 +5,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 
 from deepfl.io import append_jsonl, read_jsonl
 from deepfl.run import main
@@ -12,6 +13,7 @@ from deepfl.runner import Experiment
 from engine_fixtures import comparable, micro_config
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_and_other_seed_differs(tmp_path) -> None:
     cfg = micro_config(tmp_path, run={"cache_dir": str(tmp_path / "no-cache"), "pretrain_rounds": 0, "rounds": 2},
                        attack={"start_round": 1})
@@ -23,6 +25,7 @@ def test_same_seed_same_metrics_and_other_seed_differs(tmp_path) -> None:
     assert other["final"]["acc"] != first["final"]["acc"]
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path) -> None:
     cfg = micro_config(tmp_path)
     full = Experiment(cfg, tmp_path / "full").run()
@@ -38,6 +41,7 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path) -> None:
     assert comparable(rows) == comparable(read_jsonl(tmp_path / "full" / "metrics.jsonl"))
 
 
+@pytest.mark.slow
 def test_pretrained_model_is_cached_and_shared_across_defenses(tmp_path) -> None:
     first = Experiment(micro_config(tmp_path, run={"rounds": 2}), tmp_path / "fedavg").run()
     second = Experiment(micro_config(tmp_path, run={"rounds": 2}, defense={"server": "median"}), tmp_path / "median").run()
@@ -49,6 +53,7 @@ def test_pretrained_model_is_cached_and_shared_across_defenses(tmp_path) -> None
     assert changed.pretrain_key() != first["pretrain_cache"]["key"]
 
 
+@pytest.mark.slow
 def test_run_directory_contents(tmp_path) -> None:
     run_dir = tmp_path / "run"
     assert main(["--preset", "micro", "--device", "cpu", "--out", str(run_dir), "--set", f"run.cache_dir=\"{tmp_path}\"",

@@ -106,6 +106,7 @@ def test_attack_round_scales_attacker_updates_and_applies_the_global_rule(tmp_pa
     assert all(experiment.client_states[c] == {"calls": 1} for c in row["clients"] if c not in attacker)
 
 
+@pytest.mark.slow
 def test_pretraining_rounds_ignore_the_client_defense(tmp_path) -> None:
     experiment = Experiment(micro_config(tmp_path), tmp_path / "run")
     experiment.client_defense = ShiftAll(1.0)
@@ -132,6 +133,7 @@ def test_sample_weighted_rule_is_plain_fedavg(tmp_path) -> None:
     assert torch.allclose(experiment.global_state - before, torch.full_like(before, expected), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_root_set_is_removed_from_client_data_for_every_defense(tmp_path) -> None:
     cfg = micro_config(tmp_path, defense={"server": "fltrust"})
     experiment = Experiment(cfg, tmp_path / "run")

@@ -113,6 +113,7 @@ def test_replace_augment_stamps_only_source_samples_in_place():
     assert torch.equal(stamped, labels == 2)
 
 
+@pytest.mark.slow
 def test_hardening_with_inverted_trigger_lowers_backdoor_confidence(backdoored_setup: BackdooredSetup):
     """One local epoch with FLIP's augment (universal inverted trigger of the backdoor target,
     stamped with TRUE labels) vs one plain epoch: only the hardened model loses the backdoor."""
@@ -143,6 +144,7 @@ def test_hardening_with_inverted_trigger_lowers_backdoor_confidence(backdoored_s
 FAST = dict(warmup_steps=8, pair_steps=6, batch_size=16)
 
 
+@pytest.mark.slow
 def test_flip_defense_state_and_rounds(backdoored_setup: BackdooredSetup):
     s = backdoored_setup
     keep = (s.labels[:400] != 9) | (torch.arange(400) < 300)   # few 9s left
@@ -165,6 +167,7 @@ def test_flip_defense_state_and_rounds(backdoored_setup: BackdooredSetup):
     assert all(isinstance(v, allowed) for v in state.values())
 
 
+@pytest.mark.slow
 def test_flip_defense_is_deterministic_by_seed(backdoored_setup: BackdooredSetup):
     s = backdoored_setup
     data = LocalData(s.images[:200], s.labels[:200])
@@ -176,6 +179,7 @@ def test_flip_defense_is_deterministic_by_seed(backdoored_setup: BackdooredSetup
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-6)  # CPU SGD float round-off only
 
 
+@pytest.mark.slow
 def test_hardening_off_trains_plainly_after_inversion(backdoored_setup: BackdooredSetup):
     s = backdoored_setup
     data = LocalData(s.images[:200], s.labels[:200])
@@ -206,6 +210,7 @@ def test_oracle_triggers():
     assert by_scale.num_pixels() == 2 * truth.num_pixels()
 
 
+@pytest.mark.slow
 def test_adaptive_attacker_poisons_and_adds_inverted_samples(backdoored_setup: BackdooredSetup):
     s = backdoored_setup
     data = LocalData(s.images[:300], s.labels[:300])
@@ -219,6 +224,7 @@ def test_adaptive_attacker_poisons_and_adds_inverted_samples(backdoored_setup: B
     attacker.train(s.clone_model(), data, state, TRAINER, context(2), s.trigger, 2, 5)
 
 
+@pytest.mark.slow
 def test_rewarm_and_large_trigger_filter(backdoored_setup: BackdooredSetup):
     from deepfl.flip.defense import _small_triggers_only
     s = backdoored_setup
@@ -263,6 +269,7 @@ def test_neural_cleanse_anomaly_index_separates_attacked_from_clean_where_the_ra
     assert [r.target for r in _anomalous(constant, constant, mad)] == [9]
 
 
+@pytest.mark.slow
 def test_focus_finds_a_backdoor_planted_after_the_warm_up(backdoored_setup: BackdooredSetup):
     """The continuous attack plants the backdoor AFTER a client's warm-up: the cache then holds the
     clean model's large natural triggers. The neutral per-round re-inversion must still single out
@@ -284,6 +291,7 @@ def test_focus_finds_a_backdoor_planted_after_the_warm_up(backdoored_setup: Back
     assert masks[s.target] < 0.5 * np.nanmedian(masks) and state["flip_suspect_target"] == s.target
 
 
+@pytest.mark.slow
 def test_focus_hardens_smallest_universal_trigger_each_round(backdoored_setup: BackdooredSetup):
     """Default deviation from the paper: later rounds refresh the universal triggers and stamp the
     smallest one; on the backdoored model that is the planted target's (never told to FLIP)."""

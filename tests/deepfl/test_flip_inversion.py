@@ -11,6 +11,9 @@ from deepfl.flip.inversion import _per_source_variance
 
 from flip_fixtures import BackdooredSetup, backdoored_setup  # noqa: F401  (session fixture)
 
+# Slow: every test uses the backdoored model fixture (~7 s to train).
+pytestmark = pytest.mark.slow
+
 CLIENT_SIZE = 600
 TARGETS = (0, 1, 2, 3, 4)   # the backdoor target (0) and four others, to keep the test fast
 CONFIG = FlipConfig(batch_size=16)

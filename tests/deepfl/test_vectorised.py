@@ -69,6 +69,7 @@ SETTINGS = TrainConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=16, 
 
 
 @pytest.mark.parametrize("name", ["cnn", "linear", "resnet18"])
+@pytest.mark.slow
 def test_vectorised_training_is_sequential_training_in_float64(name: str) -> None:
     """Same batches, same poisoning, same SGD (momentum, weight decay), per-client BatchNorm
     statistics: in float64 the two trainers agree to rounding over 2 epochs of uneven clients."""
@@ -79,12 +80,14 @@ def test_vectorised_training_is_sequential_training_in_float64(name: str) -> Non
 
 
 @pytest.mark.parametrize("name", ["cnn", "linear"])
+@pytest.mark.slow
 def test_vectorised_training_matches_sequential_in_float32(name: str) -> None:
     with single_thread():
         sequential, vectorised = both_trainers(name, torch.float32, SETTINGS)
     assert relative(vectorised, sequential).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_resnet_float32_agrees_on_one_step_and_its_longer_runs_are_chaotic() -> None:
     """ResNet-18 in float32 over several steps cannot agree to 1e-4 with ANY reordering of the sums:
     the sequential trainer itself moves by more than that when its start is perturbed by 1e-7
@@ -118,6 +121,7 @@ def test_models_that_cannot_be_vectorised_are_refused() -> None:
         VectorisedTrainer(torch.nn.Sequential(torch.nn.BatchNorm1d(4, momentum=None)))
 
 
+@pytest.mark.slow
 def test_engine_falls_back_to_sequential_when_the_batched_step_fails(tmp_path, monkeypatch, caplog) -> None:
     """A batching rule missing on the device shows up in the probe at start-up, not mid-run."""
     def missing_rule(self, *args):
@@ -132,6 +136,7 @@ def test_engine_falls_back_to_sequential_when_the_batched_step_fails(tmp_path, m
 
 
 @pytest.mark.parametrize("model", ["cnn", "linear"])
+@pytest.mark.slow
 def test_engine_round_updates_agree_and_are_deterministic(tmp_path, model: str) -> None:
     """One attack round (attacker: 2 poison epochs, benign: 1 epoch) through Experiment._train_clients."""
     updates = {}
@@ -145,6 +150,7 @@ def test_engine_round_updates_agree_and_are_deterministic(tmp_path, model: str) 
     assert torch.equal(updates["vec"], updates["vec-again"])
 
 
+@pytest.mark.slow
 def test_flip_clients_and_adaptive_attackers_are_left_to_the_sequential_path(tmp_path) -> None:
     flip = Experiment(micro_config(tmp_path, defense={"client": "flip"}, run={"vectorise": True}), tmp_path / "flip")
     plan = flip.schedule.plan(2)
@@ -159,6 +165,7 @@ def test_flip_clients_and_adaptive_attackers_are_left_to_the_sequential_path(tmp
     assert sorted(plan.clients[row] for row in benign.rows) == sorted(set(plan.clients) - set(plan.attackers))
 
 
+@pytest.mark.slow
 def test_micro_run_metrics_are_close_with_and_without_vectorisation(tmp_path) -> None:
     rows = {}
     with single_thread():
@@ -178,6 +185,7 @@ def test_vectorise_is_a_bool_setting() -> None:
         resolve(parse_override("run.vectorise=yes"))
 
 
+@pytest.mark.slow
 def test_clients_may_start_from_different_states() -> None:
     """(k, d) starts, one per client (e.g. the global models of several seeds), train as one population."""
     model, clients = population("cnn", torch.float64)
@@ -193,6 +201,7 @@ def test_clients_may_start_from_different_states() -> None:
     assert relative(together - starts, torch.stack(alone) - starts).max() < 1e-10
 
 
+@pytest.mark.slow
 def test_vectorised_run_resumes_exactly(tmp_path) -> None:
     cfg = micro_config(tmp_path, run={"vectorise": True})
     with single_thread():

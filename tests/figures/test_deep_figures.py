@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from matplotlib.figure import Figure
 
 from fldata.metrics import auc, roc_curve
@@ -94,6 +95,7 @@ def test_roc_figure_uses_the_shared_metric(tmp_path):
     assert f"AUC = {auc(clean, backdoor):.3f}" in curve.get_label()
 
 
+@pytest.mark.slow
 def test_render_deep_writes_pngs_table_and_roc_only_where_saved(tmp_path):
     with_conf = make_run_dir(tmp_path / "runs", "flip_cont", client="flip", confidences=True)
     without = make_run_dir(tmp_path / "runs", "nodef_cont", seed=1)

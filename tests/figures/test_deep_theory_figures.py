@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from figures.__main__ import main
 from figures.deep_theory import load_deep_theory_results
 from figures.deep_theory_text import deep_theory_section, deep_theory_tables
@@ -27,6 +29,7 @@ def write_probes(folder: Path) -> None:
             write_samples(samples_path(path), samples)
 
 
+@pytest.mark.slow
 def test_deep_theory_command_writes_figures_and_tables(tmp_path):
     write_probes(tmp_path / "results")
     assert main(["deep-theory", str(tmp_path / "results"), "--out", str(tmp_path / "out")]) == 0
@@ -39,6 +42,7 @@ def test_deep_theory_command_writes_figures_and_tables(tmp_path):
     assert (tmp_path / "out" / "deep_theory_tables.md").read_text() == tables
 
 
+@pytest.mark.slow
 def test_readme_section_is_generated_from_the_results(tmp_path):
     readme = "x\n<!-- BEGIN deep-theory -->\nSTALE-TEXT\n<!-- END deep-theory -->\ny\n"
     assert "No deep-theory probes" in deep_theory_section(tmp_path)

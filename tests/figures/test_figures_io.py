@@ -136,6 +136,7 @@ def test_bad_confidences_are_reported_as_input_errors(tmp_path, capsys):
     assert status == 3 and "missing arrays: need 'clean_confidence' and 'backdoor_confidence'" in err
 
 
+@pytest.mark.slow
 def test_cli_subprocess_prints_no_traceback_and_imports_no_heavy_package(tmp_path):
     probe = ("import sys, figures.__main__ as cli; "
              "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'linear_fl', 'deepfl') "
@@ -164,6 +165,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "t.md"]
 
 
+@pytest.mark.slow
 def test_deep_run_with_missing_or_repeated_rounds_needs_allow_gaps(tmp_path, capsys):
     run = make_run_dir(tmp_path, "run", rounds=6)
     lines = (run / "metrics.jsonl").read_text().splitlines()

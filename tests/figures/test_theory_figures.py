@@ -5,6 +5,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 from matplotlib.figure import Figure
 
 from figures_testdata import make_theory_result, png_size
@@ -51,6 +52,7 @@ def test_loss_bounds_title_reports_violations():
     assert "7 per-sample VIOLATIONS" in figure.axes[1].get_title()
 
 
+@pytest.mark.slow
 def test_corollary_figure_compares_each_certified_count_with_its_actual_set():
     result = make_theory_result(rounds=0)
     result["corollary1"].reverse()  # order on disk must not matter
@@ -154,6 +156,7 @@ def test_theory_table_unknown_attack_has_no_paper_numbers():
     assert "| label-flip | ACC | 88.12 | 83.45 | n/a | n/a |" in text
 
 
+@pytest.mark.slow
 def test_render_theory_writes_valid_pngs_and_one_table(tmp_path, write_theory_result):
     single = write_theory_result("single", attack="single-shot", rounds=0)
     continuous = write_theory_result("cont", attack="continuous", rounds=6)
@@ -172,6 +175,7 @@ def test_render_theory_writes_valid_pngs_and_one_table(tmp_path, write_theory_re
     assert sorted(p.name for p in out.iterdir()) == names  # no temp files left behind
 
 
+@pytest.mark.slow
 def test_cli_theory_exit_code_and_printed_paths(tmp_path, write_theory_result, capsys):
     path = write_theory_result("r", rounds=2)
     assert main(["theory", str(path), "--out", str(tmp_path / "o")]) == 0

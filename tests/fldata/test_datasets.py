@@ -31,6 +31,7 @@ def folder_of(dataset: Dataset) -> Path:
     return Path(dataset.source[: -len(" (IDX)")])
 
 
+@pytest.mark.slow
 def test_mnist_shapes_dtypes_and_test_class_counts(mnist: Dataset) -> None:
     assert mnist.name == "mnist" and mnist.num_classes == 10
     assert mnist.x_train.shape == (60000, 28, 28) and mnist.x_test.shape == (10000, 28, 28)
@@ -42,6 +43,7 @@ def test_mnist_shapes_dtypes_and_test_class_counts(mnist: Dataset) -> None:
     assert 10000 - np.sum(mnist.y_test == 0) == 9020  # the paper's Table 4 backdoor test size
 
 
+@pytest.mark.slow
 def test_mnist_files_match_data_md_md5_and_arrays_match_their_bytes(mnist: Dataset) -> None:
     folder = folder_of(mnist)
     decompressed = {}
@@ -57,6 +59,7 @@ def test_mnist_files_match_data_md_md5_and_arrays_match_their_bytes(mnist: Datas
     assert mnist.y_test.astype(np.uint8).tobytes() == decompressed["t10k-labels-idx1-ubyte"][8:]
 
 
+@pytest.mark.slow
 def test_fashion_mnist_shapes_and_balanced_classes() -> None:
     try:
         fashion = load_dataset("fashion-mnist")

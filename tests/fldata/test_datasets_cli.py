@@ -13,6 +13,7 @@ from fldata.__main__ import main
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_cli_reports_mnist_and_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["mnist", "fashion-mnist"]) == 0
     out = capsys.readouterr().out
@@ -36,6 +37,7 @@ def test_cli_reports_corrupt_files(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "mnist: CORRUPT -- " in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_python_dash_m_fldata_runs() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run([sys.executable, "-m", "fldata", "mnist"], capture_output=True, text=True,

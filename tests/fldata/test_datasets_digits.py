@@ -50,6 +50,7 @@ def test_digits_conversion_with_a_stand_in_loader(monkeypatch: pytest.MonkeyPatc
     assert first[0, :3].tolist() == [0, 128, 255]
 
 
+@pytest.mark.slow
 def test_real_digits() -> None:   # scikit-learn is in the test extra
     digits = load_dataset("digits")
     assert len(digits.x_train) + len(digits.x_test) == 1797 and digits.image_shape == (1, 8, 8)

@@ -45,6 +45,7 @@ def make_root(tmp_path: Path, real_files: dict[str, Path], replace: dict[str, by
     return tmp_path / "root"
 
 
+@pytest.mark.slow
 def test_truncated_images_file(tmp_path: Path, real_files: dict[str, Path]) -> None:
     data = plain_bytes(real_files["t10k-images-idx3-ubyte"])
     root = make_root(tmp_path, real_files, {"t10k-images-idx3-ubyte": data[:-1000]})
@@ -64,6 +65,7 @@ def test_truncated_header(tmp_path: Path, real_files: dict[str, Path]) -> None:
     ("t10k-images-idx3-ubyte", 0x01, r"wrong magic number 0x00000801, expected 0x00000803"),
     ("train-labels-idx1-ubyte", 0x03, r"wrong magic number 0x00000803, expected 0x00000801"),
 ])
+@pytest.mark.slow
 def test_flipped_magic_number(tmp_path: Path, real_files: dict[str, Path], stem: str, magic_byte: int,
                               expected: str) -> None:
     data = bytearray(plain_bytes(real_files[stem]))
@@ -105,6 +107,7 @@ def test_wrong_image_size(tmp_path: Path, real_files: dict[str, Path]) -> None:
 
 
 @pytest.mark.parametrize("mangle", ["flip_middle", "truncate", "not_gzip"])
+@pytest.mark.slow
 def test_mangled_gzip(tmp_path: Path, real_files: dict[str, Path], mangle: str) -> None:
     compressed = bytearray(gzip.compress(plain_bytes(real_files["t10k-labels-idx1-ubyte"])))
     if mangle == "flip_middle":
@@ -154,6 +157,7 @@ def test_env_var_roots_are_searched_in_order(tmp_path: Path, real_files: dict[st
     assert str(empty / "MNIST" / "raw") in str(caught.value)
 
 
+@pytest.mark.slow
 def test_torchvision_layout_loads(tmp_path: Path, real_files: dict[str, Path], mnist: Dataset) -> None:
     raw = tmp_path / "tv" / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -167,6 +171,7 @@ def test_torchvision_layout_loads(tmp_path: Path, real_files: dict[str, Path], m
     assert load_dataset("mnist", root=raw).source == f"{raw} (IDX)"
 
 
+@pytest.mark.slow
 def test_fashion_folder_is_not_mistaken_for_mnist(tmp_path: Path, real_files: dict[str, Path]) -> None:
     for folder in ("fashion-mnist", "FashionMNIST/raw"):
         root = make_root(tmp_path / folder.replace("/", "_"), real_files, folder=folder)
@@ -176,6 +181,7 @@ def test_fashion_folder_is_not_mistaken_for_mnist(tmp_path: Path, real_files: di
             load_dataset("mnist", root=root / folder)  # same file names, different data set
 
 
+@pytest.mark.slow
 def test_fashion_mnist_torchvision_layout(tmp_path: Path) -> None:
     try:
         fashion = load_dataset("fashion-mnist")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy.optimize import approx_fprime
 
 from fldata.triggers import Trigger, stamp
@@ -62,6 +63,7 @@ def test_linf_error_is_exact_max_over_samples():
     assert iou == 1.0 and top == 1.0
 
 
+@pytest.mark.slow
 def test_inversion_recovers_a_known_backdoor(small_setup):
     """Implant a strong backdoor (target 0) by poisoned training, then invert every class blind."""
     s = small_setup

@@ -28,6 +28,7 @@ def _inverted_like(setup) -> Trigger:
 @pytest.mark.parametrize("weights", ["equal", "samples"])
 @pytest.mark.parametrize("convention", ["paper", "union-mean"])
 @pytest.mark.parametrize("malicious", ["simulated", "random", "scaled x100", "zero"])
+@pytest.mark.slow
 def test_closed_form_equals_simulation(setups, weights, convention, malicious):
     s = setups[weights]
     s = dataclasses.replace(s, config=s.config.replace(convention=convention))
@@ -45,6 +46,7 @@ def test_closed_form_equals_simulation(setups, weights, convention, malicious):
     assert np.allclose(p.delta, p.X_benign_hat - p.X_benign_true) and np.all(p.delta[:, -1] == 0)
 
 
+@pytest.mark.slow
 def test_probe_with_inversion_and_multi_epoch_flag(setups):
     s = setups["equal"]
     p = one_round_probe(s, s.W0, 1)

@@ -25,6 +25,7 @@ def test_bad_single_shot_values_are_rejected(changes, match):
         LinearFLConfig(**changes)
 
 
+@pytest.mark.slow
 def test_default_scale_is_one_over_p_m_only_in_the_attack_round(small_cache):
     s = prepare(small_config(small_cache, attack="single-shot", attack_round=2, weights="samples",
                              benign_fraction=0.75))
@@ -33,6 +34,7 @@ def test_default_scale_is_one_over_p_m_only_in_the_attack_round(small_cache):
     assert s.malicious_training().epochs == 10
 
 
+@pytest.mark.slow
 def test_single_shot_defaults_give_an_asr_spike_that_flip_removes_next_round(small_cache):
     attack_round = 3
     setup = prepare(small_config(small_cache, attack="single-shot", attack_round=attack_round))

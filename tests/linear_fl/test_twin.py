@@ -11,6 +11,7 @@ from linear_fl.config import LinearFLConfig
 from linear_fl.twin import evaluate, prepare, run_twin
 
 
+@pytest.mark.slow
 def test_same_seed_gives_bit_identical_twins(small_setup, small_cache):
     a = run_twin(small_setup, 3, progress=False)
     b = run_twin(prepare(small_config(small_cache)), 3, progress=False)
@@ -26,6 +27,7 @@ def test_same_seed_gives_bit_identical_twins(small_setup, small_cache):
     assert not np.array_equal(c.nodef.globals[1], a.nodef.globals[1])
 
 
+@pytest.mark.slow
 def test_background_thread_gives_the_sequential_bits_and_evaluation_can_be_skipped(small_setup):
     one = run_twin(small_setup, 3, progress=False, threads=1)
     two = run_twin(small_setup, 3, progress=False, threads=2, evaluate=False)
@@ -37,12 +39,14 @@ def test_background_thread_gives_the_sequential_bits_and_evaluation_can_be_skipp
         run_twin(small_setup, 1, progress=False, threads=3)
 
 
+@pytest.mark.slow
 def test_single_shot_poisons_only_in_its_round(small_cache):
     s = prepare(small_config(small_cache, attack="single-shot", attack_round=2, scale=2.0))
     assert [s.poisons_in(r) for r in (1, 2, 3)] == [False, True, False]
     assert s.replacement_scale(2) == 2.0 and s.replacement_scale(3) == 1.0
 
 
+@pytest.mark.slow
 def test_pretraining_on_full_mnist_reaches_high_80s():
     setup = prepare(LinearFLConfig())  # default cache: instant after the first run
     acc, asr = evaluate(setup, setup.W0)
@@ -51,6 +55,7 @@ def test_pretraining_on_full_mnist_reaches_high_80s():
     assert setup.backdoor_Xa.shape[0] == 9020  # MNIST test images whose label is not target 0
 
 
+@pytest.mark.slow
 def test_cache_is_reused_and_corruption_is_detected(small_cache, tmp_path):
     cfg = small_config(str(tmp_path))
     first = prepare(cfg)
@@ -76,6 +81,7 @@ def test_twin_result_saves_and_loads(small_setup, tmp_path):
     assert meta["seed"] == small_setup.config.seed and arrays["recovered_masks"].shape == (2, 28, 28)
 
 
+@pytest.mark.slow
 def test_minibatch_multi_epoch_training_runs_and_is_deterministic(small_cache):
     from linear_fl.probe import one_round_probe
     cfg = small_config(small_cache, batch_size=500, local_epochs=2, malicious_batch_size=250)

@@ -31,6 +31,7 @@ positive_rationals = st.fractions(min_value=Fraction(1, 50), max_value=50, max_d
 @given(st.integers(2, 6).flatmap(lambda c: st.tuples(st.lists(positive_rationals, min_size=c, max_size=c),
                                                       st.lists(positive_rationals, min_size=c, max_size=c),
                                                       st.integers(0, c - 1))))
+@pytest.mark.slow
 def test_exact_instances_and_float_cross_check(instance):
     a, b, y = instance
     exact = symbolic.exact_theorem1(a, b, y)
@@ -51,6 +52,7 @@ def test_exact_instance_rejects_non_positive():
 @given(st.integers(2, 4).flatmap(lambda c: st.tuples(
     st.lists(st.lists(st.fractions(-5, 5, max_denominator=20), min_size=3, max_size=3), min_size=c, max_size=c),
     st.lists(st.fractions(-2, 2, max_denominator=20), min_size=3, max_size=3), st.integers(0, c - 1))))
+@pytest.mark.slow
 def test_float_gradient_matches_symbolic_derivative(instance):
     from theory.frozen import mean_gradient
 

@@ -18,6 +18,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from flower_fixtures import TINY_FLIP, assert_same_run, require
 
 require("flwr")
@@ -106,6 +108,7 @@ def _environment(tmp_path: Path) -> dict[str, str]:
             "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 def test_superlink_and_three_supernodes_reproduce_the_native_run(tmp_path: Path) -> None:
     layer = {"device": "cpu", "data": {"num_clients": NUM_NODES, "train_limit": 600, "test_limit": 200},
              "server": {"clients_per_round": NUM_NODES},

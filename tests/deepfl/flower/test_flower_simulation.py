@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from flower_fixtures import TINY_FLIP, assert_same_run, require
 
 require("flwr")
@@ -36,6 +38,7 @@ def _micro_flip_args(tmp_path: Path) -> list[str]:
             "--set", "attack.per_round=1", "--set", "run.threads=1", "--set", f"run.cache_dir={tmp_path / 'cache'}"]
 
 
+@pytest.mark.slow
 def test_simulation_cli_reproduces_the_native_run_and_figures_read_it(tmp_path: Path) -> None:
     args = _micro_flip_args(tmp_path)
     cfg = config_from_args(build_flower_parser().parse_args(args))

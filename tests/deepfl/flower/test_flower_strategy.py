@@ -54,6 +54,7 @@ def _native_and_flower(tmp_path: Path, **sections: dict) -> tuple[Experiment, In
     return native, grid
 
 
+@pytest.mark.slow
 def test_flip_run_matches_native_and_flip_state_lives_in_context_state(tmp_path: Path) -> None:
     native, grid = _native_and_flower(tmp_path, defense={"client": "flip", "client_params": TINY_FLIP})
     plans = [native.schedule.plan(r) for r in range(2, native.cfg.run.rounds + 1)]
@@ -72,6 +73,7 @@ def test_flip_run_matches_native_and_flip_state_lives_in_context_state(tmp_path:
     {"defense": {"server": "multikrum"}, "server": {"rule": "sample-weighted", "clients_per_round": 5}},
     {"defense": {"server": "fltrust"}},
 ], ids=["multikrum-sample-weighted", "fltrust-global-lr"])
+@pytest.mark.slow
 def test_server_defenses_and_global_rules_match_native(tmp_path: Path, sections: dict) -> None:
     native, _ = _native_and_flower(tmp_path, **sections)
     rows = [row for row in (tmp_path / "flower" / "metrics.jsonl").read_text().splitlines()]
@@ -82,6 +84,7 @@ def test_server_defenses_and_global_rules_match_native(tmp_path: Path, sections:
         assert all(len(row["accepted"]) == 4 and set(row["accepted"]) < set(row["clients"]) for row in attack_rows)
 
 
+@pytest.mark.slow
 def test_a_failed_client_stops_the_run_with_its_reason(tmp_path: Path) -> None:
     cfg = micro_config(tmp_path, attack={"kind": "none"}, run={"rounds": 8})  # every client is planned once
     grid = InProcessGrid(client_app, cfg.data.num_clients)
@@ -90,6 +93,7 @@ def test_a_failed_client_stops_the_run_with_its_reason(tmp_path: Path) -> None:
         run_server(grid, cfg, tmp_path / "flower")  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_nodes_must_cover_every_partition_once(tmp_path: Path) -> None:
     cfg = micro_config(tmp_path)
     grid = InProcessGrid(client_app, cfg.data.num_clients)
