@@ -23,6 +23,11 @@ Rules shared by all configs (fliplab issue 11, item 4):
   never a number or another string (``bool("false")`` is True, which is how such typos slip);
 * an int field takes an integer, not a float and not a boolean; a float field takes an int too.
 
+A renamed parameter keeps working for one release: the owner declares
+``renamed_parameters = {"old_name": "new_name"}``, and :func:`validate_params` (given
+``renamed=``; :func:`check_params` and :class:`Section` pass the owner's) accepts the old key as
+the new one with a :class:`DeprecationWarning` that names both; giving both is an error.
+
 This module is numpy- and torch-free: fldata, linear_fl, theory and deepfl all import it.
 """
 from __future__ import annotations
@@ -35,6 +40,7 @@ import inspect
 import math
 import numbers
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -42,7 +48,7 @@ __all__ = [
     "BOOLEAN", "NON_NEGATIVE_FLOAT", "NON_NEGATIVE_INT", "POSITIVE_FLOAT", "POSITIVE_INT",
     "UNIT_FLOAT", "Boolean", "ConfigError", "Constraint", "Constraints", "Interval", "ListOf",
     "Options", "Section", "Table", "Text", "TupleOf", "argparse_type", "check_declarations",
-    "check_params", "declared", "describe", "unknown_key_error", "validate_fields",
+    "check_params", "declared", "describe", "renamed_parameters", "unknown_key_error", "upgrade_renamed", "validate_fields",
     "validate_params", "validate_value", "validated_init",
 ]
 
@@ -270,7 +276,7 @@ class Section(Constraint):
         if not isinstance(value, Mapping):
             raise _Rejected
         values = validate_params(declared(self.cls), value, prefix=f"{key}.",
-                                 where=f"[{key}]")
+                                 where=f"[{key}]", renamed=renamed_parameters(self.cls))
         return self.cls(**values)
 
     def describe(self) -> str:
@@ -309,6 +315,33 @@ def declared(owner: type) -> Constraints:
     return constraints
 
 
+def renamed_parameters(owner: type) -> Mapping[str, str]:
+    """``owner.renamed_parameters`` (``{old name: new name}``; empty if it declares none)."""
+    renamed: Mapping[str, str] = getattr(owner, "renamed_parameters", {})
+    return renamed
+
+
+def upgrade_renamed(values: Mapping[str, Any], renamed: Mapping[str, str], *,
+                    prefix: str = "") -> dict[str, Any]:
+    """``values`` with every old key of ``renamed`` replaced by its new name, warning once per key
+    (``DeprecationWarning``: ``'defense.num_attackers' is deprecated; use 'defense.x'``).
+
+    Raises:
+        ConfigError: both the old and the new name are given.
+    """
+    upgraded = dict(values)
+    for old, new in renamed.items():
+        if old not in upgraded:
+            continue
+        if new in upgraded:
+            raise ConfigError(f"{prefix}{old} and {prefix}{new} are the same setting ({prefix}{old} is "
+                              f"its deprecated name); give only {prefix}{new}")
+        warnings.warn(f"{prefix}{old!s} is deprecated and will be removed in the next release; "
+                      f"use {prefix}{new} (same meaning)", DeprecationWarning, stacklevel=3)
+        upgraded = {(new if key == old else key): value for key, value in upgraded.items()}
+    return upgraded
+
+
 def describe(options: Sequence[Constraint | None]) -> str:
     """What a list of constraints allows: 'an int in [1, inf) or None'."""
     return " or ".join("None" if option is None else option.describe() for option in options)
@@ -345,7 +378,7 @@ def unknown_key_error(key: str, allowed: Sequence[str], *, where: str = "") -> C
 
 
 def validate_params(constraints: Constraints, values: Mapping[str, Any], *, prefix: str = "",
-                    where: str = "") -> dict[str, Any]:
+                    where: str = "", renamed: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Check every entry of ``values`` against its declared constraints; return them normalised.
 
     Args:
@@ -354,6 +387,7 @@ def validate_params(constraints: Constraints, values: Mapping[str, Any], *, pref
         prefix: prepended to names in messages (``"defense.client_params."``).
         where: what is being configured, for the unknown-key message (``"[attack]"``;
             default: the prefix).
+        renamed: deprecated names still accepted, ``{old: new}`` (:func:`upgrade_renamed`).
 
     Raises:
         ConfigError: an unknown key (with the closest allowed one) or a value outside its
@@ -362,6 +396,8 @@ def validate_params(constraints: Constraints, values: Mapping[str, Any], *, pref
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where or prefix.rstrip('.') or 'parameters'} must be a table of "
                           f"keys (dict); got {values!r}")
+    if renamed:
+        values = upgrade_renamed(values, renamed, prefix=prefix)
     checked: dict[str, Any] = {}
     for key, value in values.items():
         if key not in constraints:
@@ -401,7 +437,8 @@ def check_params(owner: type, values: Mapping[str, Any], *, prefix: str = "", wh
     skipped = set(exclude)
     constraints = {name: options for name, options in declared(owner).items()
                    if name not in skipped}
-    checked = validate_params(constraints, values, prefix=prefix, where=where)
+    checked = validate_params(constraints, values, prefix=prefix, where=where,
+                              renamed=renamed_parameters(owner))
     consistency = getattr(owner, "check_consistency", None)
     if consistency is not None:
         consistency(checked, prefix)

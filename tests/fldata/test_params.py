@@ -10,8 +10,8 @@ import pytest
 
 from fldata.params import (BOOLEAN, POSITIVE_INT, Boolean, ConfigError, Constraints, Interval,
                            ListOf, Options, Section, Table, Text, TupleOf, argparse_type,
-                           check_declarations, validate_fields, validate_params, validate_value,
-                           validated_init)
+                           check_declarations, check_params, declared, upgrade_renamed,
+                           validate_fields, validate_params, validate_value, validated_init)
 
 
 @pytest.mark.parametrize("constraint, accepted, refused", [
@@ -151,3 +151,41 @@ def test_argparse_type_turns_violations_into_usage_errors() -> None:
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args(["--budget", bad])
         assert exit_info.value.code == 2
+
+
+@dataclass
+class _Renamed:
+    assumed_attackers: int = -1
+    rounds: int = 1
+    parameter_constraints: ClassVar[Constraints] = {
+        "assumed_attackers": [Interval(int, -1, None, closed="left")], "rounds": POSITIVE_INT}
+    renamed_parameters: ClassVar[dict[str, str]] = {"num_attackers": "assumed_attackers"}
+
+
+def test_a_renamed_key_is_accepted_with_a_deprecation_warning_naming_the_new_key() -> None:
+    with pytest.warns(DeprecationWarning, match=r"defense\.num_attackers is deprecated.*"
+                                                r"use defense\.assumed_attackers"):
+        section = validate_value("defense", {"num_attackers": 7, "rounds": 2},
+                                 [Section(_Renamed)])
+    assert section == _Renamed(assumed_attackers=7, rounds=2)
+    with pytest.warns(DeprecationWarning):
+        values = check_params(_Renamed, {"num_attackers": 3})
+    assert values == {"assumed_attackers": 3}
+
+
+def test_a_renamed_key_is_validated_under_its_new_name() -> None:
+    with pytest.warns(DeprecationWarning), pytest.raises(
+            ConfigError, match=r"defense\.assumed_attackers must be an int in \[-1, inf\); got -5"):
+        validate_value("defense", {"num_attackers": -5}, [Section(_Renamed)])
+
+
+def test_the_old_and_the_new_name_together_are_an_error() -> None:
+    with pytest.raises(ConfigError, match="same setting"):
+        validate_params(declared(_Renamed), {"num_attackers": 1, "assumed_attackers": 2},
+                        renamed=_Renamed.renamed_parameters)
+
+
+def test_without_a_declared_rename_the_old_key_is_unknown() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'num_attackers'"):
+        validate_params(declared(_Renamed), {"num_attackers": 1})
+    assert upgrade_renamed({"rounds": 1}, _Renamed.renamed_parameters) == {"rounds": 1}
