@@ -23,9 +23,7 @@ the true trigger or target is used: the suspect is whatever class needs an outli
 Why the refresh starts from the neutral mask and not from the cached triggers
 (``focus_refresh_init="cached"``): a trigger cached before the backdoor took hold is a large
 "natural" mask that already flips the sources, so with Neural Cleanse's small starting cost the
-optimisation stays there. Measured on the ``cpu-small`` global model of round 35 (ASR 32%), two
-benign clients: target-2 mask / median mask = 0.96 and 1.04 warm-started (30 or 100 steps), 0.30
-and 0.31 from the neutral mask (100 steps; 0.43-0.47 with 60).
+optimisation stays there (measurements: ``results/cpu-small/NOTES.md``).
 
 Measured (``cpu-small``, continuous, seed 0): see the README's "Deep results"; the per-round
 numbers of each variant are in the runs' ``metrics.jsonl``.
