@@ -218,7 +218,7 @@ def protocol_rows(rounds: int, protocols: Sequence[ScanProtocol], base: dict[str
     Single-shot protocols poison in round ``rounds`` (``attack_round``), so only that round is reported."""
     from linear_fl.twin import prepare
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for protocol in protocols:
         started = time.perf_counter()
         overrides = dict(protocol.overrides)
