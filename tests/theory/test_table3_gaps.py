@@ -20,6 +20,7 @@ def small_setup(tmp_path_factory):
     return prepare({**SMALL, "cache_dir": str(tmp_path_factory.mktemp("cache"))})
 
 
+@pytest.mark.slow
 def test_default_variants_reproduce_the_twin_run_bit_for_bit(small_setup):
     from linear_fl.twin import run_twin
     twin = run_twin(small_setup, 3, progress=False, evaluate=False)
