@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from fldata.atomic import write_json_atomic
+from fldata import atomic
 
 SCHEMA = "fliplab.theory.verify/1"
 
@@ -85,7 +85,8 @@ def json_ready(obj: Any) -> Any:
 def write_report_json(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write a report ``payload`` as strict JSON (:func:`json_ready` values, indent 1, key order
     kept) to ``path`` atomically."""
-    return write_json_atomic(path, json_ready(payload), indent=1, sort_keys=False, allow_nan=False)
+    # Not re-exported under fldata's name: its defaults (indent 2, sorted keys) are not this format.
+    return atomic.write_json_atomic(path, json_ready(payload), indent=1, sort_keys=False, allow_nan=False)
 
 
 def theorem1_line(label: str, summary: dict[str, Any]) -> str:
