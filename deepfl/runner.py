@@ -145,8 +145,9 @@ class Experiment:
         self.attack_trainer = LocalTrainer(cfg.attack.train_config())
         self.test_trigger = fed.eval_sets.trigger
         self.client_defense = build_client_defense(cfg.defense.client, cfg.defense.client_params,
-                                                   self.test_trigger if cfg.attack.kind != "none" else None)
-        self.attacker = build_attacker(cfg.attack.behaviour, cfg.attack.behaviour_params)
+                                                   self.test_trigger if cfg.attack.kind != "none" else None,
+                                                   dataset=cfg.data.dataset)
+        self.attacker = build_attacker(cfg.attack.behaviour, cfg.attack.behaviour_params, self.client_defense)
         self.triggers = [trigger_on_device(attacker_trigger(cfg, fed.image_shape, k), self.device)
                          for k in range(len(self.schedule.attacker_ids))]
         num_attackers = cfg.defense.num_attackers if cfg.defense.num_attackers >= 0 else cfg.attackers_per_round
@@ -458,4 +459,7 @@ class Experiment:
             "device": str(self.device), "seconds_total": totals, "config_digest": self.cfg.digest(),
         }
         write_json_atomic(self.run_dir / SUMMARY_NAME, summary)
+        artifacts = getattr(self.client_defense, "run_artifacts", None)   # e.g. FLIP's flip_triggers.npz
+        for name, arrays in (artifacts(self.client_states) if artifacts else {}).items():
+            save_npz_atomic(self.run_dir / name, arrays)
         return summary
