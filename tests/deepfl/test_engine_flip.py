@@ -114,6 +114,6 @@ def test_adaptive_attacker_inverts_with_the_run_defense_config(tmp_path) -> None
     assert attacker_state["flip_warmup_round"] == 2                      # it ran the benign clients' warm-up
     with pytest.raises(ValueError, match="defense.client='flip'"):
         Experiment(micro_config(tmp_path, attack={"behaviour": "adaptive"}), tmp_path / "no-flip")
-    with pytest.raises(ValueError, match="no inversion settings of its own"):
+    with pytest.raises(ValueError, match="unknown key 'warmup_steps' in attack.behaviour_params"):
         Experiment(flip_config(tmp_path, "paper", attack={"behaviour": "adaptive",
                                                           "behaviour_params": {"warmup_steps": 5}}), tmp_path / "x")

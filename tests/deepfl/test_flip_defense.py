@@ -227,7 +227,7 @@ def test_adaptive_attacker_poisons_and_adds_inverted_samples_of_other_targets(ba
     assert 2 not in targets and {0, 1, 3, 4, 5, 6, 7, 8, 9} <= targets
     benign, _ = hardening_directions(defense.config, s.clone_model(), data, {}, context(3))
     assert 2 in {d.target for d in benign}
-    with pytest.raises(ValueError, match="defense.client='flip'"):
+    with pytest.raises(TypeError, match="defense.client='flip'"):
         AdaptiveAttacker(client_defense=None)
 
 

@@ -67,7 +67,7 @@ def test_fliplab_is_the_default_and_modes_take_the_data_set():
     assert build_client_defense("flip", {"mode": "release"}, dataset="fashion-mnist").config.replace_portion == 0.6
     with pytest.raises(ValueError, match="unknown FLIP mode"):
         FlipConfig.from_params({"mode": "faithful"})
-    with pytest.raises(ValueError, match="'mode' is read by"):
+    with pytest.raises(ValueError, match="unknown key 'mode'"):
         FlipConfig.from_dict({"mode": "paper"})
     with pytest.warns(DeprecationWarning):
         assert FlipConfig.paper_faithful(warmup_steps=3) == FlipConfig.paper(warmup_steps=3)
