@@ -72,7 +72,7 @@ def update_distance_matrix(matrix: np.ndarray, results: Iterable[InversionResult
             if not np.isfinite(new):
                 continue
             old = updated[source, result.target]
-            if method == "mask_growth":
+            if method == "mask_growth" and mask_sizes is not None:
                 last = mask_sizes[source, result.target]
                 growth = (new - last) / last if np.isfinite(last) and last > 0 else np.nan
                 updated[source, result.target] = 0.0 if not np.isfinite(growth) else (

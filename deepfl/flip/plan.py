@@ -16,7 +16,8 @@ stages (App. A.7); the oracle inverters (App. A.12) skip both.
 
 ``state`` keys (numpy / plain values only): ``flip_distance`` (C, C), ``flip_mask_size`` (C, C,
 last mask L1 per direction), ``flip_universal_masks`` (C, H, W), ``flip_universal_patterns``
-(C, C_in, H, W), ``flip_warmup_round``, ``flip_refresh_round``, ``flip_times_selected``,
+(C, C_in, H, W), ``flip_universal_attack_acc`` / ``flip_universal_success`` (per inverted
+target), ``flip_warmup_round``, ``flip_refresh_round``, ``flip_times_selected``,
 ``flip_focus_targets`` ((k,) int), ``flip_suspect_*``, ``flip_last_pairs`` ((P, 3) int: source,
 target, symmetric), ``flip_pair_masks`` / ``flip_pair_patterns`` / ``flip_pair_directions`` (the
 last label-specific triggers), ``flip_warmup_masks`` / ``flip_warmup_patterns`` (float32 copy of
@@ -96,7 +97,8 @@ class ClientRound:
                  batch_steps: int = 1) -> None:
         self.config, self.data, self.state, self.ctx = config, data, state, ctx
         self.num_classes = int(ctx.num_classes)
-        self.image_shape = tuple(int(s) for s in data.images.shape[1:])
+        channels, height, width = (int(s) for s in data.images.shape[1:])
+        self.image_shape = (channels, height, width)
         self.batch_steps = int(batch_steps)
         self.plan = HardeningPlan()
         state["flip_times_selected"] = int(state.get("flip_times_selected", 0)) + 1
@@ -255,6 +257,7 @@ def _cache_universal(state: dict, results: list[InversionResult], num_classes: i
         masks[result.target], patterns[result.target] = result.trigger.mask, result.trigger.pattern
     state["flip_universal_masks"], state["flip_universal_patterns"] = masks, patterns
     state["flip_universal_attack_acc"] = np.array([r.attack_acc for r in results])
+    state["flip_universal_success"] = np.array([r.success for r in results], dtype=bool)
 
 
 def _cache_pairs(state: dict, results: list[InversionResult]) -> None:
