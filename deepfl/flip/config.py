@@ -75,6 +75,9 @@ class FlipConfig:
             trigger (the released CIFAR code does this: rows 0-4 x cols 0-13, a leak of ground
             truth; off in every mode, needs the true trigger).
         abs_num_candidates, abs_steps: the ABS inverter's candidate neurons and optimisation steps.
+        batch_clients: solve the inversions of all benign clients of a round in one optimisation
+            per stage (:mod:`.batched`; the engine's ``prepare_round`` hook), else client by client.
+            Same results up to float round-off.
     Cached warm-up and pair selection (:mod:`.distance`, :mod:`.selection`):
         rewarm_every: redo the warm-up every ``rewarm_every``-th selection of the client; 0 = only
             the first (paper).
@@ -177,6 +180,7 @@ class FlipConfig:
     hardening_max_steps: int | None = None
     abs_num_candidates: int = 10
     abs_steps: int = 100
+    batch_clients: bool = True
     true_trigger_dba_scale: int | None = None
     oracle_seed: int = 0
     rejection_tau: float = 0.3
@@ -226,6 +230,7 @@ class FlipConfig:
         "hardening_max_steps": (*POSITIVE_INT, None),
         "abs_num_candidates": POSITIVE_INT,
         "abs_steps": POSITIVE_INT,
+        "batch_clients": BOOLEAN,
         "true_trigger_dba_scale": (*POSITIVE_INT, None),
         "oracle_seed": NON_NEGATIVE_INT,
         "rejection_tau": UNIT_FLOAT,

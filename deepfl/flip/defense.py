@@ -3,7 +3,9 @@
 Per local round, on the received global model:
 
 1. the inversions of :mod:`.plan` (cached warm-up or ``fliplab``'s per-round refresh, then the
-   label-specific inversion of the selected pairs), giving a :class:`~.plan.HardeningPlan`;
+   label-specific inversion of the selected pairs), giving a :class:`~.plan.HardeningPlan`; with
+   ``batch_clients`` the engine's ``prepare_round`` hook makes the plans of all benign clients of
+   the round at once (:mod:`.batched`);
 2. the mask cap: inverted triggers larger than ``max_mask_fraction`` of the image are not
    stamped (counted in ``flip_last_stats["num_capped"]``; oracle triggers are never capped);
 3. hardening: the engine's trainer runs the local epochs with an ``augment`` that stamps the
@@ -32,6 +34,7 @@ from .config import FlipConfig
 from .modes import MODES
 from .hardening import Augment, StampDirection, append_augment, replace_augment, rotating_augment, stamped_pool
 from .inversion import InversionResult
+from .batched import plan_round
 from .plan import HardeningPlan, draw_seed, plan_hardening
 
 __all__ = ["FlipDefense", "hardening_directions", "make_hardening_augment", "cap_plan", "batch_steps"]
@@ -59,14 +62,33 @@ class FlipDefense:
         self.config = FlipConfig.from_params(params, dataset)
         self.true_trigger = true_trigger
         self.last_results: list[InversionResult] = []
+        self._prepared: dict[tuple[int, int], tuple[HardeningPlan, float]] = {}
         _warn_if_cap_below(self.config, true_trigger)
 
-    def train(self, model: torch.nn.Module, data: Any, state: dict, trainer: Any, ctx: Any) -> None:
-        """Invert, select, harden (module docstring); updates ``model`` in place and ``state``."""
+    def prepare_round(self, model: torch.nn.Module, datas: list[Any], states: list[dict], contexts: list[Any],
+                      trainer: Any) -> None:
+        """Engine hook, before the benign clients of a round train (all on the global ``model``):
+        their inversions in one optimisation per stage (:mod:`.batched`, ``batch_clients``).
+        :meth:`train` then hardens each client with its prepared plan."""
+        self._prepared = {}
+        if not self.config.batch_clients or not datas:
+            return
         started = time.perf_counter()
-        plan = plan_hardening(self.config, model, data, state, ctx, self.true_trigger,
-                              batch_steps(self.config, trainer, len(data)))
-        self.harden(model, data, state, trainer, ctx, plan, time.perf_counter() - started)
+        steps = [batch_steps(self.config, trainer, len(data)) for data in datas]
+        plans = plan_round(self.config, model, list(zip(datas, states, contexts)), self.true_trigger, steps)
+        share = (time.perf_counter() - started) / len(plans)
+        self._prepared = {(ctx.round, ctx.client_id): (plan, share) for ctx, plan in zip(contexts, plans)}
+
+    def train(self, model: torch.nn.Module, data: Any, state: dict, trainer: Any, ctx: Any) -> None:
+        """Invert, select, harden (module docstring); updates ``model`` in place and ``state``.
+        A plan made by :meth:`prepare_round` for this (round, client) is used instead of inverting."""
+        prepared = self._prepared.pop((ctx.round, ctx.client_id), None)
+        if prepared is None:
+            started = time.perf_counter()
+            plan = plan_hardening(self.config, model, data, state, ctx, self.true_trigger,
+                                  batch_steps(self.config, trainer, len(data)))
+            prepared = (plan, time.perf_counter() - started)
+        self.harden(model, data, state, trainer, ctx, *prepared)
 
     def harden(self, model: torch.nn.Module, data: Any, state: dict, trainer: Any, ctx: Any, plan: HardeningPlan,
                inversion_seconds: float) -> None:

@@ -31,6 +31,7 @@ No knowledge of the true trigger is used unless the caller passes ``init_trigger
 from __future__ import annotations
 
 import math
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -51,6 +52,7 @@ __all__ = [
     "ProblemSampler",
     "model_in_eval_mode",
     "SourceLossTracker",
+    "inversion_model",
 ]
 
 _TANH_EPS = 1e-6
@@ -118,6 +120,22 @@ class model_in_eval_mode:
 
     def __exit__(self, *exc: object) -> None:
         self.model.train(self.was_training)
+
+
+def inversion_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The network an inversion differentiates through: ``model`` itself, or on CPU, when it has
+    convolutions, a frozen eval-mode copy in channels-last memory format (oneDNN's fast
+    convolution layout: 1.5-1.8x faster inversion steps for the MNIST CNN on one core, measured
+    in bench/flip_client.py). Only gradients w.r.t. the trigger are ever taken, and the copy's
+    parameters do not require any."""
+    convolutional = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    parameter = next(model.parameters(), None)
+    if not convolutional or parameter is None or parameter.device.type != "cpu":
+        return model
+    copy = deepcopy(model).eval().to(memory_format=torch.channels_last)
+    for weight in copy.parameters():
+        weight.requires_grad_(False)
+    return copy
 
 
 class TriggerVariables:
@@ -275,10 +293,11 @@ def invert_many(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tens
             variables.set_row(k, request.init_trigger)
     targets = torch.as_tensor([r.target for r in requests], device=device)
     tracker = SourceLossTracker(steps, len(requests), num_classes, device, dtype)
-    with model_in_eval_mode(model), torch.enable_grad():
-        final_mask, final_pattern, success = _optimise(model, images, labels, sampler, variables, targets,
+    network = inversion_model(model)
+    with model_in_eval_mode(network), torch.enable_grad():
+        final_mask, final_pattern, success = _optimise(network, images, labels, sampler, variables, targets,
                                                        config, steps, tracker)
-    evaluation = _evaluate(model, images, labels, requests, sampler, final_mask, final_pattern)
+    evaluation = _evaluate(network, images, labels, requests, sampler, final_mask, final_pattern)
     variances, sample_variances = tracker.variances()
     results = []
     for k, request in enumerate(requests):
