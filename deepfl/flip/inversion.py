@@ -340,7 +340,7 @@ def _optimise(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
     for step in range(steps):
         indices = sampler.draw()
         masks, patterns = variables.masks(), variables.patterns()
-        logits = model(variables.stamp(images[indices], owner, masks, patterns))
+        logits = _forward(model, variables.stamp(images[indices], owner, masks, patterns))
         ce = F.cross_entropy(logits, sample_targets, reduction="none")
         per_problem_ce = torch.zeros(count, device=device, dtype=dtype).index_add_(0, owner, ce) / batch_counts
         mask_l1 = masks.sum(dim=(1, 2))
@@ -363,6 +363,19 @@ def _optimise(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
         final_mask = torch.where(success[:, None, None], best_mask, variables.masks())
         final_pattern = torch.where(success[:, None, None, None], best_pattern, variables.patterns())
     return final_mask, final_pattern, success
+
+
+CPU_CHUNK = 128   # stamped images per forward pass on CPU (see _forward)
+
+
+def _forward(model: torch.nn.Module, stamped: torch.Tensor) -> torch.Tensor:
+    """``model(stamped)``; on CPU in chunks of :data:`CPU_CHUNK` images, so that a batched
+    inversion over several clients (hundreds of images per step) keeps the activations of each
+    convolution in cache as a single client's does (same values: samples are independent in eval
+    mode)."""
+    if stamped.device.type != "cpu" or stamped.shape[0] <= CPU_CHUNK:
+        return model(stamped)
+    return torch.cat([model(chunk) for chunk in stamped.split(CPU_CHUNK)])
 
 
 def _finite(row: np.ndarray, sources: Sequence[int]) -> dict[int, float]:
