@@ -10,7 +10,12 @@ twice in one run, interleaved over ``--repeats``: per-client (each client invert
 hardens) and batched (``prepare_round``: all clients' inversions in one optimisation per stage,
 then each hardens); both on the warm-up round (every client's first selection) and on a later
 round (cached warm-up; fliplab's refresh). The hardening (local training) is the same in both.
-The last line is the ratio of the two totals (warm-up + later round, median over repeats).
+The last line is the ratio of the two totals (warm-up + later round, median over repeats). Also
+printed: the inversion-only ratio, the inversion's work in GFLOP (images drawn by the inversions x
+the FLOPs of one stamped image's forward pass and trigger gradient, torch.utils.flop_counter) and
+the rate each path reaches, and the gain of the channels-last inversion copy that both paths use.
+On CPU the batched path does the same FLOPs in larger batches, so it gains only the per-step
+overhead; its target is the GPU, where the per-client path is bound by kernel launches.
 
 Setup: the paper's MNIST CNN (deepfl.models) trained on 12,000 real MNIST images for a few
 hundred SGD steps with 20/64 of every batch poisoned by the full DBA trigger to target 2 (a
@@ -150,6 +155,7 @@ def compare(args: argparse.Namespace, params: dict) -> None:
           f"threads {torch.get_num_threads()}, params {params}")
     totals: dict[str, list[float]] = {"per-client": [], "batched": []}
     inversion: dict[str, list[float]] = {"per-client": [], "batched": []}
+    _count_drawn_images()
     for repeat in range(args.repeats):
         for name in (("per-client", "batched") if repeat % 2 == 0 else ("batched", "per-client")):
             seconds = _flip_rounds(model, datas, trainer, {"mode": args.mode, **params}, name == "batched")
@@ -157,13 +163,19 @@ def compare(args: argparse.Namespace, params: dict) -> None:
             inversion[name].append(sum(i for _, i in seconds))
             print(f"repeat {repeat} {name:10s}: warm-up round {seconds[0][0]:.2f} s (inversion {seconds[0][1]:.2f} s), "
                   f"later round {seconds[1][0]:.2f} s (inversion {seconds[1][1]:.2f} s)", flush=True)
+    drawn = _DRAWN["images"]
     layout = _layout_speedup(model, datas[0], repeats=args.repeats)
+    _DRAWN["images"] = drawn
     print(f"channels-last frozen inversion copy (both paths above use it) / plain model: {layout:.2f}x "
           f"(one client's warm-up inversion)")
     median = {name: float(np.median(values)) for name, values in totals.items()}
     median_inv = {name: float(np.median(values)) for name, values in inversion.items()}
+    gflop = _DRAWN["images"] / (2 * args.repeats) * _flops_per_image(model) / 1e9
     print(f"inversion only: per-client {median_inv['per-client']:.2f} s, batched {median_inv['batched']:.2f} s, "
           f"speed-up {median_inv['per-client'] / median_inv['batched']:.2f}x")
+    print(f"inversion work per FLIP round pair: {gflop:.0f} GFLOP (stamped-image forward + trigger gradient, "
+          f"torch.utils.flop_counter), the same in both paths: {gflop / median_inv['per-client']:.1f} GFLOP/s "
+          f"per-client, {gflop / median_inv['batched']:.1f} GFLOP/s batched")
     print(f"FLIP round (warm-up + later round, inversion + hardening): per-client {median['per-client']:.2f} s, "
           f"batched {median['batched']:.2f} s")
     print(f"batched/per-client speed-up: {median['per-client'] / median['batched']:.2f}x")
@@ -187,6 +199,40 @@ def _flip_rounds(model: torch.nn.Module, datas: list[LocalData], trainer: LocalT
             inverted += 0.0 if batched else state["flip_last_stats"]["inversion_seconds"]
         out.append((time.perf_counter() - started, inverted))
     return out
+
+
+_DRAWN = {"images": 0}
+
+
+def _count_drawn_images() -> None:
+    """Count the stamped images of every inversion step (ProblemSampler.draw) for the FLOP estimate."""
+    from deepfl.flip.inversion import ProblemSampler
+
+    draw = ProblemSampler.draw
+
+    def counting(self: ProblemSampler) -> torch.Tensor:
+        indices = draw(self)
+        _DRAWN["images"] += int(indices.numel())
+        return indices
+
+    ProblemSampler.draw = counting  # type: ignore[method-assign]
+
+
+def _flops_per_image(model: torch.nn.Module) -> float:
+    """FLOPs of one stamped image's forward pass and trigger gradient (the inversion's unit of work)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from deepfl.flip.inversion import inversion_model
+
+    network = inversion_model(model)
+    images = torch.rand(16, 1, 28, 28)
+    mask = torch.full((16, 28, 28), 0.1, requires_grad=True)
+    pattern = torch.full((16, 1, 28, 28), 0.5, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        stamped = (1 - mask[:, None]) * images + mask[:, None] * pattern
+        loss = torch.nn.functional.cross_entropy(network(stamped), torch.zeros(16, dtype=torch.long))
+        torch.autograd.grad(loss, [mask, pattern])
+    return counter.get_total_flops() / 16
 
 
 def _layout_speedup(model: torch.nn.Module, data: LocalData, repeats: int) -> float:
