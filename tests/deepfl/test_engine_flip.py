@@ -117,3 +117,31 @@ def test_adaptive_attacker_inverts_with_the_run_defense_config(tmp_path) -> None
     with pytest.raises(ValueError, match="unknown key 'warmup_steps' in attack.behaviour_params"):
         Experiment(flip_config(tmp_path, "paper", attack={"behaviour": "adaptive",
                                                           "behaviour_params": {"warmup_steps": 5}}), tmp_path / "x")
+
+
+def test_vectorised_run_trains_attackers_batched_and_flip_clients_one_by_one(tmp_path, monkeypatch) -> None:
+    """run.vectorise=true with FLIP: the standard attackers train as one batched group, the FLIP clients
+    are prepared (batched inversion) and hardened one by one; the round's updates match the sequential run's."""
+    updates, start = {}, None
+    for vectorise in (False, True):
+        cfg = flip_config(tmp_path, "fliplab", run={"rounds": 2, "vectorise": vectorise})
+        exp = Experiment(cfg, tmp_path / f"v{vectorise}")
+        prepared: list[int] = []
+        monkeypatch.setattr(exp.client_defense, "prepare_round", _counting(exp.client_defense.prepare_round, prepared))
+        with single_thread():
+            exp.run(stop_after=1)
+            start = exp.global_state.clone() if start is None else start
+            exp.global_state = start.clone()          # the same round-2 global model in both runs
+            plan = exp.schedule.plan(2)
+            updates[vectorise] = exp._train_clients(plan)
+        assert prepared == [len(plan.clients) - len(plan.attackers)] and plan.attackers
+        assert (exp.vectorised is not None) == vectorise
+    torch.testing.assert_close(updates[True], updates[False], rtol=1e-4, atol=1e-5)
+
+
+def _counting(prepare_round, counts: list[int]):
+    """``prepare_round`` that also records how many clients each call prepares."""
+    def counting(model, datas, *rest):
+        counts.append(len(datas))
+        return prepare_round(model, datas, *rest)
+    return counting
