@@ -1,6 +1,6 @@
 """FLIP's configuration: one dataclass, every constant of paper section 3 / App. A.1 a field.
 
-Three named modes (:mod:`.modes` holds their values, ``docs/flip_modes.md`` tabulates where they
+Three named modes (:mod:`deepfl.flip_modes` holds their values, ``docs/flip_modes.md`` tabulates where they
 differ), selected from a run config by ``defense.client_params = {"mode": ..., **overrides}``:
 
 * :meth:`FlipConfig.paper`: only what the paper states (section 3, Algorithms 1-2, App. A.1);
@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Mapping
 from fldata.params import (BOOLEAN, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT,
                            UNIT_FLOAT, Constraints, Interval, Options, TupleOf, check_params, validate_fields)
 
-from . import modes
+from deepfl import flip_modes as modes
 
 __all__ = ["FlipConfig", "INVERTERS", "ORACLE_INVERTERS", "DISTANCES"]
 
@@ -349,7 +349,7 @@ class FlipConfig:
 
     @classmethod
     def for_mode(cls, mode: str, dataset: str | None = None, **overrides: Any) -> "FlipConfig":
-        """The config of ``mode`` on ``dataset`` (:mod:`.modes`), ``overrides`` as fields."""
+        """The config of ``mode`` on ``dataset`` (:mod:`deepfl.flip_modes`), ``overrides`` as fields."""
         return cls.from_dict({**modes.mode_fields(mode, dataset), **overrides})
 
     @classmethod

@@ -31,7 +31,7 @@ from fldata.params import Constraints, Options
 from fldata.triggers import Trigger
 
 from .config import FlipConfig
-from .modes import MODES
+from deepfl.flip_modes import MODES
 from .hardening import Augment, StampDirection, append_augment, replace_augment, rotating_augment, stamped_pool
 from .inversion import InversionResult
 from .batched import plan_round
@@ -50,7 +50,7 @@ class FlipDefense:
         true_trigger: the attack's true trigger, ONLY for the oracle ground-truth baseline or the
             ``leak_true_trigger_box`` option, and to warn when the mask cap is smaller than it;
             never used otherwise.
-        dataset: the run's data set (per-data-set defaults, :mod:`.modes`); None = MNIST's.
+        dataset: the run's data set (per-data-set defaults, :mod:`deepfl.flip_modes`); None = MNIST's.
         **params: ``mode`` and :class:`FlipConfig` fields (unknown keys raise ValueError).
     """
 

@@ -8,7 +8,7 @@ so a cell runs once.
 Measurement convention (paper section 5.2 and App. A.1, stated in every table header): the value at the run's
 LAST round, at least 60 attack rounds after the attack starts at ``paper`` scale, exactly 60 at ``cpu-small``.
 Thresholds: tau = 0 everywhere except FLIP under the continuous attack, shown at the data set's FLIP tau
-(``deepfl.flip.modes.dataset_fields``, the ``rejection_tau`` every mode carries: 0.3 on MNIST / F-MNIST, App. A.9,
+(``deepfl.flip_modes.dataset_fields``, the ``rejection_tau`` every mode carries: 0.3 on MNIST / F-MNIST, App. A.9,
 whose 0.3 numbers are Table 2's MNIST FLIP row; 0.4 on CIFAR-10, the release) and at tau = 0 (no rejection,
 App. A.6).
 
@@ -29,12 +29,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepfl.flip.modes import MODES, dataset_fields
+from deepfl.flip_modes import MODES, dataset_fields
 from deepfl.reproduce.scales import Scale
 
 BASELINES: tuple[str, ...] = ("fedavg", "krum", "bulyan_krum", "rfa", "trimmed_mean", "bulyan_trimmed_mean",
                               "foolsgold", "median", "fltrust", "dnc", "multikrum", "flame")
-FLIP_MODES: tuple[str, ...] = MODES              # deepfl.flip.modes: paper, release, fliplab
+FLIP_MODES: tuple[str, ...] = MODES              # deepfl.flip_modes: paper, release, fliplab
 APPENDIX_FLIP_MODES: tuple[str, ...] = ("paper", "fliplab")
 BULYAN = ("bulyan_krum", "bulyan_trimmed_mean")
 _SAFE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")

@@ -1,4 +1,5 @@
-"""The field values of FLIP's three named modes and its per-data-set defaults (issue 17).
+"""The field values of FLIP's three named modes and its per-data-set defaults (issue 17); torch-free
+(outside the deepfl.flip package) so that the reproduction grid and figures import it without torch.
 
 A mode is a set of :class:`~deepfl.flip.config.FlipConfig` field values; a run selects one with
 ``defense.client_params = {"mode": "paper" | "release" | "fliplab", ...}`` (other keys override
