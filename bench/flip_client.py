@@ -1,6 +1,21 @@
-"""Time FLIP adds to one benign client per round (paper setting: MNIST CNN, ~600-sample client).
+"""Time FLIP adds to one benign client per round (paper setting: MNIST CNN, ~600-sample client),
+and (``--compare``) a FLIP round of 6 benign clients with batched against per-client inversion.
 
     FLIPLAB_DATA=/work/shared/data python bench/flip_client.py [--threads 2] [--rounds 3]
+    FLIPLAB_DATA=/work/shared/data python bench/flip_client.py --compare [--threads 2] [--repeats 2]
+
+``--compare``: clients 0-5 of the Dirichlet(0.5) split of 100 (as the 6 benign clients of a
+paper-scale round), ``FlipDefense`` in the chosen mode (default fliplab). A FLIP round is timed
+twice in one run, interleaved over ``--repeats``: per-client (each client inverts alone, then
+hardens) and batched (``prepare_round``: all clients' inversions in one optimisation per stage,
+then each hardens); both on the warm-up round (every client's first selection) and on a later
+round (cached warm-up; fliplab's refresh). The hardening (local training) is the same in both.
+The last line is the ratio of the two totals (warm-up + later round, median over repeats). Also
+printed: the inversion-only ratio, the inversion's work in GFLOP (images drawn by the inversions x
+the FLOPs of one stamped image's forward pass and trigger gradient, torch.utils.flop_counter) and
+the rate each path reaches, and the gain of the channels-last inversion copy that both paths use.
+On CPU the batched path does the same FLOPs in larger batches, so it gains only the per-step
+overhead; its target is the GPU, where the per-client path is bound by kernel launches.
 
 Setup: the paper's MNIST CNN (deepfl.models) trained on 12,000 real MNIST images for a few
 hundred SGD steps with 20/64 of every batch poisoned by the full DBA trigger to target 2 (a
@@ -57,6 +72,9 @@ def backdoored_cnn(images: torch.Tensor, labels: torch.Tensor, steps: int, seed:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compare", action="store_true", help="batched against per-client FLIP, 6 clients")
+    parser.add_argument("--repeats", type=int, default=2, help="--compare: interleaved repeats (median)")
+    parser.add_argument("--mode", default="fliplab", help="--compare: FLIP mode")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="rounds timed (1 warm-up + later ones)")
     parser.add_argument("--client", type=int, default=0, help="client index in the Dirichlet(0.5) split")
@@ -67,6 +85,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     params = {key: _literal(value) for key, value in (p.split("=", 1) for p in args.param)}
+    if args.compare:
+        compare(args, params)
+        return
 
     data = load_dataset("mnist")
     parts = dirichlet_partition(data.y_train, 100, 0.5, seed=args.seed)
@@ -119,6 +140,123 @@ def main() -> None:
     print(f"per round with {BENIGN_PER_ROUND} benign clients: all warming up {BENIGN_PER_ROUND * warm:.1f} s "
           f"({REFERENCE_SECONDS_PER_ROUND / (BENIGN_PER_ROUND * warm):.1f}x faster than {REFERENCE_SECONDS_PER_ROUND:.0f} s), "
           f"all cached {BENIGN_PER_ROUND * later:.1f} s ({REFERENCE_SECONDS_PER_ROUND / (BENIGN_PER_ROUND * later):.1f}x faster)")
+
+
+def compare(args: argparse.Namespace, params: dict) -> None:
+    """Batched against per-client FLIP on one round of BENIGN_PER_ROUND clients (module docstring)."""
+    data = load_dataset("mnist")
+    parts = dirichlet_partition(data.y_train, 100, 0.5, seed=args.seed)
+    images = torch.from_numpy(to_float_chw(data.x_train))
+    labels = torch.from_numpy(np.asarray(data.y_train, dtype=np.int64))
+    model = backdoored_cnn(images[:12000], labels[:12000], args.pretrain_steps, args.seed)
+    datas = [LocalData(images[parts[i]], labels[parts[i]]) for i in range(BENIGN_PER_ROUND)]
+    trainer = LocalTrainer(TrainConfig())
+    print(f"{BENIGN_PER_ROUND} clients of {[len(d) for d in datas]} samples, mode {args.mode}, "
+          f"threads {torch.get_num_threads()}, params {params}")
+    totals: dict[str, list[float]] = {"per-client": [], "batched": []}
+    inversion: dict[str, list[float]] = {"per-client": [], "batched": []}
+    _count_drawn_images()
+    for repeat in range(args.repeats):
+        for name in (("per-client", "batched") if repeat % 2 == 0 else ("batched", "per-client")):
+            seconds = _flip_rounds(model, datas, trainer, {"mode": args.mode, **params}, name == "batched")
+            totals[name].append(sum(s for s, _ in seconds))
+            inversion[name].append(sum(i for _, i in seconds))
+            print(f"repeat {repeat} {name:10s}: warm-up round {seconds[0][0]:.2f} s (inversion {seconds[0][1]:.2f} s), "
+                  f"later round {seconds[1][0]:.2f} s (inversion {seconds[1][1]:.2f} s)", flush=True)
+    drawn = _DRAWN["images"]
+    layout = _layout_speedup(model, datas[0], repeats=args.repeats)
+    _DRAWN["images"] = drawn
+    print(f"channels-last frozen inversion copy (both paths above use it) / plain model: {layout:.2f}x "
+          f"(one client's warm-up inversion)")
+    median = {name: float(np.median(values)) for name, values in totals.items()}
+    median_inv = {name: float(np.median(values)) for name, values in inversion.items()}
+    gflop = _DRAWN["images"] / (2 * args.repeats) * _flops_per_image(model) / 1e9
+    print(f"inversion only: per-client {median_inv['per-client']:.2f} s, batched {median_inv['batched']:.2f} s, "
+          f"speed-up {median_inv['per-client'] / median_inv['batched']:.2f}x")
+    print(f"inversion work per FLIP round pair: {gflop:.0f} GFLOP (stamped-image forward + trigger gradient, "
+          f"torch.utils.flop_counter), the same in both paths: {gflop / median_inv['per-client']:.1f} GFLOP/s "
+          f"per-client, {gflop / median_inv['batched']:.1f} GFLOP/s batched")
+    print(f"FLIP round (warm-up + later round, inversion + hardening): per-client {median['per-client']:.2f} s, "
+          f"batched {median['batched']:.2f} s")
+    print(f"batched/per-client speed-up: {median['per-client'] / median['batched']:.2f}x")
+
+
+def _flip_rounds(model: torch.nn.Module, datas: list[LocalData], trainer: LocalTrainer, params: dict,
+                 batched: bool) -> list[tuple[float, float]]:
+    """(wall seconds, inversion seconds) of a warm-up round and a later round of all clients."""
+    defense = FlipDefense(**params, batch_clients=batched)
+    states: list[dict] = [{} for _ in datas]
+    out = []
+    for round_index in (1, 2):
+        contexts = [RoundContext(round_index, i, 10, torch.device("cpu"), torch.Generator().manual_seed(round_index))
+                    for i in range(len(datas))]
+        started = time.perf_counter()
+        defense.prepare_round(model, datas, states, contexts, trainer)
+        prepared = time.perf_counter() - started
+        inverted = prepared
+        for data, state, ctx in zip(datas, states, contexts):
+            defense.train(_copy(model), data, state, trainer, ctx)
+            inverted += 0.0 if batched else state["flip_last_stats"]["inversion_seconds"]
+        out.append((time.perf_counter() - started, inverted))
+    return out
+
+
+_DRAWN = {"images": 0}
+
+
+def _count_drawn_images() -> None:
+    """Count the stamped images of every inversion step (ProblemSampler.draw) for the FLOP estimate."""
+    from deepfl.flip.inversion import ProblemSampler
+
+    draw = ProblemSampler.draw
+
+    def counting(self: ProblemSampler) -> torch.Tensor:
+        indices = draw(self)
+        _DRAWN["images"] += int(indices.numel())
+        return indices
+
+    ProblemSampler.draw = counting  # type: ignore[method-assign]
+
+
+def _flops_per_image(model: torch.nn.Module) -> float:
+    """FLOPs of one stamped image's forward pass and trigger gradient (the inversion's unit of work)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from deepfl.flip.inversion import inversion_model
+
+    network = inversion_model(model)
+    images = torch.rand(16, 1, 28, 28)
+    mask = torch.full((16, 28, 28), 0.1, requires_grad=True)
+    pattern = torch.full((16, 1, 28, 28), 0.5, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        stamped = (1 - mask[:, None]) * images + mask[:, None] * pattern
+        loss = torch.nn.functional.cross_entropy(network(stamped), torch.zeros(16, dtype=torch.long))
+        torch.autograd.grad(loss, [mask, pattern])
+    return counter.get_total_flops() / 16
+
+
+def _layout_speedup(model: torch.nn.Module, data: LocalData, repeats: int) -> float:
+    """Time of one warm-up inversion on the plain model over the channels-last copy's
+    (deepfl.flip.inversion.inversion_model), interleaved, median of ``repeats``."""
+    from deepfl.flip import inversion
+    from deepfl.flip.plan import ClientRound
+
+    config = FlipDefense().config
+    ctx = RoundContext(1, 0, 10, torch.device("cpu"), torch.Generator().manual_seed(0))
+    requests = ClientRound(config, data, {}, ctx).universal_requests()
+    times: dict[bool, list[float]] = {True: [], False: []}
+    original = inversion.inversion_model
+    try:
+        for _ in range(repeats):
+            for fast in (True, False):
+                inversion.inversion_model = original if fast else (lambda net: net)  # type: ignore[assignment]
+                started = time.perf_counter()
+                inversion.invert_many(model, data.images, data.labels, requests, config=config,
+                                      steps=config.warmup_steps, num_classes=10)
+                times[fast].append(time.perf_counter() - started)
+    finally:
+        inversion.inversion_model = original
+    return float(np.median(times[False]) / np.median(times[True]))
 
 
 def _copy(model: torch.nn.Module) -> torch.nn.Module:

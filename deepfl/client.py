@@ -66,20 +66,24 @@ class LocalTrainer:
         optimizer: str = "sgd",
         max_steps: int | None = None,
         generator: torch.Generator | None = None,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float | None = None,
     ) -> dict[str, float]:
         """Train ``model`` in place; return {"steps", "samples", "loss" (mean training loss)}.
 
         ``optimizer`` is "sgd" (momentum / weight decay from the settings) or "adam" (same lr and
-        weight decay). ``generator`` drives the per-epoch permutations (seeded by the engine).
+        weight decay, ``betas``); ``lr`` / ``epochs`` / ``weight_decay`` override the settings.
+        ``generator`` drives the per-epoch permutations (seeded by the engine).
         """
         settings = self.settings
         learning_rate = settings.lr if lr is None else lr
+        decay = settings.weight_decay if weight_decay is None else weight_decay
         if optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(
-                model.parameters(), lr=learning_rate, momentum=settings.momentum, weight_decay=settings.weight_decay
+                model.parameters(), lr=learning_rate, momentum=settings.momentum, weight_decay=decay
             )
         elif optimizer == "adam":
-            opt = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=settings.weight_decay)
+            opt = torch.optim.Adam(model.parameters(), lr=learning_rate, betas=betas, weight_decay=decay)
         else:
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
         model.train()
@@ -172,24 +176,33 @@ ATTACKER_BEHAVIOURS: Registry[Callable[..., AttackerBehaviour]] = Registry("atta
 })
 
 
-def build_client_defense(name: str, params: dict[str, Any], true_trigger: Trigger | None = None) -> ClientDefense:
+def build_client_defense(name: str, params: dict[str, Any], true_trigger: Trigger | None = None,
+                         dataset: str | None = None) -> ClientDefense:
     """``CLIENT_DEFENSES[name](**params)``; the defense validates its own params (a config's
     params were checked against the defense's ``parameter_constraints`` when it was resolved).
 
     A defense whose constructor takes ``true_trigger`` receives the attack's full trigger (tensors
     on the device) for its explicitly named ground-truth options; it must not use it otherwise.
+    One that takes ``dataset`` receives the run's data set name (per-data-set defaults).
     """
     cls = CLIENT_DEFENSES[name]
     if cls is NoClientDefense and params:
         raise ValueError(f"client defense 'none' takes no parameters, got {sorted(params)}")
-    if true_trigger is not None and "true_trigger" in inspect.signature(cls.__init__).parameters:
-        return cls(true_trigger=true_trigger, **params)
-    return cls(**params)
+    accepted = inspect.signature(cls.__init__).parameters
+    extra: dict[str, Any] = {}
+    if true_trigger is not None and "true_trigger" in accepted:
+        extra["true_trigger"] = true_trigger
+    if dataset is not None and "dataset" in accepted:
+        extra["dataset"] = dataset
+    return cls(**extra, **params)
 
 
-def build_attacker(name: str, params: dict[str, Any]) -> AttackerBehaviour:
-    """``ATTACKER_BEHAVIOURS[name](**params)``."""
+def build_attacker(name: str, params: dict[str, Any], client_defense: ClientDefense | None = None) -> AttackerBehaviour:
+    """``ATTACKER_BEHAVIOURS[name](**params)``; one whose constructor takes ``client_defense``
+    receives the run's client defense (the adaptive attacker inverts as the benign clients do)."""
     cls = ATTACKER_BEHAVIOURS[name]
     if cls is StandardAttacker and params:
         raise ValueError(f"attacker behaviour 'standard' takes no parameters, got {sorted(params)}")
+    if "client_defense" in inspect.signature(cls.__init__).parameters:
+        return cls(client_defense=client_defense, **params)
     return cls(**params)

@@ -85,6 +85,11 @@ def _attacker_params(cfg: ExperimentConfig) -> Params:
                            "attack.behaviour", "attack.behaviour_params")
     _check_true_trigger(ATTACKER_BEHAVIOURS[name], params, "attack.behaviour_params",
                         handed_over=False)
+    # the adaptive attacker (App. A.3) inverts with the run's FLIP clients' config
+    required = getattr(ATTACKER_BEHAVIOURS[name], "client_defense_required", None)
+    if required is not None and cfg.defense.client != required:
+        raise ConfigError(f"attack.behaviour={name!r} needs defense.client={required!r} (it inverts with "
+                          f"the run's client-defense config); got defense.client={cfg.defense.client!r}")
     return params
 
 

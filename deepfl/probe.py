@@ -12,8 +12,8 @@ in both branches (an oblivious attacker, THEORY.md section 2). Three versions of
   ``\\lambda_c = \\lambda_a = 1``); attackers as in ``sgd``; in float64;
 * (b) ``full``: all layers train: the engine's round exactly (float32), evaluated in float64.
 
-FLIP's trigger inversion runs ONCE per benign client on ``G_R`` (float32, as in the engine:
-:func:`deepfl.flip.defense.hardening_directions`, then the mask-size filter). Every version hardens
+FLIP's trigger inversion runs ONCE per benign client on ``G_R`` (float32, as in the engine's per-client path:
+:func:`deepfl.flip.plan.plan_hardening`, then the mask cap :func:`deepfl.flip.defense.cap_plan`). Every version hardens
 with those stamping directions, continuing the client's random stream from the state it has after
 the inversion, so the FLIP branch of (b) is exactly the engine's ``FlipDefense`` round (tested).
 
@@ -46,8 +46,9 @@ from deepfl.client import LocalData, RoundContext
 from deepfl.config import ExperimentConfig
 from deepfl.defenses.base import AggregationContext
 from deepfl.flip.config import FlipConfig
-from deepfl.flip.defense import _small_triggers_only, _trainer_options, hardening_directions, make_hardening_augment
+from deepfl.flip.defense import batch_steps, cap_plan, make_hardening_augment, trainer_options
 from deepfl.flip.hardening import StampDirection
+from deepfl.flip.plan import HardeningPlan, plan_hardening
 from deepfl.lastlayer import has_batch_norm
 from deepfl.runner import CONFIG_NAME, Experiment, load_run_config, resolve_device
 from deepfl.seeding import CLIENT_TRAINING, torch_generator
@@ -126,10 +127,15 @@ def _folder(path: str | Path | None) -> Iterator[Path]:
 
 @dataclass(frozen=True)
 class FlipPlan:
-    """A benign client's FLIP stamping directions at ``G_R`` and its random stream right after the inversion."""
+    """A benign client's FLIP hardening plan at ``G_R`` (mask cap applied), its stamping directions and its
+    random stream right after the inversion."""
 
-    directions: list[StampDirection]
+    hardening: HardeningPlan
     generator_state: torch.Tensor
+
+    @property
+    def directions(self) -> list[StampDirection]:
+        return self.hardening.directions()
 
 
 class ProbeRound:
@@ -150,7 +156,7 @@ class ProbeRound:
         self.plan = self.exp.schedule.plan(self.round)
         self.benign = [c for c in self.plan.clients if c not in self.plan.attackers]
         params = cfg.defense.client_params if cfg.defense.client == "flip" else (flip_params or {})
-        self.flip = FlipConfig.from_dict(params)
+        self.flip = FlipConfig.from_params(params, cfg.data.dataset)   # {"mode": ..., **fields}, as the engine
         self.flip_params = dict(params)
         self.server_lr = server_learning_rate(cfg, "attack")
         self.true_trigger = full_trigger(cfg, self.exp.federation.image_shape)
@@ -172,9 +178,10 @@ class ProbeRound:
             exp.flat.set(self.start.global_state)
             ctx = self.context(client)
             state = copy.deepcopy(self.start.client_states.get(client, {}))
-            directions, _ = hardening_directions(self.flip, exp.model, self.data(client), state, ctx, exp.test_trigger)
-            plans[client] = FlipPlan(_small_triggers_only(directions, self.flip.max_mask_fraction),
-                                     ctx.generator.get_state())
+            data = self.data(client)
+            plan = plan_hardening(self.flip, exp.model, data, state, ctx, exp.test_trigger,
+                                  batch_steps(self.flip, exp.benign_trainer, len(data)))
+            plans[client] = FlipPlan(cap_plan(plan, self.flip.max_mask_fraction)[0], ctx.generator.get_state())
         return plans
 
     def train_benign(self, model: nn.Module, data: LocalData, client: int, plan: FlipPlan | None) -> None:
@@ -187,10 +194,10 @@ class ProbeRound:
             return
         ctx.generator.set_state(plan.generator_state)
         if self.flip.hardening and plan.directions:
-            augment = make_hardening_augment(self.flip, data, plan.directions, ctx)
-            trainer.train(model, data, augment=augment, generator=ctx.generator, **_trainer_options(self.flip))
+            augment = make_hardening_augment(self.flip, data, plan.hardening, ctx)
         else:
-            trainer.train(model, data, generator=ctx.generator)
+            augment = None
+        trainer.train(model, data, augment=augment, generator=ctx.generator, **trainer_options(self.flip))
 
     def train_attacker(self, model: nn.Module, data: LocalData, client: int) -> None:
         """The run's attacker behaviour with its trigger piece (a copy of its persistent state)."""

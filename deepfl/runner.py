@@ -145,8 +145,9 @@ class Experiment:
         self.attack_trainer = LocalTrainer(cfg.attack.train_config())
         self.test_trigger = fed.eval_sets.trigger
         self.client_defense = build_client_defense(cfg.defense.client, cfg.defense.client_params,
-                                                   self.test_trigger if cfg.attack.kind != "none" else None)
-        self.attacker = build_attacker(cfg.attack.behaviour, cfg.attack.behaviour_params)
+                                                   self.test_trigger if cfg.attack.kind != "none" else None,
+                                                   dataset=cfg.data.dataset)
+        self.attacker = build_attacker(cfg.attack.behaviour, cfg.attack.behaviour_params, self.client_defense)
         self.triggers = [trigger_on_device(attacker_trigger(cfg, fed.image_shape, k), self.device)
                          for k in range(len(self.schedule.attacker_ids))]
         num_attackers = cfg.defense.num_attackers if cfg.defense.num_attackers >= 0 else cfg.attackers_per_round
@@ -277,12 +278,15 @@ class Experiment:
         done = set()
         if self.vectorised is not None:  # the rest (FLIP clients, adaptive attackers) one by one below
             done = train_groups(self.vectorised, round_groups(self, plan), self.global_state, updates)
+        contexts = {client: RoundContext(plan.round, client, fed.num_classes, self.device,
+                                         torch_generator(cfg.seed, plan.round, client, CLIENT_TRAINING))
+                    for client in plan.clients}
+        self._prepare_benign(plan, contexts)
         for row, client in enumerate(plan.clients):
             if row in done:
                 continue
             self.flat.set(self.global_state)
-            ctx = RoundContext(plan.round, client, fed.num_classes, self.device,
-                               torch_generator(cfg.seed, plan.round, client, CLIENT_TRAINING))
+            ctx = contexts[client]
             data = fed.clients[client]
             scale = 1.0
             if client in plan.attackers:
@@ -305,6 +309,19 @@ class Experiment:
         (its persistent state is read from and written to ``client_states`` / ``attacker_states``)."""
         attackers = {client: plan.attackers[client]} if client in plan.attackers else {}
         return self._train_clients(RoundPlan(plan.round, plan.phase, [client], attackers))[0]
+
+    def _prepare_benign(self, plan: RoundPlan, contexts: dict[int, RoundContext]) -> None:
+        """Optional client-defense hook ``prepare_round(model, datas, states, contexts, trainer)``:
+        all benign clients of an attack-phase round at once, on the global model, before any of them
+        trains (FLIP batches their trigger inversions); their ``train`` calls follow as usual."""
+        prepare = getattr(self.client_defense, "prepare_round", None)
+        benign = [client for client in plan.clients if client not in plan.attackers]
+        if prepare is None or plan.phase == "pretrain" or not benign:
+            return
+        self.flat.set(self.global_state)
+        prepare(self.model, [self.federation.clients[c] for c in benign],
+                [self.client_states.setdefault(c, {}) for c in benign], [contexts[c] for c in benign],
+                self.benign_trainer)
 
     def _server_update(self, round_index: int) -> torch.Tensor:
         """FLTrust's g0: the global model trained on the root set with the benign settings."""
@@ -458,4 +475,7 @@ class Experiment:
             "device": str(self.device), "seconds_total": totals, "config_digest": self.cfg.digest(),
         }
         write_json_atomic(self.run_dir / SUMMARY_NAME, summary)
+        artifacts = getattr(self.client_defense, "run_artifacts", None)   # e.g. FLIP's flip_triggers.npz
+        for name, arrays in (artifacts(self.client_states) if artifacts else {}).items():
+            save_npz_atomic(self.run_dir / name, arrays)
         return summary

@@ -49,7 +49,8 @@ def server(name: str, base: str = "paper", num_attackers: int = -1,
 
 
 def adaptive(params: dict[str, Any]) -> Callable[[], object]:
-    return deep({"attack": {"behaviour": "adaptive", "behaviour_params": params}})
+    defense = {"client": "flip"} if params else {}    # {}: the run has no FLIP clients
+    return deep({"attack": {"behaviour": "adaptive", "behaviour_params": params}, "defense": defense})
 
 
 BAD: list[tuple[str, Callable[[], object], str]] = [
@@ -108,9 +109,13 @@ BAD: list[tuple[str, Callable[[], object], str]] = [
      "defense.client_params.learning_rate must be a finite float in (0, inf)"),
     ("client", flip({"betas": [0.5]}),
      "defense.client_params.betas must be a list of 2 finite floats in [0, 1)"),
-    ("client", flip({"init_at_true_location_LEAK": True}),
-     "defense.client_params.init_at_true_location_LEAK=True needs the true trigger: set "
-     "defense.client_params.true_trigger_dba_scale"),
+    ("client", flip({"leak_true_trigger_box": True}, attack={"kind": "none"}),
+     "defense.client_params: leak_true_trigger_box=True without true_trigger_dba_scale needs "
+     "the attack's true trigger"),
+    ("client", flip({"mode": "faithful"}),
+     "defense.client_params.mode must be one of paper, release, fliplab; got 'faithful'"),
+    ("client", flip({"pairs_per_round": 0}),
+     "defense.client_params.pairs_per_round must be an int in [1, inf) or None; got 0"),
     ("client", flip({"inverter": "oracle-ground-truth"}, attack={"kind": "none"}),
      "defense.client_params: inverter='oracle-ground-truth' without true_trigger_dba_scale needs "
      "the attack's true trigger"),
@@ -158,11 +163,15 @@ BAD: list[tuple[str, Callable[[], object], str]] = [
      "unknown key 'generator' in attack.behaviour_params.train_options; "
      "allowed keys: epochs, lr, optimizer, max_steps"),
     ("attacker", adaptive({"inverter": "oracle-ground-truth"}),
-     "attack.behaviour_params: inverter='oracle-ground-truth'"),
-    ("attacker", deep({"attack": {"behaviour_params": {"pair_stepz": 3}}}),
-     "unknown key 'pair_stepz' (did you mean 'pair_steps'?) in attack.behaviour_params: "
+     "unknown key 'inverter' in attack.behaviour_params of attack.behaviour='adaptive'; "
+     "allowed keys: train_options"),
+    ("attacker", adaptive({}),
+     "attack.behaviour='adaptive' needs defense.client='flip' (it inverts with the run's "
+     "client-defense config); got defense.client='none'"),
+    ("attacker", deep({"attack": {"behaviour_params": {"train_optionz": {}}}}),
+     "unknown key 'train_optionz' (did you mean 'train_options'?) in attack.behaviour_params: "
      "attack.behaviour='standard' "
-     "takes no parameters; 'pair_steps' is a parameter of attack.behaviour='adaptive'"),
+     "takes no parameters; 'train_options' is a parameter of attack.behaviour='adaptive'"),
     # FlipConfig built directly
     ("flip", lambda: FlipConfig.from_dict({"hardening": "off"}), "hardening must be a boolean"),
     ("flip", lambda: FlipConfig.from_dict({"warmup_steps": 2.5}),
@@ -176,8 +185,9 @@ BAD: list[tuple[str, Callable[[], object], str]] = [
     ("flip", lambda: FlipConfig(focus_anomaly_index=float("inf")),
      "focus_anomaly_index must be a finite float in (0, inf)"),
     ("flip", lambda: FlipDefense(hardening="no"), "hardening must be a boolean"),
-    ("flip", lambda: AdaptiveAttacker(train_options={"lr": 0}),
+    ("flip", lambda: AdaptiveAttacker(FlipDefense(), train_options={"lr": 0}),
      "train_options.lr must be a finite float in (0, inf)"),
+    ("flip", lambda: FlipDefense(mode="paper", pairs_per_round=0), "pairs_per_round must be an int"),
     # LinearFLConfig
     ("linear", lambda: LinearFLConfig.from_dict({"lr": float("inf")}),
      "lr must be a finite float in (0, inf); got inf"),
@@ -275,9 +285,9 @@ def test_every_defense_param_has_a_declared_constraint_and_valid_default(name: s
 
 def test_client_defenses_and_attackers_declare_their_params() -> None:
     flip_fields = {item.name for item in dataclasses.fields(FlipConfig)}
-    assert set(CLIENT_DEFENSES["flip"].parameter_constraints) == flip_fields
-    adaptive_params = set(ATTACKER_BEHAVIOURS["adaptive"].parameter_constraints)
-    assert adaptive_params == flip_fields | {"train_options"}
+    assert set(CLIENT_DEFENSES["flip"].parameter_constraints) == flip_fields | {"mode"}
+    # the adaptive attacker inverts with the run's FLIP config: no inversion params of its own
+    assert set(ATTACKER_BEHAVIOURS["adaptive"].parameter_constraints) == {"train_options"}
     assert CLIENT_DEFENSES["none"].parameter_constraints == {}
     assert ATTACKER_BEHAVIOURS["standard"].parameter_constraints == {}
 

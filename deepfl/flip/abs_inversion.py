@@ -14,6 +14,11 @@ Faithful in spirit, not a port of the released ABS binary. For one problem (sour
    (activate the candidate neuron, not the others, mask at most 6% of the image), Adam as NC.
 3. The candidates of a problem are returned sorted by attack accuracy toward the target (the
    "most likely candidate triggers"); FLIP hardens with all of them.
+
+The CE loss toward the target of every stamped sample is tracked during step 2 (as in
+:mod:`.inversion`), so an ABS inversion measures the same per-source loss variances as a
+Neural-Cleanse one and feeds FLIP's distance matrix (App. A.7 replaces the inversion, not the
+distance).
 """
 from __future__ import annotations
 
@@ -26,7 +31,8 @@ from torch import nn
 from fldata.triggers import Trigger
 
 from .config import FlipConfig
-from .inversion import InversionRequest, InversionResult, ProblemSampler, TriggerVariables, model_in_eval_mode
+from .inversion import (InversionRequest, InversionResult, ProblemSampler, SourceLossTracker, TriggerVariables,
+                        _finite, model_in_eval_mode)
 
 __all__ = ["invert_abs_many", "output_layer"]
 
@@ -79,24 +85,30 @@ def _candidate_neurons(model: nn.Module, layer: nn.Linear, hook: _Penultimate, i
 
 def invert_abs_many(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                     requests: Sequence[InversionRequest], *, config: FlipConfig | None = None,
-                    num_classes: int | None = None) -> list[list[InversionResult]]:
-    """For each request, up to ``config.abs_num_candidates`` candidate triggers, best first."""
+                    num_classes: int | None = None, steps: int | None = None) -> list[list[InversionResult]]:
+    """For each request, up to ``config.abs_num_candidates`` candidate triggers, best first
+    (``steps`` optimisation steps, default ``config.abs_steps``)."""
     config = config or FlipConfig()
     if not requests:
         return []
+    mentioned = max(max(max(r.source_classes), r.target) for r in requests)
+    num_classes = int(num_classes or max(int(labels.max()) + 1, mentioned + 1))
     layer = output_layer(model)
     hook = _Penultimate(layer)
     try:
         with model_in_eval_mode(model):
-            return _invert(model, layer, hook, images, labels, requests, config)
+            return _invert(model, layer, hook, images, labels, requests, config, num_classes,
+                           config.abs_steps if steps is None else int(steps))
     finally:
         hook.close()
 
 
 def _invert(model: nn.Module, layer: nn.Linear, hook: _Penultimate, images: torch.Tensor, labels: torch.Tensor,
-            requests: Sequence[InversionRequest], config: FlipConfig) -> list[list[InversionResult]]:
+            requests: Sequence[InversionRequest], config: FlipConfig, num_classes: int,
+            steps: int) -> list[list[InversionResult]]:
     device, dtype = images.device, images.dtype
-    probe_sampler = ProblemSampler(labels, [r.source_classes for r in requests], [r.seed for r in requests], 1)
+    probe_sampler = ProblemSampler(labels, [r.source_classes for r in requests], [r.seed for r in requests], 1,
+                                   pools=[r.pool for r in requests])
     neurons, owners = [], []
     for k, (request, members) in enumerate(zip(requests, probe_sampler.members)):
         probe = images[members[:_STIMULATION_SAMPLES].to(device)]
@@ -106,7 +118,8 @@ def _invert(model: nn.Module, layer: nn.Linear, hook: _Penultimate, images: torc
     neuron_of_problem = torch.cat(neurons).to(device)
     problems = [requests[k] for k in owners]
     sampler = ProblemSampler(labels, [p.source_classes for p in problems],
-                             [p.seed * 100 + i for i, p in enumerate(problems)], config.batch_size)
+                             [p.seed * 100 + i for i, p in enumerate(problems)], config.batch_size,
+                             pools=[p.pool for p in problems])
     owner = sampler.owner.to(device)
     counts = torch.as_tensor(sampler.batch_sizes, device=device, dtype=dtype)
     _, height, width = images.shape[1:]
@@ -114,10 +127,14 @@ def _invert(model: nn.Module, layer: nn.Linear, hook: _Penultimate, images: torc
     variables = TriggerVariables.neutral(len(problems), tuple(images.shape[1:]), config.initial_mask_value,
                                          device, dtype)
     optimizer = torch.optim.Adam(variables.parameters(), lr=config.learning_rate, betas=config.betas)
+    tracker = SourceLossTracker(steps, len(problems), num_classes, device, dtype)
+    sample_targets = torch.as_tensor([p.target for p in problems], device=device)[owner]
     with torch.enable_grad():
-        for _ in range(config.abs_steps):
+        for step in range(steps):
             indices = sampler.draw()
-            model(variables.stamp(images[indices], owner))
+            logits = model(variables.stamp(images[indices], owner))
+            tracker.add(step, owner, labels[indices],
+                        torch.nn.functional.cross_entropy(logits.detach(), sample_targets, reduction="none"))
             h = hook.value.flatten(1)
             own = h.gather(1, neuron_of_problem[owner][:, None]).squeeze(1)
             others = h.sum(dim=1) - own
@@ -129,14 +146,16 @@ def _invert(model: nn.Module, layer: nn.Linear, hook: _Penultimate, images: torc
             for variable, grad in zip(variables.parameters(), grads):
                 variable.grad = grad
             optimizer.step()
-    return _ranked_results(model, images, requests, problems, owners, sampler, variables, config, neuron_of_problem)
+    return _ranked_results(model, images, requests, problems, owners, sampler, variables, config, neuron_of_problem,
+                           tracker, steps)
 
 
 def _ranked_results(model: nn.Module, images: torch.Tensor, requests: Sequence[InversionRequest],
                     problems: list[InversionRequest], owners: list[int], sampler: ProblemSampler,
-                    variables: TriggerVariables, config: FlipConfig,
-                    neuron_of_problem: torch.Tensor) -> list[list[InversionResult]]:
+                    variables: TriggerVariables, config: FlipConfig, neuron_of_problem: torch.Tensor,
+                    tracker: SourceLossTracker, steps: int) -> list[list[InversionResult]]:
     masks, patterns = variables.masks().detach(), variables.patterns().detach()
+    variances, sample_variances = tracker.variances()
     grouped: list[list[InversionResult]] = [[] for _ in requests]
     with torch.no_grad():
         for i, (problem, members) in enumerate(zip(problems, sampler.members)):
@@ -153,5 +172,7 @@ def _ranked_results(model: nn.Module, images: torch.Tensor, requests: Sequence[I
                 trigger=trigger, target=problem.target, source_classes=problem.source_classes,
                 success=attack_acc >= config.attack_success_threshold, attack_acc=attack_acc,
                 final_loss=float(torch.nn.functional.cross_entropy(logits, target)),
-                mask_l1=float(masks[i].sum()), steps=config.abs_steps))
+                mask_l1=float(masks[i].sum()), steps=steps,
+                per_source_loss_variance=_finite(variances[i], problem.source_classes),
+                per_source_sample_variance=_finite(sample_variances[i], problem.source_classes)))
     return [sorted(group, key=lambda r: -r.attack_acc) for group in grouped]

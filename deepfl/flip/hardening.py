@@ -6,8 +6,14 @@ their true labels. It is expressed as an ``augment(x, y) -> (x', y')`` given to 
 
 * :func:`append_augment` (paper): every mini-batch gets ``num_augmented`` (64) extra samples
   drawn from a pool of local samples stamped with the inverted triggers (true labels).
-* :func:`replace_augment` (released code): in every mini-batch, a ``portion`` of the samples
-  whose label is a hardened source class is stamped in place with that direction's trigger.
+* :func:`replace_augment` (released code): in every mini-batch, ``int(portion * n)`` of the ``n``
+  samples of a direction's source classes are stamped in place with its trigger; with a
+  per-batch rule (``min_in_batch``) a direction is stamped only when the batch holds more than
+  ``min_in_batch`` of its samples, the reverse direction of a pair only when the forward one is
+  stamped too, and both directions of a symmetric pair stamp ``int(portion * min(n_s, n_t))``
+  (the release's ``label_grt_min`` logic).
+* :func:`rotating_augment`: hardening slots (a universal trigger, or a pair's one or two
+  directions) held for a few mini-batches each, in turn (the release changes pair every 2 steps).
 
 A :class:`StampDirection` says which local samples get which triggers: samples of the
 ``sources`` classes stamped with each of ``triggers`` (one label-specific trigger, the ABS
@@ -24,15 +30,18 @@ import torch
 from deepfl.client import Augment
 from fldata.triggers import Trigger, stamp
 
-__all__ = ["StampDirection", "Augment", "stamped_pool", "append_augment", "replace_augment"]
+__all__ = ["StampDirection", "Augment", "stamped_pool", "append_augment", "replace_augment", "rotating_augment"]
 
 
 @dataclass(frozen=True)
 class StampDirection:
-    """Stamp the local samples of the ``sources`` classes (all classes if None) with each of ``triggers``."""
+    """Stamp the local samples of the ``sources`` classes (all classes if None) with each of ``triggers``.
+
+    ``target`` is the class the triggers were inverted toward (None for oracle triggers)."""
 
     sources: tuple[int, ...] | None
     triggers: tuple[Trigger, ...]
+    target: int | None = None
 
     def selects(self, labels: torch.Tensor) -> torch.Tensor:
         """Boolean (N,) mask of the samples this direction stamps."""
@@ -86,41 +95,63 @@ def append_augment(pool_images: torch.Tensor, pool_labels: torch.Tensor, num_aug
 
 
 def replace_augment(directions: Sequence[StampDirection], num_classes: int, portion: float,
-                    generator: torch.Generator) -> Augment:
-    """Released code's hardening: stamp, in place, each sample of a hardened source class with
-    probability ``portion`` (one of its direction's triggers, chosen uniformly); labels unchanged.
-    Directions with ``sources=None`` apply to every class."""
-    triggers = [t for d in directions for t in d.triggers]
-    by_class: list[list[int]] = [[] for _ in range(num_classes)]
-    offset = 0
-    for direction in directions:
-        indices = list(range(offset, offset + len(direction.triggers)))
-        offset += len(direction.triggers)
-        for c in (range(num_classes) if direction.sources is None else direction.sources):
-            by_class[c].extend(indices)
-    width = max([len(ix) for ix in by_class] + [1])
-    table = torch.tensor([ix + [0] * (width - len(ix)) for ix in by_class], dtype=torch.long)
-    counts = torch.tensor([len(ix) for ix in by_class], dtype=torch.long)
-    stacked: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+                    generator: torch.Generator, min_in_batch: int | None = None) -> Augment:
+    """Released code's hardening: stamp, in place, ``int(portion * n)`` of the ``n`` batch samples
+    of each direction's source classes (one of its triggers per sample, uniformly); labels kept.
+
+    ``min_in_batch`` (None = stamp whatever the batch holds) is the release's per-batch rule
+    (module docstring): ``directions`` then form ONE pair, forward first. Samples already stamped
+    by an earlier direction are not stamped again."""
+    del num_classes   # kept for the call signature; the directions name their classes
+    stacked: dict[tuple[torch.device, torch.dtype], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def augment(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if not triggers:
+        y_cpu = y.detach().cpu()
+        chosen = [direction.selects(y_cpu) for direction in directions]
+        lengths = _stamp_lengths([int(c.sum()) for c in chosen], portion, min_in_batch)
+        if not any(lengths):
             return x, y
         key = (x.device, x.dtype)
         if key not in stacked:
-            stacked[key] = _stacked(triggers, x)
-        masks, patterns = stacked[key]
-        y_cpu = y.detach().cpu()
-        draw = torch.rand(y_cpu.shape[0], generator=generator)
-        pick = torch.rand(y_cpu.shape[0], generator=generator)
-        chosen = (counts[y_cpu] > 0) & (draw < portion)
-        which = table[y_cpu, (pick * counts[y_cpu].clamp(min=1)).long().clamp(max=width - 1)]
-        if not bool(chosen.any()):
-            return x, y
-        rows = torch.nonzero(chosen).flatten().to(x.device)
-        which = which[chosen].to(x.device)
-        stamped = x.clone()
-        stamped[rows] = stamp(x[rows], masks[which].unsqueeze(1), patterns[which])
+            stacked[key] = [_stacked(d.triggers, x) for d in directions]
+        stamped, free = x.clone(), torch.ones_like(y_cpu, dtype=torch.bool)
+        for (masks, patterns), rows, length in zip(stacked[key], chosen, lengths):
+            candidates = torch.nonzero(rows & free).flatten()
+            picks = candidates[torch.randperm(candidates.numel(), generator=generator)[:length]]
+            if picks.numel() == 0:
+                continue
+            which = torch.randint(masks.shape[0], (picks.numel(),), generator=generator).to(x.device)
+            free[picks] = False
+            picks = picks.to(x.device)
+            stamped[picks] = stamp(x[picks], masks[which].unsqueeze(1), patterns[which])
         return stamped, y
+
+    return augment
+
+
+def _stamp_lengths(counts: list[int], portion: float, min_in_batch: int | None) -> list[int]:
+    """How many samples each direction stamps in one batch (``replace_augment``)."""
+    if min_in_batch is None:
+        return [int(count * portion) for count in counts]
+    if not counts or counts[0] <= min_in_batch:
+        return [0] * len(counts)                      # the source is not in this batch: nothing
+    if len(counts) > 1 and all(count > min_in_batch for count in counts[1:]):
+        return [int(min(counts) * portion)] * len(counts)     # symmetric in this batch
+    return [int(counts[0] * portion)] + [0] * (len(counts) - 1)   # asymmetric in this batch
+
+
+def rotating_augment(once: Sequence[Augment], cycle: Sequence[Augment], hold: int) -> Augment:
+    """Batch ``b`` uses ``once[b]`` for the first ``len(once)`` batches (one each), then
+    ``cycle[j]`` for ``hold`` batches each, cycling; the identity when there is nothing left."""
+    calls = [0]
+
+    def augment(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        index = calls[0]
+        calls[0] += 1
+        if index < len(once):
+            return once[index](x, y)
+        if not cycle:
+            return x, y
+        return cycle[((index - len(once)) // hold) % len(cycle)](x, y)
 
     return augment

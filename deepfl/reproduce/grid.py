@@ -7,8 +7,10 @@ so a cell runs once.
 
 Measurement convention (paper section 5.2 and App. A.1, stated in every table header): the value at the run's
 LAST round, at least 60 attack rounds after the attack starts at ``paper`` scale, exactly 60 at ``cpu-small``.
-Thresholds: tau = 0 everywhere except FLIP under the continuous attack, shown at tau = 0.3 (App. A.9, whose
-0.3 numbers are Table 2's MNIST FLIP row) and at tau = 0 (no rejection, App. A.6).
+Thresholds: tau = 0 everywhere except FLIP under the continuous attack, shown at the data set's FLIP tau
+(``deepfl.flip_modes.dataset_fields``, the ``rejection_tau`` every mode carries: 0.3 on MNIST / F-MNIST, App. A.9,
+whose 0.3 numbers are Table 2's MNIST FLIP row; 0.4 on CIFAR-10, the release) and at tau = 0 (no rejection,
+App. A.6).
 
 Table rows (paper Tables 1-2 and appendix A.3-A.13; FLIP's three modes are issue 17's ``paper`` / ``release`` /
 ``fliplab``):
@@ -27,13 +29,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepfl.flip_modes import MODES, dataset_fields
 from deepfl.reproduce.scales import Scale
 
 BASELINES: tuple[str, ...] = ("fedavg", "krum", "bulyan_krum", "rfa", "trimmed_mean", "bulyan_trimmed_mean",
                               "foolsgold", "median", "fltrust", "dnc", "multikrum", "flame")
-FLIP_MODES: tuple[str, ...] = ("paper", "release", "fliplab")
+FLIP_MODES: tuple[str, ...] = MODES              # deepfl.flip_modes: paper, release, fliplab
 APPENDIX_FLIP_MODES: tuple[str, ...] = ("paper", "fliplab")
-FLIP_TAU = 0.3                       # App. A.9: Table 2's MNIST FLIP row is the tau = 0.3 value
 BULYAN = ("bulyan_krum", "bulyan_trimmed_mean")
 _SAFE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -134,9 +136,12 @@ def flip_params(mode: str, **extra: Any) -> str:
     return "defense.client_params=" + json.dumps({"mode": mode, **extra}, sort_keys=True)
 
 
-def flip_taus(attack: str) -> tuple[float, ...]:
-    """FLIP's reported thresholds: rejection only under the continuous attack (paper section 5.2)."""
-    return (FLIP_TAU, 0.0) if attack == "continuous" else (0.0,)
+def flip_taus(dataset: str, attack: str) -> tuple[float, ...]:
+    """FLIP's reported thresholds: rejection only under the continuous attack (paper section 5.2), at the
+    data set's ``rejection_tau`` (the value the run's FlipConfig carries in every mode), and tau = 0."""
+    if attack != "continuous":
+        return (0.0,)
+    return (float(dataset_fields(dataset)["rejection_tau"]), 0.0)
 
 
 def baseline_row(dataset: str, attack: str, defense: str, sets: tuple[str, ...] = (), setting: str = "") -> Row:
@@ -150,4 +155,4 @@ def flip_row(dataset: str, attack: str, mode: str, setting: str = "", sets: tupl
              **params: Any) -> Row:
     """A FLIP row in ``mode`` with extra FLIP ``params`` (ablations)."""
     return Row(dataset, attack, "flip", mode=mode, setting=setting, sets=(flip_params(mode, **params), *sets),
-               taus=flip_taus(attack))
+               taus=flip_taus(dataset, attack))

@@ -11,7 +11,8 @@ from deepfl.client import LocalData, LocalTrainer, RoundContext
 from deepfl.config import TrainConfig
 from deepfl.flip import AdaptiveAttacker, FlipConfig, FlipDefense, InversionRequest, invert_many, select_pairs
 from deepfl.flip.hardening import StampDirection, append_augment, replace_augment, stamped_pool
-from deepfl.flip.defense import _anomalous, _smallest_mask_targets, hardening_directions
+from deepfl.flip.defense import cap_plan, hardening_directions
+from deepfl.flip.plan import HardeningPlan, _anomalous, _smallest_mask_targets
 from deepfl.flip.inversion import InversionResult
 from deepfl.flip.oracle import oracle_trigger
 from fldata.triggers import dba_trigger
@@ -37,7 +38,8 @@ def test_config_rejects_unknown_keys_listing_allowed():
 @pytest.mark.parametrize("bad", [
     {"inverter": "nc"}, {"distance": "l2"}, {"pairs_per_round": 0}, {"exploration_prob": 1.5},
     {"initial_mask_value": 0.0}, {"betas": (0.5, 1.0)}, {"cost_multiplier": 1.0}, {"warmup_steps": 2.5},
-    {"init_at_true_location_LEAK": True}, {"hardening_optimizer": "rmsprop"},
+    {"hardening_optimizer": "rmsprop"}, {"pairs_per_round": 0}, {"symmetric_rule": "pair"},
+    {"pair_schedule": "random"}, {"hardening_betas": (0.5, 1.0)}, {"hardening_lr": 0.0}, {"distance": "l1"},
 ])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
@@ -50,7 +52,7 @@ def test_config_round_trip_and_defaults():
     paper = FlipConfig()
     assert (paper.init_cost, paper.learning_rate, paper.betas, paper.patience) == (1e-3, 0.1, (0.5, 0.9), 10)
     assert paper.min_samples_per_label == 5 and paper.num_augmented == 64 and paper.rejection_tau == 0.3
-    assert not paper.init_at_true_location_LEAK
+    assert not paper.leak_true_trigger_box
     with pytest.raises(ValueError, match="allowed keys"):
         FlipDefense(bogus=1)
 
@@ -211,22 +213,31 @@ def test_oracle_triggers():
 
 
 @pytest.mark.slow
-def test_adaptive_attacker_poisons_and_adds_inverted_samples(backdoored_setup: BackdooredSetup):
+def test_adaptive_attacker_poisons_and_adds_inverted_samples_of_other_targets(backdoored_setup: BackdooredSetup):
     s = backdoored_setup
     data = LocalData(s.images[:300], s.labels[:300])
-    attacker = AdaptiveAttacker(**FAST, num_augmented=16, max_mask_fraction=1.0)
+    defense = FlipDefense(**FAST, num_augmented=16, max_mask_fraction=1.0)
+    attacker = AdaptiveAttacker(client_defense=defense)
+    assert attacker.config is defense.config
     state: dict = {}
     augment = attacker.make_augment(s.clone_model(), data, state, context(), s.trigger, target=2, num_poison=5)
     x, y = augment(data.images[:64], data.labels[:64])
     assert x.shape[0] == 80 and torch.all(y[:5] == 2) and torch.equal(y[5:64], data.labels[5:64])
     assert torch.all(x[:5, :, 0, :4] == 1.0)
-    assert "flip_distance" in state
+    assert "flip_distance" in state and state["flip_universal_masks"].shape == (10, 28, 28)
     attacker.train(s.clone_model(), data, state, TRAINER, context(2), s.trigger, 2, 5)
+    # fliplab's warm-up stamps the universal trigger of every target: the attacker keeps all but its own
+    directions = attacker.inverted_directions(s.clone_model(), data, {}, context(3), target=2)
+    targets = {d.target for d in directions}
+    assert 2 not in targets and {0, 1, 3, 4, 5, 6, 7, 8, 9} <= targets
+    benign, _ = hardening_directions(defense.config, s.clone_model(), data, {}, context(3))
+    assert 2 in {d.target for d in benign}
+    with pytest.raises(TypeError, match="defense.client='flip'"):
+        AdaptiveAttacker(client_defense=None)
 
 
 @pytest.mark.slow
 def test_rewarm_and_large_trigger_filter(backdoored_setup: BackdooredSetup):
-    from deepfl.flip.defense import _small_triggers_only
     s = backdoored_setup
     data = LocalData(s.images[:200], s.labels[:200])
     state: dict = {}
@@ -235,8 +246,12 @@ def test_rewarm_and_large_trigger_filter(backdoored_setup: BackdooredSetup):
     defense.train(s.clone_model(), data, state, TRAINER, context(4))
     assert state["flip_warmup_round"] == 4
     small, large = dba_trigger((1, 28, 28)), dba_trigger((1, 28, 28), scale=8)   # 16 and 128 pixels
-    kept = _small_triggers_only([StampDirection((1,), (small, large)), StampDirection(None, (large,))], 0.125)
-    assert kept == [StampDirection((1,), (small,))]
+    plan = HardeningPlan(universal=[StampDirection(None, (large,))], pairs=[(StampDirection((1,), (small, large), 3),)])
+    kept, dropped = cap_plan(plan, 0.125)
+    assert kept.directions() == [StampDirection((1,), (small,), 3)] and dropped == 2
+    assert cap_plan(plan, 0.25)[1] == 0                            # fliplab's cap admits the 8X trigger
+    oracle = HardeningPlan(universal=[StampDirection(None, (large,))], oracle=True)
+    assert cap_plan(oracle, 0.125) == (oracle, 0)                  # an oracle trigger is never capped
 
 
 def _universal_results(mask_l1s: list[float]) -> list[InversionResult]:
@@ -317,7 +332,7 @@ def test_focus_hardens_smallest_universal_trigger_each_round(backdoored_setup: B
     assert state["flip_focus_targets"].size == 0 and directions[0].triggers[0].name == f"suspect->{s.target}"
     assert s.target not in directions[0].sources
     paper_state: dict = {}
-    paper = FlipConfig.paper_faithful(**steps)
+    paper = FlipConfig.paper(**steps)
     hardening_directions(paper, s.clone_model(), data, paper_state, context(1))
     paper_directions, paper_results = hardening_directions(paper, s.clone_model(), data, paper_state, context(2))
     assert paper.focus_smallest_universal == 0 and paper_state["flip_focus_targets"].size == 0

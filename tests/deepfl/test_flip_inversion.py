@@ -7,7 +7,7 @@ import torch
 
 from deepfl.flip import FlipConfig, InversionRequest, invert, invert_abs_many, invert_many
 from deepfl.flip.distance import pairs_by_distance, update_distance_matrix, warmup_distance_matrix
-from deepfl.flip.inversion import _per_source_variance
+from deepfl.flip.inversion import SourceLossTracker, _per_source_variance
 
 from flip_fixtures import BackdooredSetup, backdoored_setup  # noqa: F401  (session fixture)
 
@@ -109,6 +109,19 @@ def test_inversion_keeps_model_mode_and_weights(backdoored_setup: BackdooredSetu
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_sample_variance_reading_known_values():
+    """Variance over samples (the other reading of the paper's distance): per step, the variance of
+    the source's per-sample losses, averaged over the steps where it had >= 2 samples."""
+    tracker = SourceLossTracker(steps=2, count=1, num_classes=2, device=torch.device("cpu"), dtype=torch.float64)
+    owner = torch.zeros(3, dtype=torch.long)
+    tracker.add(0, owner, torch.tensor([0, 0, 1]), torch.tensor([1.0, 3.0, 5.0], dtype=torch.float64))
+    tracker.add(1, owner, torch.tensor([0, 0, 0]), torch.tensor([2.0, 2.0, 8.0], dtype=torch.float64))
+    over_steps, over_samples = tracker.variances()
+    assert over_samples[0, 0] == pytest.approx((np.var([1.0, 3.0]) + np.var([2.0, 2.0, 8.0])) / 2)
+    assert np.isnan(over_samples[0, 1])                       # class 1 never had 2 samples in a step
+    assert over_steps[0, 0] == pytest.approx(np.var([2.0, 4.0]))
+
+
 def test_per_source_variance_known_values():
     # 3 steps, 1 problem, 2 classes; class 1 absent at step 1.
     sums = torch.tensor([[2.0, 3.0], [4.0, 0.0], [6.0, 5.0]])
@@ -133,3 +146,6 @@ def test_abs_inverter_candidates(backdoored_setup: BackdooredSetup):
     print(f"ABS best attack acc toward the backdoor target: {candidates[0][0].attack_acc:.3f} "
           f"(unstamped: {unstamped:.3f}) after only 50 steps")
     assert candidates[0][0].attack_acc > 0.3 > unstamped
+    # ABS measures the same per-source loss variances as NC, so it feeds FLIP's distance matrix (A.7)
+    assert all(set(c.per_source_loss_variance) == set(r.source_classes) for c, r in zip(
+        [group[0] for group in candidates], requests))

@@ -51,8 +51,9 @@ def add_deep_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--replay-dir", type=Path, default=None,
                        help="where to replay the run when it kept no checkpoint at round R (default: a temporary folder)")
     group.add_argument("--flip-params", type=json.loads, default=None, metavar="JSON",
-                       help="FlipConfig fields of the probe's FLIP for a run without client defense, e.g. "
-                            "'{\"warmup_steps\": 50}' (a FLIP run's own parameters are used otherwise)")
+                       help="the probe's FLIP for a run without client defense: a mode and FlipConfig fields, "
+                            "e.g. '{\"mode\": \"paper\", \"warmup_steps\": 50}' (default mode fliplab; a FLIP "
+                            "run's own parameters are used otherwise)")
     group.add_argument("--device", default=None, help="torch device of the probe (default: the run's)")
 
 

@@ -14,8 +14,11 @@ import torch
 REQUIRE_ENV = "FLIPLAB_REQUIRE_FLOWER"
 
 # FLIP with a handful of optimisation steps: every code path (warm-up, refresh, pairs, hardening), seconds of CPU.
+# batch_clients=False: a Flower node trains one client, so its FLIP inverts client by client; the native reference
+# does the same for bit-identical states (the native engine's batched inversion agrees with it only to float32
+# tolerance, tests/deepfl/test_flip_batched.py).
 TINY_FLIP: dict[str, Any] = {"warmup_steps": 3, "pair_steps": 2, "focus_refresh_steps": 2, "patience": 1,
-                             "num_augmented": 8, "pairs_per_round": 1}
+                             "num_augmented": 8, "pairs_per_round": 1, "batch_clients": False}
 
 
 def require(module: str) -> ModuleType:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from deepfl.reproduce.grid import Cell, Row, baseline_row, flip_row
+from deepfl.client import build_client_defense
+from deepfl.flip import FlipConfig
+from deepfl.reproduce.grid import FLIP_MODES, Cell, Row, baseline_row, flip_row
 from deepfl.reproduce.scales import SCALES, get_scale
 from deepfl.reproduce.tables import TABLES, get_table
 from deepfl.run import build_parser, config_from_args
@@ -23,6 +25,29 @@ def test_every_baseline_cell_resolves(scale_name: str) -> None:
             cfg = _resolve(Cell(row, scale, 1))
             assert (cfg.data.dataset, cfg.attack.kind, cfg.seed) == (row.dataset, row.attack, 1)
             assert cfg.defense.server == row.defense and cfg.run.progress is False
+
+
+@pytest.mark.parametrize("scale_name", sorted(SCALES))
+def test_flip_rows_resolve(scale_name: str) -> None:
+    """Every FLIP row runs its mode on its data set: the engine's FlipDefense has exactly the config of
+    ``FlipConfig.<mode>(dataset, **ablation fields)``, and the reported taus are the mode's tau and 0."""
+    scale = get_scale(scale_name)
+    seen: set[str] = set()
+    for spec in TABLES.values():
+        for row in spec.build(scale):
+            if row.defense != "flip":
+                continue
+            cfg = _resolve(Cell(row, scale, 0))
+            params = dict(cfg.defense.client_params)
+            assert cfg.defense.client == "flip" and cfg.defense.server == "fedavg" and params.pop("mode") == row.mode
+            defense = build_client_defense("flip", cfg.defense.client_params, dataset=cfg.data.dataset)
+            expected = FlipConfig.for_mode(row.mode, row.dataset, **params)
+            assert defense.config == expected, row.identity
+            if row.attack == "continuous" and spec.name != "a6":
+                assert row.taus == (expected.rejection_tau, 0.0), row.identity
+            assert set(row.taus) <= set(cfg.run.taus), row.identity
+            seen.add(row.mode)
+    assert seen == (set(FLIP_MODES) if not scale.defenses or "flip" in scale.defenses else set())
 
 
 def test_bulyan_rows_fit_n_at_least_4f_plus_3() -> None:
@@ -46,6 +71,7 @@ def test_row_keys_paths_and_shared_cells() -> None:
     assert row.variant == "paper-ts2" and row.key == "flip+paper-ts2"
     assert Cell(row, get_scale("cpu-small"), 3).path == "mnist/continuous/flip+paper-ts2/s3"
     assert row.taus == (0.3, 0.0)
+    assert flip_row("cifar10", "continuous", "paper").taus == (0.4, 0.0)   # the release's CIFAR tau
     # Table 2's FLIP cells are A.4's and A.6's: the same paths, so the driver runs them once.
     scale = get_scale("cpu-small")
     table2 = {Cell(r, scale, 0).path for r in get_table("table2").build(scale) if r.defense == "flip"}
