@@ -1,6 +1,6 @@
 """Theorems 1-2 and Corollary 1 evaluated on one realised round of the linear engine (THEORY.md
-section 10). Pure functions of arrays: they return JSON-ready dicts and :class:`theory.report.Check`
-records, and never run the engine (that is :mod:`theory.verify`'s job).
+section 10). Pure functions of arrays: they return the typed results of :mod:`theory.results` and
+:class:`theory.report.Check` records, and never run the engine (that is :mod:`theory.verify`'s job).
 
 * Theorem 1 is checked on any model pair: the twin pair ``(W^{nd}_R, W^{d}_R)`` and the probe pair.
 * Theorem 2 and Corollary 1 concern one round from a common start (the probe), in the frozen model
@@ -8,7 +8,7 @@ records, and never run the engine (that is :mod:`theory.verify`'s job).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,8 @@ from theory.corollary1 import code_semantics_counts, corollary_counts, pair_prob
 from theory.frozen import (FrozenResidualModel, HardeningRound, deltaW_closed_form, frozen_model, relative_error,
                            shared_delta)
 from theory.report import Check, fmt
+from theory.results import (CertificateRadii, CertifiedCounts, CleanBound, CorollaryRow, ModelCounts,
+                            Theorem1Result, Theorem1Summary, Theorem2Result)
 from theory.theorem1 import theorem1_bounds
 from theory.theorem2 import JensenCertificate, clean_bound, jensen_certificate, paper_radius, sign_certificate
 
@@ -36,20 +38,22 @@ class EvaluationSets:
     target: int
 
 
-def theorem1_pair(W: np.ndarray, W_prime: np.ndarray, sets: EvaluationSets, label: str) -> tuple[dict, list[Check]]:
+def theorem1_pair(W: np.ndarray, W_prime: np.ndarray, sets: EvaluationSets,
+                  label: str) -> tuple[Theorem1Result, list[Check]]:
     """Theorem 1 (dataset averages + per-sample ordering) on clean and backdoor data for one pair."""
-    result, checks = {}, []
+    summaries, checks = {}, []
     targets = np.full(len(sets.X_backdoor), sets.target)
     for name, X, y in (("clean", sets.X_clean, sets.y_clean), ("backdoor", sets.X_backdoor, targets)):
-        summary = theorem1_bounds(W, W_prime, X, y).summary()
-        result[name] = summary
+        summary = Theorem1Summary.from_dict(theorem1_bounds(W, W_prime, X, y).summary())
+        summaries[name] = summary
         checks.append(Check(
-            name=f"Thm 1 {label} {name}", bound=summary["lb"], actual=summary["actual"],
-            passed=summary["violations"] == 0, must_hold=True,
-            detail=(f"LB={fmt(summary['lb'])} <= LB^J={fmt(summary['lb_jensen'])} <= dL={fmt(summary['actual'])}"
-                    f" <= min(UB,R2)={fmt(summary['ub_r2'])} <= UB={fmt(summary['ub'])}  (n={summary['n']}, "
-                    f"per-sample violations={summary['violations']})")))
-    lb_b = result["backdoor"]["lb"]
+            name=f"Thm 1 {label} {name}", bound=summary.lb, actual=summary.actual,
+            passed=summary.violations == 0, must_hold=True,
+            detail=(f"LB={fmt(summary.lb)} <= LB^J={fmt(summary.lb_jensen)} <= dL={fmt(summary.actual)}"
+                    f" <= min(UB,R2)={fmt(summary.ub_r2)} <= UB={fmt(summary.ub)}  (n={summary.n}, "
+                    f"per-sample violations={summary.violations})")))
+    result = Theorem1Result(clean=summaries["clean"], backdoor=summaries["backdoor"])
+    lb_b = result.backdoor.lb
     checks.append(Check(name=f"Thm 1 {label} paper goal LB_b >= 0", bound=0.0, actual=lb_b, passed=lb_b >= 0,
                         must_hold=False,
                         detail=(f"LB_b={fmt(lb_b)}: " + ("= 0, only the sign condition T in argmin u holds"
@@ -79,10 +83,11 @@ class ProbeInputs:
 
 @dataclass(frozen=True)
 class Theorem2Round:
-    """Theorem-2 results of one probe: JSON-ready ``result``, the ``checks``, and the frozen ``model``,
-    error model (``per_sample``) and ``support`` reused by the corollary's robust counts."""
+    """Theorem-2 results of one probe: the typed ``result`` (its ``to_dict`` is the JSON object), the
+    ``checks``, and the frozen ``model``, error model (``per_sample``) and ``support`` reused by the
+    corollary's robust counts."""
 
-    result: dict[str, Any]
+    result: Theorem2Result
     checks: list[Check]
     model: FrozenResidualModel
     per_sample: bool
@@ -104,8 +109,7 @@ def theorem2_round(probe: ProbeInputs, sets: EvaluationSets, model_kind: str = "
     pair = ModelPair(probe.W_nodef, probe.W_def)
     rigorous = model_kind == "F-hat" and probe.closed_form_applies
     t2 = frozen_certificates(frozen_model(rnd, model_kind), pair, rnd.delta, sets, rigorous, clean_budget)
-    t2.result["deltaW_rel_error"] = rel_sim
-    return Theorem2Round(result=t2.result, checks=[check] + t2.checks, model=t2.model, per_sample=t2.per_sample,
+    return Theorem2Round(result=replace(t2.result, deltaW_rel_error=rel_sim), checks=[check] + t2.checks, model=t2.model, per_sample=t2.per_sample,
                          support=t2.support)
 
 
@@ -130,16 +134,16 @@ def frozen_certificates(model: FrozenResidualModel, pair: ModelPair, delta_rows:
     radii, radius_checks, jensen = _radii(model, pair, sets, support, per_sample, delta_inf)
     checks += radius_checks
     sound_checks, clean = _soundness(model, pair, sets, support, per_sample, delta_inf, delta_used, jensen,
-                                     (radii["inside_A"], radii["inside_B"]), rigorous, clean_budget)
+                                     (radii.inside_A, radii.inside_B), rigorous, clean_budget)
     checks += sound_checks
-    result = {**radii, **clean, "delta_inf": delta_inf, "model": model.name,
-              "error_model": "per-sample" if per_sample else "shared", "eta_a": model.eta_a,
-              "frozen_rel_error": rel_frozen}
+    result = Theorem2Result(radii=radii, clean=clean, delta_inf=delta_inf, model=model.name,
+                            error_model="per-sample" if per_sample else "shared", eta_a=model.eta_a,
+                            frozen_rel_error=rel_frozen)
     return Theorem2Round(result=result, checks=checks, model=model, per_sample=per_sample, support=support)
 
 
 def _radii(model: FrozenResidualModel, pair: ModelPair, sets: EvaluationSets, support: np.ndarray,
-           per_sample: bool, delta_inf: float) -> tuple[dict[str, Any], list[Check], JensenCertificate]:
+           per_sample: bool, delta_inf: float) -> tuple[CertificateRadii, list[Check], JensenCertificate]:
     """Paper-literal ``\\varepsilon_P`` (6.1-6.2) and the T2-A / T2-B radii (6.3, 6.5) against ``delta_inf``."""
     Xb, T = sets.X_backdoor, sets.target
     paper = paper_radius(model, Xb, T, support)
@@ -166,17 +170,17 @@ def _radii(model: FrozenResidualModel, pair: ModelPair, sets: EvaluationSets, su
                         detail=(f"LB^J_b(0)={fmt(cert_b.lbj0)}, ||h||_1={fmt(cert_b.h_l1)}, eps*_B={fmt(cert_b.eps)}"
                                 f" vs {fmt(delta_inf)}: {'inside' if inside_b else 'not certified'}"
                                 + (f" [shared-delta reading: {fmt(shared_b)}]" if per_sample else ""))))
-    result = {"eps_paper": paper.eps, "eps_paper_status": paper.status, "f0": paper.f0, "grad_f_l1": paper.grad_l1,
-              "eps_A": cert_a.eps, "premise_A": cert_a.premise, "min_margin_A": cert_a.min_margin,
-              "eps_B": cert_b.eps, "lbj0": cert_b.lbj0, "h_l1": cert_b.h_l1,
-              "eps_A_shared_reading": shared_a, "eps_B_shared_reading": shared_b,
-              "inside_A": inside_a, "inside_B": inside_b}
+    result = CertificateRadii(eps_paper=paper.eps, eps_paper_status=paper.status, f0=paper.f0,
+                              grad_f_l1=paper.grad_l1, eps_A=cert_a.eps, premise_A=cert_a.premise,
+                              min_margin_A=cert_a.min_margin, eps_B=cert_b.eps, lbj0=cert_b.lbj0,
+                              h_l1=cert_b.h_l1, eps_A_shared_reading=shared_a, eps_B_shared_reading=shared_b,
+                              inside_A=inside_a, inside_B=inside_b)
     return result, checks, cert_b
 
 
 def _soundness(model: FrozenResidualModel, pair: ModelPair, sets: EvaluationSets, support: np.ndarray,
                per_sample: bool, delta_inf: float, delta_used: np.ndarray, cert_b: JensenCertificate,
-               inside: tuple[bool, bool], rigorous: bool, clean_budget: float) -> tuple[list[Check], dict[str, Any]]:
+               inside: tuple[bool, bool], rigorous: bool, clean_budget: float) -> tuple[list[Check], CleanBound]:
     """Realised-run soundness of T2-A / T2-B (the realised error lies in the ball of radius ``delta_inf``)
     and the T2-C clean bound ``dL_c <= UB_c <= C(eps) <= UB_c(0) + eps eta_a kappa`` (THEORY.md 6.3)."""
     Xb, T, checks = sets.X_backdoor, sets.target, []
@@ -214,15 +218,15 @@ def _soundness(model: FrozenResidualModel, pair: ModelPair, sets: EvaluationSets
                         passed=eps_for_c is not None and delta_inf <= eps_for_c, must_hold=False,
                         detail=(f"UB_c(0)={fmt(bound_c.ub0)}, kappa={fmt(bound_c.kappa)}, eps={fmt(eps_for_c)} vs "
                                 f"{fmt(delta_inf)}")))
-    clean = {"C_eps": c_eps, "C_simple": c_simple, "ub_c0": bound_c.ub0, "kappa": bound_c.kappa,
-             "clean_budget": clean_budget, "eps_for_C": eps_for_c}
+    clean = CleanBound(C_eps=c_eps, C_simple=c_simple, ub_c0=bound_c.ub0, kappa=bound_c.kappa,
+                       clean_budget=clean_budget, eps_for_C=eps_for_c)
     return checks, clean
 
 
 def corollary_round(probe: ProbeInputs | ModelPair, sets: EvaluationSets, taus: list[float],
                     model: FrozenResidualModel | None = None,
                     per_sample: bool = False, support: np.ndarray | None = None,
-                    delta_inf: float | None = None) -> tuple[list[dict], list[Check]]:
+                    delta_inf: float | None = None) -> tuple[list[CorollaryRow], list[Check]]:
     """Corollary 1 on the probe pair for each ``tau``: actual counts (code semantics), certified
     counts (Theorem-1 and Jensen brackets), soundness, and robust Jensen counts at ``delta_inf``."""
     rows, checks = [], []
@@ -234,14 +238,14 @@ def corollary_round(probe: ProbeInputs | ModelPair, sets: EvaluationSets, taus: 
     for tau in taus:
         counts = corollary_counts(probe.W_nodef, probe.W_def, sets.X_clean, sets.y_clean, sets.X_backdoor,
                                   sets.target, tau, pair)
-        row = {"tau": tau, "no_defense": counts.no_defense, "defense": counts.defense,
-               "neutralised_actual": counts.neutralised_actual,
-               "newly_neutralised_actual": counts.newly_neutralised_actual,
-               "certified_t1": counts.certified["theorem1"], "certified_jensen": counts.certified["jensen"],
-               "paper_rejections": counts.paper_rejections, "sound": counts.sound}
-        if robust_upper is not None:
-            row["robust_jensen_at_delta_inf"] = int(np.sum(robust_upper < tau))
-        rows.append(row)
+        rows.append(CorollaryRow(
+            tau=tau, no_defense=ModelCounts.from_dict(counts.no_defense),
+            defense=ModelCounts.from_dict(counts.defense), neutralised_actual=counts.neutralised_actual,
+            newly_neutralised_actual=counts.newly_neutralised_actual,
+            certified_t1=CertifiedCounts.from_dict(counts.certified["theorem1"]),
+            certified_jensen=CertifiedCounts.from_dict(counts.certified["jensen"]),
+            paper_rejections=counts.paper_rejections, sound=counts.sound,
+            robust_jensen_at_delta_inf=None if robust_upper is None else int(np.sum(robust_upper < tau))))
         t1, jn = counts.certified["theorem1"], counts.certified["jensen"]
         checks.append(Check(
             f"Cor 1 tau={tau:g} certified <= actual", float(jn["newly_neutralised"]),

@@ -42,6 +42,12 @@ class Check:
         return {"name": self.name, "bound": finite_or_none(self.bound), "actual": finite_or_none(self.actual),
                 "pass": bool(self.passed), "must_hold": bool(self.must_hold), "detail": self.detail}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Check":
+        """The inverse of :meth:`to_json` (a non-finite bound or actual reads back as ``None``)."""
+        return cls(name=data["name"], bound=data["bound"], actual=data["actual"], passed=data["pass"],
+                   must_hold=data["must_hold"], detail=data.get("detail", ""))
+
 
 def finite_or_none(value: float | None) -> float | None:
     """JSON has no inf/NaN: map them (and None) to null."""
@@ -73,6 +79,8 @@ def json_ready(obj: Any) -> Any:
         return [json_ready(v) for v in obj]
     if isinstance(obj, Check):
         return obj.to_json()
+    if callable(getattr(obj, "to_dict", None)):      # the typed results of theory.results
+        return json_ready(obj.to_dict())
     if hasattr(obj, "tolist"):
         return json_ready(obj.tolist())
     if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):

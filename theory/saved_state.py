@@ -101,4 +101,5 @@ def recompute(arrays: dict[str, np.ndarray], meta: dict[str, Any], taus: list[fl
     probe_t1, _ = theorem1_pair(probe.W_nodef, probe.W_def, sets, "probe")
     theorem2 = theorem2_round(probe, sets, model_kind, clean_budget).result
     metrics = threshold_metrics(arrays["W_nodef"], arrays["W_def"], sets, taus, metrics_tau)
-    return {"theorem1": theorem1, "probe": {"theorem1": probe_t1}, "theorem2": theorem2, "metrics": metrics}
+    return {"theorem1": theorem1.to_dict(), "probe": {"theorem1": probe_t1.to_dict()}, "theorem2": theorem2.to_dict(),
+            "metrics": metrics}

@@ -72,6 +72,7 @@ from theory.frozen import FROZEN_MODELS, HardeningRound
 from theory.paper_reference import TABLE3, table4
 from theory.protocols import PROTOCOLS
 from theory.report import SCHEMA, Check, failed_must_hold, fmt, write_report_json
+from theory.results import ProbeResult, RoundResult
 from theory.saved_state import save_verification_state
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def probe_inputs(probe: Any) -> ProbeInputs:
 
 def analyse_round(setup: Any, W_nodef: np.ndarray, W_def: np.ndarray, probe: ProbeInputs, taus: list[float],
                   metrics_tau: float, model_kind: str, clean_budget: float, probe_round: int = 0,
-                  poisoned: bool = False) -> dict[str, Any]:
+                  poisoned: bool = False) -> RoundResult:
     """All theory results of round R: twin Theorem 1, probe Theorem 1/2, Corollary 1, metrics, checks.
     ``probe_round`` / ``poisoned`` only label the probe (round index, whether the attacker poisoned in it)."""
     sets = EvaluationSets(X_clean=setup.test_Xa, y_clean=setup.test_y, X_backdoor=setup.backdoor_Xa,
@@ -186,16 +187,15 @@ def analyse_round(setup: Any, W_nodef: np.ndarray, W_def: np.ndarray, probe: Pro
     t1_twin, checks = theorem1_pair(W_nodef, W_def, sets, "twin")
     t1_probe, probe_checks = theorem1_pair(probe.W_nodef, probe.W_def, sets, "probe")
     t2 = theorem2_round(probe, sets, model_kind, clean_budget)
-    cor, cor_checks = corollary_round(probe, sets, taus, t2.model, t2.per_sample, t2.support,
-                                      t2.result["delta_inf"])
-    metrics = threshold_metrics(W_nodef, W_def, sets, taus, metrics_tau)
-    return {"theorem1": t1_twin,
-            "probe": {"theorem1": t1_probe, "deltaW_rel_error": t2.result["deltaW_rel_error"],
-                      "closed_form_applies": probe.closed_form_applies, "round": probe_round,
-                      "start_round": probe_round - 1, "poisoned": poisoned,
-                      "metrics": threshold_metrics(probe.W_nodef, probe.W_def, sets, [metrics_tau], metrics_tau)},
-            "theorem2": t2.result, "corollary1": cor, "metrics": metrics,
-            "checks": checks + probe_checks + t2.checks + cor_checks}
+    cor, cor_checks = corollary_round(probe, sets, taus, t2.model, t2.per_sample, t2.support, t2.result.delta_inf)
+    assert t2.result.deltaW_rel_error is not None     # theorem2_round compares with the simulated DeltaW
+    probe_result = ProbeResult(
+        theorem1=t1_probe, deltaW_rel_error=t2.result.deltaW_rel_error,
+        closed_form_applies=probe.closed_form_applies, round=probe_round, start_round=probe_round - 1,
+        poisoned=poisoned, metrics=threshold_metrics(probe.W_nodef, probe.W_def, sets, [metrics_tau], metrics_tau))
+    return RoundResult(theorem1=t1_twin, probe=probe_result, theorem2=t2.result, corollary1=cor,
+                       metrics=threshold_metrics(W_nodef, W_def, sets, taus, metrics_tau),
+                       checks=checks + probe_checks + t2.checks + cor_checks)
 
 
 def _table3_rows(title: str, metrics: dict[str, Any], attack: str) -> list[str]:
@@ -267,11 +267,6 @@ def print_report(payload: dict[str, Any], checks: list[Check]) -> None:
 SERIES_THEOREM2_KEYS = ("eps_A", "eps_B", "delta_inf", "eps_paper", "eps_paper_status", "premise_A", "lbj0", "C_eps")
 
 
-def _split_checks(result: dict[str, Any]) -> tuple[dict[str, Any], list[Check]]:
-    checks = result.pop("checks")
-    return result, checks
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the protocol; returns the exit status (0 iff every must-hold check passed)."""
     from linear_fl.probe import one_round_probe
@@ -286,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
     metrics_tau = DEFAULT_METRICS_TAU[args.attack] if args.metrics_tau is None else args.metrics_tau
     taus = sorted(set(args.tau))
 
-    def at_round(r: int) -> tuple[dict[str, Any], Any]:
+    def at_round(r: int) -> tuple[RoundResult, Any]:
         # The probe is the round that starts from W^nd_r, i.e. round r+1; its inversion is warm-started
         # from the defense twin's inversion of round r (as the twin itself would do).
         inversions = twin.defense.inversions
@@ -296,10 +291,10 @@ def run(args: argparse.Namespace) -> int:
                              metrics_tau, args.model, args.clean_budget, r + 1, bool(raw.poisoned)), raw
 
     result, raw_probe = at_round(R)
-    result, checks = _split_checks(result)
+    checks = result.checks
     payload: dict[str, Any] = {
         "schema": SCHEMA, "version": VERSION, "dataset": args.dataset, "attack": args.attack, "seed": args.seed,
-        "round": R, "protocol": args.protocol, "config": config.to_dict(), "taus": taus, **result,
+        "round": R, "protocol": args.protocol, "config": config.to_dict(), "taus": taus, **result.to_dict(),
         "checks": checks, "paper": {"table3": TABLE3[args.attack]},
         "data": {"train_limit": args.train_limit, "test_limit": args.test_limit,
                  "n_benign": int(raw_probe.n_B), "clean_total": len(setup.test_y),
@@ -309,13 +304,13 @@ def run(args: argparse.Namespace) -> int:
     if args.all_rounds:
         payload["series"] = []
         for r in tqdm(range(1, R + 1), desc="per-round probes", disable=args.no_progress):
-            res_r, round_checks = (result, checks) if r == R else _split_checks(at_round(r)[0])
-            failed = failed_must_hold(round_checks)
+            res_r = result if r == R else at_round(r)[0]
+            theorem2 = res_r.theorem2.to_dict()
             payload["series"].append({
-                "round": r, "theorem1": res_r["theorem1"], "probe_theorem1": res_r["probe"]["theorem1"],
-                "theorem2": {k: res_r["theorem2"][k] for k in SERIES_THEOREM2_KEYS},
-                "metrics": {k: res_r["metrics"][k] for k in ("no_defense", "defense", "tau")},
-                "must_hold_failed": [c.name for c in failed]})
+                "round": r, "theorem1": res_r.theorem1.to_dict(), "probe_theorem1": res_r.probe.theorem1.to_dict(),
+                "theorem2": {k: theorem2[k] for k in SERIES_THEOREM2_KEYS},
+                "metrics": {k: res_r.metrics[k] for k in ("no_defense", "defense", "tau")},
+                "must_hold_failed": [c.name for c in failed_must_hold(res_r.checks)]})
         failures = [f"round {e['round']}: {n}" for e in payload["series"] for n in e["must_hold_failed"]]
         checks.append(Check("series: must-hold checks at every round 1..R", 0.0, float(len(failures)),
                             passed=not failures, must_hold=True,

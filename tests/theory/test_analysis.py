@@ -33,11 +33,11 @@ def test_round_checks_pass_and_soundness_engages(shared, eps):
         t2 = theorem2_round(probe, sets)
         _, t1_checks = theorem1_pair(probe.W_nodef, probe.W_def, sets, "probe")
         _, cor_checks = corollary_round(probe, sets, [0.0, 0.5], t2.model, t2.per_sample, t2.support,
-                                        t2.result["delta_inf"])
+                                        t2.result.delta_inf)
         checks = t1_checks + t2.checks + cor_checks
         assert not failed_must_hold(checks), [c.line() for c in failed_must_hold(checks)]
-        assert t2.result["error_model"] == ("shared" if shared else "per-sample")
-        assert t2.result["eps_paper_status"] in ("vacuous", "undefined")
+        assert t2.result.error_model == ("shared" if shared else "per-sample")
+        assert t2.result.radii.eps_paper_status in ("vacuous", "undefined")
         engaged += sum(c.must_hold for c in t2.checks if "soundness" in c.name)
         json.dumps(json_ready({"theorem2": t2.result, "checks": checks}), allow_nan=False)
     if eps == 1e-4:

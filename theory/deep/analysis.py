@@ -59,8 +59,8 @@ def _linear_logits(sets: EvaluationSets, W_nodef: np.ndarray, W_def: np.ndarray)
 def _theorem1_part(pair: ModelPair, sets: EvaluationSets, label: str) -> tuple[dict[str, Any], list[Check]]:
     """Theorem 1 on clean and backdoor features with the counters ``violations_clean/backdoor``."""
     t1, checks = theorem1_pair(pair.W_nodef, pair.W_def, sets, label)
-    return {"theorem1": t1, "violations_clean": t1["clean"]["violations"],
-            "violations_backdoor": t1["backdoor"]["violations"]}, checks
+    return {"theorem1": t1.to_dict(), "violations_clean": t1.clean.violations,
+            "violations_backdoor": t1.backdoor.violations}, checks
 
 
 def last_layer_sgd(state: DeepProbeState, sets: EvaluationSets, taus: list[float]) -> tuple[dict, list[Check]]:
@@ -72,7 +72,7 @@ def last_layer_sgd(state: DeepProbeState, sets: EvaluationSets, taus: list[float
                            passed=state.sgd_logit_error <= LOGIT_ATOL, must_hold=True,
                            detail=f"max |z_net - W phi~| = {fmt(state.sgd_logit_error, 2)} (<= {LOGIT_ATOL:g})"))
     cor, cor_checks = corollary_round(pair, sets, taus)
-    result.update(corollary1=cor, logit_error=state.sgd_logit_error,
+    result.update(corollary1=[row.to_dict() for row in cor], logit_error=state.sgd_logit_error,
                   metrics=pair_metrics(_linear_logits(sets, pair.W_nodef, pair.W_def), sets.y_clean, sets.target, taus))
     return result, checks + [_renamed(c, "(a) SGD ") for c in cor_checks]
 
@@ -101,14 +101,14 @@ def last_layer_protocol(state: DeepProbeState, sets: EvaluationSets, taus: list[
         checks.append(Check("Thm 2", None, None, passed=False, must_hold=False,
                             detail="no benign client hardened (no FLIP stamping direction): nothing to certify"))
         cor, cor_checks = corollary_round(pair, sets, taus)
-        result.update(theorem2=None, corollary1=cor)
+        result.update(theorem2=None, corollary1=[row.to_dict() for row in cor])
         return result, checks + [_renamed(c, "(a) protocol ") for c in cor_checks]
     model = stacked_frozen_model(rounds, model_kind)
     order = pair_order(state)
     delta_rows = state.pool_X_hat[order] - state.pool_X_true[order]
     t2 = frozen_certificates(model, pair, delta_rows, sets, rigorous=model_kind == "F-hat", clean_budget=clean_budget)
-    cor, cor_checks = corollary_round(pair, sets, taus, t2.model, t2.per_sample, t2.support, t2.result["delta_inf"])
-    result.update(theorem2=t2.result, corollary1=cor)
+    cor, cor_checks = corollary_round(pair, sets, taus, t2.model, t2.per_sample, t2.support, t2.result.delta_inf)
+    result.update(theorem2=t2.result.to_dict(), corollary1=[row.to_dict() for row in cor])
     return result, checks + t2.checks + [_renamed(c, "(a) protocol ") for c in cor_checks]
 
 
