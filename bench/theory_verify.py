@@ -28,14 +28,9 @@ import numpy as np
 
 from linear_fl.probe import one_round_probe
 from linear_fl.twin import prepare, run_twin
-from theory.verify import (
-    DEFAULT_METRICS_TAU,
-    DEFAULT_TAUS,
-    analyse_round,
-    make_config,
-    probe_inputs,
-)
 from theory.verify import build_parser as verify_parser
+from theory.verify import make_config
+from theory.verify_protocol import DEFAULT_METRICS_TAU, DEFAULT_TAUS, analyse_round, probe_inputs
 
 
 class Clock:
