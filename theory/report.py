@@ -2,7 +2,8 @@
 
 A :class:`Check` is one "bound vs actual" line. ``must_hold`` checks print PASS/FAIL and decide
 the exit status; information lines (e.g. "eps_P vacuous", "delta outside the radius") print INFO.
-JSON schema: ``fliplab.theory.verify/1`` (keys documented in :mod:`theory.verify`).
+JSON schema: ``fliplab.theory.verify/1`` (keys documented in :mod:`theory.verify_report`,
+typed in :mod:`theory.results`).
 """
 from __future__ import annotations
 
