@@ -103,12 +103,13 @@ def _carry(agg: dict[str, Any]) -> list[str]:
 
 def _verdict(agg: dict[str, Any], results_dir: str) -> list[str]:
     clean = min(parts["clean"][0] for parts in agg["inside"].values())
-    backdoor = min(parts["backdoor"][0] for parts in agg["inside"].values())
+    backdoor_by_round = [parts["backdoor"][0] for parts in agg["inside"].values()]
+    backdoor, backdoor_high = min(backdoor_by_round), max(backdoor_by_round)
     low, high = agg["full_backdoor_actual_range"]
     if backdoor < 0.5:
         conclusion = ("So the linear analysis explains FLIP's effect on the CNN's output layer exactly, but not "
-                      "FLIP's effect on the CNN: what it leaves out, the motion of the features, is what moves the "
-                      "backdoor samples' loss.")
+                      "FLIP's effect on the CNN: in the rounds where the bracket misses most backdoor samples, what "
+                      "it leaves out, the motion of the features, is what moves their loss.")
     else:
         conclusion = ("So on these rounds the last-layer analysis brackets most of FLIP's effect on the CNN, though "
                       "nothing in the theorems guarantees it when the features move.")
@@ -117,8 +118,8 @@ def _verdict(agg: dict[str, Any], results_dir: str) -> list[str]:
         "On the last layer with the features frozen it is exact, not an approximation: every bound holds on every "
         "sample, and the closed form is the round. It does not carry over by itself to a real round, in which the "
         f"features move too: the last-layer bracket holds for {_extent(clean)} of the clean samples (at least "
-        f"{pct(clean)}% on average in every probed round) and for {_extent(backdoor)} of the backdoor samples (at "
-        f"least {pct(backdoor)}%). In the full round FLIP changed the mean backdoor loss by {num(low)} to {num(high)} "
+        f"{pct(clean)}% on average in every probed round) and for {pct(backdoor)}% to {pct(backdoor_high)}% of the "
+        "backdoor samples on average, depending on the probed round (table above). In the full round FLIP changed the mean backdoor loss by {num(low)} to {num(high)} "
         "nats across the probes (positive: the backdoor loses). " + conclusion,
         "", f"![Theorem 1 on the last layer over rounds]({results_dir}/deep_loss_bounds.png)",
         f"![Per-sample bracket vs actual loss change]({results_dir}/deep_scatter.png)"]
