@@ -103,7 +103,8 @@ def render_reproduce(scale_dir: str | os.PathLike[str], out_dir: str | os.PathLi
     """Figures of one reproduction scale from its committed cells and tables (figures.reproduce_plots)."""
     from deepfl.reproduce.compact import read_cell
     from figures.io import load_json
-    from figures.reproduce_plots import plot_ablation_bars, plot_over_rounds, plot_roc, plot_tau_tradeoff
+    from figures.reproduce_plots import (plot_ablation_bars, plot_over_rounds, plot_roc, plot_tau_tradeoff,
+                                         trigger_figures)
 
     scale_dir = Path(scale_dir)
     records = [read_cell(path) for path in sorted((scale_dir / "cells").glob("*/*/*/s*.json"))]
@@ -121,6 +122,7 @@ def render_reproduce(scale_dir: str | os.PathLike[str], out_dir: str | os.PathLi
         rows = [row for row in load_json(path)["rows"] if row["seeds"]] if path.exists() else []
         if rows:
             figures[f"ablation_{table}.png"] = plot_ablation_bars(rows, f"{table} at {scale_dir.name}")
+    figures.update(trigger_figures(scale_dir / "cells"))
     out = Path(out_dir)
     return [save_figure(figure, out / name) for name, figure in figures.items()]
 

@@ -4,13 +4,16 @@
   curve per defense row: the mean over seeds with a band from the lowest to the highest seed;
 - :func:`plot_roc`: App. A.4's ROC of confidence rejection, mean over seeds, with its AUC;
 - :func:`plot_tau_tradeoff`: App. A.9's ACC and ASR against the threshold tau;
-- :func:`plot_ablation_bars`: final ASR and ACC per row of an appendix table.
+- :func:`plot_ablation_bars`: final ASR and ACC per row of an appendix table;
+- :func:`plot_inverted_triggers`: the paper's Figure 2c, the true trigger beside FLIP's inverted ones.
 Rates are plotted in percent. Each function returns a Figure and writes nothing.
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -129,3 +132,66 @@ def plot_ablation_bars(rows: Sequence[dict[str, Any]], title: str) -> Figure:
     axes[1].set_xticks(x, labels, rotation=90, fontsize=6)
     axes[0].set_title(title)
     return figure
+
+
+MAX_INVERTED_SHOWN = 9
+
+
+def _trigger_image(mask: np.ndarray, pattern: np.ndarray) -> np.ndarray:
+    """What stamping adds, ``mask * pattern`` (eq. 1), as an (H, W) grey or (H, W, 3) colour image."""
+    image = np.asarray(mask, dtype=np.float64)[None] * np.asarray(pattern, dtype=np.float64)
+    return image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0))
+
+
+def _shown_triggers(arrays: dict[str, np.ndarray], target: int) -> list[int]:
+    """Rows to show: the attack target's universal triggers first (warm-up, then refresh), then the
+    smallest masks of the other rows, at most :data:`MAX_INVERTED_SHOWN`."""
+    order = np.argsort(arrays["mask_l1"], kind="stable")
+    first = [int(i) for i in order if arrays["target"][i] == target and arrays["source"][i] == -1]
+    rest = [int(i) for i in order if int(i) not in first]
+    return (first + rest)[:MAX_INVERTED_SHOWN]
+
+
+def plot_inverted_triggers(arrays: dict[str, np.ndarray], true_mask: np.ndarray, true_pattern: np.ndarray,
+                           target: int, title: str) -> Figure:
+    """The paper's Figure 2c: the true trigger beside inverted ones (``flip_triggers.npz`` of a FLIP cell),
+    each shown as ``mask * pattern`` with its kind, client, round, source -> target and mask L1."""
+    shown = _shown_triggers(arrays, target)
+    figure = Figure(figsize=(1.6 * (len(shown) + 1), 2.3), layout="constrained")
+    axes = figure.subplots(1, len(shown) + 1, squeeze=False)[0]
+    axes[0].imshow(_trigger_image(true_mask, true_pattern), cmap="gray", vmin=0, vmax=1)
+    axes[0].set_title(f"true trigger\n-> {target}, L1 {float(np.sum(true_mask)):.0f}", fontsize=7)
+    for axis, row in zip(axes[1:], shown):
+        source = int(arrays["source"][row])
+        pair = f"{'all' if source < 0 else source} -> {int(arrays['target'][row])}"
+        axis.imshow(_trigger_image(arrays["masks"][row], arrays["patterns"][row]), cmap="gray", vmin=0, vmax=1)
+        axis.set_title(f"{arrays['kind'][row]} c{int(arrays['client'][row])} r{int(arrays['round'][row])}\n"
+                       f"{pair}, L1 {float(arrays['mask_l1'][row]):.0f}", fontsize=7)
+    for axis in axes:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.suptitle(title, fontsize=8)
+    return figure
+
+
+def trigger_figures(cells_dir: Path) -> dict[str, Figure]:
+    """Figure 2c for the lowest seed of every FLIP row whose cell has inverted triggers committed
+    (``s<seed>.triggers.npz`` beside ``s<seed>.json``): ``flip_triggers_<data set>_<attack>_<row>.png``."""
+    from fldata.triggers import dba_trigger
+
+    figures: dict[str, Figure] = {}
+    for path in sorted(cells_dir.glob("*/*/flip*/s*.triggers.npz")):
+        row = path.parent
+        name = f"flip_triggers_{row.parent.parent.name}_{row.parent.name}_{row.name.replace('+', '_')}.png"
+        if name in figures:
+            continue
+        cell = json.loads((path.parent / (path.name[: -len(".triggers.npz")] + ".json")).read_text(encoding="utf-8"))
+        with np.load(path, allow_pickle=False) as loaded:
+            arrays = {key: loaded[key] for key in loaded.files}
+        if not arrays["target"].size:
+            continue
+        attack = cell["config"]["attack"]
+        truth = dba_trigger(tuple(arrays["patterns"].shape[1:]), scale=int(attack["trigger_scale"]))
+        title = f"{row.parent.parent.name} {row.parent.name} {row.name}, seed {path.name.split('.')[0][1:]}"
+        figures[name] = plot_inverted_triggers(arrays, truth.mask, truth.pattern, int(attack["target"]), title)
+    return figures

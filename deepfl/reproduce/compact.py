@@ -114,6 +114,33 @@ def write_cell(path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
     return write_text_atomic(path, "{\n" + ",\n".join(lines) + "\n}\n")
 
 
+TRIGGERS_SUFFIX = ".triggers.npz"
+
+
+def triggers_path(cell_path: str | os.PathLike[str]) -> Path:
+    """Where a cell's inverted triggers are committed: ``s<seed>.triggers.npz`` beside ``s<seed>.json``."""
+    path = Path(cell_path)
+    return path.with_name(path.stem + TRIGGERS_SUFFIX)
+
+
+def copy_run_triggers(run_dir: str | os.PathLike[str], cell_path: str | os.PathLike[str]) -> Path | None:
+    """Copy a FLIP run's ``flip_triggers.npz`` (a few inverted triggers, float16; Figure 2c) next to the
+    cell's compact record, after checking it loads without pickles; None when the run has none."""
+    source = Path(run_dir) / "flip_triggers.npz"
+    if not source.exists():
+        return None
+    with np.load(source, allow_pickle=False) as arrays:
+        content = {name: arrays[name] for name in arrays.files}
+    if "masks" not in content or "target" not in content:
+        raise ValueError(f"{source}: not a flip_triggers.npz (needs 'masks' and 'target')")
+    target = triggers_path(cell_path)
+    temporary = target.with_name(f".{target.name}.tmp")
+    with open(temporary, "wb") as handle:
+        np.savez_compressed(handle, **content)
+    os.replace(temporary, target)
+    return target
+
+
 def read_cell(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A compact record; ResultFileError if it is unreadable or not of this schema."""
     try:

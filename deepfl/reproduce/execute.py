@@ -23,7 +23,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from deepfl.reproduce.compact import compact_run, write_cell
+from deepfl.reproduce.compact import compact_run, copy_run_triggers, write_cell
 from deepfl.reproduce.grid import Cell
 
 LOG_NAME = "driver.log"
@@ -105,6 +105,7 @@ def run_job(job: CellJob) -> CellOutcome:
         return CellOutcome(job.path, False, time.perf_counter() - start, f"deepfl.run exited {code}; see {log}")
     try:
         write_cell(job.result_path, compact_run(run_dir, job.identity))
+        copy_run_triggers(run_dir, job.result_path)
     except (OSError, ValueError, KeyError) as error:
         return CellOutcome(job.path, False, time.perf_counter() - start, f"compacting failed: {error}")
     return CellOutcome(job.path, True, time.perf_counter() - start)

@@ -45,3 +45,34 @@ def test_render_reproduce_writes_one_over_rounds_figure_per_data_set(tmp_path: P
     names = {path.name for path in written}
     assert "over_rounds_mnist.png" in names
     assert all(path.stat().st_size > 10_000 for path in written)
+
+
+def _fake_triggers(masks: np.ndarray, target: int) -> dict[str, np.ndarray]:
+    count = len(masks)
+    return {"masks": masks.astype(np.float16), "patterns": np.ones((count, 1, 28, 28), dtype=np.float16),
+            "client": np.arange(count, dtype=np.int64), "round": np.full(count, 11, dtype=np.int64),
+            "target": np.arange(count, dtype=np.int64) % 10, "source": np.full(count, -1, dtype=np.int64),
+            "kind": np.array(["warmup"] * count), "mask_l1": masks.sum(axis=(1, 2)).astype(np.float32)}
+
+
+def test_trigger_figure_shows_the_true_trigger_then_the_targets_universal_trigger(tmp_path: Path) -> None:
+    from figures.reproduce_plots import plot_inverted_triggers, trigger_figures
+    from fldata.triggers import dba_trigger
+
+    record = read_cell(CELLS[0])
+    target = int(record["config"]["attack"]["target"])
+    row = tmp_path / "cells" / "mnist" / "continuous" / "flip+fliplab"
+    row.mkdir(parents=True)
+    (row / "s0.json").write_text(CELLS[0].read_text())
+    masks = np.zeros((4, 28, 28))
+    for k in range(4):
+        masks[k, : k + 1, : k + 1] = 1.0
+    np.savez(row / "s0.triggers.npz", **_fake_triggers(masks, target))
+    figures = trigger_figures(tmp_path / "cells")
+    assert list(figures) == ["flip_triggers_mnist_continuous_flip_fliplab.png"]
+    truth = dba_trigger((1, 28, 28))
+    figure = plot_inverted_triggers(_fake_triggers(masks, target), truth.mask, truth.pattern, target, "t")
+    titles = [axis.get_title() for axis in figure.axes]
+    assert titles[0].startswith("true trigger") and f"-> {target}" in titles[0]
+    assert f"all -> {target}" in titles[1]          # the target's universal trigger comes first
+    assert len(titles) == 1 + 4
