@@ -82,7 +82,7 @@ def test_fliplab_reduces_a_planted_backdoor(tmp_path) -> None:
         exp = Experiment(cfg, tmp_path / client)
         with single_thread():
             _plant_backdoor(exp)
-            planted = exp.evaluate().asr["0.0"]
+            planted = exp.evaluate().result.asr_at(0.0)
             asr[client] = exp.run()["final"]["asr"]["0.0"]
     print(f"planted ASR {planted:.3f}; after 2 rounds: FedAvg {asr['none']:.3f}, fliplab {asr['flip']:.3f}")
     assert planted > 0.9 and asr["none"] > 0.8
