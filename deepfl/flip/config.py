@@ -5,9 +5,9 @@ differ), selected from a run config by ``defense.client_params = {"mode": ..., *
 
 * :meth:`FlipConfig.paper`: only what the paper states (section 3, Algorithms 1-2, App. A.1);
 * :meth:`FlipConfig.release`: what the authors' released code does;
-* :meth:`FlipConfig.fliplab` (the dataclass defaults, and the mode when none is named): the paper's
-  FLIP PLUS Neural-Cleanse detection (a per-round universal re-inversion and an outlier test);
-  it is not the paper's method.
+* :meth:`FlipConfig.fliplab` (the dataclass defaults, and the mode when none is named): FLIP PLUS
+  Neural-Cleanse detection (a per-round universal re-inversion and an outlier test), with two of
+  the release's choices and a mask cap (``docs/flip_modes.md``); it is not the paper's method.
 
 Per-data-set values (attack-success threshold, tau, replacement portion, the release's
 constants) come from the run's data set (``FlipDefense(dataset=...)``, handed over by the engine).
@@ -333,7 +333,7 @@ class FlipConfig:
 
     @classmethod
     def fliplab(cls, dataset: str | None = None, **overrides: Any) -> "FlipConfig":
-        """fliplab's variant: the paper's FLIP PLUS Neural-Cleanse backdoor detection.
+        """fliplab's variant: FLIP PLUS Neural-Cleanse backdoor detection, with some of the release's choices.
 
         It adds a step the paper does not have. In every round after a client's warm-up, it
         re-inverts the universal triggers of all targets (``focus_refresh_steps`` steps from the

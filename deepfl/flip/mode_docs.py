@@ -21,8 +21,9 @@ Select a mode with `--set 'defense.client_params={"mode": "paper"}'` (other keys
 * `paper`: only what the paper states (section 3, Algorithms 1-2, App. A.1); the docstring of
   `FlipConfig.paper` lists every value the paper leaves open and where ours comes from.
 * `release`: the authors' released code (`invert_*.py`); `FlipConfig.release` lists what is not copied.
-* `fliplab`: the paper's FLIP plus Neural-Cleanse backdoor detection (a per-round universal re-inversion and an
-  outlier test, `focus_*`); not the paper's method. The default when no mode is named.
+* `fliplab`: FLIP plus Neural-Cleanse backdoor detection (a per-round universal re-inversion and an outlier
+  test, `focus_*`), with two of the release's choices (warm starts from, and hardening with, the cached
+  universal triggers), a mask cap and 2 pairs per round; not the paper's method. The default when no mode is named.
 
 Every field on which the modes differ, per data set (all other fields are equal in the three modes):
 """
