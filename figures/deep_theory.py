@@ -23,6 +23,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from figures.io import ResultFileError, load_json, require
+from figures.theory_plots import THEOREM1_STYLES
 
 DEEP_SCHEMA = "fliplab.theory.deep/1"
 PARTS = ("clean", "backdoor")
@@ -35,14 +36,11 @@ _REQUIRED: tuple[str, ...] = (
     *(f"all_layers.{s}.{k}" for s in PARTS for k in (*_T1_KEYS, "inside_fraction", "distance_median", "frozen_round")),
     "last_layer_protocol.deltaW_rel_error", "last_layer_protocol.corollary1", "last_layer_sgd.corollary1",
 )
-# (key, legend label, style) of the Theorem-1 lines, as figures.theory_plots draws them.
-_LINES: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("lb", "LB (Theorem 1)", {"color": "tab:blue", "linestyle": "--", "marker": "v"}),
-    ("lb_jensen", "LB$^J$ (R1, Jensen)", {"color": "tab:blue", "linestyle": "-", "marker": "^"}),
-    ("actual", r"actual $\Delta L$", {"color": "black", "linestyle": "-", "marker": "o", "linewidth": 2}),
-    ("ub_r2", "min(UB, R2)", {"color": "tab:red", "linestyle": ":", "marker": "s"}),
-    ("ub", "UB (Theorem 1)", {"color": "tab:red", "linestyle": "--", "marker": "v"}),
-)
+# (key, legend label, style) of the Theorem-1 lines, in figures.theory_plots' styles.
+_LINES: tuple[tuple[str, str, dict[str, Any]], ...] = tuple(
+    (key, label, THEOREM1_STYLES[key]) for key, label in (
+        ("lb", "LB (Theorem 1)"), ("lb_jensen", "LB$^J$ (R1, Jensen)"), ("actual", r"actual $\Delta L$"),
+        ("ub_r2", "min(UB, R2)"), ("ub", "UB (Theorem 1)")))
 ROWS = (("last_layer_sgd", "(a) last layer only, features frozen"), ("all_layers", "(b) all layers train"))
 
 

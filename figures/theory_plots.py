@@ -16,14 +16,20 @@ from matplotlib.figure import Figure
 from figures.io import as_float
 from figures.paper_numbers import TABLE3_LOGREG
 
-# (key, legend label, line style) for Theorem 1, paper eq. 3 / eqs. 16-28 (THEORY.md sections 3-4).
-_THEOREM1_LINES: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("lb", "LB (Theorem 1)", {"color": "tab:blue", "linestyle": "--", "marker": "v"}),
-    ("lb_jensen", "LB$^J$ (R1, Jensen)", {"color": "tab:blue", "linestyle": "-", "marker": "^"}),
-    ("actual", r"actual $\Delta L$", {"color": "black", "linestyle": "-", "marker": "o", "linewidth": 2}),
-    ("ub", "UB (Theorem 1)", {"color": "tab:red", "linestyle": "--", "marker": "v"}),
-    ("ub_r2", "UB R2 (Hoeffding)", {"color": "tab:red", "linestyle": ":", "marker": "s"}),
-)
+# Line style of each Theorem-1 quantity, paper eq. 3 / eqs. 16-28 (THEORY.md sections 3-4); the deep
+# figures (figures.deep_theory) draw the same quantities in the same styles.
+THEOREM1_STYLES: dict[str, dict[str, Any]] = {
+    "lb": {"color": "tab:blue", "linestyle": "--", "marker": "v"},
+    "lb_jensen": {"color": "tab:blue", "linestyle": "-", "marker": "^"},
+    "actual": {"color": "black", "linestyle": "-", "marker": "o", "linewidth": 2},
+    "ub": {"color": "tab:red", "linestyle": "--", "marker": "v"},
+    "ub_r2": {"color": "tab:red", "linestyle": ":", "marker": "s"},
+}
+# (key, legend label, line style) for Theorem 1.
+_THEOREM1_LINES: tuple[tuple[str, str, dict[str, Any]], ...] = tuple(
+    (key, label, THEOREM1_STYLES[key]) for key, label in (
+        ("lb", "LB (Theorem 1)"), ("lb_jensen", "LB$^J$ (R1, Jensen)"), ("actual", r"actual $\Delta L$"),
+        ("ub", "UB (Theorem 1)"), ("ub_r2", "UB R2 (Hoeffding)")))
 # (key, legend label, colour) for Theorem 2 (THEORY.md section 6).
 _RADII: tuple[tuple[str, str, str], ...] = (
     ("eps_A", r"$\varepsilon^*_A$ (certificate A)", "tab:green"),
