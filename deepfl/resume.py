@@ -49,10 +49,27 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
             for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
 
 
-def check_same_config(state: dict[str, Any], config: dict[str, Any], digest: str, run_dir: str) -> None:
+def added_at_default(stored: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any]) -> list[str] | None:
+    """The dotted keys that are new since the checkpoint and sit at their default, or ``None``.
+
+    ``None`` when any difference is something else (a changed value, a removed key, or a new key
+    set away from its default): only a field added to the config by a later version of fliplab,
+    left at the value the older version behaved with, is harmless to resume over.
+    """
+    old, new, base = _flatten(stored), _flatten(current), _flatten(defaults)
+    changed = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    if all(key not in old and key in base and new.get(key) == base[key] for key in changed):
+        return changed
+    return None
+
+
+def check_same_config(state: dict[str, Any], config: dict[str, Any], digest: str, run_dir: str,
+                      defaults: dict[str, Any] | None = None) -> None:
     """Refuse to resume when the checkpoint's config digest or seed differs from the current config.
 
-    A checkpoint of an older version without a stored config is accepted with a warning.
+    A checkpoint of an older version without a stored config is accepted with a warning, and so is
+    one whose config lacks only fields added since, when ``config.json`` has them at ``defaults``
+    (the config's default values).
     """
     if "config_digest" not in state:
         LOGGER.warning("%s: the checkpoint stores no config digest (older version); cannot check config.json",
@@ -61,6 +78,11 @@ def check_same_config(state: dict[str, Any], config: dict[str, Any], digest: str
     if state["config_digest"] == digest and state.get("seed") == config.get("seed"):
         return
     stored = json.loads(state.get("config_json", "{}"))
+    added = added_at_default(stored, config, defaults) if stored and defaults is not None else None
+    if added and state.get("seed") == config.get("seed"):
+        LOGGER.warning("%s: the checkpoint predates the config fields %s; resuming with their defaults",
+                       run_dir, ", ".join(added))
+        return
     changed = config_differences(stored, config) if stored else [f"digest {state['config_digest']} != {digest}"]
     raise ConfigMismatchError(f"{run_dir}/config.json differs from the config of its checkpoint: "
                               f"{'; '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; restore it, "

@@ -111,7 +111,7 @@ def check_resumable(run_dir: Path, cfg: ExperimentConfig) -> None:
     path = run_dir / checkpoint.CHECKPOINT_NAME
     if path.exists():
         state = checkpoint.load(path, torch.device("cpu"), require_hash=False)
-        check_same_config(state, cfg.to_dict(), cfg.digest(), str(run_dir))
+        check_same_config(state, cfg.to_dict(), cfg.digest(), str(run_dir), ExperimentConfig().to_dict())
 
 
 def max_asr(rows: list[dict[str, Any]], tau: float) -> float | None:
@@ -259,7 +259,8 @@ class Experiment:
             write_jsonl_atomic(metrics_path, [])
             return 0
         state = checkpoint.load(path, self.device, require_hash=False)
-        check_same_config(state, self.cfg.to_dict(), self.cfg.digest(), str(self.run_dir))
+        check_same_config(state, self.cfg.to_dict(), self.cfg.digest(), str(self.run_dir),
+                          ExperimentConfig().to_dict())
         done = int(state["round"])
         self.metrics_rows = reconcile_metrics(read_jsonl(metrics_path), decode_rows(state.get("metrics_jsonl")),
                                               done, str(metrics_path))

@@ -124,3 +124,16 @@ def test_check_same_config_names_the_changed_keys() -> None:
     check_same_config(state, stored, "a", "r")
     with pytest.raises(ConfigMismatchError, match=r"run.rounds \(checkpoint 5, config.json 6\)"):
         check_same_config(state, {"seed": 0, "run": {"rounds": 6}}, "b", "r")
+
+
+def test_check_same_config_accepts_only_fields_added_at_their_default(caplog: pytest.LogCaptureFixture) -> None:
+    stored = {"seed": 0, "run": {"rounds": 5}}
+    state = {"config_digest": "a", "seed": 0, "config_json": json.dumps(stored)}
+    defaults = {"seed": 0, "run": {"rounds": 100, "keep_checkpoints": []}}
+    with caplog.at_level("WARNING", logger="deepfl"):
+        check_same_config(state, {"seed": 0, "run": {"rounds": 5, "keep_checkpoints": []}}, "b", "r", defaults)
+    assert "predates the config fields run.keep_checkpoints" in caplog.text
+    with pytest.raises(ConfigMismatchError, match=r"run.keep_checkpoints \(checkpoint None, config.json \[3\]\)"):
+        check_same_config(state, {"seed": 0, "run": {"rounds": 5, "keep_checkpoints": [3]}}, "b", "r", defaults)
+    with pytest.raises(ConfigMismatchError, match=r"run.rounds"):
+        check_same_config(state, {"seed": 0, "run": {"rounds": 6, "keep_checkpoints": []}}, "b", "r", defaults)
