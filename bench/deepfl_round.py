@@ -1,4 +1,5 @@
-"""Benchmark: seconds per federated round of the deep engine (MNIST CNN, paper's continuous setting).
+"""Benchmark: seconds per federated round of the deep engine (MNIST CNN, paper's continuous
+setting).
 
 Workload per round (ALGORITHMS.md "Federated setup"): 100 clients, Dirichlet(0.5), 10 per round =
 4 attackers x 10 poison epochs + 6 benign x 1 epoch, fedavg aggregation, evaluation on the full
@@ -22,6 +23,7 @@ sequential trainer's own spread under a 1e-7 perturbation of its start. Last lin
 
     FLIPLAB_DATA=/work/shared/data python bench/deepfl_round.py --compare --threads 2 --repeats 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a source checkout
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1])
+)  # run as a script from a source checkout
 
 from deepfl.attacks import RoundPlan
 from deepfl.config import ExperimentConfig, parse_override, resolve
@@ -45,7 +49,9 @@ from deepfl.vectorised import VectorisedTrainer
 
 
 def plain_loop_samples_per_second(images: torch.Tensor, labels: torch.Tensor, epochs: int) -> float:
-    """One model, one SGD optimiser, shuffled 64-sample mini-batches: the lower bound on overhead."""
+    """One model, one SGD optimiser, shuffled 64-sample mini-batches: the lower bound on
+    overhead.
+    """
     torch.manual_seed(0)
     from deepfl.models import build_model
 
@@ -56,7 +62,7 @@ def plain_loop_samples_per_second(images: torch.Tensor, labels: torch.Tensor, ep
     for _ in range(epochs):
         order = torch.randperm(len(labels)).to(images.device)
         for first in range(0, len(labels), 64):
-            index = order[first:first + 64]
+            index = order[first : first + 64]
             optimizer.zero_grad(set_to_none=True)
             F.cross_entropy(model(images[index]), labels[index]).backward()
             optimizer.step()
@@ -66,13 +72,26 @@ def plain_loop_samples_per_second(images: torch.Tensor, labels: torch.Tensor, ep
 
 
 def paper_round_config(args: argparse.Namespace, scratch: str) -> ExperimentConfig:
-    """Preset paper, continuous attack from round 1 (no pre-training): every round is an attack round."""
-    return resolve(preset("paper"), {
-        "device": args.device,
-        "attack": {"kind": "continuous", "start_round": 1},
-        "run": {"rounds": args.rounds, "pretrain_rounds": 0, "progress": False, "threads": args.threads,
-                "cache_dir": scratch, "eval_batch_size": args.eval_batch_size, **({"vectorise": True} if args.compare else {})},
-    }, *(parse_override(text) for text in args.set))
+    """Preset paper, continuous attack from round 1 (no pre-training): every round is an attack
+    round.
+    """
+    return resolve(
+        preset("paper"),
+        {
+            "device": args.device,
+            "attack": {"kind": "continuous", "start_round": 1},
+            "run": {
+                "rounds": args.rounds,
+                "pretrain_rounds": 0,
+                "progress": False,
+                "threads": args.threads,
+                "cache_dir": scratch,
+                "eval_batch_size": args.eval_batch_size,
+                **({"vectorise": True} if args.compare else {}),
+            },
+        },
+        *(parse_override(text) for text in args.set),
+    )
 
 
 def synchronize(device: torch.device) -> None:
@@ -90,7 +109,7 @@ def gemm_gflops(device: torch.device, size: int = 1024, repeats: int = 20) -> fl
     for _ in range(repeats):
         a @ b
     synchronize(device)
-    return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def fixed_step_seconds(experiment: Experiment, repeats: int = 30) -> float:
@@ -99,7 +118,9 @@ def fixed_step_seconds(experiment: Experiment, repeats: int = 30) -> float:
     when the batched kernels run at the per-client kernels' FLOP rate."""
     data = experiment.federation.clients[0]
     experiment.flat.set(experiment.global_state)
-    optimizer = torch.optim.SGD(experiment.model.parameters(), lr=1e-6, momentum=0.9, weight_decay=5e-4)
+    optimizer = torch.optim.SGD(
+        experiment.model.parameters(), lr=1e-6, momentum=0.9, weight_decay=5e-4
+    )
     times = []
     for _ in range(repeats + 3):
         synchronize(experiment.device)
@@ -121,12 +142,16 @@ def round_training_flops(experiment: Experiment, plan: RoundPlan) -> float:
     with FlopCounterMode(display=False) as counter:
         F.cross_entropy(experiment.model(images), labels).backward()
     experiment.model.zero_grad(set_to_none=True)
-    samples = sum(len(clients[c]) * (cfg.attack.epochs if c in plan.attackers else cfg.benign.epochs)
-                  for c in plan.clients)
+    samples = sum(
+        len(clients[c]) * (cfg.attack.epochs if c in plan.attackers else cfg.benign.epochs)
+        for c in plan.clients
+    )
     return counter.get_total_flops() / labels.shape[0] * samples
 
 
-def time_training(experiment: Experiment, plan: RoundPlan, trainer: VectorisedTrainer | None) -> tuple[float, torch.Tensor]:
+def time_training(
+    experiment: Experiment, plan: RoundPlan, trainer: VectorisedTrainer | None
+) -> tuple[float, torch.Tensor]:
     """Seconds of ``_train_clients(plan)`` with the given vectorised trainer (None = sequential)."""
     experiment.vectorised = trainer
     synchronize(experiment.device)
@@ -150,7 +175,7 @@ def compare(args: argparse.Namespace) -> None:
         updates: dict[str, torch.Tensor] = {}
         gemm, calls = [gemm_gflops(experiment.device)], trainer.calls
         for repeat in range(args.repeats):
-            for name in (list(modes) if repeat % 2 == 0 else list(modes)[::-1]):
+            for name in list(modes) if repeat % 2 == 0 else list(modes)[::-1]:
                 elapsed, updates[name] = time_training(experiment, plan, modes[name])
                 seconds[name].append(elapsed)
                 print(f"repeat {repeat + 1}: {name} {elapsed:.2f} s", flush=True)
@@ -159,10 +184,14 @@ def compare(args: argparse.Namespace) -> None:
         flops = round_training_flops(experiment, plan)
         fixed = fixed_step_seconds(experiment)
         steps = (sequential_steps(experiment, plan), (trainer.calls - calls) // args.repeats)
-    report_comparison(experiment, plan, seconds, updates, flops, float(np.median(gemm)), steps, fixed)
+    report_comparison(
+        experiment, plan, seconds, updates, flops, float(np.median(gemm)), steps, fixed
+    )
 
 
-def perturbed_sequential(experiment: Experiment, plan: RoundPlan, relative: float = 1e-7) -> torch.Tensor:
+def perturbed_sequential(
+    experiment: Experiment, plan: RoundPlan, relative: float = 1e-7
+) -> torch.Tensor:
     """Sequential updates from the global state scaled by (1 + relative): how far float32 rounding
     alone moves this round (local SGD is chaotic over the attackers' poison epochs)."""
     start = experiment.global_state
@@ -178,50 +207,100 @@ def sequential_steps(experiment: Experiment, plan: RoundPlan) -> int:
     cfg, total = experiment.cfg, 0
     for client in plan.clients:
         settings = cfg.attack.train_config() if client in plan.attackers else cfg.benign
-        total += settings.epochs * -(-len(experiment.federation.clients[client]) // settings.batch_size)
+        total += settings.epochs * -(
+            -len(experiment.federation.clients[client]) // settings.batch_size
+        )
     return total
 
 
-def report_comparison(experiment: Experiment, plan: RoundPlan, seconds: dict[str, list[float]],
-                      updates: dict[str, torch.Tensor], flops: float, gemm: float, steps: tuple[int, int],
-                      fixed: float) -> None:
+def report_comparison(
+    experiment: Experiment,
+    plan: RoundPlan,
+    seconds: dict[str, list[float]],
+    updates: dict[str, torch.Tensor],
+    flops: float,
+    gemm: float,
+    steps: tuple[int, int],
+    fixed: float,
+) -> None:
     """Print medians, agreement of the updates, FLOP efficiency and (last line) the speed-up."""
     median = {name: float(np.median(values)) for name, values in seconds.items()}
     attackers = torch.tensor([c in plan.attackers for c in plan.clients])
-    gaps = {name: (updates[name] - updates["sequential"]).norm(dim=1) / updates["sequential"].norm(dim=1)
-            for name in ("vectorised", "perturbed")}
+    gaps = {
+        name: (updates[name] - updates["sequential"]).norm(dim=1)
+        / updates["sequential"].norm(dim=1)
+        for name in ("vectorised", "perturbed")
+    }
     sizes = [len(experiment.federation.clients[c]) for c in plan.clients]
-    print(f"\ndevice {experiment.device}, torch threads {torch.get_num_threads()}, "
-          f"repeats {len(seconds['sequential'])}, clients {len(plan.clients)} ({len(plan.attackers)} attackers), "
-          f"local sizes {min(sizes)}-{max(sizes)}")
-    print("median seconds of client training: " + ", ".join(f"{k} {v:.2f}" for k, v in median.items()))
-    for name, label in (("vectorised", "vectorised vs sequential"), ("perturbed", "sequential from a start * (1 + 1e-7)")):
-        print(f"largest per-client relative difference of the updates, {label}: benign "
-              f"{gaps[name][~attackers].max():.1e}, attackers {gaps[name][attackers].max():.1e}")
+    print(
+        f"\ndevice {experiment.device}, torch threads {torch.get_num_threads()}, "
+        f"repeats {len(seconds['sequential'])}, clients {len(plan.clients)} ({len(plan.attackers)} "
+        "attackers), "
+        f"local sizes {min(sizes)}-{max(sizes)}"
+    )
+    print(
+        "median seconds of client training: " + ", ".join(f"{k} {v:.2f}" for k, v in median.items())
+    )
+    for name, label in (
+        ("vectorised", "vectorised vs sequential"),
+        ("perturbed", "sequential from a start * (1 + 1e-7)"),
+    ):
+        print(
+            f"largest per-client relative difference of the updates, {label}: benign "
+            f"{gaps[name][~attackers].max():.1e}, attackers {gaps[name][attackers].max():.1e}"
+        )
     floor = flops / (gemm * 1e9)
-    print(f"round training FLOPs {flops / 1e9:.0f} GFLOP; plain matmul {gemm:.0f} GFLOP/s -> floor {floor:.2f} s "
-          f"at the GEMM rate; achieved: " + ", ".join(
-              f"{k} {flops / v / 1e9:.0f} GFLOP/s ({100 * floor / v:.0f}% of GEMM)" for k, v in median.items()))
-    print(f"bound if batching made every kernel run at the GEMM rate: {median['sequential'] / floor:.2f}x")
-    print(f"steps: sequential {steps[0]} client steps, vectorised {steps[1]} batched steps -> bound on the "
-          f"speed-up where a step's cost is fixed overhead (kernel launches, as on a GPU): {steps[0] / steps[1]:.2f}x")
+    print(
+        f"round training FLOPs {flops / 1e9:.0f} GFLOP; plain matmul {gemm:.0f} GFLOP/s -> floor "
+        f"{floor:.2f} s "
+        f"at the GEMM rate; achieved: "
+        + ", ".join(
+            f"{k} {flops / v / 1e9:.0f} GFLOP/s ({100 * floor / v:.0f}% of GEMM)"
+            for k, v in median.items()
+        )
+    )
+    print(
+        "bound if batching made every kernel run at the GEMM rate: "
+        f"{median['sequential'] / floor:.2f}x"
+    )
+    print(
+        f"steps: sequential {steps[0]} client steps, vectorised {steps[1]} batched steps -> bound "
+        "on the "
+        "speed-up where a step's cost is fixed overhead (kernel launches, as on a GPU): "
+        f"{steps[0] / steps[1]:.2f}x"
+    )
     saved = (steps[0] - steps[1]) * fixed
-    print(f"fixed cost of a sequential step <= {1000 * fixed:.1f} ms (one-sample step): batching removes at most "
-          f"{saved:.2f} s of the sequential {median['sequential']:.2f} s -> bound here at equal kernel FLOP rates: "
-          f"{median['sequential'] / max(median['sequential'] - saved, 1e-9):.2f}x")
+    print(
+        f"fixed cost of a sequential step <= {1000 * fixed:.1f} ms (one-sample step): batching "
+        "removes at most "
+        f"{saved:.2f} s of the sequential {median['sequential']:.2f} s -> bound here at equal "
+        "kernel FLOP rates: "
+        f"{median['sequential'] / max(median['sequential'] - saved, 1e-9):.2f}x"
+    )
     print(f"vectorised/sequential speed-up: {median['sequential'] / median['vectorised']:.2f}x")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--eval-batch-size", type=int, default=500)
-    parser.add_argument("--compare", action="store_true", help="vectorised against sequential client training")
-    parser.add_argument("--repeats", type=int, default=3, help="--compare: timed repetitions of each mode")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override on top of the paper round (e.g. attack.epochs=1 for a smoke run)")
+    parser.add_argument(
+        "--compare", action="store_true", help="vectorised against sequential client training"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="--compare: timed repetitions of each mode"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override on top of the paper round (e.g. attack.epochs=1 for a smoke run)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.compare:
@@ -234,7 +313,9 @@ def main() -> None:
         federation = experiment.federation
         images = torch.cat([c.images for c in federation.clients])[:6000]
         labels = torch.cat([c.labels for c in federation.clients])[:6000]
-        plain_before = plain_loop_samples_per_second(images, labels, epochs=1)  # machines drift: measure
+        plain_before = plain_loop_samples_per_second(
+            images, labels, epochs=1
+        )  # machines drift: measure
         rows = []
         for round_index in range(1, args.rounds + 1):
             row = experiment.run_round(round_index)
@@ -245,24 +326,45 @@ def main() -> None:
             row["seconds"]["evaluate"] = time.perf_counter() - start
             plan = experiment.schedule.plan(round_index)
             row["samples"] = sum(
-                len(experiment.federation.clients[c]) * (cfg.attack.epochs if c in plan.attackers else cfg.benign.epochs)
-                for c in plan.clients)
+                len(experiment.federation.clients[c])
+                * (cfg.attack.epochs if c in plan.attackers else cfg.benign.epochs)
+                for c in plan.clients
+            )
             rows.append(row)
-            print(f"round {round_index}: " + ", ".join(f"{k} {v:.2f} s" for k, v in row["seconds"].items())
-                  + f", {row['samples']} training samples")
+            print(
+                f"round {round_index}: "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in row["seconds"].items())
+                + f", {row['samples']} training samples"
+            )
 
         measured = rows[1:] if len(rows) > 1 else rows  # the first round pays one-off warm-up costs
-        mean = {k: float(np.mean([r["seconds"][k] for r in measured])) for k in measured[0]["seconds"]}
-        ours = float(np.sum([r["samples"] for r in measured]) / np.sum([r["seconds"]["train"] for r in measured]))
-        plain_after = plain_loop_samples_per_second(images, labels, epochs=1)  # before AND after the rounds
+        mean = {
+            k: float(np.mean([r["seconds"][k] for r in measured])) for k in measured[0]["seconds"]
+        }
+        ours = float(
+            np.sum([r["samples"] for r in measured])
+            / np.sum([r["seconds"]["train"] for r in measured])
+        )
+        plain_after = plain_loop_samples_per_second(
+            images, labels, epochs=1
+        )  # before AND after the rounds
         plain = (plain_before + plain_after) / 2
 
-    print(f"\ndevice {experiment.device}, torch threads {torch.get_num_threads()}, rounds averaged: {len(measured)}")
-    print("mean seconds per round: " + ", ".join(f"{k} {v:.2f}" for k, v in mean.items())
-          + f", total {sum(mean.values()):.2f} (without evaluation {sum(mean.values()) - mean['evaluate']:.2f})")
-    print(f"client training: {ours:.0f} samples/s; plain loop: {plain:.0f} samples/s "
-          f"(before {plain_before:.0f}, after {plain_after:.0f}) "
-          f"(6 000-sample epoch in {6000 / plain:.2f} s); ratio plain/ours = {plain / ours:.2f}")
+    print(
+        f"\ndevice {experiment.device}, torch threads {torch.get_num_threads()}, rounds averaged: "
+        f"{len(measured)}"
+    )
+    print(
+        "mean seconds per round: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in mean.items())
+        + f", total {sum(mean.values()):.2f} (without evaluation "
+        f"{sum(mean.values()) - mean['evaluate']:.2f})"
+    )
+    print(
+        f"client training: {ours:.0f} samples/s; plain loop: {plain:.0f} samples/s "
+        f"(before {plain_before:.0f}, after {plain_after:.0f}) "
+        f"(6 000-sample epoch in {6000 / plain:.2f} s); ratio plain/ours = {plain / ours:.2f}"
+    )
     print("reference (authors' release, this 2-core machine): 38 s per round without defense")
 
 

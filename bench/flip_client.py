@@ -29,6 +29,7 @@ client per round (482 s per round for 6 benign clients) on 2 cores; the target i
 Also printed: attack accuracy / mask size of the inverted triggers (convergence) and the
 fraction of the backdoor target's universal mask inside the true trigger pixels.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: python bench/flip_client.py
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1])
+)  # run from anywhere: python bench/flip_client.py
 
 import numpy as np
 import torch
@@ -55,7 +58,9 @@ BENIGN_PER_ROUND = 6
 TARGET = 2
 
 
-def backdoored_cnn(images: torch.Tensor, labels: torch.Tensor, steps: int, seed: int) -> torch.nn.Module:
+def backdoored_cnn(
+    images: torch.Tensor, labels: torch.Tensor, steps: int, seed: int
+) -> torch.nn.Module:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = build_model("cnn", (1, 28, 28), 10)
@@ -71,17 +76,32 @@ def backdoored_cnn(images: torch.Tensor, labels: torch.Tensor, steps: int, seed:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--compare", action="store_true", help="batched against per-client FLIP, 6 clients")
-    parser.add_argument("--repeats", type=int, default=2, help="--compare: interleaved repeats (median)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--compare", action="store_true", help="batched against per-client FLIP, 6 clients"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="--compare: interleaved repeats (median)"
+    )
     parser.add_argument("--mode", default="fliplab", help="--compare: FLIP mode")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds timed (1 warm-up + later ones)")
-    parser.add_argument("--client", type=int, default=0, help="client index in the Dirichlet(0.5) split")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds timed (1 warm-up + later ones)"
+    )
+    parser.add_argument(
+        "--client", type=int, default=0, help="client index in the Dirichlet(0.5) split"
+    )
     parser.add_argument("--pretrain-steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="FlipConfig override (value parsed as a python literal), repeatable")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="FlipConfig override (value parsed as a python literal), repeatable",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     params = {key: _literal(value) for key, value in (p.split("=", 1) for p in args.param)}
@@ -96,18 +116,30 @@ def main() -> None:
     labels = torch.from_numpy(np.asarray(data.y_train, dtype=np.int64))
     started = time.perf_counter()
     model = backdoored_cnn(images[:12000], labels[:12000], args.pretrain_steps, args.seed)
-    print(f"backdoored CNN trained in {time.perf_counter() - started:.1f} s; client {args.client}: "
-          f"{len(client)} samples, class counts {np.bincount(data.y_train[client], minlength=10).tolist()}")
+    print(
+        f"backdoored CNN trained in {time.perf_counter() - started:.1f} s; client {args.client}: "
+        f"{len(client)} samples, class counts "
+        f"{np.bincount(data.y_train[client], minlength=10).tolist()}"
+    )
     local = LocalData(images[client], labels[client])
     trainer = LocalTrainer(TrainConfig())
     defense, state = FlipDefense(**params), {}
-    print(f"FlipConfig: warmup_steps={defense.config.warmup_steps} pair_steps={defense.config.pair_steps} "
-          f"batch_size={defense.config.batch_size} pairs_per_round={defense.config.pairs_per_round} "
-          f"threads={torch.get_num_threads()}")
+    print(
+        f"FlipConfig: warmup_steps={defense.config.warmup_steps} "
+        f"pair_steps={defense.config.pair_steps} "
+        f"batch_size={defense.config.batch_size} pairs_per_round={defense.config.pairs_per_round} "
+        f"threads={torch.get_num_threads()}"
+    )
     truth = dba_trigger((1, 28, 28)).mask > 0
     added, added_cpu = [], []
     for round_index in range(1, args.rounds + 1):
-        ctx = RoundContext(round_index, args.client, 10, torch.device("cpu"), torch.Generator().manual_seed(round_index))
+        ctx = RoundContext(
+            round_index,
+            args.client,
+            10,
+            torch.device("cpu"),
+            torch.Generator().manual_seed(round_index),
+        )
         plain_model, flip_model = _copy(model), _copy(model)
         t0, c0 = time.perf_counter(), time.process_time()
         trainer.train(plain_model, local, generator=torch.Generator().manual_seed(round_index))
@@ -118,32 +150,58 @@ def main() -> None:
         added.append(flip - plain)
         added_cpu.append(flip_cpu - plain_cpu)
         stats = state["flip_last_stats"]
-        line = (f"round {round_index} ({'warm-up' if round_index == 1 else 'cached'}): FLIP {flip:.2f} s "
-                f"(inversion {stats['inversion_seconds']:.2f} s), plain {plain:.2f} s, added {flip - plain:.2f} s "
-                f"[process CPU time added: {flip_cpu - plain_cpu:.2f} s]; "
-                f"pairs {state['flip_last_pairs'].tolist()}, pair triggers attack acc "
-                f"{stats.get('mean_attack_acc', float('nan')):.3f}, |m|_1 {stats.get('mean_mask_l1', float('nan')):.1f}")
+        line = (
+            f"round {round_index} ({'warm-up' if round_index == 1 else 'cached'}): FLIP {flip:.2f} "
+            "s "
+            f"(inversion {stats['inversion_seconds']:.2f} s), plain {plain:.2f} s, added "
+            f"{flip - plain:.2f} s "
+            f"[process CPU time added: {flip_cpu - plain_cpu:.2f} s]; "
+            f"pairs {state['flip_last_pairs'].tolist()}, pair triggers attack acc "
+            f"{stats.get('mean_attack_acc', float('nan')):.3f}, |m|_1 "
+            f"{stats.get('mean_mask_l1', float('nan')):.1f}"
+        )
         print(line)
         if round_index == 1:
             masks = state["flip_universal_masks"]
             l1 = np.nansum(masks, axis=(1, 2))
             inside = float((masks[TARGET] * truth).sum() / masks[TARGET].sum())
-            print(f"  universal triggers: attack acc {np.round(state['flip_universal_attack_acc'], 3).tolist()}, "
-                  f"|m|_1 {np.round(l1, 1).tolist()}; backdoor target {TARGET}: mask mass inside true trigger "
-                  f"{inside:.2f} (area {truth.mean():.3f}), smallest mask = target {int(np.argmin(l1))}")
-    cpu_warm, cpu_later = added_cpu[0], float(np.mean(added_cpu[1:])) if len(added_cpu) > 1 else float("nan")
-    print(f"process CPU seconds added (all threads; divide by --threads for an idle machine's wall time): "
-          f"warm-up {cpu_warm:.2f} s, later {cpu_later:.2f} s")
+            print(
+                "  universal triggers: attack acc "
+                f"{np.round(state['flip_universal_attack_acc'], 3).tolist()}, "
+                f"|m|_1 {np.round(l1, 1).tolist()}; backdoor target {TARGET}: mask mass inside "
+                "true trigger "
+                f"{inside:.2f} (area {truth.mean():.3f}), smallest mask = target "
+                f"{int(np.argmin(l1))}"
+            )
+    cpu_warm, cpu_later = (
+        added_cpu[0],
+        float(np.mean(added_cpu[1:])) if len(added_cpu) > 1 else float("nan"),
+    )
+    print(
+        "process CPU seconds added (all threads; divide by --threads for an idle machine's wall "
+        "time): "
+        f"warm-up {cpu_warm:.2f} s, later {cpu_later:.2f} s"
+    )
     warm, later = added[0], float(np.mean(added[1:])) if len(added) > 1 else float("nan")
-    print(f"\nFLIP added time per benign client: warm-up round {warm:.2f} s, later rounds {later:.2f} s "
-          f"(reference release: {REFERENCE_SECONDS_PER_CLIENT:.0f} s per client-round)")
-    print(f"per round with {BENIGN_PER_ROUND} benign clients: all warming up {BENIGN_PER_ROUND * warm:.1f} s "
-          f"({REFERENCE_SECONDS_PER_ROUND / (BENIGN_PER_ROUND * warm):.1f}x faster than {REFERENCE_SECONDS_PER_ROUND:.0f} s), "
-          f"all cached {BENIGN_PER_ROUND * later:.1f} s ({REFERENCE_SECONDS_PER_ROUND / (BENIGN_PER_ROUND * later):.1f}x faster)")
+    print(
+        f"\nFLIP added time per benign client: warm-up round {warm:.2f} s, later rounds "
+        f"{later:.2f} s "
+        f"(reference release: {REFERENCE_SECONDS_PER_CLIENT:.0f} s per client-round)"
+    )
+    print(
+        f"per round with {BENIGN_PER_ROUND} benign clients: all warming up "
+        f"{BENIGN_PER_ROUND * warm:.1f} s "
+        f"({REFERENCE_SECONDS_PER_ROUND / (BENIGN_PER_ROUND * warm):.1f}x faster than "
+        f"{REFERENCE_SECONDS_PER_ROUND:.0f} s), "
+        f"all cached {BENIGN_PER_ROUND * later:.1f} s "
+        f"({REFERENCE_SECONDS_PER_ROUND / (BENIGN_PER_ROUND * later):.1f}x faster)"
+    )
 
 
 def compare(args: argparse.Namespace, params: dict) -> None:
-    """Batched against per-client FLIP on one round of BENIGN_PER_ROUND clients (module docstring)."""
+    """Batched against per-client FLIP on one round of BENIGN_PER_ROUND clients (module
+    docstring).
+    """
     data = load_dataset("mnist")
     parts = dirichlet_partition(data.y_train, 100, 0.5, seed=args.seed)
     images = torch.from_numpy(to_float_chw(data.x_train))
@@ -151,50 +209,80 @@ def compare(args: argparse.Namespace, params: dict) -> None:
     model = backdoored_cnn(images[:12000], labels[:12000], args.pretrain_steps, args.seed)
     datas = [LocalData(images[parts[i]], labels[parts[i]]) for i in range(BENIGN_PER_ROUND)]
     trainer = LocalTrainer(TrainConfig())
-    print(f"{BENIGN_PER_ROUND} clients of {[len(d) for d in datas]} samples, mode {args.mode}, "
-          f"threads {torch.get_num_threads()}, params {params}")
+    print(
+        f"{BENIGN_PER_ROUND} clients of {[len(d) for d in datas]} samples, mode {args.mode}, "
+        f"threads {torch.get_num_threads()}, params {params}"
+    )
     totals: dict[str, list[float]] = {"per-client": [], "batched": []}
     inversion: dict[str, list[float]] = {"per-client": [], "batched": []}
     _count_drawn_images()
     for repeat in range(args.repeats):
-        for name in (("per-client", "batched") if repeat % 2 == 0 else ("batched", "per-client")):
-            seconds = _flip_rounds(model, datas, trainer, {"mode": args.mode, **params}, name == "batched")
+        for name in ("per-client", "batched") if repeat % 2 == 0 else ("batched", "per-client"):
+            seconds = _flip_rounds(
+                model, datas, trainer, {"mode": args.mode, **params}, name == "batched"
+            )
             totals[name].append(sum(s for s, _ in seconds))
             inversion[name].append(sum(i for _, i in seconds))
-            print(f"repeat {repeat} {name:10s}: warm-up round {seconds[0][0]:.2f} s (inversion {seconds[0][1]:.2f} s), "
-                  f"later round {seconds[1][0]:.2f} s (inversion {seconds[1][1]:.2f} s)", flush=True)
+            print(
+                f"repeat {repeat} {name:10s}: warm-up round {seconds[0][0]:.2f} s (inversion "
+                f"{seconds[0][1]:.2f} s), "
+                f"later round {seconds[1][0]:.2f} s (inversion {seconds[1][1]:.2f} s)",
+                flush=True,
+            )
     drawn = _DRAWN["images"]
     layout = _layout_speedup(model, datas[0], repeats=args.repeats)
     _DRAWN["images"] = drawn
-    print(f"channels-last frozen inversion copy (both paths above use it) / plain model: {layout:.2f}x "
-          f"(one client's warm-up inversion)")
+    print(
+        "channels-last frozen inversion copy (both paths above use it) / plain model: "
+        f"{layout:.2f}x "
+        f"(one client's warm-up inversion)"
+    )
     median = {name: float(np.median(values)) for name, values in totals.items()}
     median_inv = {name: float(np.median(values)) for name, values in inversion.items()}
     gflop = _DRAWN["images"] / (2 * args.repeats) * _flops_per_image(model) / 1e9
-    print(f"inversion only: per-client {median_inv['per-client']:.2f} s, batched {median_inv['batched']:.2f} s, "
-          f"speed-up {median_inv['per-client'] / median_inv['batched']:.2f}x")
-    print(f"inversion work per FLIP round pair: {gflop:.0f} GFLOP (stamped-image forward + trigger gradient, "
-          f"torch.utils.flop_counter), the same in both paths: {gflop / median_inv['per-client']:.1f} GFLOP/s "
-          f"per-client, {gflop / median_inv['batched']:.1f} GFLOP/s batched")
-    print(f"FLIP round (warm-up + later round, inversion + hardening): per-client {median['per-client']:.2f} s, "
-          f"batched {median['batched']:.2f} s")
+    print(
+        f"inversion only: per-client {median_inv['per-client']:.2f} s, batched "
+        f"{median_inv['batched']:.2f} s, "
+        f"speed-up {median_inv['per-client'] / median_inv['batched']:.2f}x"
+    )
+    print(
+        f"inversion work per FLIP round pair: {gflop:.0f} GFLOP (stamped-image forward + trigger "
+        "gradient, "
+        "torch.utils.flop_counter), the same in both paths: "
+        f"{gflop / median_inv['per-client']:.1f} GFLOP/s "
+        f"per-client, {gflop / median_inv['batched']:.1f} GFLOP/s batched"
+    )
+    print(
+        "FLIP round (warm-up + later round, inversion + hardening): per-client "
+        f"{median['per-client']:.2f} s, "
+        f"batched {median['batched']:.2f} s"
+    )
     print(f"batched/per-client speed-up: {median['per-client'] / median['batched']:.2f}x")
 
 
-def _flip_rounds(model: torch.nn.Module, datas: list[LocalData], trainer: LocalTrainer, params: dict,
-                 batched: bool) -> list[tuple[float, float]]:
+def _flip_rounds(
+    model: torch.nn.Module,
+    datas: list[LocalData],
+    trainer: LocalTrainer,
+    params: dict,
+    batched: bool,
+) -> list[tuple[float, float]]:
     """(wall seconds, inversion seconds) of a warm-up round and a later round of all clients."""
     defense = FlipDefense(**params, batch_clients=batched)
     states: list[dict] = [{} for _ in datas]
     out = []
     for round_index in (1, 2):
-        contexts = [RoundContext(round_index, i, 10, torch.device("cpu"), torch.Generator().manual_seed(round_index))
-                    for i in range(len(datas))]
+        contexts = [
+            RoundContext(
+                round_index, i, 10, torch.device("cpu"), torch.Generator().manual_seed(round_index)
+            )
+            for i in range(len(datas))
+        ]
         started = time.perf_counter()
         defense.prepare_round(model, datas, states, contexts, trainer)
         prepared = time.perf_counter() - started
         inverted = prepared
-        for data, state, ctx in zip(datas, states, contexts):
+        for data, state, ctx in zip(datas, states, contexts, strict=True):
             defense.train(_copy(model), data, state, trainer, ctx)
             inverted += 0.0 if batched else state["flip_last_stats"]["inversion_seconds"]
         out.append((time.perf_counter() - started, inverted))
@@ -205,7 +293,9 @@ _DRAWN = {"images": 0}
 
 
 def _count_drawn_images() -> None:
-    """Count the stamped images of every inversion step (ProblemSampler.draw) for the FLOP estimate."""
+    """Count the stamped images of every inversion step (ProblemSampler.draw) for the FLOP
+    estimate.
+    """
     from deepfl.flip.inversion import ProblemSampler
 
     draw = ProblemSampler.draw
@@ -219,7 +309,9 @@ def _count_drawn_images() -> None:
 
 
 def _flops_per_image(model: torch.nn.Module) -> float:
-    """FLOPs of one stamped image's forward pass and trigger gradient (the inversion's unit of work)."""
+    """FLOPs of one stamped image's forward pass and trigger gradient (the inversion's unit of
+    work).
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     from deepfl.flip.inversion import inversion_model
@@ -230,7 +322,9 @@ def _flops_per_image(model: torch.nn.Module) -> float:
     pattern = torch.full((16, 1, 28, 28), 0.5, requires_grad=True)
     with FlopCounterMode(display=False) as counter:
         stamped = (1 - mask[:, None]) * images + mask[:, None] * pattern
-        loss = torch.nn.functional.cross_entropy(network(stamped), torch.zeros(16, dtype=torch.long))
+        loss = torch.nn.functional.cross_entropy(
+            network(stamped), torch.zeros(16, dtype=torch.long)
+        )
         torch.autograd.grad(loss, [mask, pattern])
     return counter.get_total_flops() / 16
 
@@ -251,8 +345,15 @@ def _layout_speedup(model: torch.nn.Module, data: LocalData, repeats: int) -> fl
             for fast in (True, False):
                 inversion.inversion_model = original if fast else (lambda net: net)  # type: ignore[assignment]
                 started = time.perf_counter()
-                inversion.invert_many(model, data.images, data.labels, requests, config=config,
-                                      steps=config.warmup_steps, num_classes=10)
+                inversion.invert_many(
+                    model,
+                    data.images,
+                    data.labels,
+                    requests,
+                    config=config,
+                    steps=config.warmup_steps,
+                    num_classes=10,
+                )
                 times[fast].append(time.perf_counter() - started)
     finally:
         inversion.inversion_model = original
@@ -267,6 +368,7 @@ def _copy(model: torch.nn.Module) -> torch.nn.Module:
 
 def _literal(text: str):
     import ast
+
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

@@ -1,6 +1,7 @@
 """Benchmark of the linear FedAvg engine (linear_fl): twin run timing and vectorisation speed-up.
 
-Usage:  python bench/linear_fl.py [--rounds 50] [--attack continuous|single-shot] [--set key=value ...]
+Usage:  python bench/linear_fl.py [--rounds 50] [--attack continuous|single-shot] [--set key=value
+...]
                                   [--blas-threads 1] [--loop-samples 2000]
 
 Prints the time per attack round split into local training, trigger inversion
@@ -10,6 +11,7 @@ full-batch gradient step to a straightforward per-sample Python loop of the
 same step (the loop is timed on a subsample and scaled linearly; it says so).
 Timings, not assertions: nothing here is a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,21 +21,35 @@ import sys
 
 
 def _parse() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rounds", type=int, default=50)
     ap.add_argument("--attack", choices=("continuous", "single-shot"), default="continuous")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                    help="override a LinearFLConfig field, value parsed as JSON (e.g. --set lr=0.5)")
-    ap.add_argument("--blas-threads", type=int, default=1,
-                    help="OPENBLAS/OMP threads (set before numpy loads; 0 = leave the environment alone). "
-                         "1 is fastest for these memory-bound matmuls on a busy 2-core machine")
-    ap.add_argument("--loop-samples", type=int, default=2000, help="samples timed in the per-sample loop")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="override a LinearFLConfig field, value parsed as JSON (e.g. --set lr=0.5)",
+    )
+    ap.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="OPENBLAS/OMP threads (set before numpy loads; 0 = leave the environment alone). "
+        "1 is fastest for these memory-bound matmuls on a busy 2-core machine",
+    )
+    ap.add_argument(
+        "--loop-samples", type=int, default=2000, help="samples timed in the per-sample loop"
+    )
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args()
 
 
 ARGS = _parse()
-# This file is named like the package it benchmarks: import the package from the repository root, not itself.
+# This file is named like the package it benchmarks: import the package from the repository root,
+# not itself.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 sys.path.insert(0, os.path.dirname(_HERE))
@@ -53,7 +69,7 @@ from linear_fl.twin import prepare, run_twin  # noqa: E402
 def per_sample_loop_gradient(W: np.ndarray, Xa: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The same mean gradient, one sample at a time (the reference for the speed-up)."""
     G = np.zeros_like(W)
-    for x, label in zip(Xa, y):
+    for x, label in zip(Xa, y, strict=True):
         z = W @ x
         s = np.exp(z - z.max())
         s /= s.sum()
@@ -68,39 +84,60 @@ def main() -> int:
         key, _, value = item.partition("=")
         overrides[key] = json.loads(value)
     cfg = LinearFLConfig.from_dict(overrides)
-    print(f"BLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}; CPUs visible: {os.cpu_count()}; "
-          f"load average: {os.getloadavg()[0]:.1f}")
+    print(
+        f"BLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}; CPUs visible: "
+        f"{os.cpu_count()}; "
+        f"load average: {os.getloadavg()[0]:.1f}"
+    )
     t0 = time.perf_counter()
     setup = prepare(cfg)
     t_prepare = time.perf_counter() - t0
     pre = setup.pretrain
-    print(f"prepare: {t_prepare:.2f} s (pre-training {'from cache' if pre.from_cache else 'computed'}: "
-          f"{pre.rounds} rounds, converged={pre.converged}); n_B={setup.benign.n}, n_M={setup.malicious.n}")
+    print(
+        f"prepare: {t_prepare:.2f} s (pre-training "
+        f"{'from cache' if pre.from_cache else 'computed'}: "
+        f"{pre.rounds} rounds, converged={pre.converged}); n_B={setup.benign.n}, "
+        f"n_M={setup.malicious.n}"
+    )
 
     t0 = time.perf_counter()
     result = run_twin(setup, ARGS.rounds, progress=not ARGS.no_progress)
     wall = time.perf_counter() - t0
     R = max(ARGS.rounds, 1)
     tm = result.timings
-    print(f"\ntwin run: {ARGS.rounds} rounds x 2 twins in {wall:.2f} s ({wall / R:.3f} s/round); per round: "
-          f"training {tm['training'] / R:.3f} s, inversion {tm['inversion'] / R:.3f} s, "
-          f"evaluation {tm['evaluation'] / R:.3f} s")
+    print(
+        f"\ntwin run: {ARGS.rounds} rounds x 2 twins in {wall:.2f} s ({wall / R:.3f} s/round); per "
+        "round: "
+        f"training {tm['training'] / R:.3f} s, inversion {tm['inversion'] / R:.3f} s, "
+        f"evaluation {tm['evaluation'] / R:.3f} s"
+    )
     print(f"whole run incl. prepare: {wall + t_prepare:.2f} s (target: under 60 s on 2 cores)")
 
     nd, df = result.nodef, result.defense
-    print(f"\nafter {ARGS.rounds} rounds ({cfg.attack}): no defense ACC {nd.accuracy[-1]:.4f} ASR {nd.asr[-1]:.4f} | "
-          f"FLIP ACC {df.accuracy[-1]:.4f} ASR {df.asr[-1]:.4f}   (pre-trained ACC {nd.accuracy[0]:.4f})")
+    print(
+        f"\nafter {ARGS.rounds} rounds ({cfg.attack}): no defense ACC {nd.accuracy[-1]:.4f} ASR "
+        f"{nd.asr[-1]:.4f} | "
+        f"FLIP ACC {df.accuracy[-1]:.4f} ASR {df.asr[-1]:.4f}   (pre-trained ACC "
+        f"{nd.accuracy[0]:.4f})"
+    )
     for name, traj in (("no defense", nd), ("FLIP", df)):
         peak = int(np.argmax(traj.asr))
-        print(f"  {name}: peak ASR {traj.asr[peak]:.4f} at round {peak} (ACC there {traj.accuracy[peak]:.4f}); "
-              f"ASR at rounds 1/5/10/25: " + "/".join(f"{traj.asr[r]:.3f}" for r in (1, 5, 10, 25) if r <= ARGS.rounds))
+        print(
+            f"  {name}: peak ASR {traj.asr[peak]:.4f} at round {peak} (ACC there "
+            f"{traj.accuracy[peak]:.4f}); "
+            f"ASR at rounds 1/5/10/25: "
+            + "/".join(f"{traj.asr[r]:.3f}" for r in (1, 5, 10, 25) if r <= ARGS.rounds)
+        )
     if df.trigger_details:
         sel = np.array([e.selected_target for e in df.trigger_details])
         top = np.array([e.topk_overlap for e in df.trigger_details])
         iou = np.array([e.iou for e in df.trigger_details])
-        print(f"inversion: selected the attack target in {np.mean(sel == cfg.target):.0%} of rounds; "
-              f"top-k overlap mean {top.mean():.2f} (max {top.max():.2f}); IoU mean {iou.mean():.2f}; "
-              f"||delta||_inf last round {df.trigger_errors[-1]:.3f}")
+        print(
+            f"inversion: selected the attack target in {np.mean(sel == cfg.target):.0%} of rounds; "
+            f"top-k overlap mean {top.mean():.2f} (max {top.max():.2f}); IoU mean "
+            f"{iou.mean():.2f}; "
+            f"||delta||_inf last round {df.trigger_errors[-1]:.3f}"
+        )
 
     Xa, y = setup.benign.Xa, setup.benign.y
     W = setup.W0
@@ -114,9 +151,12 @@ def main() -> int:
     G_loop = per_sample_loop_gradient(W, Xa[:m], y[:m])
     t_loop = (time.perf_counter() - t0) * Xa.shape[0] / m
     assert np.allclose(G_loop, mean_gradient(W, Xa[:m], y[:m]))
-    print(f"\ntraining step (full-batch gradient, n={Xa.shape[0]}): vectorised {t_vec * 1e3:.1f} ms; per-sample "
-          f"Python loop {t_loop:.2f} s (timed on {m} samples, scaled x{Xa.shape[0] / m:.0f}); "
-          f"speed-up {t_loop / t_vec:.0f}x")
+    print(
+        f"\ntraining step (full-batch gradient, n={Xa.shape[0]}): vectorised {t_vec * 1e3:.1f} ms; "
+        "per-sample "
+        f"Python loop {t_loop:.2f} s (timed on {m} samples, scaled x{Xa.shape[0] / m:.0f}); "
+        f"speed-up {t_loop / t_vec:.0f}x"
+    )
     return 0
 
 

@@ -1,16 +1,21 @@
-"""Benchmark of ``python -m theory.verify --round R``: wall and CPU time per phase, and the threads' share.
+"""Benchmark of ``python -m theory.verify --round R``: wall and CPU time per phase, and the threads'
+share.
 
-Usage:  python bench/theory_verify.py [--round 50] [--attack continuous|single-shot] [--compare-threads]
+Usage:  python bench/theory_verify.py [--round 50] [--attack continuous|single-shot]
+[--compare-threads]
 
 Runs the command's phases in this process (pre-training from the cache, the twin run, the one-round
-probe, the theory analysis) and prints, per phase, the wall time and the CPU time of the process (all
-threads). The twin runs its no-defense twin in a background thread (``linear_fl.twin.run_twin``); the
-CPU of the main thread and of the background thread is printed separately. On a shared machine the
-wall time depends on the load, so the last line also gives the CPU time and the length of the critical
-path (the sequential phases plus the busier twin thread's CPU): about what the command takes on two
-free cores (a lower bound: waits between the threads are not counted). ``--compare-threads`` also runs the twin in one thread and prints the 2-thread speed-up
-measured in this run (the models are checked to be bitwise the same). Timings, not assertions.
+probe, the theory analysis) and prints, per phase, the wall time and the CPU time of the process
+(all threads). The twin runs its no-defense twin in a background thread
+(``linear_fl.twin.run_twin``); the CPU of the main thread and of the background thread is printed
+separately. On a shared machine the wall time depends on the load, so the last line also gives the
+CPU time and the length of the critical path (the sequential phases plus the busier twin thread's
+CPU): about what the command takes on two free cores (a lower bound: waits between the threads are
+not counted). ``--compare-threads`` also runs the twin in one thread and prints the 2-thread
+speed-up measured in this run (the models are checked to be bitwise the same). Timings, not
+assertions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,47 +50,81 @@ class Clock:
 
     def lap(self) -> tuple[float, float, float]:
         now = self.now()
-        wall, cpu, main = (a - b for a, b in zip(now, self.last))
+        wall, cpu, main = (a - b for a, b in zip(now, self.last, strict=True))
         self.last = now
         return wall, cpu, main
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--round", type=int, default=50)
     ap.add_argument("--attack", choices=("continuous", "single-shot"), default="continuous")
-    ap.add_argument("--compare-threads", action="store_true", help="also time the twin in one thread")
+    ap.add_argument(
+        "--compare-threads", action="store_true", help="also time the twin in one thread"
+    )
     args = ap.parse_args()
     verify_args = verify_parser().parse_args(["--round", str(args.round), "--attack", args.attack])
-    print(f"CPUs visible: {len(os.sched_getaffinity(0))}; load average before: {os.getloadavg()[0]:.1f}; "
-          f"BLAS threads: {os.environ['OPENBLAS_NUM_THREADS']}")
+    print(
+        f"CPUs visible: {len(os.sched_getaffinity(0))}; load average before: "
+        f"{os.getloadavg()[0]:.1f}; "
+        f"BLAS threads: {os.environ['OPENBLAS_NUM_THREADS']}"
+    )
     clock, phases = Clock(), {}
     setup = prepare(make_config(verify_args))
     phases["prepare"] = clock.lap()
     twin = run_twin(setup, args.round, progress=False, evaluate=False)
     phases["twin"] = clock.lap()
     R = args.round
-    raw = one_round_probe(setup, twin.nodef.globals[R], R + 1, warm=twin.defense.inversions[R - 1].warm_starts())
+    raw = one_round_probe(
+        setup, twin.nodef.globals[R], R + 1, warm=twin.defense.inversions[R - 1].warm_starts()
+    )
     phases["probe"] = clock.lap()
-    analyse_round(setup, twin.nodef.globals[R], twin.defense.globals[R], probe_inputs(raw), list(DEFAULT_TAUS),
-                  DEFAULT_METRICS_TAU[args.attack], "F-hat", 0.05, R + 1, bool(raw.poisoned))
+    analyse_round(
+        setup,
+        twin.nodef.globals[R],
+        twin.defense.globals[R],
+        probe_inputs(raw),
+        list(DEFAULT_TAUS),
+        DEFAULT_METRICS_TAU[args.attack],
+        "F-hat",
+        0.05,
+        R + 1,
+        bool(raw.poisoned),
+    )
     phases["analysis"] = clock.lap()
     for name, (wall, cpu, main_cpu) in phases.items():
         print(f"  {name:9s} wall {wall:6.1f} s  CPU {cpu:6.1f} s  (main thread {main_cpu:5.1f} s)")
     wall, cpu = (sum(p[i] for p in phases.values()) for i in (0, 1))
     twin_main, twin_cpu = phases["twin"][2], phases["twin"][1]
     critical = cpu - twin_cpu + max(twin_main, twin_cpu - twin_main)
-    print(f"twin threads: main {twin_main:.1f} s CPU, background {twin_cpu - twin_main:.1f} s CPU; load average "
-          f"after: {os.getloadavg()[0]:.1f}")
+    print(
+        f"twin threads: main {twin_main:.1f} s CPU, background {twin_cpu - twin_main:.1f} s CPU; "
+        "load average "
+        f"after: {os.getloadavg()[0]:.1f}"
+    )
     if args.compare_threads:
         clock.lap()
         single = run_twin(setup, args.round, progress=False, evaluate=False, threads=1)
         one_wall, one_cpu, _ = clock.lap()
-        same = all(np.array_equal(a, b) for a, b in zip(single.defense.globals, twin.defense.globals, strict=True))
-        print(f"twin in one thread: wall {one_wall:.1f} s, CPU {one_cpu:.1f} s; bitwise the same models: {same}")
-        print(f"2-thread/1-thread twin speed-up: {one_wall / phases['twin'][0]:.2f}x (wall, this load)")
-    print(f"theory.verify --round {R} ({args.attack}): wall {wall:.1f} s, CPU {cpu:.1f} s, critical path "
-          f"{critical:.1f} s CPU (about the wall time on 2 free cores; target 30 s)")
+        same = all(
+            np.array_equal(a, b)
+            for a, b in zip(single.defense.globals, twin.defense.globals, strict=True)
+        )
+        print(
+            f"twin in one thread: wall {one_wall:.1f} s, CPU {one_cpu:.1f} s; bitwise the same "
+            f"models: {same}"
+        )
+        print(
+            f"2-thread/1-thread twin speed-up: {one_wall / phases['twin'][0]:.2f}x (wall, this "
+            "load)"
+        )
+    print(
+        f"theory.verify --round {R} ({args.attack}): wall {wall:.1f} s, CPU {cpu:.1f} s, critical "
+        "path "
+        f"{critical:.1f} s CPU (about the wall time on 2 free cores; target 30 s)"
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """``python -m deepfl`` is ``python -m deepfl.run``."""
+
 import sys
 
 from deepfl.run import main

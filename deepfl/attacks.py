@@ -12,6 +12,7 @@
 Attacker k (its index among the attackers) trains with DBA trigger piece k mod 4, or the full
 trigger with ``attack.trigger = "full"``; the test trigger is always the full one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -27,10 +28,12 @@ NUM_DBA_PIECES = 4
 
 @dataclass(frozen=True)
 class RoundPlan:
-    """Participants of one round: ``clients`` in training order; ``attackers`` maps client -> attacker index."""
+    """Participants of one round: ``clients`` in training order; ``attackers`` maps client ->
+    attacker index.
+    """
 
     round: int
-    phase: str                                # "pretrain" | "attack"
+    phase: str  # "pretrain" | "attack"
     clients: list[int]
     attackers: dict[int, int] = field(default_factory=dict)
 
@@ -43,7 +46,9 @@ class AttackSchedule:
         attack = cfg.attack
         num_attackers = attack.num_attackers if attack.kind != "none" else 0
         rng = numpy_rng(cfg.seed, ATTACKER_IDS)
-        self.attacker_ids: list[int] = [int(c) for c in rng.choice(cfg.data.num_clients, num_attackers, replace=False)]
+        self.attacker_ids: list[int] = [
+            int(c) for c in rng.choice(cfg.data.num_clients, num_attackers, replace=False)
+        ]
 
     def is_attack_round(self, round_index: int) -> bool:
         cfg = self.cfg
@@ -54,7 +59,9 @@ class AttackSchedule:
         return cfg.attack_start <= round_index <= cfg.attack_end
 
     def _scheduled_attackers(self, round_index: int) -> list[int]:
-        """Attacker indices joining attack round ``round_index`` under ``selection = "schedule"``."""
+        """Attacker indices joining attack round ``round_index`` under ``selection =
+        "schedule"``.
+        """
         cfg = self.cfg
         if cfg.attack.kind == "single-shot":
             position = cfg.single_shot_rounds.index(round_index)
@@ -72,16 +79,22 @@ class AttackSchedule:
             clients = [int(c) for c in rng.choice(cfg.data.num_clients, seats, replace=False)]
             attackers = {}
             if self.is_attack_round(round_index):
-                attackers = {c: self.attacker_ids.index(c) for c in clients if c in self.attacker_ids}
+                attackers = {
+                    c: self.attacker_ids.index(c) for c in clients if c in self.attacker_ids
+                }
             return RoundPlan(round_index, phase, clients, attackers)
         indices = self._scheduled_attackers(round_index)
         attacking = [self.attacker_ids[k] for k in indices]
         benign_pool = np.setdiff1d(np.arange(cfg.data.num_clients), self.attacker_ids)
         benign = [int(c) for c in rng.choice(benign_pool, seats - len(attacking), replace=False)]
-        return RoundPlan(round_index, phase, attacking + benign, dict(zip(attacking, indices)))
+        return RoundPlan(
+            round_index, phase, attacking + benign, dict(zip(attacking, indices, strict=True))
+        )
 
 
-def attacker_trigger(cfg: ExperimentConfig, image_shape: tuple[int, int, int], attacker_index: int) -> Trigger:
+def attacker_trigger(
+    cfg: ExperimentConfig, image_shape: tuple[int, int, int], attacker_index: int
+) -> Trigger:
     """Trigger attacker ``attacker_index`` trains with: DBA piece k mod 4, or the full trigger."""
     pieces = attacker_index % NUM_DBA_PIECES if cfg.attack.trigger == "dba" else None
     return dba_trigger(image_shape, pieces=pieces, scale=cfg.attack.trigger_scale)

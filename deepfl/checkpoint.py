@@ -17,6 +17,7 @@ Checkpoints of older versions (no header, numpy arrays pickled as such) still re
 read with ``weights_only=True`` plus numpy's array-rebuilding functions allow-listed
 (:func:`legacy_numpy_globals`), which rebuild arrays and scalars of plain dtypes and nothing else.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,18 +39,23 @@ LOGGER = logging.getLogger("deepfl")
 
 
 class DamagedFileError(InputOutputError):
-    """A checkpoint or cache entry cannot be used: unreadable, hash mismatch, or unsafe/unknown content."""
+    """A checkpoint or cache entry cannot be used: unreadable, hash mismatch, or unsafe/unknown
+    content.
+    """
 
 
 def to_plain(value: Any) -> Any:
-    """``value`` with every numpy array replaced by a tensor marker and numpy scalars by Python numbers.
+    """``value`` with every numpy array replaced by a tensor marker and numpy scalars by Python
+    numbers.
 
     Raises ``TypeError`` naming the type for anything ``torch.load(weights_only=True)`` could not
     read back (objects, object arrays), so an unsafe state is caught when saved, not when resumed.
     """
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biufc":
-            raise TypeError(f"cannot checkpoint a numpy array of dtype {value.dtype}; use a numeric array")
+            raise TypeError(
+                f"cannot checkpoint a numpy array of dtype {value.dtype}; use a numeric array"
+            )
         return {NDARRAY_MARKER: torch.from_numpy(np.array(value, order="C", copy=True))}
     if isinstance(value, np.generic):
         return value.item()
@@ -59,8 +65,10 @@ def to_plain(value: Any) -> Any:
         return type(value)(to_plain(item) for item in value)
     if value is None or isinstance(value, (torch.Tensor, bool, int, float, str)):
         return value
-    raise TypeError(f"cannot checkpoint a value of type {type(value).__name__}; keep states to tensors, "
-                    "numpy arrays, numbers, strings and dict/list/tuple of them")
+    raise TypeError(
+        f"cannot checkpoint a value of type {type(value).__name__}; keep states to tensors, "
+        "numpy arrays, numbers, strings and dict/list/tuple of them"
+    )
 
 
 def from_plain(value: Any) -> Any:
@@ -80,7 +88,9 @@ def kept_name(round_index: int) -> str:
 
 
 def save_atomic(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (see :func:`to_plain`) to ``path`` atomically, behind its SHA-256 header line."""
+    """Write ``payload`` (see :func:`to_plain`) to ``path`` atomically, behind its SHA-256 header
+    line.
+    """
     buffer = io.BytesIO()
     torch.save(to_plain(payload), buffer)
     body = buffer.getvalue()
@@ -89,33 +99,53 @@ def save_atomic(path: str | Path, payload: dict[str, Any]) -> None:
 
 
 def legacy_numpy_globals() -> list[Any]:
-    """What ``torch.save`` of numpy arrays and scalars references: array/scalar rebuilders and dtypes only."""
+    """What ``torch.save`` of numpy arrays and scalars references: array/scalar rebuilders and
+    dtypes only.
+    """
     multiarray = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
-    dtype_classes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")] \
-        if hasattr(np, "dtypes") else []
-    return [np.ndarray, np.dtype, multiarray.multiarray._reconstruct, multiarray.multiarray.scalar, *dtype_classes]
+    dtype_classes = (
+        [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
+        if hasattr(np, "dtypes")
+        else []
+    )
+    return [
+        np.ndarray,
+        np.dtype,
+        multiarray.multiarray._reconstruct,
+        multiarray.multiarray.scalar,
+        *dtype_classes,
+    ]
 
 
 def _verified_body(path: Path, raw: bytes, require_hash: bool) -> bytes:
-    """The torch bytes of ``raw`` after its header's hash is checked; headerless (older) files if allowed."""
+    """The torch bytes of ``raw`` after its header's hash is checked; headerless (older) files if
+    allowed.
+    """
     if not raw.startswith(HEADER_PREFIX):
         if require_hash:
-            raise DamagedFileError(f"{path} has no fliplab-sha256 header (not written by this version)")
-        LOGGER.warning("%s has no content hash (written by an older fliplab); loading it with weights_only=True",
-                       path)
+            raise DamagedFileError(
+                f"{path} has no fliplab-sha256 header (not written by this version)"
+            )
+        LOGGER.warning(
+            "%s has no content hash (written by an older fliplab); loading it with "
+            "weights_only=True",
+            path,
+        )
         return raw
     header, _, body = raw.partition(b"\n")
-    expected = header[len(HEADER_PREFIX):].decode("ascii", errors="replace")
+    expected = header[len(HEADER_PREFIX) :].decode("ascii", errors="replace")
     if hashlib.sha256(body).hexdigest() != expected:
         raise DamagedFileError(f"{path} is damaged: its content does not match its SHA-256 header")
     return body
 
 
 def load(path: str | Path, device: torch.device, require_hash: bool = True) -> dict[str, Any]:
-    """Read a file written by :func:`save_atomic` (tensors mapped to ``device``); never unpickles code.
+    """Read a file written by :func:`save_atomic` (tensors mapped to ``device``); never unpickles
+    code.
 
     ``require_hash=False`` also accepts a headerless checkpoint of an older version, still only
-    under ``weights_only=True``. Any failure raises :class:`DamagedFileError` with a one-line message.
+    under ``weights_only=True``. Any failure raises :class:`DamagedFileError` with a one-line
+    message.
     """
     path = Path(path)
     try:
@@ -127,9 +157,13 @@ def load(path: str | Path, device: torch.device, require_hash: bool = True) -> d
     try:
         with torch.serialization.safe_globals(legacy_numpy_globals() if legacy else []):
             payload = torch.load(io.BytesIO(body), map_location=device, weights_only=True)
-    except Exception as error:  # any unpickling/zip failure means the same thing: do not use the file
+    except (
+        Exception
+    ) as error:  # any unpickling/zip failure means the same thing: do not use the file
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DamagedFileError(f"{path} cannot be loaded safely ({type(error).__name__}: {reason[:200]})") from None
+        raise DamagedFileError(
+            f"{path} cannot be loaded safely ({type(error).__name__}: {reason[:200]})"
+        ) from None
     if not isinstance(payload, dict):
         raise DamagedFileError(f"{path} does not hold a dict (found {type(payload).__name__})")
     return from_plain(payload)

@@ -8,28 +8,33 @@ where ``augment`` is the identity for benign clients, DBA poisoning for attacker
 target) and FLIP's hardening for FLIP clients. The optimiser is created afresh each round
 (clients keep no optimiser state between rounds, as in the released code).
 """
+
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from deepfl.config import TrainConfig
 from deepfl.registry import Registry
 from fldata.params import Constraints
 from fldata.triggers import Trigger, poison_batch
 
-# A batch transform ``(images, labels) -> (images, labels)``: poisoning (attackers) or FLIP's hardening.
+# A batch transform ``(images, labels) -> (images, labels)``: poisoning (attackers) or FLIP's
+# hardening.
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
 class LocalData:
-    """A client's samples: images (N, C, H, W) float in [0, 1] and labels (N,) int64, on the device."""
+    """A client's samples: images (N, C, H, W) float in [0, 1] and labels (N,) int64, on the
+    device.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -40,7 +45,9 @@ class LocalData:
 
 @dataclass(frozen=True)
 class RoundContext:
-    """What a client knows about the current round; ``generator`` is derived from (seed, round, client)."""
+    """What a client knows about the current round; ``generator`` is derived from (seed, round,
+    client).
+    """
 
     round: int
     client_id: int
@@ -83,7 +90,9 @@ class LocalTrainer:
                 model.parameters(), lr=learning_rate, momentum=settings.momentum, weight_decay=decay
             )
         elif optimizer == "adam":
-            opt = torch.optim.Adam(model.parameters(), lr=learning_rate, betas=betas, weight_decay=decay)
+            opt = torch.optim.Adam(
+                model.parameters(), lr=learning_rate, betas=betas, weight_decay=decay
+            )
         else:
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
         model.train()
@@ -96,7 +105,7 @@ class LocalTrainer:
             for start in range(0, num_samples, settings.batch_size):
                 if max_steps is not None and steps >= max_steps:
                     break
-                index = order[start:start + settings.batch_size]
+                index = order[start : start + settings.batch_size]
                 images, labels = data.images[index], data.labels[index]
                 if augment is not None:
                     images, labels = augment(images, labels)
@@ -119,15 +128,29 @@ class ClientDefense(Protocol):
 
     parameter_constraints: ClassVar[Constraints]
 
-    def train(self, model: nn.Module, data: LocalData, state: dict, trainer: LocalTrainer, ctx: RoundContext) -> None: ...
+    def train(
+        self,
+        model: nn.Module,
+        data: LocalData,
+        state: dict,
+        trainer: LocalTrainer,
+        ctx: RoundContext,
+    ) -> None: ...
 
 
 class NoClientDefense:
     """Plain local training: ``trainer.train(model, data)``."""
 
-    parameter_constraints: ClassVar[Constraints] = {}   # takes no parameters
+    parameter_constraints: ClassVar[Constraints] = {}  # takes no parameters
 
-    def train(self, model: nn.Module, data: LocalData, state: dict, trainer: LocalTrainer, ctx: RoundContext) -> None:
+    def train(
+        self,
+        model: nn.Module,
+        data: LocalData,
+        state: dict,
+        trainer: LocalTrainer,
+        ctx: RoundContext,
+    ) -> None:
         trainer.train(model, data, generator=ctx.generator)
 
 
@@ -137,25 +160,45 @@ class AttackerBehaviour(Protocol):
 
     parameter_constraints: ClassVar[Constraints]
 
-    def train(self, model: nn.Module, data: LocalData, state: dict, trainer: LocalTrainer, ctx: RoundContext,
-              trigger: Trigger, target: int, num_poison: int) -> None: ...
+    def train(
+        self,
+        model: nn.Module,
+        data: LocalData,
+        state: dict,
+        trainer: LocalTrainer,
+        ctx: RoundContext,
+        trigger: Trigger,
+        target: int,
+        num_poison: int,
+    ) -> None: ...
 
 
 class StandardAttacker:
-    """DBA/BadNets data poisoning: every mini-batch has its first ``num_poison`` samples stamped with
-    the attacker's trigger (fldata.triggers.poison_batch) and relabelled to ``target``."""
+    """DBA/BadNets data poisoning: every mini-batch has its first ``num_poison`` samples stamped
+    with the attacker's trigger (fldata.triggers.poison_batch) and relabelled to ``target``."""
 
-    parameter_constraints: ClassVar[Constraints] = {}   # takes no parameters
+    parameter_constraints: ClassVar[Constraints] = {}  # takes no parameters
 
-    def train(self, model: nn.Module, data: LocalData, state: dict, trainer: LocalTrainer, ctx: RoundContext,
-              trigger: Trigger, target: int, num_poison: int) -> None:
+    def train(
+        self,
+        model: nn.Module,
+        data: LocalData,
+        state: dict,
+        trainer: LocalTrainer,
+        ctx: RoundContext,
+        trigger: Trigger,
+        target: int,
+        num_poison: int,
+    ) -> None:
         def poison(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return poison_batch(images, labels, trigger, target, num_poison)
 
         trainer.train(model, data, augment=poison, generator=ctx.generator)
 
 
-def trigger_on_device(trigger: Trigger, device: torch.device, dtype: torch.dtype = torch.float32) -> Trigger:
+def trigger_on_device(
+    trigger: Trigger, device: torch.device, dtype: torch.dtype = torch.float32
+) -> Trigger:
     """The same trigger with mask/pattern as tensors on ``device`` (fldata stamps tensors too)."""
     # Trigger's fields are typed as numpy arrays (fldata is torch-free); stamp() is array-generic.
     return Trigger(
@@ -165,19 +208,29 @@ def trigger_on_device(trigger: Trigger, device: torch.device, dtype: torch.dtype
     )
 
 
-CLIENT_DEFENSES: Registry[Callable[..., ClientDefense]] = Registry("client defense", {
-    "none": NoClientDefense,
-    "flip": "deepfl.flip:FlipDefense",
-})
+CLIENT_DEFENSES: Registry[Callable[..., ClientDefense]] = Registry(
+    "client defense",
+    {
+        "none": NoClientDefense,
+        "flip": "deepfl.flip:FlipDefense",
+    },
+)
 
-ATTACKER_BEHAVIOURS: Registry[Callable[..., AttackerBehaviour]] = Registry("attacker behaviour", {
-    "standard": StandardAttacker,
-    "adaptive": "deepfl.flip:AdaptiveAttacker",
-})
+ATTACKER_BEHAVIOURS: Registry[Callable[..., AttackerBehaviour]] = Registry(
+    "attacker behaviour",
+    {
+        "standard": StandardAttacker,
+        "adaptive": "deepfl.flip:AdaptiveAttacker",
+    },
+)
 
 
-def build_client_defense(name: str, params: dict[str, Any], true_trigger: Trigger | None = None,
-                         dataset: str | None = None) -> ClientDefense:
+def build_client_defense(
+    name: str,
+    params: dict[str, Any],
+    true_trigger: Trigger | None = None,
+    dataset: str | None = None,
+) -> ClientDefense:
     """``CLIENT_DEFENSES[name](**params)``; the defense validates its own params (a config's
     params were checked against the defense's ``parameter_constraints`` when it was resolved).
 
@@ -197,7 +250,9 @@ def build_client_defense(name: str, params: dict[str, Any], true_trigger: Trigge
     return cls(**extra, **params)
 
 
-def build_attacker(name: str, params: dict[str, Any], client_defense: ClientDefense | None = None) -> AttackerBehaviour:
+def build_attacker(
+    name: str, params: dict[str, Any], client_defense: ClientDefense | None = None
+) -> AttackerBehaviour:
     """``ATTACKER_BEHAVIOURS[name](**params)``; one whose constructor takes ``client_defense``
     receives the run's client defense (the adaptive attacker inverts as the benign clients do)."""
     cls = ATTACKER_BEHAVIOURS[name]

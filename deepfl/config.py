@@ -15,6 +15,7 @@ An unknown key or section, a value of the wrong type or an impossible value rais
 ``ConfigError`` (a ValueError) whose one-line message names the key and what is allowed.
 The fully resolved config is what a run directory stores (``config.json``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,9 +29,25 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from fldata.datasets import DATASET_NAMES
-from fldata.params import (BOOLEAN, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT,
-                           POSITIVE_INT, ConfigError, Constraints, Interval, ListOf, Options,
-                           Section, Table, Text, validate_fields, validate_params, validate_value)
+from fldata.params import (
+    BOOLEAN,
+    NON_NEGATIVE_FLOAT,
+    NON_NEGATIVE_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    ConfigError,
+    Constraints,
+    Interval,
+    ListOf,
+    Options,
+    Section,
+    Table,
+    Text,
+    validate_fields,
+    validate_params,
+    validate_value,
+)
+
 
 def _defense_names() -> list[str]:
     from deepfl.defenses import REGISTRY
@@ -53,12 +70,12 @@ def _attacker_names() -> list[str]:
 @dataclass
 class DataConfig:
     dataset: str = "mnist"
-    train_limit: int = 0          # use a fixed random subset of N training images (0 = all)
-    test_limit: int = 0           # use a fixed random subset of N test images (0 = all)
+    train_limit: int = 0  # use a fixed random subset of N training images (0 = all)
+    test_limit: int = 0  # use a fixed random subset of N test images (0 = all)
     num_clients: int = 100
     partition: str = "dirichlet"  # "dirichlet" | "iid"
-    alpha: float = 0.5            # Dirichlet concentration
-    min_client_size: int = 1      # redraw the Dirichlet split until every client has this many samples
+    alpha: float = 0.5  # Dirichlet concentration
+    min_client_size: int = 1  # redraw the Dirichlet split until every client has this many samples
 
     parameter_constraints: ClassVar[Constraints] = {
         "dataset": [Options(*DATASET_NAMES)],
@@ -73,8 +90,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "cnn"             # "cnn" | "resnet18" | "linear"
-    resnet_width: int = 32        # 32 = released half-width ResNet-18, 64 = standard width
+    name: str = "cnn"  # "cnn" | "resnet18" | "linear"
+    resnet_width: int = 32  # 32 = released half-width ResNet-18, 64 = standard width
 
     parameter_constraints: ClassVar[Constraints] = {
         "name": [Options("cnn", "resnet18", "linear")],
@@ -103,24 +120,28 @@ class TrainConfig:
 
 @dataclass
 class AttackConfig:
-    kind: str = "continuous"      # "none" | "single-shot" | "continuous"
-    selection: str = "schedule"   # "schedule": scheduled attackers join; "random": attackers join when sampled
-    num_attackers: int = 4        # attacker clients in the population
-    per_round: int = 4            # attackers joining each attack round ("schedule"); single-shot forces 1
-    start_round: int = 0          # first attack round (0 = pretrain_rounds + 1)
-    end_round: int = 0            # last attack round (0 = last round)
-    rounds: list[int] = field(default_factory=list)  # single-shot attack rounds ([] = start+1, start+3, ...)
-    scale: float = 1.0            # factor applied to an attacker's update (single-shot default n / eta_g)
+    kind: str = "continuous"  # "none" | "single-shot" | "continuous"
+    selection: str = (
+        "schedule"  # "schedule": scheduled attackers join; "random": attackers join when sampled
+    )
+    num_attackers: int = 4  # attacker clients in the population
+    per_round: int = 4  # attackers joining each attack round ("schedule"); single-shot forces 1
+    start_round: int = 0  # first attack round (0 = pretrain_rounds + 1)
+    end_round: int = 0  # last attack round (0 = last round)
+    rounds: list[int] = field(
+        default_factory=list
+    )  # single-shot attack rounds ([] = start+1, start+3, ...)
+    scale: float = 1.0  # factor applied to an attacker's update (single-shot default n / eta_g)
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 64
-    epochs: int = 10              # poison epochs
-    num_poison: int = 20          # first num_poison samples of every mini-batch are poisoned
-    trigger: str = "dba"          # "dba": attacker k trains with piece k mod 4 | "full"
-    trigger_scale: int = 1        # trigger size (paper A.8)
+    epochs: int = 10  # poison epochs
+    num_poison: int = 20  # first num_poison samples of every mini-batch are poisoned
+    trigger: str = "dba"  # "dba": attacker k trains with piece k mod 4 | "full"
+    trigger_scale: int = 1  # trigger size (paper A.8)
     target: int = 2
-    behaviour: str = "standard"   # "standard" | "adaptive" (deepfl.flip)
+    behaviour: str = "standard"  # "standard" | "adaptive" (deepfl.flip)
     behaviour_params: dict[str, Any] = field(default_factory=dict)
 
     parameter_constraints: ClassVar[Constraints] = {
@@ -138,7 +159,7 @@ class AttackConfig:
         "trigger_scale": POSITIVE_INT,
         "target": NON_NEGATIVE_INT,
         "behaviour": [Options(source=_attacker_names)],
-        "behaviour_params": [Table()],   # checked against attack.behaviour (deepfl.components)
+        "behaviour_params": [Table()],  # checked against attack.behaviour (deepfl.components)
     }
 
     def train_config(self) -> TrainConfig:
@@ -148,10 +169,15 @@ class AttackConfig:
 @dataclass
 class ServerConfig:
     clients_per_round: int = 10
-    rule: str = "global-lr"       # "global-lr": global += eta_g * agg | "sample-weighted": FedAvg by sample count
-    global_lr: float = 0.1        # eta_g of the "global-lr" rule
-    pretrain_lr: float = 1.0      # eta_g during clean pre-training (1 = plain mean; converges in few rounds)
-    root_set_size: int = 100      # FLTrust root set, always removed from client data (same clients for every defense)
+    # "global-lr": global += eta_g * agg | "sample-weighted": FedAvg by sample count
+    rule: str = "global-lr"
+    global_lr: float = 0.1  # eta_g of the "global-lr" rule
+    pretrain_lr: float = (
+        1.0  # eta_g during clean pre-training (1 = plain mean; converges in few rounds)
+    )
+    root_set_size: int = (
+        100  # FLTrust root set, always removed from client data (same clients for every defense)
+    )
 
     parameter_constraints: ClassVar[Constraints] = {
         "clients_per_round": POSITIVE_INT,
@@ -164,10 +190,10 @@ class ServerConfig:
 
 @dataclass
 class DefenseConfig:
-    server: str = "fedavg"        # a name in deepfl.defenses.REGISTRY
+    server: str = "fedavg"  # a name in deepfl.defenses.REGISTRY
     params: dict[str, Any] = field(default_factory=dict)
-    num_attackers: int = -1       # f given to the server defense (-1 = attackers per attack round)
-    client: str = "none"          # a name in deepfl.client.CLIENT_DEFENSES ("none" | "flip")
+    num_attackers: int = -1  # f given to the server defense (-1 = attackers per attack round)
+    client: str = "none"  # a name in deepfl.client.CLIENT_DEFENSES ("none" | "flip")
     client_params: dict[str, Any] = field(default_factory=dict)
 
     # params / client_params are checked against the selected defenses (deepfl.components)
@@ -183,18 +209,22 @@ class DefenseConfig:
 @dataclass
 class RunConfig:
     rounds: int = 100
-    pretrain_rounds: int = 10     # clean rounds (plain aggregation, no attack); cached and reused
+    pretrain_rounds: int = 10  # clean rounds (plain aggregation, no attack); cached and reused
     eval_every: int = 1
     checkpoint_every: int = 10
     taus: list[float] = field(default_factory=lambda: [0.0, 0.3, 0.4, 0.7])
     eval_batch_size: int = 500
-    cache_dir: str = ""           # pre-training cache ("" = <cache root>/deepfl/pretrained, fldata.cache)
+    cache_dir: str = ""  # pre-training cache ("" = <cache root>/deepfl/pretrained, fldata.cache)
     deterministic: bool = True
-    threads: int = 0              # torch.set_num_threads (0 = leave torch's default)
+    threads: int = 0  # torch.set_num_threads (0 = leave torch's default)
     progress: bool = True
-    vectorise: bool = False       # train a round's clients as one batched model (deepfl.vectorised; for GPUs,
-                                  # slower than one by one on CPU cores: bench/deepfl_round.py --compare)
-    keep_checkpoints: list[int] = field(default_factory=list)  # also keep checkpoint-rNNNN.pt at these rounds
+    vectorise: bool = (
+        False  # train a round's clients as one batched model (deepfl.vectorised; for GPUs,
+    )
+    # slower than one by one on CPU cores: bench/deepfl_round.py --compare)
+    keep_checkpoints: list[int] = field(
+        default_factory=list
+    )  # also keep checkpoint-rNNNN.pt at these rounds
 
     parameter_constraints: ClassVar[Constraints] = {
         "rounds": POSITIVE_INT,
@@ -215,7 +245,7 @@ class RunConfig:
 @dataclass
 class ExperimentConfig:
     seed: int = 0
-    device: str = "auto"          # "auto" | "cpu" | "cuda" | "cuda:N"
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     benign: TrainConfig = field(default_factory=TrainConfig)
@@ -238,6 +268,11 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def run_name(self) -> str:
+        """The default run folder name: ``<dataset>-<attack>-<server>-<client>-s<seed>``."""
+        parts = (self.data.dataset, self.attack.kind, self.defense.server, self.defense.client)
+        return "-".join(parts) + f"-s{self.seed}"
 
     def digest(self, *sections: str) -> str:
         """SHA-256 (hex, 16 chars) of the canonical JSON of the named top-level keys/sections."""
@@ -268,20 +303,34 @@ class ExperimentConfig:
 
 
 SECTIONS: dict[str, type] = {
-    name: options[0].cls for name, options in ExperimentConfig.parameter_constraints.items()
+    name: options[0].cls
+    for name, options in ExperimentConfig.parameter_constraints.items()
     if isinstance(options[0], Section)
 }
 
 # Dataset-dependent defaults (ALGORITHMS.md): model, local epochs, poison count, attack schedule.
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mnist": {"model": {"name": "cnn"}, "benign": {"epochs": 1},
-              "attack": {"epochs": 10, "num_poison": 20}, "run": {"rounds": 100, "pretrain_rounds": 10}},
-    "fashion-mnist": {"model": {"name": "cnn"}, "benign": {"epochs": 1},
-                      "attack": {"epochs": 20, "num_poison": 20}, "run": {"rounds": 300, "pretrain_rounds": 200}},
-    "cifar10": {"model": {"name": "resnet18"}, "benign": {"epochs": 2},
-                "attack": {"epochs": 6, "num_poison": 5}, "run": {"rounds": 300, "pretrain_rounds": 200}},
+    "mnist": {
+        "model": {"name": "cnn"},
+        "benign": {"epochs": 1},
+        "attack": {"epochs": 10, "num_poison": 20},
+        "run": {"rounds": 100, "pretrain_rounds": 10},
+    },
+    "fashion-mnist": {
+        "model": {"name": "cnn"},
+        "benign": {"epochs": 1},
+        "attack": {"epochs": 20, "num_poison": 20},
+        "run": {"rounds": 300, "pretrain_rounds": 200},
+    },
+    "cifar10": {
+        "model": {"name": "resnet18"},
+        "benign": {"epochs": 2},
+        "attack": {"epochs": 6, "num_poison": 5},
+        "run": {"rounds": 300, "pretrain_rounds": 200},
+    },
     "digits": {"model": {"name": "linear"}, "attack": {"trigger": "full"}},
 }
+
 
 def attack_defaults(merged: dict[str, Any]) -> dict[str, Any]:
     """Attack-kind defaults: single-shot is model replacement, scale = n / eta_g (released:
@@ -311,8 +360,8 @@ def _check_sections(raw: dict[str, Any]) -> None:
         if close and isinstance(value, dict):
             sub = next(iter(value), "")
             raise ConfigError(
-                f"unknown key '{key}.{sub}'; did you mean [{close[0]}]? allowed keys in [{close[0]}]: "
-                + ", ".join(f.name for f in fields(SECTIONS[close[0]]))
+                f"unknown key '{key}.{sub}'; did you mean [{close[0]}]? allowed keys in "
+                f"[{close[0]}]: " + ", ".join(f.name for f in fields(SECTIONS[close[0]]))
             )
         validate_params(ExperimentConfig.parameter_constraints, {key: value}, where="the top level")
 
@@ -345,7 +394,8 @@ def from_dict(raw: dict[str, Any]) -> ExperimentConfig:
 
 
 def resolve(*layers: dict[str, Any]) -> ExperimentConfig:
-    """Merge raw layers (lowest priority first), slot in the dataset and attack-kind defaults, validate.
+    """Merge raw layers (lowest priority first), slot in the dataset and attack-kind defaults,
+    validate.
 
     Those defaults go just above the dataclass defaults, so any layer that sets a key wins.
     """
@@ -354,9 +404,12 @@ def resolve(*layers: dict[str, Any]) -> ExperimentConfig:
         _check_sections(layer)
         merged = merge(merged, layer)
     data, dataset = merged.get("data", {}), DataConfig.dataset
-    if isinstance(data, dict):    # else from_dict reports the section itself
-        dataset = validate_value("data.dataset", data.get("dataset", dataset),
-                                 DataConfig.parameter_constraints["dataset"])
+    if isinstance(data, dict):  # else from_dict reports the section itself
+        dataset = validate_value(
+            "data.dataset",
+            data.get("dataset", dataset),
+            DataConfig.parameter_constraints["dataset"],
+        )
     defaults = merge(DATASET_DEFAULTS.get(dataset, {}), attack_defaults(merged))
     return from_dict(merge(defaults, merged))
 
@@ -391,40 +444,55 @@ def _validate(cfg: ExperimentConfig) -> tuple[dict[str, Any], dict[str, Any], di
 def _check_federation(cfg: ExperimentConfig) -> None:
     """Seats per round fit in the population."""
     server = cfg.server
-    _require(server.clients_per_round <= cfg.data.num_clients,
-             f"server.clients_per_round must be in [1, data.num_clients={cfg.data.num_clients}], "
-             f"got {server.clients_per_round}")
+    _require(
+        server.clients_per_round <= cfg.data.num_clients,
+        f"server.clients_per_round must be in [1, data.num_clients={cfg.data.num_clients}], "
+        f"got {server.clients_per_round}",
+    )
 
 
 def _check_run(run: RunConfig) -> None:
     """Pre-training fits in the run."""
-    _require(run.pretrain_rounds <= run.rounds,
-             f"run.pretrain_rounds must be in [0, run.rounds={run.rounds}], got {run.pretrain_rounds}")
+    _require(
+        run.pretrain_rounds <= run.rounds,
+        f"run.pretrain_rounds must be in [0, run.rounds={run.rounds}], got {run.pretrain_rounds}",
+    )
 
 
 def _check_attack(cfg: ExperimentConfig) -> None:
     """Attackers, their rounds and their poison count fit the federation and the run."""
     attack, run = cfg.attack, cfg.run
-    _require(1 <= attack.num_attackers < cfg.data.num_clients,
-             f"attack.num_attackers must be in [1, data.num_clients-1={cfg.data.num_clients - 1}], "
-             f"got {attack.num_attackers}")
+    _require(
+        1 <= attack.num_attackers < cfg.data.num_clients,
+        f"attack.num_attackers must be in [1, data.num_clients-1={cfg.data.num_clients - 1}], "
+        f"got {attack.num_attackers}",
+    )
     seats = min(attack.num_attackers, cfg.server.clients_per_round)
-    _require(1 <= cfg.attackers_per_round <= seats,
-             f"attack.per_round must be in [1, min(num_attackers, clients_per_round)], "
-             f"got {attack.per_round}")
-    _require(cfg.attack_start > run.pretrain_rounds,
-             f"attack.start_round must be after the clean pre-training (> {run.pretrain_rounds}), "
-             f"got {attack.start_round}")
-    _require(cfg.attack_start <= cfg.attack_end <= run.rounds,
-             f"attack rounds must satisfy start <= end <= run.rounds={run.rounds}, "
-             f"got start={cfg.attack_start}, end={cfg.attack_end}")
+    _require(
+        1 <= cfg.attackers_per_round <= seats,
+        f"attack.per_round must be in [1, min(num_attackers, clients_per_round)], "
+        f"got {attack.per_round}",
+    )
+    _require(
+        cfg.attack_start > run.pretrain_rounds,
+        f"attack.start_round must be after the clean pre-training (> {run.pretrain_rounds}), "
+        f"got {attack.start_round}",
+    )
+    _require(
+        cfg.attack_start <= cfg.attack_end <= run.rounds,
+        f"attack rounds must satisfy start <= end <= run.rounds={run.rounds}, "
+        f"got start={cfg.attack_start}, end={cfg.attack_end}",
+    )
     if attack.kind == "single-shot":
         bad = [r for r in cfg.single_shot_rounds if not cfg.attack_start <= r <= cfg.attack_end]
-        _require(not bad,
-                 f"attack.rounds must lie in [{cfg.attack_start}, {cfg.attack_end}], got {bad}")
-    _require(attack.num_poison <= attack.batch_size,
-             f"attack.num_poison must be in [0, attack.batch_size={attack.batch_size}], "
-             f"got {attack.num_poison}")
+        _require(
+            not bad, f"attack.rounds must lie in [{cfg.attack_start}, {cfg.attack_end}], got {bad}"
+        )
+    _require(
+        attack.num_poison <= attack.batch_size,
+        f"attack.num_poison must be in [0, attack.batch_size={attack.batch_size}], "
+        f"got {attack.num_poison}",
+    )
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
@@ -441,7 +509,8 @@ def load_file(path: str | Path) -> dict[str, Any]:
 def parse_override(text: str) -> dict[str, Any]:
     """Turn ``"attack.kind=continuous"`` into ``{"attack": {"kind": "continuous"}}``.
 
-    The value is parsed as JSON when possible (numbers, booleans, lists, objects), else kept a string.
+    The value is parsed as JSON when possible (numbers, booleans, lists, objects), else kept a
+    string.
     """
     if "=" not in text:
         raise ConfigError(f"--set expects key=value (e.g. attack.kind=continuous), got {text!r}")

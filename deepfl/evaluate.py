@@ -5,6 +5,7 @@ ASR(tau) = #(argmax = target and max prob >= tau) / #(non-target test images sta
 trigger) (ALGORITHMS.md "Metrics", THEORY.md section 10) are computed by fldata.metrics, for all
 taus from ONE batched forward pass per set. Per-class accuracy is at tau = 0.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -33,13 +34,19 @@ class EvalSets:
     clean_images: torch.Tensor
     clean_labels: np.ndarray
     backdoor_images: torch.Tensor
-    trigger: Trigger                # the full test trigger, tensors on the device
+    trigger: Trigger  # the full test trigger, tensors on the device
     target: int
     num_classes: int
 
     @classmethod
-    def build(cls, images: torch.Tensor, labels: torch.Tensor, trigger: Trigger, target: int,
-              num_classes: int) -> "EvalSets":
+    def build(
+        cls,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        trigger: Trigger,
+        target: int,
+        num_classes: int,
+    ) -> EvalSets:
         keep = labels != target
         backdoor = stamp(images[keep], trigger.mask, trigger.pattern)
         return cls(images, labels.cpu().numpy(), backdoor, trigger, target, num_classes)
@@ -50,22 +57,28 @@ class Evaluation:
     """One evaluation of the global model: the rates (:class:`EvaluationResult`, what a metrics
     row and the summary record) and the softmax outputs behind them."""
 
-    result: EvaluationResult        # ACC / ASR at every tau, per-class ACC at tau = 0
-    clean_probs: np.ndarray         # (N, C) softmax of the clean test set
-    backdoor_probs: np.ndarray      # (M, C) softmax of the stamped non-target test set
+    result: EvaluationResult  # ACC / ASR at every tau, per-class ACC at tau = 0
+    clean_probs: np.ndarray  # (N, C) softmax of the clean test set
+    backdoor_probs: np.ndarray  # (M, C) softmax of the stamped non-target test set
 
     @property
     def acc(self) -> dict[str, float]:
         """Deprecated: ``{str(tau): ACC}``; use ``result.acc_at(tau)`` (removed next release)."""
-        warnings.warn("Evaluation.acc is deprecated: use Evaluation.result.acc_at(tau)",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "Evaluation.acc is deprecated: use Evaluation.result.acc_at(tau)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.result.to_dict()["acc"]
 
     @property
     def asr(self) -> dict[str, float]:
         """Deprecated: ``{str(tau): ASR}``; use ``result.asr_at(tau)`` (removed next release)."""
-        warnings.warn("Evaluation.asr is deprecated: use Evaluation.result.asr_at(tau)",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "Evaluation.asr is deprecated: use Evaluation.result.asr_at(tau)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.result.to_dict()["asr"]
 
     def confidences(self) -> dict[str, np.ndarray]:
@@ -83,8 +96,10 @@ def predict_probs(model: nn.Module, images: torch.Tensor, batch_size: int) -> np
     """Softmax outputs (N, C) as float64 numpy, in batches of ``batch_size`` on the images'
     device."""
     model.eval()
-    chunks = [torch.softmax(model(images[i:i + batch_size]).double(), dim=1)
-              for i in range(0, len(images), batch_size)]
+    chunks = [
+        torch.softmax(model(images[i : i + batch_size]).double(), dim=1)
+        for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(chunks).cpu().numpy()
 
 
@@ -94,16 +109,22 @@ def evaluate(model: nn.Module, sets: EvalSets, taus: list[float], batch_size: in
     backdoor = predict_probs(model, sets.backdoor_images, batch_size)
     if not (np.isfinite(clean).all() and np.isfinite(backdoor).all()):
         largest = max(float(p.detach().abs().max()) for p in model.parameters())
-        raise DivergedModelError(f"the global model diverged: its outputs are not finite (largest "
-                                 f"|weight| {largest:.3g}): an aggregate let a huge update through")
-    taus = list(dict.fromkeys(taus))     # a tau listed twice is evaluated once
+        raise DivergedModelError(
+            f"the global model diverged: its outputs are not finite (largest "
+            f"|weight| {largest:.3g}): an aggregate let a huge update through"
+        )
+    taus = list(dict.fromkeys(taus))  # a tau listed twice is evaluated once
     acc = [c.rate for c in threshold_counts_many(clean, sets.clean_labels, taus)]
     target_labels = np.full(len(backdoor), sets.target)
     asr = [c.rate for c in threshold_counts_many(backdoor, target_labels, taus)]
     correct = clean.argmax(axis=1) == sets.clean_labels
     per_class_total = np.bincount(sets.clean_labels, minlength=sets.num_classes)
     per_class_correct = np.bincount(sets.clean_labels[correct], minlength=sets.num_classes)
-    per_class = np.divide(per_class_correct, per_class_total, out=np.full(sets.num_classes, np.nan),
-                          where=per_class_total > 0)
+    per_class = np.divide(
+        per_class_correct,
+        per_class_total,
+        out=np.full(sets.num_classes, np.nan),
+        where=per_class_total > 0,
+    )
     per_class_acc = [None if np.isnan(v) else float(v) for v in per_class]
     return Evaluation(EvaluationResult.build(taus, acc, asr, per_class_acc), clean, backdoor)

@@ -5,6 +5,7 @@ the parameters AND the floating BatchNorm buffers (running mean / variance), as 
 aggregates them ("BatchNorm buffers included", ALGORITHMS.md). Integer buffers
 (``num_batches_tracked``) are bookkeeping, not aggregated.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ class StateLayout:
     size: int
 
     @classmethod
-    def of(cls, model: nn.Module) -> "StateLayout":
+    def of(cls, model: nn.Module) -> StateLayout:
         names, shapes, offsets, total = [], [], [], 0
         for name, tensor in model.state_dict().items():
             if tensor.is_floating_point():
@@ -37,7 +38,9 @@ class StateLayout:
         """Coordinates of all entries whose name starts with ``prefix`` (must be contiguous)."""
         hits = [i for i, name in enumerate(self.names) if name.startswith(prefix)]
         if not hits or hits != list(range(hits[0], hits[-1] + 1)):
-            raise ValueError(f"no contiguous state entries start with {prefix!r}; names: {', '.join(self.names)}")
+            raise ValueError(
+                f"no contiguous state entries start with {prefix!r}; names: {', '.join(self.names)}"
+            )
         last = hits[-1]
         return slice(self.offsets[hits[0]], self.offsets[last] + self.shapes[last].numel())
 
@@ -59,10 +62,14 @@ class FlatState:
     def set(self, vector: torch.Tensor) -> None:
         """Copy ``vector`` (d,) into the model's floating state entries in place."""
         if vector.shape != (self.layout.size,):
-            raise ValueError(f"state vector must have shape ({self.layout.size},), got {tuple(vector.shape)}")
+            raise ValueError(
+                f"state vector must have shape ({self.layout.size},), got {tuple(vector.shape)}"
+            )
         with torch.no_grad():
-            for tensor, offset, shape in zip(self._tensors, self.layout.offsets, self.layout.shapes):
-                tensor.copy_(vector[offset:offset + shape.numel()].view(shape))
+            for tensor, offset, shape in zip(
+                self._tensors, self.layout.offsets, self.layout.shapes, strict=True
+            ):
+                tensor.copy_(vector[offset : offset + shape.numel()].view(shape))
 
     def output_layer_slice(self) -> slice:
         """Coordinates of the model's ``output_layer`` (weight and bias) inside the vector."""

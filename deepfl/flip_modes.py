@@ -12,6 +12,7 @@ module only holds the numbers, so the docs table (``docs/flip_modes.md``, writte
 Released code: ``invert_MNIST.py`` / ``invert_FashionMNIST.py`` / ``invert_CIFAR.py`` of
 github.com/KaiyuanZh/FLIP (``trigger_fast_train``), read for behaviour only.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,7 +29,11 @@ DATASET_FAMILIES: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10")
 # config comment "continuous attack: 0.4"), and the release's in-place stamping portion.
 _DATASET_FIELDS: dict[str, dict[str, Any]] = {
     "mnist": {"attack_success_threshold": 0.9, "rejection_tau": 0.3, "replace_portion": 0.5},
-    "fashion-mnist": {"attack_success_threshold": 0.9, "rejection_tau": 0.3, "replace_portion": 0.6},
+    "fashion-mnist": {
+        "attack_success_threshold": 0.9,
+        "rejection_tau": 0.3,
+        "replace_portion": 0.6,
+    },
     "cifar10": {"attack_success_threshold": 0.85, "rejection_tau": 0.4, "replace_portion": 0.9},
 }
 
@@ -37,31 +42,69 @@ _DATASET_FIELDS: dict[str, dict[str, Any]] = {
 # (28*28/8, 32*32*3/4 over 3 channels = 1/4 of the pixels), the universal trigger_steps of the
 # warm-up and the first trigger_steps of a pair.
 _RELEASE_FIELDS: dict[str, dict[str, Any]] = {
-    "mnist": {"min_samples_per_label": 1, "hardening_lr": 0.01, "hardening_epochs": 10,
-              "max_mask_fraction": 0.125, "warmup_steps": 400, "pair_steps": 200},
-    "fashion-mnist": {"min_samples_per_label": 1, "hardening_lr": 0.01, "hardening_epochs": 5,
-                      "max_mask_fraction": 0.125, "warmup_steps": 600, "pair_steps": 400},
-    "cifar10": {"min_samples_per_label": 5, "hardening_lr": 0.001, "hardening_epochs": 8,
-                "max_mask_fraction": 0.25, "warmup_steps": 600, "pair_steps": 200},
+    "mnist": {
+        "min_samples_per_label": 1,
+        "hardening_lr": 0.01,
+        "hardening_epochs": 10,
+        "max_mask_fraction": 0.125,
+        "warmup_steps": 400,
+        "pair_steps": 200,
+    },
+    "fashion-mnist": {
+        "min_samples_per_label": 1,
+        "hardening_lr": 0.01,
+        "hardening_epochs": 5,
+        "max_mask_fraction": 0.125,
+        "warmup_steps": 600,
+        "pair_steps": 400,
+    },
+    "cifar10": {
+        "min_samples_per_label": 5,
+        "hardening_lr": 0.001,
+        "hardening_epochs": 8,
+        "max_mask_fraction": 0.25,
+        "warmup_steps": 600,
+        "pair_steps": 200,
+    },
 }
 
 _PAPER: dict[str, Any] = {
-    "warm_start_from_universal": False, "harden_with_universal": False, "distance": "loss_variance",
-    "pair_priority": "largest", "pairs_per_round": None, "pair_schedule": "rotate", "pair_hold_batches": 1,
-    "exploration_prob": 0.0, "min_samples_per_label": 5, "symmetric_rule": "client",
-    "focus_smallest_universal": 0, "max_mask_fraction": 1.0,
-    "augment_mode": "append", "num_augmented": 64, "hardening_optimizer": "sgd",
+    "warm_start_from_universal": False,
+    "harden_with_universal": False,
+    "distance": "loss_variance",
+    "pair_priority": "largest",
+    "pairs_per_round": None,
+    "pair_schedule": "rotate",
+    "pair_hold_batches": 1,
+    "exploration_prob": 0.0,
+    "min_samples_per_label": 5,
+    "symmetric_rule": "client",
+    "focus_smallest_universal": 0,
+    "max_mask_fraction": 1.0,
+    "augment_mode": "append",
+    "num_augmented": 64,
+    "hardening_optimizer": "sgd",
 }
 
 _RELEASE: dict[str, Any] = {
-    "warm_start_from_universal": True, "harden_with_universal": True, "distance": "mask_growth",
-    "pair_priority": "largest", "pairs_per_round": 5, "pair_schedule": "rotate", "pair_hold_batches": 2,
-    "exploration_prob": 0.3, "symmetric_rule": "batch", "focus_smallest_universal": 0,
-    "augment_mode": "replace", "hardening_optimizer": "adam", "hardening_betas": (0.5, 0.9),
-    "hardening_weight_decay": 0.0, "hardening_max_steps": 110,
+    "warm_start_from_universal": True,
+    "harden_with_universal": True,
+    "distance": "mask_growth",
+    "pair_priority": "largest",
+    "pairs_per_round": 5,
+    "pair_schedule": "rotate",
+    "pair_hold_batches": 2,
+    "exploration_prob": 0.3,
+    "symmetric_rule": "batch",
+    "focus_smallest_universal": 0,
+    "augment_mode": "replace",
+    "hardening_optimizer": "adam",
+    "hardening_betas": (0.5, 0.9),
+    "hardening_weight_decay": 0.0,
+    "hardening_max_steps": 110,
 }
 
-_FLIPLAB: dict[str, Any] = {}   # the dataclass defaults (FlipConfig()) are fliplab's values
+_FLIPLAB: dict[str, Any] = {}  # the dataclass defaults (FlipConfig()) are fliplab's values
 
 
 def dataset_family(dataset: str | None) -> str:
@@ -100,7 +143,9 @@ def mode_table(configs: dict[str, dict[str, Any]], defaults: dict[str, Any]) -> 
     keys = [key for key in defaults if len({repr(c[key]) for c in configs.values()}) > 1]
     lines = ["| field | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for key in keys:
-        lines.append(f"| `{key}` | " + " | ".join(_cell(configs[name][key]) for name in names) + " |")
+        lines.append(
+            f"| `{key}` | " + " | ".join(_cell(configs[name][key]) for name in names) + " |"
+        )
     return "\n".join(lines)
 
 

@@ -3,12 +3,14 @@
 A reader (or a resumed run) therefore sees either the old or the new complete file, never a
 partial one. ``metrics.jsonl`` is appended line by line; a torn last line is dropped on reading.
 """
+
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 

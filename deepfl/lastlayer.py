@@ -1,16 +1,18 @@
-"""A network's output layer as the linear-softmax model of the theory, over its penultimate features.
+"""A network's output layer as the linear-softmax model of the theory, over its penultimate
+features.
 
 Every model of :mod:`deepfl.models` ends in ``output_layer: nn.Linear``, so its logits are
-``z = W \\tilde\\phi(x)`` with ``\\phi(x)`` the input of that layer, ``\\tilde\\phi(x) = [\\phi(x); 1]``
-and ``W = [weight | bias]`` (THEORY.md section 1 with the bias as a constant feature). These helpers
-read ``\\tilde\\phi`` and ``W`` as float64 numpy arrays, write ``W`` back, and freeze every other
-parameter so that a round trains the last layer only (issue 15, part a).
+``z = W \\tilde\\phi(x)`` with ``\\phi(x)`` the input of that layer, ``\\tilde\\phi(x) = [\\phi(x);
+1]`` and ``W = [weight | bias]`` (THEORY.md section 1 with the bias as a constant feature). These
+helpers read ``\\tilde\\phi`` and ``W`` as float64 numpy arrays, write ``W`` back, and freeze every
+other parameter so that a round trains the last layer only (issue 15, part a).
 """
+
 from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -21,7 +23,9 @@ def output_layer(model: nn.Module) -> nn.Linear:
     """``model.output_layer`` (every deepfl model has one), checked to be an ``nn.Linear``."""
     layer = getattr(model, "output_layer", None)
     if not isinstance(layer, nn.Linear):
-        raise TypeError(f"{type(model).__name__} has no nn.Linear output_layer; the last-layer probe needs one")
+        raise TypeError(
+            f"{type(model).__name__} has no nn.Linear output_layer; the last-layer probe needs one"
+        )
     return layer
 
 
@@ -38,16 +42,18 @@ def float64_copy(model: nn.Module) -> nn.Module:
 
 def _chunks(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
     for start in range(0, images.shape[0], batch_size):
-        yield images[start:start + batch_size]
+        yield images[start : start + batch_size]
 
 
 @torch.inference_mode()
 def features_with_bias(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> np.ndarray:
-    """``\\tilde\\phi(x) = [\\phi(x); 1]`` for every image, (N, D) float64: ``\\phi(x)`` is captured at the
-    input of ``model.output_layer`` (eval mode), computed in the model's dtype."""
+    """``\\tilde\\phi(x) = [\\phi(x); 1]`` for every image, (N, D) float64: ``\\phi(x)`` is captured
+    at the input of ``model.output_layer`` (eval mode), computed in the model's dtype."""
     dtype = next(model.parameters()).dtype
     captured: list[torch.Tensor] = []
-    hook = output_layer(model).register_forward_pre_hook(lambda module, args: captured.append(args[0].detach()))
+    hook = output_layer(model).register_forward_pre_hook(
+        lambda module, args: captured.append(args[0].detach())
+    )
     was_training = model.training
     model.eval()
     try:
@@ -56,7 +62,11 @@ def features_with_bias(model: nn.Module, images: torch.Tensor, batch_size: int =
     finally:
         hook.remove()
         model.train(was_training)
-    phi = torch.cat(captured).double().cpu().numpy() if captured else np.zeros((0, output_layer(model).in_features))
+    phi = (
+        torch.cat(captured).double().cpu().numpy()
+        if captured
+        else np.zeros((0, output_layer(model).in_features))
+    )
     return np.concatenate([phi, np.ones((phi.shape[0], 1))], axis=1)
 
 
@@ -86,7 +96,9 @@ def set_output_matrix(model: nn.Module, W: np.ndarray) -> None:
     layer = output_layer(model)
     expected = (layer.out_features, layer.in_features + 1)
     if W.shape != expected:
-        raise ValueError(f"output matrix must have shape {expected} ([weight | bias]), got {W.shape}")
+        raise ValueError(
+            f"output matrix must have shape {expected} ([weight | bias]), got {W.shape}"
+        )
     with torch.no_grad():
         layer.weight.copy_(torch.as_tensor(W[:, :-1]))
         layer.bias.copy_(torch.as_tensor(W[:, -1]))
@@ -94,8 +106,8 @@ def set_output_matrix(model: nn.Module, W: np.ndarray) -> None:
 
 @contextlib.contextmanager
 def only_output_layer_trains(model: nn.Module) -> Iterator[nn.Module]:
-    """Inside: every parameter outside ``model.output_layer`` has ``requires_grad=False`` (its gradient
-    stays None, so SGD, momentum and weight decay skip it); restored on exit."""
+    """Inside: every parameter outside ``model.output_layer`` has ``requires_grad=False`` (its
+    gradient stays None, so SGD, momentum and weight decay skip it); restored on exit."""
     trainable = {id(p) for p in output_layer(model).parameters()}
     before = [(p, p.requires_grad) for p in model.parameters()]
     try:

@@ -10,11 +10,12 @@
 
 Every model exposes ``output_layer: nn.Linear`` (FoolsGold's default feature set, CONTRACT.md).
 """
+
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 MODEL_NAMES: tuple[str, ...] = ("cnn", "resnet18", "linear")
 
@@ -65,7 +66,9 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """CIFAR ResNet-18: stem 3x3/1, stages of BasicBlocks [2,2,2,2] with widths w, 2w, 4w, 8w, GAP, FC."""
+    """CIFAR ResNet-18: stem 3x3/1, stages of BasicBlocks [2,2,2,2] with widths w, 2w, 4w, 8w, GAP,
+    FC.
+    """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, base_width: int = 32) -> None:
         super().__init__()
@@ -76,7 +79,9 @@ class ResNet18(nn.Module):
         in_planes = widths[0]
         for index, planes in enumerate(widths):
             stride = 1 if index == 0 else 2
-            stages.append(nn.Sequential(BasicBlock(in_planes, planes, stride), BasicBlock(planes, planes, 1)))
+            stages.append(
+                nn.Sequential(BasicBlock(in_planes, planes, stride), BasicBlock(planes, planes, 1))
+            )
             in_planes = planes
         self.layers = nn.Sequential(*stages)
         self.linear = nn.Linear(widths[-1], num_classes)
@@ -107,7 +112,9 @@ class LinearSoftmax(nn.Module):
         return self.linear(x.flatten(1))
 
 
-def build_model(name: str, image_shape: tuple[int, int, int], num_classes: int, resnet_width: int = 32) -> nn.Module:
+def build_model(
+    name: str, image_shape: tuple[int, int, int], num_classes: int, resnet_width: int = 32
+) -> nn.Module:
     """Instantiate model ``name`` (one of MODEL_NAMES) for images of shape (C, H, W).
 
     Parameters are initialised by torch's default initialisers from the *current* global torch
@@ -120,7 +127,10 @@ def build_model(name: str, image_shape: tuple[int, int, int], num_classes: int, 
         return MnistCNN(channels, num_classes, height)
     if name == "resnet18":
         if resnet_width < 1:
-            raise ValueError(f"resnet_width must be >= 1 (32 = released half width, 64 = standard), got {resnet_width}")
+            raise ValueError(
+                "resnet_width must be >= 1 (32 = released half width, 64 = standard), got "
+                f"{resnet_width}"
+            )
         return ResNet18(channels, num_classes, resnet_width)
     if name == "linear":
         return LinearSoftmax(channels * height * width, num_classes)

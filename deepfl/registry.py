@@ -10,6 +10,7 @@ the adaptive attacker) without importing their packages until a config selects t
 ``registry[name]`` is the one lookup: an unknown name raises :class:`UnknownNameError` with one
 message for every registry, ``unknown <kind> 'kurm' (did you mean 'krum'?); known: ...``.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -29,7 +30,7 @@ class UnknownNameError(ConfigError, KeyError):
     """A name no entry of the registry has: a ConfigError (ValueError) and, as a mapping's missing
     key, a KeyError."""
 
-    def __str__(self) -> str:   # KeyError's own __str__ would print the message in quotes
+    def __str__(self) -> str:  # KeyError's own __str__ would print the message in quotes
         return str(self.args[0]) if self.args else ""
 
 
@@ -50,14 +51,17 @@ class Registry(Mapping[str, T], Generic[T]):
     def add(self, name: str, entry: T | str) -> None:
         """Register ``entry`` as ``name``; ``ValueError`` if the name is taken."""
         if name in self._entries:
-            raise ValueError(f"{self.kind} name {name!r} is already registered by "
-                             f"{_describe(self._entries[name])}")
+            raise ValueError(
+                f"{self.kind} name {name!r} is already registered by "
+                f"{_describe(self._entries[name])}"
+            )
         self._entries[name] = entry
 
     def register(self, name: str) -> Callable[[EntryT], EntryT]:
         """Decorator: :meth:`add` the decorated class (or function) as ``name``."""
+
         def decorate(component: EntryT) -> EntryT:
-            self.add(name, component)   # type: ignore[arg-type]
+            self.add(name, component)  # type: ignore[arg-type]
             return component
 
         return decorate
@@ -93,11 +97,12 @@ class Registry(Mapping[str, T], Generic[T]):
         except (ImportError, AttributeError) as error:
             raise UnavailableComponentError(
                 f"{self.kind} {name!r} needs {module_name}.{attribute}, which is not available: "
-                f"{error}") from error
+                f"{error}"
+            ) from error
         return component
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries      # without importing a lazily named entry
+        return name in self._entries  # without importing a lazily named entry
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

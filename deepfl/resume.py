@@ -11,6 +11,7 @@ file's SHA-256 header. On resume:
   checkpoint's copy with a warning (:func:`reconcile_metrics`). A checkpoint of an older version
   has no copy: then a file with missing rounds is refused, never silently resumed over a gap.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,11 +46,16 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """``key (checkpoint X, config.json Y)`` for every dotted key whose value differs."""
     old, new = _flatten(stored), _flatten(current)
-    return [f"{key} (checkpoint {old.get(key)!r}, config.json {new.get(key)!r})"
-            for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    return [
+        f"{key} (checkpoint {old.get(key)!r}, config.json {new.get(key)!r})"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
 
 
-def added_at_default(stored: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any]) -> list[str] | None:
+def added_at_default(
+    stored: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any]
+) -> list[str] | None:
     """The dotted keys that are new since the checkpoint and sit at their default, or ``None``.
 
     ``None`` when any difference is something else (a changed value, a removed key, or a new key
@@ -63,8 +69,13 @@ def added_at_default(stored: dict[str, Any], current: dict[str, Any], defaults: 
     return None
 
 
-def check_same_config(state: dict[str, Any], config: dict[str, Any], digest: str, run_dir: str,
-                      defaults: dict[str, Any] | None = None) -> None:
+def check_same_config(
+    state: dict[str, Any],
+    config: dict[str, Any],
+    digest: str,
+    run_dir: str,
+    defaults: dict[str, Any] | None = None,
+) -> None:
     """Refuse to resume when the checkpoint's config digest or seed differs from the current config.
 
     A checkpoint of an older version without a stored config is accepted with a warning, and so is
@@ -72,21 +83,32 @@ def check_same_config(state: dict[str, Any], config: dict[str, Any], digest: str
     (the config's default values).
     """
     if "config_digest" not in state:
-        LOGGER.warning("%s: the checkpoint stores no config digest (older version); cannot check config.json",
-                       run_dir)
+        LOGGER.warning(
+            "%s: the checkpoint stores no config digest (older version); cannot check config.json",
+            run_dir,
+        )
         return
     if state["config_digest"] == digest and state.get("seed") == config.get("seed"):
         return
     stored = json.loads(state.get("config_json", "{}"))
     added = added_at_default(stored, config, defaults) if stored and defaults is not None else None
     if added and state.get("seed") == config.get("seed"):
-        LOGGER.warning("%s: the checkpoint predates the config fields %s; resuming with their defaults",
-                       run_dir, ", ".join(added))
+        LOGGER.warning(
+            "%s: the checkpoint predates the config fields %s; resuming with their defaults",
+            run_dir,
+            ", ".join(added),
+        )
         return
-    changed = config_differences(stored, config) if stored else [f"digest {state['config_digest']} != {digest}"]
-    raise ConfigMismatchError(f"{run_dir}/config.json differs from the config of its checkpoint: "
-                              f"{'; '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; restore it, "
-                              "or start a new run with another --out")
+    changed = (
+        config_differences(stored, config)
+        if stored
+        else [f"digest {state['config_digest']} != {digest}"]
+    )
+    raise ConfigMismatchError(
+        f"{run_dir}/config.json differs from the config of its checkpoint: "
+        f"{'; '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; restore it, "
+        "or start a new run with another --out"
+    )
 
 
 def rounds_of(rows: list[Row]) -> list[int]:
@@ -94,7 +116,9 @@ def rounds_of(rows: list[Row]) -> list[int]:
     return [row["round"] if isinstance(row.get("round"), int) else -1 for row in rows]
 
 
-def reconcile_metrics(file_rows: list[Row], copy_rows: list[Row] | None, done: int, source: str) -> list[Row]:
+def reconcile_metrics(
+    file_rows: list[Row], copy_rows: list[Row] | None, done: int, source: str
+) -> list[Row]:
     """The metrics rows of rounds 1..``done`` to resume with.
 
     Args:
@@ -107,17 +131,25 @@ def reconcile_metrics(file_rows: list[Row], copy_rows: list[Row] | None, done: i
     complete = rounds_of(kept) == list(range(1, done + 1))
     if copy_rows is not None:
         if rounds_of(copy_rows) != list(range(1, done + 1)):
-            raise ResumeError(f"{source}: the checkpoint's copy of the metrics does not hold rounds 1..{done}")
+            raise ResumeError(
+                f"{source}: the checkpoint's copy of the metrics does not hold rounds 1..{done}"
+            )
         if encode_rows(kept) != encode_rows(copy_rows):  # text, so NaN == NaN
             present = set(rounds_of(kept))
             missing = [r for r in range(1, done + 1) if r not in present]
-            LOGGER.warning("%s was damaged (%s); restored rounds 1..%d from the checkpoint's checksummed copy",
-                           source, f"rounds {missing} missing" if missing else "rows differ", done)
+            LOGGER.warning(
+                "%s was damaged (%s); restored rounds 1..%d from the checkpoint's checksummed copy",
+                source,
+                f"rounds {missing} missing" if missing else "rows differ",
+                done,
+            )
         return copy_rows
     if not complete:
-        raise ResumeError(f"{source} does not hold rounds 1..{done} in order (found {rounds_of(kept)}) and the "
-                          "checkpoint (older version) has no copy to repair it from; resuming would lose or "
-                          "repeat rows")
+        raise ResumeError(
+            f"{source} does not hold rounds 1..{done} in order (found {rounds_of(kept)}) and the "
+            "checkpoint (older version) has no copy to repair it from; resuming would lose or "
+            "repeat rows"
+        )
     return kept
 
 
@@ -128,4 +160,6 @@ def encode_rows(rows: list[Row]) -> str:
 
 def decode_rows(text: str | None) -> list[Row] | None:
     """Inverse of :func:`encode_rows`; ``None`` stays ``None`` (no copy)."""
-    return None if text is None else [json.loads(line) for line in text.splitlines() if line.strip()]
+    return (
+        None if text is None else [json.loads(line) for line in text.splitlines() if line.strip()]
+    )

@@ -2,9 +2,10 @@
 
 Examples
     python -m deepfl.run --preset cpu-small --attack continuous --defense fedavg --out runs/cs-cont
-    python -m deepfl.run --preset paper --dataset mnist --defense krum --set run.eval_every=5 --out runs/krum
-    python -m deepfl.run --resume runs/cs-cont        # continue a killed run from its last checkpoint
-    python -m deepfl.run --preset cpu-small --set run.keep_checkpoints=[20,40] --stop-after 40 --out runs/cs
+    python -m deepfl.run --preset paper --dataset mnist --defense krum --set run.eval_every=5 --out
+    runs/krum python -m deepfl.run --resume runs/cs-cont        # continue a killed run from its
+    last checkpoint python -m deepfl.run --preset cpu-small --set run.keep_checkpoints=[20,40]
+    --stop-after 40 --out runs/cs
 
 Layers (lowest first): defaults < dataset defaults < --preset < --config < flags < --set.
 
@@ -13,6 +14,7 @@ or data error (unwritable --out or cache folder, damaged checkpoint, RUN_DIR in 
 The device, the output and cache folders and the run folder's lock are checked before any data
 is read.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,30 +27,58 @@ from typing import Any
 from deepfl.config import ConfigError, ExperimentConfig, load_file, parse_override, resolve
 from deepfl.presets import PRESETS, preset
 from deepfl.rundir import hold_run_dir
-from deepfl.runner import (CONFIG_NAME, Experiment, check_resumable, load_run_config, pretrain_cache_dir,
-                           resolve_device)
+from deepfl.runner import (
+    CONFIG_NAME,
+    Experiment,
+    check_resumable,
+    load_run_config,
+    pretrain_cache_dir,
+    resolve_device,
+)
 from fldata.cli import InputOutputError, check_writable_dir, main_guard
 from fldata.params import POSITIVE_INT, argparse_type
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m deepfl.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m deepfl.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", help="TOML or JSON config file")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="named config layer")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set attack.start_round=12 (value parsed as JSON if possible)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set attack.start_round=12 (value parsed as JSON if "
+        "possible)",
+    )
     parser.add_argument("--dataset", help="shortcut for --set data.dataset=NAME")
     parser.add_argument("--defense", help="server defense name (shortcut for defense.server)")
-    parser.add_argument("--client-defense", help="client defense name, e.g. flip (shortcut for defense.client)")
-    parser.add_argument("--attack", choices=["none", "single-shot", "continuous"], help="shortcut for attack.kind")
+    parser.add_argument(
+        "--client-defense", help="client defense name, e.g. flip (shortcut for defense.client)"
+    )
+    parser.add_argument(
+        "--attack", choices=["none", "single-shot", "continuous"], help="shortcut for attack.kind"
+    )
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--out", help="run directory (default runs/<dataset>-<attack>-<defense>-s<seed>)")
+    parser.add_argument(
+        "--out", help="run directory (default runs/<dataset>-<attack>-<defense>-s<seed>)"
+    )
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run stored in RUN_DIR")
-    parser.add_argument("--stop-after", type=argparse_type(POSITIVE_INT, int), metavar="R",
-                        help="stop after round R (checkpointed; continue later with --resume)")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument(
+        "--stop-after",
+        type=argparse_type(POSITIVE_INT, int),
+        metavar="R",
+        help="stop after round R (checkpointed; continue later with --resume)",
+    )
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config and exit"
+    )
     return parser
 
 
@@ -60,14 +90,20 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         try:
             layers.append(load_file(args.config))
         except OSError as error:
-            raise InputOutputError(f"--config {args.config} cannot be read: {error.strerror or error}") from None
+            raise InputOutputError(
+                f"--config {args.config} cannot be read: {error.strerror or error}"
+            ) from None
         except ConfigError:
             raise
         except ValueError as error:  # TOML / JSON syntax
             raise ConfigError(f"--config {args.config}: {error}") from None
     flags: dict[str, Any] = {}
-    for value, section, key in ((args.dataset, "data", "dataset"), (args.defense, "defense", "server"),
-                                (args.client_defense, "defense", "client"), (args.attack, "attack", "kind")):
+    for value, section, key in (
+        (args.dataset, "data", "dataset"),
+        (args.defense, "defense", "server"),
+        (args.client_defense, "defense", "client"),
+        (args.attack, "attack", "kind"),
+    ):
         if value is not None:
             flags.setdefault(section, {})[key] = value
     if args.device is not None:
@@ -81,19 +117,33 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 def _resume_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path]:
     """The stored config of ``--resume RUN_DIR``; only ``--device`` may come with it."""
-    extra = [flag for flag, value in (("--config", args.config), ("--preset", args.preset),
-                                      ("--set", args.overrides), ("--dataset", args.dataset),
-                                      ("--defense", args.defense), ("--attack", args.attack),
-                                      ("--client-defense", args.client_defense), ("--seed", args.seed),
-                                      ("--out", args.out)) if value]
+    extra = [
+        flag
+        for flag, value in (
+            ("--config", args.config),
+            ("--preset", args.preset),
+            ("--set", args.overrides),
+            ("--dataset", args.dataset),
+            ("--defense", args.defense),
+            ("--attack", args.attack),
+            ("--client-defense", args.client_defense),
+            ("--seed", args.seed),
+            ("--out", args.out),
+        )
+        if value
+    ]
     if extra:
-        raise ConfigError("--resume continues the stored config; it accepts only --device and --stop-after, "
-                          f"not {', '.join(extra)}")
+        raise ConfigError(
+            "--resume continues the stored config; it accepts only --device and --stop-after, "
+            f"not {', '.join(extra)}"
+        )
     return load_run_config(args.resume), Path(args.resume)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Resolve the config, check device, folders and lock (before any data is read), run; exit status."""
+    """Resolve the config, check device, folders and lock (before any data is read), run; exit
+    status.
+    """
     if args.resume:
         cfg, run_dir = _resume_config(args)
     else:
@@ -101,8 +151,7 @@ def run(args: argparse.Namespace) -> int:
         if args.print_config:
             print(json.dumps(cfg.to_dict(), indent=2))
             return 0
-        default_out = f"runs/{cfg.data.dataset}-{cfg.attack.kind}-{cfg.defense.server}-{cfg.defense.client}-s{cfg.seed}"
-        run_dir = Path(args.out or default_out)
+        run_dir = Path(args.out or f"runs/{cfg.run_name()}")
     device = resolve_device(args.device or cfg.device)
     if cfg.run.pretrain_rounds:
         check_writable_dir(pretrain_cache_dir(cfg), "the pre-training cache folder (run.cache_dir)")
@@ -110,8 +159,10 @@ def run(args: argparse.Namespace) -> int:
         if args.resume:
             check_resumable(run_dir, cfg)
         elif (run_dir / CONFIG_NAME).exists():
-            raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
-                              "or choose another --out")
+            raise ConfigError(
+                f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                "or choose another --out"
+            )
         summary = Experiment(cfg, run_dir, device).run(stop_after=args.stop_after)
     if summary is None:
         print(json.dumps({"run_dir": str(run_dir), "stopped_after": args.stop_after}))

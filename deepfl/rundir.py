@@ -11,6 +11,7 @@ different files of the same name.
 Atomic writes (``fldata.atomic``) leave ``.NAME.*.tmp`` files behind only when killed mid-write;
 :func:`remove_leftover_temps` deletes them once the lock is held (no writer can be active then).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,7 +45,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _holder_pid(lock_path: Path) -> int | None:
-    """The pid written in the lock file by its live holder; waits briefly for a holder still writing it."""
+    """The pid written in the lock file by its live holder; waits briefly for a holder still writing
+    it.
+    """
     for _ in range(20):
         try:
             text = lock_path.read_text().strip()
@@ -57,12 +60,16 @@ def _holder_pid(lock_path: Path) -> int | None:
 
 
 def _acquire(folder: Path) -> int:
-    """Open and lock ``folder/run.lock`` without blocking; write our pid. Returns the file descriptor."""
+    """Open and lock ``folder/run.lock`` without blocking; write our pid. Returns the file
+    descriptor.
+    """
     lock_path = folder / LOCK_NAME
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
-        raise InputOutputError(f"cannot open the lock file {lock_path}: {error.strerror or error}") from None
+        raise InputOutputError(
+            f"cannot open the lock file {lock_path}: {error.strerror or error}"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
@@ -70,7 +77,9 @@ def _acquire(folder: Path) -> int:
         if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise InputOutputError(f"cannot lock {lock_path}: {error.strerror or error}") from None
         pid = _holder_pid(lock_path)
-        raise RunDirInUse(f"{folder} is in use by pid {pid if pid is not None else '(unknown)'}") from None
+        raise RunDirInUse(
+            f"{folder} is in use by pid {pid if pid is not None else '(unknown)'}"
+        ) from None
     previous = os.pread(fd, 32, 0).decode(errors="replace").strip()
     if previous and previous != str(os.getpid()):
         LOGGER.info("taking over %s, left by pid %s (no longer running)", lock_path, previous)
@@ -81,7 +90,8 @@ def _acquire(folder: Path) -> int:
 
 @contextlib.contextmanager
 def hold_run_dir(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
-    """Hold the run folder's lock for the ``with`` block (creating the folder); re-entrant in one process.
+    """Hold the run folder's lock for the ``with`` block (creating the folder); re-entrant in one
+    process.
 
     Raises :class:`RunDirInUse` at once if another live process holds it, and
     :class:`~fldata.cli.InputOutputError` if the folder cannot be created or written.
@@ -106,7 +116,8 @@ def hold_run_dir(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def remove_leftover_temps(folder: Path) -> list[Path]:
-    """Delete ``.*.tmp`` files that killed atomic writes left in ``folder``; returns what was removed.
+    """Delete ``.*.tmp`` files that killed atomic writes left in ``folder``; returns what was
+    removed.
 
     Call only while holding the folder's lock, so no live writer owns one of them.
     """
@@ -116,6 +127,10 @@ def remove_leftover_temps(folder: Path) -> list[Path]:
             leftover.unlink()
             removed.append(leftover)
     if removed:
-        LOGGER.warning("removed %d temporary file(s) left by a killed write in %s: %s", len(removed), folder,
-                       ", ".join(path.name for path in removed))
+        LOGGER.warning(
+            "removed %d temporary file(s) left by a killed write in %s: %s",
+            len(removed),
+            folder,
+            ", ".join(path.name for path in removed),
+        )
     return removed

@@ -22,6 +22,7 @@ entry is rebuilt with a warning; a resume checks the config and restores every m
 (deepfl.resume); a round whose aggregate (or new global model) is not finite is refused: the
 global model is kept and the row says ``"refused"``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,20 +40,38 @@ from tqdm import tqdm
 
 from deepfl import checkpoint
 from deepfl.attacks import AttackSchedule, RoundPlan, attacker_trigger
-from deepfl.client import (LocalTrainer, NoClientDefense, RoundContext, build_attacker, build_client_defense,
-                           trigger_on_device)
 from deepfl.checkpoint import DamagedFileError
+from deepfl.client import (
+    LocalTrainer,
+    NoClientDefense,
+    RoundContext,
+    build_attacker,
+    build_client_defense,
+    trigger_on_device,
+)
 from deepfl.config import ConfigError, ExperimentConfig, from_dict
 from deepfl.defenses import REGISTRY
 from deepfl.defenses.base import AggregationContext, Aggregator, NonFiniteUpdatesError
 from deepfl.evaluate import DivergedModelError, Evaluation, evaluate
 from deepfl.federation import Federation, build_federation
 from deepfl.flat import FlatState
-from deepfl.io import append_jsonl, read_jsonl, save_npz_atomic, write_json_atomic, write_jsonl_atomic
+from deepfl.io import (
+    append_jsonl,
+    read_jsonl,
+    save_npz_atomic,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
 from deepfl.models import build_model
 from deepfl.resume import check_same_config, decode_rows, encode_rows, reconcile_metrics
 from deepfl.rundir import hold_run_dir, remove_leftover_temps
-from deepfl.seeding import CLIENT_TRAINING, MODEL_INIT, SERVER_TRAINING, derive_seed, torch_generator
+from deepfl.seeding import (
+    CLIENT_TRAINING,
+    MODEL_INIT,
+    SERVER_TRAINING,
+    derive_seed,
+    torch_generator,
+)
 from deepfl.server import aggregate, build_aggregator, server_learning_rate
 from deepfl.vectorised import NotVectorisable, VectorisedTrainer, round_groups, train_groups
 from fldata.cache import cache_root
@@ -61,19 +80,28 @@ from fldata.metrics import auc
 
 LOGGER = logging.getLogger("deepfl")
 CACHE_VERSION = 3  # bump when the engine changes what a pre-training produces
-CONFIG_NAME, METRICS_NAME, SUMMARY_NAME, CONFIDENCES_NAME = "config.json", "metrics.jsonl", "summary.json", "confidences.npz"
+CONFIG_NAME, METRICS_NAME, SUMMARY_NAME, CONFIDENCES_NAME = (
+    "config.json",
+    "metrics.jsonl",
+    "summary.json",
+    "confidences.npz",
+)
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; 'cuda' / 'cuda:N' must be available (ConfigError otherwise)."""
+    """'auto' -> cuda if available else cpu; 'cuda' / 'cuda:N' must be available (ConfigError
+    otherwise).
+    """
     if not DEVICE_PATTERN.fullmatch(name):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+        raise ValueError(
+            f"device {name!r} requested but CUDA is not available; use --device cpu or auto"
+        )
     return device
 
 
@@ -87,15 +115,23 @@ def configure_torch(cfg: ExperimentConfig, device: torch.device) -> None:
 
 
 def pretrain_cache_dir(cfg: ExperimentConfig) -> Path:
-    """The pre-training cache folder: ``run.cache_dir`` if set, else ``<cache root>/deepfl/pretrained``."""
-    return Path(cfg.run.cache_dir).expanduser() if cfg.run.cache_dir else cache_root() / "deepfl" / "pretrained"
+    """The pre-training cache folder: ``run.cache_dir`` if set, else ``<cache
+    root>/deepfl/pretrained``.
+    """
+    return (
+        Path(cfg.run.cache_dir).expanduser()
+        if cfg.run.cache_dir
+        else cache_root() / "deepfl" / "pretrained"
+    )
 
 
 def load_run_config(run_dir: str | Path) -> ExperimentConfig:
     """The resolved config stored in a run directory."""
     path = Path(run_dir) / CONFIG_NAME
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: --resume needs a run directory created by deepfl.run")
+        raise FileNotFoundError(
+            f"{path} not found: --resume needs a run directory created by deepfl.run"
+        )
     try:
         raw = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -106,36 +142,46 @@ def load_run_config(run_dir: str | Path) -> ExperimentConfig:
 def check_resumable(run_dir: Path, cfg: ExperimentConfig) -> None:
     """Before any data is read: the run's checkpoint loads safely and was written with this config.
 
-    Raises DamagedFileError or deepfl.resume.ConfigMismatchError; nothing to check without a checkpoint.
+    Raises DamagedFileError or deepfl.resume.ConfigMismatchError; nothing to check without a
+    checkpoint.
     """
     path = run_dir / checkpoint.CHECKPOINT_NAME
     if path.exists():
         state = checkpoint.load(path, torch.device("cpu"), require_hash=False)
-        check_same_config(state, cfg.to_dict(), cfg.digest(), str(run_dir), ExperimentConfig().to_dict())
+        check_same_config(
+            state, cfg.to_dict(), cfg.digest(), str(run_dir), ExperimentConfig().to_dict()
+        )
 
 
 def max_asr(rows: list[dict[str, Any]], tau: float) -> float | None:
     """The largest ASR(tau) over the evaluated metrics ``rows`` (None if none was evaluated)."""
-    return max((EvaluationResult.from_dict(row).asr_at(tau) for row in rows if row["asr"]),
-               default=None)
+    return max(
+        (EvaluationResult.from_dict(row).asr_at(tau) for row in rows if row["asr"]), default=None
+    )
 
 
 class Experiment:
     """One federated run bound to a run directory."""
 
-    def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, device: torch.device | None = None) -> None:
+    def __init__(
+        self, cfg: ExperimentConfig, run_dir: str | Path, device: torch.device | None = None
+    ) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.device = device or resolve_device(cfg.device)
         configure_torch(cfg, self.device)
         attack_defense = REGISTRY[cfg.defense.server]
         self.needs_server_update = bool(attack_defense.needs_server_update)
-        self.federation: Federation = build_federation(cfg, self.device, with_root_set=self.needs_server_update)
+        self.federation: Federation = build_federation(
+            cfg, self.device, with_root_set=self.needs_server_update
+        )
         fed = self.federation
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(cfg.seed, MODEL_INIT))
-            self.model = build_model(cfg.model.name, fed.image_shape, fed.num_classes, cfg.model.resnet_width)
+            self.model = build_model(
+                cfg.model.name, fed.image_shape, fed.num_classes, cfg.model.resnet_width
+            )
         self.model.to(self.device)
         self.flat = FlatState(self.model)
         self.global_state = self.flat.get()
@@ -144,25 +190,42 @@ class Experiment:
         self.benign_trainer = LocalTrainer(cfg.benign)
         self.attack_trainer = LocalTrainer(cfg.attack.train_config())
         self.test_trigger = fed.eval_sets.trigger
-        self.client_defense = build_client_defense(cfg.defense.client, cfg.defense.client_params,
-                                                   self.test_trigger if cfg.attack.kind != "none" else None,
-                                                   dataset=cfg.data.dataset)
-        self.attacker = build_attacker(cfg.attack.behaviour, cfg.attack.behaviour_params, self.client_defense)
-        self.triggers = [trigger_on_device(attacker_trigger(cfg, fed.image_shape, k), self.device)
-                         for k in range(len(self.schedule.attacker_ids))]
-        num_attackers = cfg.defense.num_attackers if cfg.defense.num_attackers >= 0 else cfg.attackers_per_round
-        self.aggregator = build_aggregator(cfg, cfg.defense.server, cfg.defense.params, num_attackers)
+        self.client_defense = build_client_defense(
+            cfg.defense.client,
+            cfg.defense.client_params,
+            self.test_trigger if cfg.attack.kind != "none" else None,
+            dataset=cfg.data.dataset,
+        )
+        self.attacker = build_attacker(
+            cfg.attack.behaviour, cfg.attack.behaviour_params, self.client_defense
+        )
+        self.triggers = [
+            trigger_on_device(attacker_trigger(cfg, fed.image_shape, k), self.device)
+            for k in range(len(self.schedule.attacker_ids))
+        ]
+        num_attackers = (
+            cfg.defense.num_attackers if cfg.defense.num_attackers >= 0 else cfg.attackers_per_round
+        )
+        self.aggregator = build_aggregator(
+            cfg, cfg.defense.server, cfg.defense.params, num_attackers
+        )
         self.pretrain_aggregator = build_aggregator(cfg, "fedavg", {}, 0)
         self.output_layer = self.flat.output_layer_slice()
-        self.sample_counts = torch.tensor([len(c) for c in fed.clients], dtype=torch.float32, device=self.device)
+        self.sample_counts = torch.tensor(
+            [len(c) for c in fed.clients], dtype=torch.float32, device=self.device
+        )
         self.client_states: dict[int, dict] = {}
         self.attacker_states: dict[int, dict] = {}
         self.pretrain_cache_hit = False
-        self.metrics_rows: list[dict[str, Any]] = []  # rows of rounds 1..current, as in metrics.jsonl
+        self.metrics_rows: list[
+            dict[str, Any]
+        ] = []  # rows of rounds 1..current, as in metrics.jsonl
         self.vectorised = self._vectorised_trainer() if cfg.run.vectorise else None
 
     def _vectorised_trainer(self) -> VectorisedTrainer | None:
-        """The batched trainer of ``run.vectorise``, or None (logged) when the model cannot be vectorised."""
+        """The batched trainer of ``run.vectorise``, or None (logged) when the model cannot be
+        vectorised.
+        """
         try:
             trainer = VectorisedTrainer(self.model)
             trainer.probe(self.federation.image_shape, self.federation.num_classes, self.device)
@@ -171,21 +234,34 @@ class Experiment:
             LOGGER.warning("run.vectorise: %s; training clients sequentially", error)
             return None
 
-    # ----------------------------------------------------------------------------- pre-training cache
+    # ----------------------------------------------------------------------------- pre-training
+    # cache
     def pretrain_key(self) -> str:
         """Digest of everything that determines the clean pre-trained model and its metric lines."""
         cfg = self.cfg
         server = cfg.server
         relevant = {
-            "version": CACHE_VERSION, "seed": cfg.seed, "device": self.device.type,
-            "data": cfg.to_dict()["data"], "model": cfg.to_dict()["model"], "benign": cfg.to_dict()["benign"],
-            "server": {"clients_per_round": server.clients_per_round, "rule": server.rule,
-                       "pretrain_lr": server.pretrain_lr},
+            "version": CACHE_VERSION,
+            "seed": cfg.seed,
+            "device": self.device.type,
+            "data": cfg.to_dict()["data"],
+            "model": cfg.to_dict()["model"],
+            "benign": cfg.to_dict()["benign"],
+            "server": {
+                "clients_per_round": server.clients_per_round,
+                "rule": server.rule,
+                "pretrain_lr": server.pretrain_lr,
+            },
             "root_set_size": server.root_set_size,
-            "pretrain_rounds": cfg.run.pretrain_rounds, "eval_every": cfg.run.eval_every, "taus": cfg.run.taus,
-            "target": cfg.attack.target, "trigger_scale": cfg.attack.trigger_scale,
+            "pretrain_rounds": cfg.run.pretrain_rounds,
+            "eval_every": cfg.run.eval_every,
+            "taus": cfg.run.taus,
+            "target": cfg.attack.target,
+            "trigger_scale": cfg.attack.trigger_scale,
         }
-        if self.vectorised is not None:  # batched kernels round differently from sequential training
+        if (
+            self.vectorised is not None
+        ):  # batched kernels round differently from sequential training
             relevant["vectorise"] = True
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -193,37 +269,63 @@ class Experiment:
         return pretrain_cache_dir(self.cfg) / f"pretrained-{self.pretrain_key()}.pt"
 
     def _save_pretrain_cache(self) -> None:
-        """Store the pre-trained model and its metric rows; a cache that cannot be written only costs time."""
+        """Store the pre-trained model and its metric rows; a cache that cannot be written only
+        costs time.
+        """
         rows = [row for row in self.metrics_rows if row["phase"] == "pretrain"]
         try:
-            checkpoint.save_atomic(self._cache_path(), {"global_state": self.global_state.cpu(), "metrics": rows,
-                                                        "key": self.pretrain_key()})
+            checkpoint.save_atomic(
+                self._cache_path(),
+                {
+                    "global_state": self.global_state.cpu(),
+                    "metrics": rows,
+                    "key": self.pretrain_key(),
+                },
+            )
         except OSError as error:
-            LOGGER.warning("could not write the pre-training cache %s (%s)", self._cache_path(), error)
+            LOGGER.warning(
+                "could not write the pre-training cache %s (%s)", self._cache_path(), error
+            )
 
     def _read_pretrain_cache(self, path: Path) -> tuple[torch.Tensor, list[dict[str, Any]]]:
-        """The cached global state and metric rows, checked against this run (DamagedFileError if unusable)."""
+        """The cached global state and metric rows, checked against this run (DamagedFileError if
+        unusable).
+        """
         entry = checkpoint.load(path, self.device)
         state, rows = entry.get("global_state"), entry.get("metrics")
         if entry.get("key") != self.pretrain_key():
-            raise DamagedFileError(f"{path} belongs to key {entry.get('key')!r}, not {self.pretrain_key()!r}")
-        if not isinstance(state, torch.Tensor) or state.shape != self.global_state.shape \
-                or not bool(torch.isfinite(state).all()):
-            raise DamagedFileError(f"{path} does not hold a finite global state of {self.global_state.numel()} values")
+            raise DamagedFileError(
+                f"{path} belongs to key {entry.get('key')!r}, not {self.pretrain_key()!r}"
+            )
+        if (
+            not isinstance(state, torch.Tensor)
+            or state.shape != self.global_state.shape
+            or not bool(torch.isfinite(state).all())
+        ):
+            raise DamagedFileError(
+                f"{path} does not hold a finite global state of {self.global_state.numel()} values"
+            )
         if not isinstance(rows, list) or [row.get("round") for row in rows] != list(
-                range(1, self.cfg.run.pretrain_rounds + 1)):
-            raise DamagedFileError(f"{path} does not hold the metric rows of rounds 1..{self.cfg.run.pretrain_rounds}")
+            range(1, self.cfg.run.pretrain_rounds + 1)
+        ):
+            raise DamagedFileError(
+                f"{path} does not hold the metric rows of rounds 1..{self.cfg.run.pretrain_rounds}"
+            )
         return state.to(device=self.device, dtype=self.global_state.dtype), rows
 
     def _load_pretrain_cache(self) -> bool:
-        """Start from the cached pre-training when a sound entry exists; a damaged one is removed and rebuilt."""
+        """Start from the cached pre-training when a sound entry exists; a damaged one is removed
+        and rebuilt.
+        """
         path = self._cache_path()
         if not path.exists():
             return False
         try:
             self.global_state, rows = self._read_pretrain_cache(path)
         except DamagedFileError as error:
-            LOGGER.warning("ignoring the damaged pre-training cache entry (%s); rebuilding it", error)
+            LOGGER.warning(
+                "ignoring the damaged pre-training cache entry (%s); rebuilding it", error
+            )
             with contextlib.suppress(OSError):
                 path.unlink()
             return False
@@ -233,18 +335,23 @@ class Experiment:
 
     # ----------------------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, round_index: int, name: str = checkpoint.CHECKPOINT_NAME) -> None:
-        checkpoint.save_atomic(self.run_dir / name, {
-            "round": round_index,
-            "global_state": self.global_state,
-            "client_states": self.client_states,
-            "attacker_states": self.attacker_states,
-            "defense_state": self.aggregator.state_dict(),
-            "rng": checkpoint.rng_state(self.device),
-            "seed": self.cfg.seed,
-            "config_digest": self.cfg.digest(),
-            "config_json": json.dumps(self.cfg.to_dict(), sort_keys=True),
-            "metrics_jsonl": encode_rows([row for row in self.metrics_rows if row["round"] <= round_index]),
-        })
+        checkpoint.save_atomic(
+            self.run_dir / name,
+            {
+                "round": round_index,
+                "global_state": self.global_state,
+                "client_states": self.client_states,
+                "attacker_states": self.attacker_states,
+                "defense_state": self.aggregator.state_dict(),
+                "rng": checkpoint.rng_state(self.device),
+                "seed": self.cfg.seed,
+                "config_digest": self.cfg.digest(),
+                "config_json": json.dumps(self.cfg.to_dict(), sort_keys=True),
+                "metrics_jsonl": encode_rows(
+                    [row for row in self.metrics_rows if row["round"] <= round_index]
+                ),
+            },
+        )
 
     def _resume(self) -> int:
         """Load checkpoint.pt if present; return the last completed round (0 if starting fresh).
@@ -259,11 +366,20 @@ class Experiment:
             write_jsonl_atomic(metrics_path, [])
             return 0
         state = checkpoint.load(path, self.device, require_hash=False)
-        check_same_config(state, self.cfg.to_dict(), self.cfg.digest(), str(self.run_dir),
-                          ExperimentConfig().to_dict())
+        check_same_config(
+            state,
+            self.cfg.to_dict(),
+            self.cfg.digest(),
+            str(self.run_dir),
+            ExperimentConfig().to_dict(),
+        )
         done = int(state["round"])
-        self.metrics_rows = reconcile_metrics(read_jsonl(metrics_path), decode_rows(state.get("metrics_jsonl")),
-                                              done, str(metrics_path))
+        self.metrics_rows = reconcile_metrics(
+            read_jsonl(metrics_path),
+            decode_rows(state.get("metrics_jsonl")),
+            done,
+            str(metrics_path),
+        )
         self.global_state = state["global_state"].to(self.device)
         self.client_states = state["client_states"]
         self.attacker_states = state["attacker_states"]
@@ -277,11 +393,22 @@ class Experiment:
         cfg, fed = self.cfg, self.federation
         updates = torch.empty(len(plan.clients), self.flat.layout.size, device=self.device)
         done = set()
-        if self.vectorised is not None:  # the rest (FLIP clients, adaptive attackers) one by one below
-            done = train_groups(self.vectorised, round_groups(self, plan), self.global_state, updates)
-        contexts = {client: RoundContext(plan.round, client, fed.num_classes, self.device,
-                                         torch_generator(cfg.seed, plan.round, client, CLIENT_TRAINING))
-                    for client in plan.clients}
+        if (
+            self.vectorised is not None
+        ):  # the rest (FLIP clients, adaptive attackers) one by one below
+            done = train_groups(
+                self.vectorised, round_groups(self, plan), self.global_state, updates
+            )
+        contexts = {
+            client: RoundContext(
+                plan.round,
+                client,
+                fed.num_classes,
+                self.device,
+                torch_generator(cfg.seed, plan.round, client, CLIENT_TRAINING),
+            )
+            for client in plan.clients
+        }
         self._prepare_benign(plan, contexts)
         for row, client in enumerate(plan.clients):
             if row in done:
@@ -292,22 +419,36 @@ class Experiment:
             scale = 1.0
             if client in plan.attackers:
                 index = plan.attackers[client]
-                self.attacker.train(self.model, data, self.attacker_states.setdefault(client, {}), self.attack_trainer,
-                                    ctx, self.triggers[index], cfg.attack.target, cfg.attack.num_poison)
+                self.attacker.train(
+                    self.model,
+                    data,
+                    self.attacker_states.setdefault(client, {}),
+                    self.attack_trainer,
+                    ctx,
+                    self.triggers[index],
+                    cfg.attack.target,
+                    cfg.attack.num_poison,
+                )
                 scale = cfg.attack.scale
             elif plan.phase == "pretrain":
                 NoClientDefense().train(self.model, data, {}, self.benign_trainer, ctx)
             else:
-                self.client_defense.train(self.model, data, self.client_states.setdefault(client, {}),
-                                          self.benign_trainer, ctx)
+                self.client_defense.train(
+                    self.model,
+                    data,
+                    self.client_states.setdefault(client, {}),
+                    self.benign_trainer,
+                    ctx,
+                )
             torch.sub(self.flat.get(), self.global_state, out=updates[row])
             if scale != 1.0:
                 updates[row] *= scale
         return updates
 
     def train_client(self, plan: RoundPlan, client: int) -> torch.Tensor:
-        """The update (d,) that ``client`` of ``plan`` reports, computed exactly as in the round loop
-        (its persistent state is read from and written to ``client_states`` / ``attacker_states``)."""
+        """The update (d,) that ``client`` of ``plan`` reports, computed exactly as in the round
+        loop (its persistent state is read from and written to ``client_states`` /
+        ``attacker_states``)."""
         attackers = {client: plan.attackers[client]} if client in plan.attackers else {}
         return self._train_clients(RoundPlan(plan.round, plan.phase, [client], attackers))[0]
 
@@ -320,16 +461,23 @@ class Experiment:
         if prepare is None or plan.phase == "pretrain" or not benign:
             return
         self.flat.set(self.global_state)
-        prepare(self.model, [self.federation.clients[c] for c in benign],
-                [self.client_states.setdefault(c, {}) for c in benign], [contexts[c] for c in benign],
-                self.benign_trainer)
+        prepare(
+            self.model,
+            [self.federation.clients[c] for c in benign],
+            [self.client_states.setdefault(c, {}) for c in benign],
+            [contexts[c] for c in benign],
+            self.benign_trainer,
+        )
 
     def _server_update(self, round_index: int) -> torch.Tensor:
         """FLTrust's g0: the global model trained on the root set with the benign settings."""
         assert self.federation.root is not None
         self.flat.set(self.global_state)
-        self.benign_trainer.train(self.model, self.federation.root,
-                                  generator=torch_generator(self.cfg.seed, round_index, SERVER_TRAINING))
+        self.benign_trainer.train(
+            self.model,
+            self.federation.root,
+            generator=torch_generator(self.cfg.seed, round_index, SERVER_TRAINING),
+        )
         return self.flat.get() - self.global_state
 
     def run_round(self, round_index: int) -> dict[str, Any]:
@@ -341,9 +489,11 @@ class Experiment:
         seconds["train"] = time.perf_counter() - start
         return self.aggregate_round(plan, updates, seconds)
 
-    def aggregate_round(self, plan: RoundPlan, updates: torch.Tensor, seconds: dict[str, float]) -> dict[str, Any]:
-        """Aggregate ``updates`` (one row per client of ``plan.clients``, in that order) and apply the
-        result to the global state; return the round's metrics row (without evaluation)."""
+    def aggregate_round(
+        self, plan: RoundPlan, updates: torch.Tensor, seconds: dict[str, float]
+    ) -> dict[str, Any]:
+        """Aggregate ``updates`` (one row per client of ``plan.clients``, in that order) and apply
+        the result to the global state; return the round's metrics row (without evaluation)."""
         round_index = plan.round
         attack_phase = plan.phase == "attack"
         server_update = None
@@ -354,25 +504,43 @@ class Experiment:
 
         start = time.perf_counter()
         context = AggregationContext(
-            client_ids=list(plan.clients), sample_counts=self.sample_counts[plan.clients],
-            global_params=self.global_state, server_update=server_update, output_layer=self.output_layer,
+            client_ids=list(plan.clients),
+            sample_counts=self.sample_counts[plan.clients],
+            global_params=self.global_state,
+            server_update=server_update,
+            output_layer=self.output_layer,
         )
         aggregator = self.aggregator if attack_phase else self.pretrain_aggregator
         accepted, refused = self._aggregate_and_apply(aggregator, updates, context, plan)
         seconds["aggregate"] = time.perf_counter() - start
-        row = {"round": round_index, "phase": plan.phase, "clients": list(plan.clients),
-               "attackers": sorted(plan.attackers), "accepted": accepted, "seconds": seconds,
-               "acc": None, "asr": None, "per_class_acc": None}
+        row = {
+            "round": round_index,
+            "phase": plan.phase,
+            "clients": list(plan.clients),
+            "attackers": sorted(plan.attackers),
+            "accepted": accepted,
+            "seconds": seconds,
+            "acc": None,
+            "asr": None,
+            "per_class_acc": None,
+        }
         if refused:
             row["refused"] = refused
         return row
 
-    def _aggregate_and_apply(self, aggregator: Aggregator, updates: torch.Tensor, context: AggregationContext,
-                             plan: RoundPlan) -> tuple[list[int], str | None]:
-        """G <- G + eta_g * agg, unless agg or the new G is not finite: then G is kept and the round refused.
+    def _aggregate_and_apply(
+        self,
+        aggregator: Aggregator,
+        updates: torch.Tensor,
+        context: AggregationContext,
+        plan: RoundPlan,
+    ) -> tuple[list[int], str | None]:
+        """G <- G + eta_g * agg, unless agg or the new G is not finite: then G is kept and the round
+        refused.
 
-        Returns the accepted client ids ([] when refused) and the refusal reason (None when applied).
-        A non-finite global model would poison every later round, so it is never installed.
+        Returns the accepted client ids ([] when refused) and the refusal reason (None when
+        applied). A non-finite global model would poison every later round, so it is never
+        installed.
         """
         try:
             result, accepted = aggregate(aggregator, updates, context, plan.clients)
@@ -385,27 +553,37 @@ class Experiment:
                 self.global_state = candidate
                 return accepted, None
             accepted, reason = [], "non-finite aggregate"
-        LOGGER.warning("round %d refused (%s): the global model of round %d is kept", plan.round, reason,
-                       plan.round - 1)
+        LOGGER.warning(
+            "round %d refused (%s): the global model of round %d is kept",
+            plan.round,
+            reason,
+            plan.round - 1,
+        )
         return accepted, reason
 
     def evaluate(self) -> Evaluation:
         self.flat.set(self.global_state)
-        return evaluate(self.model, self.federation.eval_sets, self.cfg.run.taus, self.cfg.run.eval_batch_size)
+        return evaluate(
+            self.model, self.federation.eval_sets, self.cfg.run.taus, self.cfg.run.eval_batch_size
+        )
 
     def is_evaluation_round(self, round_index: int) -> bool:
         return round_index % self.cfg.run.eval_every == 0 or round_index == self.cfg.run.rounds
 
     def record_evaluation(self, row: dict[str, Any]) -> Evaluation:
-        """Evaluate the global model and put ACC/ASR (every tau), per-class ACC and the time into ``row``."""
+        """Evaluate the global model and put ACC/ASR (every tau), per-class ACC and the time into
+        ``row``.
+        """
         start = time.perf_counter()
         try:
             evaluation = self.evaluate()
         except DivergedModelError as error:
-            raise DivergedModelError(f"round {row['round']}: {error}; rows of rounds 1..{row['round'] - 1} "
-                                     f"are in {self.run_dir / METRICS_NAME}") from None
+            raise DivergedModelError(
+                f"round {row['round']}: {error}; rows of rounds 1..{row['round'] - 1} "
+                f"are in {self.run_dir / METRICS_NAME}"
+            ) from None
         row["seconds"]["evaluate"] = time.perf_counter() - start
-        row.update(evaluation.result.to_dict())   # acc, asr ({str(tau): rate}) and per_class_acc
+        row.update(evaluation.result.to_dict())  # acc, asr ({str(tau): rate}) and per_class_acc
         return evaluation
 
     def append_row(self, row: dict[str, Any]) -> None:
@@ -415,7 +593,9 @@ class Experiment:
 
     # ----------------------------------------------------------------------------- whole run
     def run(self, stop_after: int | None = None) -> dict[str, Any] | None:
-        """Run (or continue) to ``run.rounds``; return the summary, or None if stopped at ``stop_after``."""
+        """Run (or continue) to ``run.rounds``; return the summary, or None if stopped at
+        ``stop_after``.
+        """
         with hold_run_dir(self.run_dir):
             remove_leftover_temps(self.run_dir)
             return self._run_locked(stop_after)
@@ -433,8 +613,14 @@ class Experiment:
                 self._save_checkpoint(done, checkpoint.kept_name(done))
         last = cfg.run.rounds if stop_after is None else min(stop_after, cfg.run.rounds)
         evaluation = None
-        bar = tqdm(range(done + 1, last + 1), initial=done, total=cfg.run.rounds, desc="rounds",
-                   disable=not cfg.run.progress, dynamic_ncols=True)
+        bar = tqdm(
+            range(done + 1, last + 1),
+            initial=done,
+            total=cfg.run.rounds,
+            desc="rounds",
+            disable=not cfg.run.progress,
+            dynamic_ncols=True,
+        )
         for round_index in bar:
             row = self.run_round(round_index)
             if self.is_evaluation_round(round_index):
@@ -457,9 +643,14 @@ class Experiment:
         return self.finish(evaluation)
 
     def finish(self, evaluation: Evaluation) -> dict[str, Any]:
-        """Write confidences.npz and summary.json from the final ``evaluation`` and ``metrics_rows``."""
+        """Write confidences.npz and summary.json from the final ``evaluation`` and
+        ``metrics_rows``.
+        """
         arrays = evaluation.confidences()
-        save_npz_atomic(self.run_dir / CONFIDENCES_NAME, {**arrays, "clean_labels": self.federation.eval_sets.clean_labels})
+        save_npz_atomic(
+            self.run_dir / CONFIDENCES_NAME,
+            {**arrays, "clean_labels": self.federation.eval_sets.clean_labels},
+        )
         rows = self.metrics_rows
         totals: dict[str, float] = {}
         for row in rows:
@@ -467,16 +658,23 @@ class Experiment:
                 totals[part] = totals.get(part, 0.0) + value
         summary = {
             "rounds": self.cfg.run.rounds,
-            "final": {**evaluation.result.to_dict(),
-                      "rejection_auc": auc(arrays["clean_confidence"], arrays["backdoor_confidence"])},
+            "final": {
+                **evaluation.result.to_dict(),
+                "rejection_auc": auc(arrays["clean_confidence"], arrays["backdoor_confidence"]),
+            },
             "max_asr": {"tau": self.cfg.run.taus[0], "value": max_asr(rows, self.cfg.run.taus[0])},
-            "attack": self.cfg.attack.kind, "defense": {"server": self.cfg.defense.server, "client": self.cfg.defense.client},
+            "attack": self.cfg.attack.kind,
+            "defense": {"server": self.cfg.defense.server, "client": self.cfg.defense.client},
             "attacker_ids": self.schedule.attacker_ids,
             "pretrain_cache": {"key": self.pretrain_key(), "hit": self.pretrain_cache_hit},
-            "device": str(self.device), "seconds_total": totals, "config_digest": self.cfg.digest(),
+            "device": str(self.device),
+            "seconds_total": totals,
+            "config_digest": self.cfg.digest(),
         }
         write_json_atomic(self.run_dir / SUMMARY_NAME, summary)
-        artifacts = getattr(self.client_defense, "run_artifacts", None)   # e.g. FLIP's flip_triggers.npz
+        artifacts = getattr(
+            self.client_defense, "run_artifacts", None
+        )  # e.g. FLIP's flip_triggers.npz
         for name, arrays in (artifacts(self.client_states) if artifacts else {}).items():
             save_npz_atomic(self.run_dir / name, arrays)
         return summary

@@ -1,15 +1,26 @@
-"""Every random stream of a run is derived from (seed, round, client, purpose), never from global state.
+"""Every random stream of a run is derived from (seed, round, client, purpose), never from global
+state.
 
 Deriving instead of carrying generators forward makes a resumed run draw exactly the numbers an
 uninterrupted run would: the stream of round r does not depend on what rounds < r consumed.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 # Purposes (the last key of a derived seed), fixed forever so results stay reproducible.
-SAMPLING, CLIENT_TRAINING, SERVER_TRAINING, MODEL_INIT, ATTACKER_IDS, ROOT_SET, PARTITION, SUBSET = range(8)
+(
+    SAMPLING,
+    CLIENT_TRAINING,
+    SERVER_TRAINING,
+    MODEL_INIT,
+    ATTACKER_IDS,
+    ROOT_SET,
+    PARTITION,
+    SUBSET,
+) = range(8)
 
 
 def derive_seed(*keys: int) -> int:

@@ -9,6 +9,7 @@ Global update rules (ALGORITHMS.md "Federated setup", ``server.rule``):
 Clean pre-training uses ``server.pretrain_lr`` instead (see server_learning_rate).
 The state vector includes BatchNorm running statistics (deepfl.flat).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -21,8 +22,12 @@ from deepfl.defenses import REGISTRY
 from deepfl.defenses.base import AggregationContext, Aggregator
 
 
-def build_aggregator(cfg: ExperimentConfig, name: str, params: dict[str, Any], num_attackers: int) -> Aggregator:
-    """``REGISTRY[name](num_attackers=f, **params)`` with ``weighted`` filled in from ``server.rule``."""
+def build_aggregator(
+    cfg: ExperimentConfig, name: str, params: dict[str, Any], num_attackers: int
+) -> Aggregator:
+    """``REGISTRY[name](num_attackers=f, **params)`` with ``weighted`` filled in from
+    ``server.rule``.
+    """
     cls = REGISTRY[name]
     params = dict(params)
     if "weighted" in inspect.signature(cls.__init__).parameters and "weighted" not in params:
@@ -45,8 +50,12 @@ def server_learning_rate(cfg: ExperimentConfig, phase: str) -> float:
     return cfg.server.global_lr if cfg.server.rule == "global-lr" else 1.0
 
 
-def aggregate(aggregator: Aggregator, updates: torch.Tensor, context: AggregationContext,
-              client_ids: list[int]) -> tuple[torch.Tensor, list[int]]:
+def aggregate(
+    aggregator: Aggregator,
+    updates: torch.Tensor,
+    context: AggregationContext,
+    client_ids: list[int],
+) -> tuple[torch.Tensor, list[int]]:
     """Aggregated update (d,) and the ids of the clients whose updates the defense kept."""
     result = aggregator(updates, context=context)
     kept = aggregator.last_accepted

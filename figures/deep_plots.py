@@ -1,9 +1,10 @@
 """Figures from deepfl run directories: ACC/ASR over rounds, and the rejection ROC.
 
 :func:`summarise_run` turns a loaded :class:`figures.io.DeepRun` into a :class:`RunSummary` (the
-curves at one confidence threshold tau); the plotting functions take summaries or arrays and return a
-:class:`matplotlib.figure.Figure` without writing anything.
+curves at one confidence threshold tau); the plotting functions take summaries or arrays and return
+a :class:`matplotlib.figure.Figure` without writing anything.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -14,11 +15,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from fldata.evaluation import EvaluationResult
-from fldata.metrics import auc, roc_curve
 from figures.io import DeepRun, ResultFileError, ResultRequestError, as_float
 from figures.paper_numbers import DEFENSE_LABELS
-
+from fldata.evaluation import EvaluationResult
+from fldata.metrics import auc, roc_curve
 
 ROC_MARKED_TAUS: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9)  # thresholds annotated on the ROC curve
 
@@ -56,7 +56,9 @@ def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 
 
 def run_identity(config: Mapping[str, Any]) -> tuple[str, str, str]:
-    """(dataset, defense key, attack key) from a resolved deepfl ``config.json`` (deepfl/config.py)."""
+    """(dataset, defense key, attack key) from a resolved deepfl ``config.json``
+    (deepfl/config.py).
+    """
     defense = _section(config, "defense")
     attack = _section(config, "attack")
     server = str(defense.get("server", "fedavg"))
@@ -103,24 +105,50 @@ def summarise_run(run: DeepRun, tau: float | None = None) -> RunSummary:
     tau = default_tau(run) if tau is None else float(tau)
     dataset, defense, attack = run_identity(run.config)
     metrics_path = run.path / "metrics.jsonl"
-    evaluated = sorted((record for record in run.records if record["acc"] is not None),
-                       key=lambda record: record["round"])
-    curves = np.array([_rates_at(_evaluation(record, metrics_path, f"round {record['round']}"), tau,
-                                 metrics_path, f"round {record['round']}") for record in evaluated],
-                      dtype=float).reshape(-1, 2)
+    evaluated = sorted(
+        (record for record in run.records if record["acc"] is not None),
+        key=lambda record: record["round"],
+    )
+    curves = np.array(
+        [
+            _rates_at(
+                _evaluation(record, metrics_path, f"round {record['round']}"),
+                tau,
+                metrics_path,
+                f"round {record['round']}",
+            )
+            for record in evaluated
+        ],
+        dtype=float,
+    ).reshape(-1, 2)
     summary_path = run.path / "summary.json"
-    final_acc, final_asr = _rates_at(_evaluation(run.summary["final"], summary_path, "final"), tau,
-                                     summary_path, "final")
-    attack_rounds = np.array(sorted(float(record["round"]) for record in run.records
-                                    if record.get("attackers")))
+    final_acc, final_asr = _rates_at(
+        _evaluation(run.summary["final"], summary_path, "final"), tau, summary_path, "final"
+    )
+    attack_rounds = np.array(
+        sorted(float(record["round"]) for record in run.records if record.get("attackers"))
+    )
     rounds = np.array([float(record["round"]) for record in evaluated])
-    return RunSummary(run.path.name, dataset, defense, attack, tau, rounds, curves[:, 0],
-                      curves[:, 1], as_float(final_acc), as_float(final_asr),
-                      _attack_start(run, attack), attack_rounds)
+    return RunSummary(
+        run.path.name,
+        dataset,
+        defense,
+        attack,
+        tau,
+        rounds,
+        curves[:, 0],
+        curves[:, 1],
+        as_float(final_acc),
+        as_float(final_asr),
+        _attack_start(run, attack),
+        attack_rounds,
+    )
 
 
 def _attack_start(run: DeepRun, attack: str) -> int | None:
-    """First round of the attack phase: from the rows' ``phase``, else the config (after pre-training)."""
+    """First round of the attack phase: from the rows' ``phase``, else the config (after
+    pre-training).
+    """
     phases = [record["round"] for record in run.records if record.get("phase") == "attack"]
     if phases:
         return int(min(phases))
@@ -144,14 +172,24 @@ def plot_acc_asr_over_rounds(runs: Sequence[RunSummary]) -> Figure:
     for index, run in enumerate(runs):
         colour = f"C{index % 10}"
         marker = "o" if len(run.rounds) <= 40 else None
-        acc_axis.plot(run.rounds, 100 * run.acc, color=colour, marker=marker, markersize=3, label=run.label)
-        asr_axis.plot(run.rounds, 100 * run.asr, color=colour, marker=marker, markersize=3, label=run.label)
+        acc_axis.plot(
+            run.rounds, 100 * run.acc, color=colour, marker=marker, markersize=3, label=run.label
+        )
+        asr_axis.plot(
+            run.rounds, 100 * run.asr, color=colour, marker=marker, markersize=3, label=run.label
+        )
         if run.attack_start is not None:
             for axis in (acc_axis, asr_axis):
                 axis.axvline(run.attack_start, color=colour, linestyle=":", linewidth=1)
         if len(run.attack_rounds):
-            asr_axis.scatter(run.attack_rounds, np.full(len(run.attack_rounds), 104 + 3 * (index % 4)),
-                             marker="v", s=12, color=colour, clip_on=False)
+            asr_axis.scatter(
+                run.attack_rounds,
+                np.full(len(run.attack_rounds), 104 + 3 * (index % 4)),
+                marker="v",
+                s=12,
+                color=colour,
+                clip_on=False,
+            )
     taus = sorted({run.tau for run in runs})
     acc_axis.set_ylabel("ACC (%)")
     asr_axis.set_ylabel("ASR (%)")
@@ -163,7 +201,9 @@ def plot_acc_asr_over_rounds(runs: Sequence[RunSummary]) -> Figure:
     for axis in (acc_axis, asr_axis):
         axis.grid(alpha=0.3)
     acc_axis.legend(fontsize=8, loc="lower right")
-    figure.suptitle(f"ACC and ASR over rounds (confidence threshold tau = {', '.join(f'{t:g}' for t in taus)})")
+    figure.suptitle(
+        f"ACC and ASR over rounds (confidence threshold tau = {', '.join(f'{t:g}' for t in taus)})"
+    )
     return figure
 
 
@@ -177,7 +217,9 @@ def plot_roc(conf_clean: np.ndarray, conf_backdoor: np.ndarray, title: str = "")
     area = auc(conf_clean, conf_backdoor)
     figure = Figure(figsize=(5.5, 5.5), layout="constrained")
     axis = figure.subplots()
-    axis.plot(fpr, tpr, color="tab:blue", linewidth=2, label=f"rejection at conf < tau (AUC = {area:.3f})")
+    axis.plot(
+        fpr, tpr, color="tab:blue", linewidth=2, label=f"rejection at conf < tau (AUC = {area:.3f})"
+    )
     axis.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="chance")
     taus_at_point: dict[tuple[float, float], list[float]] = {}
     for tau in ROC_MARKED_TAUS:
@@ -186,8 +228,14 @@ def plot_roc(conf_clean: np.ndarray, conf_backdoor: np.ndarray, title: str = "")
     for (x, y), taus in taus_at_point.items():
         axis.plot(x, y, "ko", markersize=4)
         right_edge = x > 0.75
-        axis.annotate("tau=" + ",".join(f"{tau:g}" for tau in taus), (x, y), textcoords="offset points",
-                      xytext=(-6 if right_edge else 6, -12), ha="right" if right_edge else "left", fontsize=8)
+        axis.annotate(
+            "tau=" + ",".join(f"{tau:g}" for tau in taus),
+            (x, y),
+            textcoords="offset points",
+            xytext=(-6 if right_edge else 6, -12),
+            ha="right" if right_edge else "left",
+            fontsize=8,
+        )
     axis.set_xlabel("false positive rate (clean inputs rejected)")
     axis.set_ylabel("true positive rate (backdoor inputs rejected)")
     axis.set_xlim(0, 1)

@@ -3,15 +3,16 @@
 Figures are rebuilt from results on disk only (STYLE.md, "Our own habits"). Two kinds of input:
 
 * the JSON written by ``python -m theory.verify --json`` (schema ``fliplab.theory.verify/1``);
-* a deepfl run directory (deepfl/runner.py) holding ``config.json``, ``metrics.jsonl``, ``summary.json``
-  and, optionally, ``confidences.npz`` (arrays ``clean_confidence`` and ``backdoor_confidence``; the
-  names ``conf_clean`` / ``conf_backdoor`` are accepted too).
+* a deepfl run directory (deepfl/runner.py) holding ``config.json``, ``metrics.jsonl``,
+  ``summary.json`` and, optionally, ``confidences.npz`` (arrays ``clean_confidence`` and
+  ``backdoor_confidence``; the names ``conf_clean`` / ``conf_backdoor`` are accepted too).
 
-Every problem with an input raises :class:`ResultFileError`, whose message names the file and the key;
-a request the inputs cannot answer (a ``--tau`` they did not record) raises :class:`ResultRequestError`.
-A deepfl run whose ``metrics.jsonl`` misses rounds (or repeats them) is refused unless
-``allow_gaps=True``: a curve drawn over a gap looks like a complete run.
+Every problem with an input raises :class:`ResultFileError`, whose message names the file and the
+key; a request the inputs cannot answer (a ``--tau`` they did not record) raises
+:class:`ResultRequestError`. A deepfl run whose ``metrics.jsonl`` misses rounds (or repeats them) is
+refused unless ``allow_gaps=True``: a curve drawn over a gap looks like a complete run.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,13 +33,17 @@ THEORY_SCHEMA = "fliplab.theory.verify/1"
 
 _T1_KEYS = ("lb", "lb_jensen", "actual", "ub", "ub_r2")
 _COUNT_KEYS = ("n_acc", "n_asr", "rejected_clean", "rejected_backdoor")
-# Dotted key paths every theory.verify result must have (lists are checked element by element below).
+# Dotted key paths every theory.verify result must have (lists are checked element by element
+# below).
 _THEORY_REQUIRED: tuple[str, ...] = (
     "attack",
     "round",
     "taus",
     *(f"theorem1.{part}.{key}" for part in ("clean", "backdoor") for key in _T1_KEYS),
-    *(f"theorem2.{key}" for key in ("eps_paper", "eps_paper_status", "eps_A", "eps_B", "delta_inf")),
+    *(
+        f"theorem2.{key}"
+        for key in ("eps_paper", "eps_paper_status", "eps_A", "eps_B", "delta_inf")
+    ),
     "corollary1",
     *(f"metrics.{side}.{key}" for side in ("no_defense", "defense") for key in ("acc", "asr")),
     "metrics.tau",
@@ -69,11 +74,15 @@ class ResultFileError(ValueError):
 
 
 class ResultRequestError(ResultFileError):
-    """The result files are readable but do not hold what was asked for (e.g. a --tau they did not record)."""
+    """The result files are readable but do not hold what was asked for (e.g. a --tau they did not
+    record).
+    """
 
 
 def require(mapping: Any, dotted_key: str, source: str | os.PathLike[str], prefix: str = "") -> Any:
-    """Return ``mapping[k1][k2]...`` for ``dotted_key = "k1.k2..."``; raise ResultFileError naming the key."""
+    """Return ``mapping[k1][k2]...`` for ``dotted_key = "k1.k2..."``; raise ResultFileError naming
+    the key.
+    """
     value = mapping
     walked = prefix
     for part in dotted_key.split("."):
@@ -95,8 +104,11 @@ def load_json(path: str | os.PathLike[str]) -> Any:
         raise ResultFileError(path, f"not valid JSON ({error})") from None
 
 
-def validate_theory_result(data: Any, source: str | os.PathLike[str] = "<theory result>") -> dict[str, Any]:
-    """Check that ``data`` follows schema ``fliplab.theory.verify/1`` (only the keys the figures read).
+def validate_theory_result(
+    data: Any, source: str | os.PathLike[str] = "<theory result>"
+) -> dict[str, Any]:
+    """Check that ``data`` follows schema ``fliplab.theory.verify/1`` (only the keys the figures
+    read).
 
     ``series`` is optional (written by ``--all-rounds``); when present each entry is checked too.
     """
@@ -127,9 +139,9 @@ def load_theory_result(path: str | os.PathLike[str]) -> dict[str, Any]:
 class DeepRun:
     """One deepfl run directory, read from disk.
 
-    ``records`` are the lines of ``metrics.jsonl`` in file order (``acc``/``asr`` are ``None`` on rounds
-    that were not evaluated); ``conf_clean``/``conf_backdoor`` are the max-softmax confidences from
-    ``confidences.npz`` when the run saved them, else ``None``.
+    ``records`` are the lines of ``metrics.jsonl`` in file order (``acc``/``asr`` are ``None`` on
+    rounds that were not evaluated); ``conf_clean``/``conf_backdoor`` are the max-softmax
+    confidences from ``confidences.npz`` when the run saved them, else ``None``.
     """
 
     path: Path
@@ -141,7 +153,9 @@ class DeepRun:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of ``metrics.jsonl``; a torn (unparsable) LAST line is dropped, as deepfl.io.read_jsonl does."""
+    """Rows of ``metrics.jsonl``; a torn (unparsable) LAST line is dropped, as deepfl.io.read_jsonl
+    does.
+    """
     if not path.is_file():
         raise ResultFileError(path, "file not found")
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -171,7 +185,9 @@ _CONFIDENCE_NAMES: tuple[tuple[str, str], ...] = (
 
 
 def round_problem(records: list[dict[str, Any]]) -> str | None:
-    """What is wrong with the rounds of ``records`` (they must be 1, 2, ..., N in order), or ``None``."""
+    """What is wrong with the rounds of ``records`` (they must be 1, 2, ..., N in order), or
+    ``None``.
+    """
     rounds = [record["round"] for record in records]
     if rounds == list(range(1, len(rounds) + 1)):
         return None
@@ -186,23 +202,36 @@ def round_problem(records: list[dict[str, Any]]) -> str | None:
 
 
 def _load_confidences(conf_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The clean and backdoor confidence arrays of ``confidences.npz``; ResultFileError if unreadable."""
+    """The clean and backdoor confidence arrays of ``confidences.npz``; ResultFileError if
+    unreadable.
+    """
     try:
         with np.load(conf_path, allow_pickle=False) as arrays:
-            names = next((pair for pair in _CONFIDENCE_NAMES if all(name in arrays for name in pair)), None)
+            names = next(
+                (pair for pair in _CONFIDENCE_NAMES if all(name in arrays for name in pair)), None
+            )
             if names is None:
-                expected = " or ".join(f"'{clean}' and '{backdoor}'" for clean, backdoor in _CONFIDENCE_NAMES)
-                raise ResultFileError(conf_path, f"missing arrays: need {expected}; found {sorted(arrays.files)}")
-            return (np.asarray(arrays[names[0]], dtype=np.float64),
-                    np.asarray(arrays[names[1]], dtype=np.float64))
+                expected = " or ".join(
+                    f"'{clean}' and '{backdoor}'" for clean, backdoor in _CONFIDENCE_NAMES
+                )
+                raise ResultFileError(
+                    conf_path, f"missing arrays: need {expected}; found {sorted(arrays.files)}"
+                )
+            return (
+                np.asarray(arrays[names[0]], dtype=np.float64),
+                np.asarray(arrays[names[1]], dtype=np.float64),
+            )
     except ResultFileError:
         raise
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
-        raise ResultFileError(conf_path, f"not a readable .npz file ({type(error).__name__}: {error})") from None
+        raise ResultFileError(
+            conf_path, f"not a readable .npz file ({type(error).__name__}: {error})"
+        ) from None
 
 
 def load_deep_run(run_dir: str | os.PathLike[str], allow_gaps: bool = False) -> DeepRun:
-    """Load a deepfl run directory (``config.json``, ``metrics.jsonl``, ``summary.json``[, ``confidences.npz``]).
+    """Load a deepfl run directory (``config.json``, ``metrics.jsonl``, ``summary.json``[,
+    ``confidences.npz``]).
 
     Rows of ``metrics.jsonl`` must be rounds 1..N in order; otherwise ResultFileError, or with
     ``allow_gaps=True`` a warning.
@@ -220,10 +249,14 @@ def load_deep_run(run_dir: str | os.PathLike[str], allow_gaps: bool = False) -> 
     records = _read_jsonl(run_dir / "metrics.jsonl")
     problem = round_problem(records)
     if problem and not allow_gaps:
-        raise ResultFileError(run_dir / "metrics.jsonl", f"{problem}; refusing to plot a run with gaps "
-                                                         "(pass --allow-gaps to plot it anyway)")
+        raise ResultFileError(
+            run_dir / "metrics.jsonl",
+            f"{problem}; refusing to plot a run with gaps (pass --allow-gaps to plot it anyway)",
+        )
     if problem:
-        warnings.warn(f"{run_dir / 'metrics.jsonl'}: {problem}; plotted anyway (--allow-gaps)", stacklevel=2)
+        warnings.warn(
+            f"{run_dir / 'metrics.jsonl'}: {problem}; plotted anyway (--allow-gaps)", stacklevel=2
+        )
     conf_clean = conf_backdoor = None
     conf_path = run_dir / "confidences.npz"
     if conf_path.is_file():
@@ -237,7 +270,9 @@ def as_float(value: Any) -> float:
 
 
 def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 120) -> Path:
-    """Write ``figure`` as a PNG at ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+    """Write ``figure`` as a PNG at ``path`` atomically (temp file in the same folder +
+    ``os.replace``).
+    """
     return atomic_write(path, lambda stream: figure.savefig(stream, format="png", dpi=dpi))
 
 

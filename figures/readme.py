@@ -1,10 +1,13 @@
-"""Generated README sections: numbers in the README come from committed results, never typed by hand.
+"""Generated README sections: numbers in the README come from committed results, never typed by
+hand.
 
-A generated section sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` markers in README.md.
-``python -m figures readme`` rewrites every registered section from ``results/``; ``--check`` only reports
-sections that differ (a test runs the check, so README and results cannot drift apart). Register a new
-section by adding a ``name -> generator(results_root) -> markdown`` entry to :data:`SECTIONS`.
+A generated section sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` markers in
+README.md. ``python -m figures readme`` rewrites every registered section from ``results/``;
+``--check`` only reports sections that differ (a test runs the check, so README and results cannot
+drift apart). Register a new section by adding a ``name -> generator(results_root) -> markdown``
+entry to :data:`SECTIONS`.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +25,9 @@ REASONS_NAME = "reasons.json"
 
 
 def _seeds_present(results_root: Path, scale: Scale) -> list[int]:
-    found = {int(path.stem[1:]) for path in (results_root / scale.name / "cells").glob("*/*/*/s*.json")}
+    found = {
+        int(path.stem[1:]) for path in (results_root / scale.name / "cells").glob("*/*/*/s*.json")
+    }
     return sorted(found | set(scale.default_seeds)) if found else []
 
 
@@ -32,8 +37,11 @@ def _reasons(results_root: Path) -> dict[str, str]:
 
 
 def row_key(scale: str, table: str, row: TableRow) -> str:
-    """``scale/table/dataset/attack/defense/variant/tau`` -- what results/reasons.json keys match (by prefix)."""
-    return f"{scale}/{table}/{row.dataset}/{row.attack}/{row.defense}/{row.variant or '-'}/tau{row.tau:g}"
+    """``scale/table/dataset/attack/defense/variant/tau`` -- what results/reasons.json keys match
+    (by prefix).
+    """
+    cell = f"{row.dataset}/{row.attack}/{row.defense}/{row.variant or '-'}"
+    return f"{scale}/{table}/{cell}/tau{row.tau:g}"
 
 
 def _reason(reasons: dict[str, str], key: str) -> str:
@@ -41,39 +49,52 @@ def _reason(reasons: dict[str, str], key: str) -> str:
     return reasons[max(matches, key=len)] if matches else ""
 
 
-def _pair(acc: float | None, asr: float | None, acc_std: float | None = None, asr_std: float | None = None) -> str:
+def _pair(
+    acc: float | None, asr: float | None, acc_std: float | None = None, asr_std: float | None = None
+) -> str:
     def one(mean: float | None, std: float | None) -> str:
         if mean is None:
             return "-"
         return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+
     return f"{one(acc, acc_std)} / {one(asr, asr_std)}"
 
 
 def _status_line(scale: Scale, table: str, row: TableRow, reasons: dict[str, str]) -> str:
     def diff(ours: float | None, paper: float | None) -> str:
         return "-" if ours is None or paper is None else f"{ours - paper:+.1f}"
+
     key = row_key(scale.name, table, row)
     note = _reason(reasons, key) if row.flag else ""
     if row.flag and not note:
         note = "not yet explained"
     defense = row.defense + (f" ({row.variant})" if row.variant else "")
-    return (f"| {table} | {row.dataset} | {row.attack} | {defense} | {row.tau:g} | {len(row.seeds)} | "
-            f"{_pair(row.acc_mean, row.asr_mean, row.acc_std, row.asr_std)} | "
-            f"{_pair(row.paper_acc, row.paper_asr)} | {diff(row.acc_mean, row.paper_acc)} / "
-            f"{diff(row.asr_mean, row.paper_asr)} | {note} |")
+    return (
+        f"| {table} | {row.dataset} | {row.attack} | {defense} | {row.tau:g} | {len(row.seeds)} | "
+        f"{_pair(row.acc_mean, row.asr_mean, row.acc_std, row.asr_std)} | "
+        f"{_pair(row.paper_acc, row.paper_asr)} | {diff(row.acc_mean, row.paper_acc)} / "
+        f"{diff(row.asr_mean, row.paper_asr)} | {note} |"
+    )
 
 
 def reproduction_status(results_root: Path) -> str:
-    """Every table row with committed results, per scale: ours (mean ± std, seeds), the paper's, the gap, why."""
+    """Every table row with committed results, per scale: ours (mean ± std, seeds), the paper's, the
+    gap, why.
+    """
     reasons = _reasons(results_root)
     out: list[str] = []
     for scale in SCALES.values():
         seeds = _seeds_present(results_root, scale)
         if not seeds or scale.name == "ci":
             continue
-        out += [f"#### Scale `{scale.name}`", "",
-                "| table | data set | attack | defense (variant) | tau | seeds | ours: ACC / ASR | paper: ACC / ASR "
-                "| difference | why (where > 5 points or 2 std) |", "|---|---|---|---|---|---|---|---|---|---|"]
+        out += [
+            f"#### Scale `{scale.name}`",
+            "",
+            "| table | data set | attack | defense (variant) | tau | seeds | ours: ACC / ASR | "
+            "paper: ACC / ASR "
+            "| difference | why (where > 5 points or 2 std) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         missing: list[str] = []
         for spec in TABLES.values():
             if spec.metric != "acc_asr":
@@ -94,20 +115,32 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "deep-theory": deep_theory_section,
     "linear-table3": linear_table3_section,
 }
-_MARKER = re.compile(r"(<!-- BEGIN (?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- END (?P=name) -->)", re.S)
+_MARKER = re.compile(
+    r"(<!-- BEGIN (?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- END (?P=name) -->)", re.S
+)
 
 
 def render(readme: str, results_root: Path) -> str:
-    """``readme`` with every registered section between its markers regenerated from ``results_root``."""
+    """``readme`` with every registered section between its markers regenerated from
+    ``results_root``.
+    """
+
     def replace(match: re.Match[str]) -> str:
         generator = SECTIONS.get(match["name"])
         if generator is None:
             return match.group(0)
         return f"{match.group(1)}{generator(results_root)}{match.group(4)}"
+
     return _MARKER.sub(replace, readme)
 
 
 def stale_sections(readme: str, results_root: Path) -> list[str]:
-    """Names of the generated sections whose README text differs from what ``results_root`` gives."""
+    """Names of the generated sections whose README text differs from what ``results_root``
+    gives.
+    """
     fresh = {m["name"]: m["body"] for m in _MARKER.finditer(render(readme, results_root))}
-    return [m["name"] for m in _MARKER.finditer(readme) if m["name"] in SECTIONS and fresh[m["name"]] != m["body"]]
+    return [
+        m["name"]
+        for m in _MARKER.finditer(readme)
+        if m["name"] in SECTIONS and fresh[m["name"]] != m["body"]
+    ]

@@ -5,6 +5,7 @@ Decoded data sets (``fldata.datasets``), linear pre-training (``linear_fl``) and
 directory: a file planted in a shared working directory is never read as a cache entry. Every
 cache is safe to delete.
 """
+
 from __future__ import annotations
 
 import os

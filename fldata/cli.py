@@ -14,6 +14,7 @@ a code a script can branch on:
 
 Anything else (a bug) keeps its traceback: hiding it behind a one-line message would hide the bug.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,15 +59,20 @@ def exit_code(error: BaseException, usage: ErrorTypes = (), data: ErrorTypes = (
     """
     usage_types: ErrorTypes = (UsageError, *usage)
     data_types: ErrorTypes = (*_data_types(), *data)
-    table = [(CheckFailed, EXIT_CHECK_FAILED)] + [(kind, EXIT_USAGE) for kind in usage_types] + \
-        [(kind, EXIT_IO) for kind in data_types]
+    table = (
+        [(CheckFailed, EXIT_CHECK_FAILED)]
+        + [(kind, EXIT_USAGE) for kind in usage_types]
+        + [(kind, EXIT_IO) for kind in data_types]
+    )
     mro = type(error).__mro__
     matches = [(mro.index(kind), code) for kind, code in table if kind in mro]
     return min(matches)[1] if matches else None
 
 
 def one_line(error: BaseException) -> str:
-    """The error's message on one line: its first line, and its last line (the hint) if it had more."""
+    """The error's message on one line: its first line, and its last line (the hint) if it had
+    more.
+    """
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if not lines:
         return type(error).__name__
@@ -76,11 +82,13 @@ def one_line(error: BaseException) -> str:
 
 
 def main_guard(body: Callable[[], int], usage: ErrorTypes = (), data: ErrorTypes = ()) -> int:
-    """Run ``body()`` and return its exit status; expected errors become one stderr line and their code.
+    """Run ``body()`` and return its exit status; expected errors become one stderr line and their
+    code.
 
     Args:
         body: the CLI's work; returns its own status (0, or 1 for a failed must-hold check).
-        usage, data: extra exception types of this CLI meaning exit 2 and exit 3 (see :func:`exit_code`).
+        usage, data: extra exception types of this CLI meaning exit 2 and exit 3 (see
+        :func:`exit_code`).
     """
     try:
         return body()
@@ -101,11 +109,14 @@ def _probe(folder: Path, what: str, shown: Path) -> None:
         with tempfile.TemporaryFile(dir=folder, prefix=".fliplab-probe-"):
             pass
     except OSError as error:
-        raise InputOutputError(f"{what} {shown} is not writable: {error.strerror or error}") from None
+        raise InputOutputError(
+            f"{what} {shown} is not writable: {error.strerror or error}"
+        ) from None
 
 
 def check_writable_dir(path: str | os.PathLike[str], what: str) -> Path:
-    """Raise :class:`InputOutputError` unless folder ``path`` exists writable or can be created; creates nothing.
+    """Raise :class:`InputOutputError` unless folder ``path`` exists writable or can be created;
+    creates nothing.
 
     Every CLI calls this on its output and cache folders BEFORE any data is read, so an unwritable
     folder costs nothing. The nearest existing ancestor must be a folder that takes a probe file
@@ -128,13 +139,17 @@ def writable_dir(path: str | os.PathLike[str], what: str) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputOutputError(f"{what} {folder} cannot be created: {error.strerror or error}") from None
+        raise InputOutputError(
+            f"{what} {folder} cannot be created: {error.strerror or error}"
+        ) from None
     _probe(folder, what, folder)
     return folder
 
 
 def check_writable_file(path: str | os.PathLike[str], what: str) -> Path:
-    """Raise :class:`InputOutputError` unless file ``path`` could be written (not a folder, folder writable)."""
+    """Raise :class:`InputOutputError` unless file ``path`` could be written (not a folder, folder
+    writable).
+    """
     target = Path(path).expanduser()
     if target.is_dir():
         raise InputOutputError(f"{what} {target} is a folder; give a file name")

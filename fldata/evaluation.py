@@ -11,6 +11,7 @@ and new ones read in old tools: ``{"acc": {str(tau): rate}, "asr": {str(tau): ra
 (``float(repr(x)) == x``), which is what makes the exact-match lookup safe. Torch-free, so figures
 and the reproduction tables read results with it.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,7 @@ __all__ = ["EvaluationResult", "TauNotEvaluatedError"]
 class TauNotEvaluatedError(KeyError):
     """A tau at which an evaluation was not computed; the message lists the taus it was."""
 
-    def __str__(self) -> str:   # KeyError's own __str__ would print the message in quotes
+    def __str__(self) -> str:  # KeyError's own __str__ would print the message in quotes
         return str(self.args[0]) if self.args else ""
 
 
@@ -41,19 +42,33 @@ class EvaluationResult:
 
     def __post_init__(self) -> None:
         if not len(self.taus) == len(self.acc) == len(self.asr):
-            raise ValueError(f"taus, acc and asr must be aligned; got lengths {len(self.taus)}, "
-                             f"{len(self.acc)}, {len(self.asr)}")
+            raise ValueError(
+                f"taus, acc and asr must be aligned; got lengths {len(self.taus)}, "
+                f"{len(self.acc)}, {len(self.asr)}"
+            )
         if len(set(self.taus)) != len(self.taus):
             raise ValueError(f"taus must be distinct; got {list(self.taus)}")
 
     @classmethod
-    def build(cls, taus: Iterable[float], acc: Iterable[float], asr: Iterable[float],
-              per_class_acc: Iterable[float | None] | None = None) -> "EvaluationResult":
+    def build(
+        cls,
+        taus: Iterable[float],
+        acc: Iterable[float],
+        asr: Iterable[float],
+        per_class_acc: Iterable[float | None] | None = None,
+    ) -> EvaluationResult:
         """The result with every tau and rate as a Python float (numpy scalars included)."""
-        per_class = None if per_class_acc is None else tuple(
-            None if value is None else float(value) for value in per_class_acc)
-        return cls(tuple(float(t) for t in taus), tuple(float(a) for a in acc),
-                   tuple(float(a) for a in asr), per_class)
+        per_class = (
+            None
+            if per_class_acc is None
+            else tuple(None if value is None else float(value) for value in per_class_acc)
+        )
+        return cls(
+            tuple(float(t) for t in taus),
+            tuple(float(a) for a in acc),
+            tuple(float(a) for a in asr),
+            per_class,
+        )
 
     def index_of(self, tau: float) -> int:
         """Position of ``tau`` in :attr:`taus` (exact float match).
@@ -85,12 +100,14 @@ class EvaluationResult:
     def to_dict(self) -> dict[str, Any]:
         """``{"acc": {str(tau): rate}, "asr": {...}, "per_class_acc": [...] or None}``: the shape of
         a metrics row's and of ``summary.json`` ``final``'s evaluation entries."""
-        return {"acc": {str(tau): rate for tau, rate in zip(self.taus, self.acc)},
-                "asr": {str(tau): rate for tau, rate in zip(self.taus, self.asr)},
-                "per_class_acc": None if self.per_class_acc is None else list(self.per_class_acc)}
+        return {
+            "acc": {str(tau): rate for tau, rate in zip(self.taus, self.acc, strict=True)},
+            "asr": {str(tau): rate for tau, rate in zip(self.taus, self.asr, strict=True)},
+            "per_class_acc": None if self.per_class_acc is None else list(self.per_class_acc),
+        }
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> "EvaluationResult":
+    def from_dict(cls, raw: Mapping[str, Any]) -> EvaluationResult:
         """Read :meth:`to_dict`'s shape: a metrics row or ``summary["final"]`` (other keys, such as
         ``round`` or ``rejection_auc``, are ignored; ``per_class_acc`` may be absent). Taus come in
         the order of ``raw["acc"]``; a null rate reads as NaN (undefined).
@@ -101,18 +118,25 @@ class EvaluationResult:
         """
         acc, asr = raw.get("acc"), raw.get("asr")
         if not isinstance(acc, Mapping) or not isinstance(asr, Mapping):
-            raise ValueError("'acc' and 'asr' must be objects of tau -> rate; got "
-                             f"{type(acc).__name__} and {type(asr).__name__}")
+            raise ValueError(
+                "'acc' and 'asr' must be objects of tau -> rate; got "
+                f"{type(acc).__name__} and {type(asr).__name__}"
+            )
         taus = _parse_taus(acc, "acc")
-        by_tau = dict(zip(_parse_taus(asr, "asr"), asr.values()))
+        by_tau = dict(zip(_parse_taus(asr, "asr"), asr.values(), strict=True))
         if set(by_tau) != set(taus):
-            raise ValueError(f"'acc' and 'asr' must have the same taus; got {sorted(acc)} and "
-                             f"{sorted(asr)}")
+            raise ValueError(
+                f"'acc' and 'asr' must have the same taus; got {sorted(acc)} and {sorted(asr)}"
+            )
         per_class = raw.get("per_class_acc")
         if per_class is not None and not isinstance(per_class, list):
             raise ValueError(f"'per_class_acc' must be a list; got {type(per_class).__name__}")
-        return cls.build(taus, [_rate(value, "acc") for value in acc.values()],
-                         [_rate(by_tau[tau], "asr") for tau in taus], per_class)
+        return cls.build(
+            taus,
+            [_rate(value, "acc") for value in acc.values()],
+            [_rate(by_tau[tau], "asr") for tau in taus],
+            per_class,
+        )
 
 
 def _parse_taus(rates: Mapping[str, Any], name: str) -> list[float]:

@@ -14,10 +14,11 @@ The rejection rule doubles as a detector of backdoor inputs (paper App. A.4): :f
 and :func:`auc` score each input by ``-conf`` (low confidence -> flagged), with backdoor inputs
 as positives.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -46,9 +47,9 @@ class ThresholdCounts:
 
     tau: float
     total: int
-    accepted_correct: int   # argmax == label and conf >= tau   (N^acc, or N^asr with label = target)
-    accepted_wrong: int     # argmax != label and conf >= tau
-    rejected: int           # conf < tau
+    accepted_correct: int  # argmax == label and conf >= tau   (N^acc, or N^asr with label = target)
+    accepted_wrong: int  # argmax != label and conf >= tau
+    rejected: int  # conf < tau
 
     @property
     def rate(self) -> float:
@@ -57,7 +58,8 @@ class ThresholdCounts:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax ``s(z)_k = exp(z_k - max z) / sum_j exp(z_j - max z)`` (THEORY.md section 1).
+    """Row-wise softmax ``s(z)_k = exp(z_k - max z) / sum_j exp(z_j - max z)`` (THEORY.md section
+    1).
 
     Stable for large logits (the row maximum is subtracted). Works along the last axis.
     """
@@ -65,7 +67,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     if z.dtype.kind != "f":
         z = z.astype(np.float64)
     if z.ndim < 1 or z.shape[-1] < 1:
-        raise ValueError(f"logits must have at least one class on the last axis; got shape {z.shape}.")
+        raise ValueError(
+            f"logits must have at least one class on the last axis; got shape {z.shape}."
+        )
     if not np.all(np.isfinite(z)):
         raise ValueError("logits contain NaN or inf; softmax needs finite logits.")
     shifted = np.exp(z - z.max(axis=-1, keepdims=True))
@@ -88,7 +92,9 @@ def threshold_counts(probs: np.ndarray, labels: np.ndarray, tau: float) -> Thres
     return threshold_counts_many(probs, labels, [tau])[0]
 
 
-def threshold_counts_many(probs: np.ndarray, labels: np.ndarray, taus: Iterable[float]) -> list[ThresholdCounts]:
+def threshold_counts_many(
+    probs: np.ndarray, labels: np.ndarray, taus: Iterable[float]
+) -> list[ThresholdCounts]:
     """:func:`threshold_counts` for several thresholds from one pass over ``probs``.
 
     Confidences are sorted once; each tau costs two binary searches (O((N + K) log N) in all).
@@ -101,7 +107,7 @@ def threshold_counts_many(probs: np.ndarray, labels: np.ndarray, taus: Iterable[
     is_correct = p.argmax(axis=1) == y
     sorted_conf = np.sort(conf)
     sorted_conf_correct = np.sort(conf[is_correct])
-    rejected = np.searchsorted(sorted_conf, tau_array, side="left")                # conf < tau
+    rejected = np.searchsorted(sorted_conf, tau_array, side="left")  # conf < tau
     correct_rejected = np.searchsorted(sorted_conf_correct, tau_array, side="left")
     accepted_correct = sorted_conf_correct.size - correct_rejected
     total = p.shape[0]
@@ -113,7 +119,7 @@ def threshold_counts_many(probs: np.ndarray, labels: np.ndarray, taus: Iterable[
             accepted_wrong=int(total - rej - acc),
             rejected=int(rej),
         )
-        for tau, acc, rej in zip(tau_array, accepted_correct, rejected)
+        for tau, acc, rej in zip(tau_array, accepted_correct, rejected, strict=True)
     ]
 
 
@@ -129,12 +135,20 @@ def attack_success_rate(probs: np.ndarray, target: int, tau: float = 0.0) -> flo
     stamped with the full trigger.
     """
     p = _validated_probs(probs)
-    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= target < p.shape[1]:
-        raise ValueError(f"target must be an int class index in 0..{p.shape[1] - 1}; got {target!r}.")
+    if (
+        isinstance(target, bool)
+        or not isinstance(target, (int, np.integer))
+        or not 0 <= target < p.shape[1]
+    ):
+        raise ValueError(
+            f"target must be an int class index in 0..{p.shape[1] - 1}; got {target!r}."
+        )
     return threshold_counts(p, np.full(p.shape[0], int(target)), tau).rate
 
 
-def roc_curve(conf_clean: np.ndarray, conf_backdoor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(
+    conf_clean: np.ndarray, conf_backdoor: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC of confidence-threshold rejection as a backdoor detector (paper App. A.4).
 
     Positive = backdoor input. An input is flagged iff ``conf < threshold`` (score ``-conf``).
@@ -181,14 +195,19 @@ def _validated_probs(probs: np.ndarray) -> np.ndarray:
     if p.dtype.kind not in "fiu":
         raise ValueError(f"probs must be numeric; got dtype {p.dtype}.")
     if not np.all(np.isfinite(p)):
-        raise ValueError("probs contain NaN or inf; pass softmax probabilities (see fldata.metrics.softmax).")
+        raise ValueError(
+            "probs contain NaN or inf; pass softmax probabilities (see fldata.metrics.softmax)."
+        )
     if p.min() < 0:
-        raise ValueError(f"probs contain negative values (min {p.min():g}); pass softmax probabilities.")
+        raise ValueError(
+            f"probs contain negative values (min {p.min():g}); pass softmax probabilities."
+        )
     row_sums = p.sum(axis=1)
     worst = int(np.argmax(np.abs(row_sums - 1.0)))
     if abs(row_sums[worst] - 1.0) > _ROW_SUM_ATOL:
         raise ValueError(
-            f"probs rows must sum to 1 (within {_ROW_SUM_ATOL:g}); row {worst} sums to {row_sums[worst]:.6g}. "
+            f"probs rows must sum to 1 (within {_ROW_SUM_ATOL:g}); row {worst} sums to "
+            f"{row_sums[worst]:.6g}. "
             "Did you pass logits? Apply fldata.metrics.softmax first."
         )
     return p
@@ -198,7 +217,9 @@ def _validated_labels(labels: np.ndarray, probs_shape: tuple[int, int]) -> np.nd
     y = np.asarray(labels)
     num_samples, num_classes = probs_shape
     if y.shape != (num_samples,):
-        raise ValueError(f"labels must have shape (N,) = ({num_samples},) to match probs; got {y.shape}.")
+        raise ValueError(
+            f"labels must have shape (N,) = ({num_samples},) to match probs; got {y.shape}."
+        )
     if y.dtype.kind not in "iu":
         raise ValueError(f"labels must be integers; got dtype {y.dtype}.")
     if y.min() < 0 or y.max() >= num_classes:
@@ -210,7 +231,9 @@ def _validated_labels(labels: np.ndarray, probs_shape: tuple[int, int]) -> np.nd
 
 
 def _validated_taus(taus: Iterable[float]) -> np.ndarray:
-    tau_array = np.atleast_1d(np.asarray(list(taus) if not np.isscalar(taus) else [taus], dtype=np.float64))
+    tau_array = np.atleast_1d(
+        np.asarray(list(taus) if not np.isscalar(taus) else [taus], dtype=np.float64)
+    )
     if tau_array.ndim != 1 or tau_array.size == 0:
         raise ValueError("taus must be a non-empty sequence of thresholds in [0, 1].")
     bad = ~np.isfinite(tau_array) | (tau_array < 0) | (tau_array > 1)
@@ -222,7 +245,9 @@ def _validated_taus(taus: Iterable[float]) -> np.ndarray:
 def _validated_confidences(conf: np.ndarray, what: str) -> np.ndarray:
     c = np.asarray(conf, dtype=np.float64)
     if c.ndim != 1 or c.size == 0:
-        raise ValueError(f"{what} must be a non-empty 1-D array of confidences; got shape {c.shape}.")
+        raise ValueError(
+            f"{what} must be a non-empty 1-D array of confidences; got shape {c.shape}."
+        )
     if not np.all(np.isfinite(c)):
         raise ValueError(f"{what} contains NaN or inf.")
     return c

@@ -30,6 +30,7 @@ the new one with a :class:`DeprecationWarning` that names both; giving both is a
 
 This module is numpy- and torch-free: fldata, linear_fl, theory and deepfl all import it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,11 +46,35 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 __all__ = [
-    "BOOLEAN", "NON_NEGATIVE_FLOAT", "NON_NEGATIVE_INT", "POSITIVE_FLOAT", "POSITIVE_INT",
-    "UNIT_FLOAT", "Boolean", "ConfigError", "Constraint", "Constraints", "Interval", "ListOf",
-    "Options", "Section", "Table", "Text", "TupleOf", "argparse_type", "check_declarations",
-    "check_params", "declared", "describe", "renamed_parameters", "unknown_key_error", "upgrade_renamed", "validate_fields",
-    "validate_params", "validate_value", "validated_init",
+    "BOOLEAN",
+    "NON_NEGATIVE_FLOAT",
+    "NON_NEGATIVE_INT",
+    "POSITIVE_FLOAT",
+    "POSITIVE_INT",
+    "UNIT_FLOAT",
+    "Boolean",
+    "ConfigError",
+    "Constraint",
+    "Constraints",
+    "Interval",
+    "ListOf",
+    "Options",
+    "Section",
+    "Table",
+    "Text",
+    "TupleOf",
+    "argparse_type",
+    "check_declarations",
+    "check_params",
+    "declared",
+    "describe",
+    "renamed_parameters",
+    "unknown_key_error",
+    "upgrade_renamed",
+    "validate_fields",
+    "validate_params",
+    "validate_value",
+    "validated_init",
 ]
 
 
@@ -121,9 +146,11 @@ class Interval(Constraint):
 
     def _inside(self, value: float) -> bool:
         low_ok = self.low is None or (
-            value >= self.low if self.closed in ("both", "left") else value > self.low)
+            value >= self.low if self.closed in ("both", "left") else value > self.low
+        )
         high_ok = self.high is None or (
-            value <= self.high if self.closed in ("both", "right") else value < self.high)
+            value <= self.high if self.closed in ("both", "right") else value < self.high
+        )
         return low_ok and high_ok
 
     def describe(self) -> str:
@@ -144,7 +171,6 @@ class Interval(Constraint):
 
     def _number(self, end: float) -> str:
         return str(int(end)) if self.kind is int else f"{end:g}"
-
 
 
 class Options(Constraint):
@@ -218,7 +244,8 @@ class ListOf(Constraint):
 
     def describe(self) -> str:
         least = {0: "a list of", 1: "a non-empty list of"}.get(
-            self.min_length, f"a list of at least {self.min_length}")
+            self.min_length, f"a list of at least {self.min_length}"
+        )
         return f"{least} {_plural(self.item.describe())}"
 
 
@@ -275,8 +302,13 @@ class Section(Constraint):
             return value
         if not isinstance(value, Mapping):
             raise _Rejected
-        values = validate_params(declared(self.cls), value, prefix=f"{key}.",
-                                 where=f"[{key}]", renamed=renamed_parameters(self.cls))
+        values = validate_params(
+            declared(self.cls),
+            value,
+            prefix=f"{key}.",
+            where=f"[{key}]",
+            renamed=renamed_parameters(self.cls),
+        )
         return self.cls(**values)
 
     def describe(self) -> str:
@@ -296,7 +328,7 @@ def _plural(phrase: str) -> str:
     """'an int in [0, 3]' -> 'ints in [0, 3]' (for list descriptions)."""
     for article in ("an ", "a "):
         if phrase.startswith(article):
-            head, _, rest = phrase[len(article):].partition(" in ")
+            head, _, rest = phrase[len(article) :].partition(" in ")
             return f"{head}s in {rest}" if rest else f"{head}s"
     return phrase
 
@@ -321,8 +353,9 @@ def renamed_parameters(owner: type) -> Mapping[str, str]:
     return renamed
 
 
-def upgrade_renamed(values: Mapping[str, Any], renamed: Mapping[str, str], *,
-                    prefix: str = "") -> dict[str, Any]:
+def upgrade_renamed(
+    values: Mapping[str, Any], renamed: Mapping[str, str], *, prefix: str = ""
+) -> dict[str, Any]:
     """``values`` with every old key of ``renamed`` replaced by its new name, warning once per key
     (``DeprecationWarning``: ``'defense.num_attackers' is deprecated; use 'defense.x'``).
 
@@ -334,10 +367,16 @@ def upgrade_renamed(values: Mapping[str, Any], renamed: Mapping[str, str], *,
         if old not in upgraded:
             continue
         if new in upgraded:
-            raise ConfigError(f"{prefix}{old} and {prefix}{new} are the same setting ({prefix}{old} is "
-                              f"its deprecated name); give only {prefix}{new}")
-        warnings.warn(f"{prefix}{old!s} is deprecated and will be removed in the next release; "
-                      f"use {prefix}{new} (same meaning)", DeprecationWarning, stacklevel=3)
+            raise ConfigError(
+                f"{prefix}{old} and {prefix}{new} are the same setting ({prefix}{old} is "
+                f"its deprecated name); give only {prefix}{new}"
+            )
+        warnings.warn(
+            f"{prefix}{old!s} is deprecated and will be removed in the next release; "
+            f"use {prefix}{new} (same meaning)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         upgraded = {(new if key == old else key): value for key, value in upgraded.items()}
     return upgraded
 
@@ -377,8 +416,14 @@ def unknown_key_error(key: str, allowed: Sequence[str], *, where: str = "") -> C
     return ConfigError(f"{message}; allowed keys: {listed}")
 
 
-def validate_params(constraints: Constraints, values: Mapping[str, Any], *, prefix: str = "",
-                    where: str = "", renamed: Mapping[str, str] | None = None) -> dict[str, Any]:
+def validate_params(
+    constraints: Constraints,
+    values: Mapping[str, Any],
+    *,
+    prefix: str = "",
+    where: str = "",
+    renamed: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Check every entry of ``values`` against its declared constraints; return them normalised.
 
     Args:
@@ -394,8 +439,10 @@ def validate_params(constraints: Constraints, values: Mapping[str, Any], *, pref
             constraints; the first one found, in the order of ``values``.
     """
     if not isinstance(values, Mapping):
-        raise ConfigError(f"{where or prefix.rstrip('.') or 'parameters'} must be a table of "
-                          f"keys (dict); got {values!r}")
+        raise ConfigError(
+            f"{where or prefix.rstrip('.') or 'parameters'} must be a table of "
+            f"keys (dict); got {values!r}"
+        )
     if renamed:
         values = upgrade_renamed(values, renamed, prefix=prefix)
     checked: dict[str, Any] = {}
@@ -413,7 +460,8 @@ def check_declarations(cls: type, constraints: Constraints | None = None) -> Non
     if keys != names:
         raise RuntimeError(
             f"{cls.__name__}.parameter_constraints must cover exactly its fields; undeclared: "
-            f"{sorted(names - keys)}, not fields: {sorted(keys - names)}")
+            f"{sorted(names - keys)}, not fields: {sorted(keys - names)}"
+        )
 
 
 def validate_fields(obj: Any, *, prefix: str = "") -> None:
@@ -429,16 +477,24 @@ def validate_fields(obj: Any, *, prefix: str = "") -> None:
             object.__setattr__(obj, item.name, checked)
 
 
-def check_params(owner: type, values: Mapping[str, Any], *, prefix: str = "", where: str = "",
-                 exclude: Iterable[str] = ()) -> dict[str, Any]:
+def check_params(
+    owner: type,
+    values: Mapping[str, Any],
+    *,
+    prefix: str = "",
+    where: str = "",
+    exclude: Iterable[str] = (),
+) -> dict[str, Any]:
     """``values`` checked against ``owner.parameter_constraints`` (minus ``exclude``), then
     against ``owner.check_consistency(values, prefix)`` when the owner defines cross-field rules;
     returns them normalised. ``owner`` is a config class or a component (defense, attacker)."""
     skipped = set(exclude)
-    constraints = {name: options for name, options in declared(owner).items()
-                   if name not in skipped}
-    checked = validate_params(constraints, values, prefix=prefix, where=where,
-                              renamed=renamed_parameters(owner))
+    constraints = {
+        name: options for name, options in declared(owner).items() if name not in skipped
+    }
+    checked = validate_params(
+        constraints, values, prefix=prefix, where=where, renamed=renamed_parameters(owner)
+    )
     consistency = getattr(owner, "check_consistency", None)
     if consistency is not None:
         consistency(checked, prefix)
@@ -457,9 +513,9 @@ def validated_init(init: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(init)
     def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
         cls = type(self)
-        if len(args) > len(names) or set(names[:len(args)]) & set(kwargs):
+        if len(args) > len(names) or set(names[: len(args)]) & set(kwargs):
             raise TypeError(f"{cls.__name__}: give at most {len(names)} arguments, each once")
-        values = {**dict(zip(names, args, strict=False)), **kwargs}
+        values = {**dict(zip(names, args, strict=False)), **kwargs}  # args may be fewer than names
         try:
             checked = validate_params(declared(cls), values)
         except ConfigError as error:
@@ -469,8 +525,9 @@ def validated_init(init: Callable[..., None]) -> Callable[..., None]:
     return checked_init
 
 
-def argparse_type(options: Sequence[Constraint | None],
-                  parse: Callable[[str], Any]) -> Callable[[str], Any]:
+def argparse_type(
+    options: Sequence[Constraint | None], parse: Callable[[str], Any]
+) -> Callable[[str], Any]:
     """An argparse ``type=`` that parses the text with ``parse`` and checks ``options``; a bad
     value becomes argparse's usage error (exit 2): ``argument --seed: must be an int in ...``."""
 

@@ -10,6 +10,7 @@ Every partitioner returns disjoint, sorted int64 index arrays that together cove
   OWN size (the released code sizes every class by class 0's count, a bug inherited from DBA).
 * :func:`two_client_split`: benign / malicious halves for the linear engine (THEORY.md section 10).
 """
+
 from __future__ import annotations
 
 import math
@@ -20,16 +21,19 @@ __all__ = ["iid_partition", "dirichlet_partition", "two_client_split", "label_di
 
 
 def iid_partition(num_samples: int, num_clients: int, seed: int) -> list[np.ndarray]:
-    """Shuffle ``range(num_samples)`` and cut it into ``num_clients`` parts of sizes differing by <= 1.
+    """Shuffle ``range(num_samples)`` and cut it into ``num_clients`` parts of sizes differing by <=
+    1.
 
     Raises:
-        ValueError: if ``num_clients < 1`` or ``num_clients > num_samples`` (a client would be empty).
+        ValueError: if ``num_clients < 1`` or ``num_clients > num_samples`` (a client would be
+            empty).
     """
     _check_count(num_samples, "num_samples", minimum=1)
     _check_count(num_clients, "num_clients", minimum=1)
     if num_clients > num_samples:
         raise ValueError(
-            f"num_clients ({num_clients}) exceeds num_samples ({num_samples}): every client needs at least "
+            f"num_clients ({num_clients}) exceeds num_samples ({num_samples}): every client needs "
+            "at least "
             "one sample; use fewer clients."
         )
     permutation = np.random.default_rng(seed).permutation(num_samples)
@@ -47,9 +51,9 @@ def dirichlet_partition(
     """Non-IID split by class with Dirichlet proportions (paper section 5, App. A.13).
 
     For each class ``c`` with ``n_c`` samples (shuffled), draw ``q_c ~ Dir(alpha * 1_N)`` and give
-    client ``i`` the slice between ``floor(n_c * sum_{j<i} q_cj)`` and ``floor(n_c * sum_{j<=i} q_cj)``,
-    so client ``i`` receives ``~ n_c * q_ci`` samples of class ``c``. Small ``alpha`` concentrates
-    each class on few clients (skewed); large ``alpha`` approaches the IID split.
+    client ``i`` the slice between ``floor(n_c * sum_{j<i} q_cj)`` and ``floor(n_c * sum_{j<=i}
+    q_cj)``, so client ``i`` receives ``~ n_c * q_ci`` samples of class ``c``. Small ``alpha``
+    concentrates each class on few clients (skewed); large ``alpha`` approaches the IID split.
 
     If some client ends up with fewer than ``min_size`` samples the whole draw is repeated (from
     the same generator, so the result is still determined by ``seed``), up to ``max_tries`` draws.
@@ -73,15 +77,22 @@ def dirichlet_partition(
     if y.ndim != 1 or y.size == 0:
         raise ValueError(f"labels must be a non-empty 1-D array; got shape {y.shape}.")
     if y.dtype.kind not in "iu" or y.min() < 0:
-        raise ValueError(f"labels must be non-negative integers; got dtype {y.dtype}, min {y.min()}.")
+        raise ValueError(
+            f"labels must be non-negative integers; got dtype {y.dtype}, min {y.min()}."
+        )
     _check_count(num_clients, "num_clients", minimum=1)
-    if not (isinstance(alpha, (int, float, np.floating, np.integer)) and math.isfinite(alpha) and alpha > 0):
+    if not (
+        isinstance(alpha, (int, float, np.floating, np.integer))
+        and math.isfinite(alpha)
+        and alpha > 0
+    ):
         raise ValueError(f"alpha must be a finite number > 0 (the paper uses 0.5); got {alpha!r}.")
     _check_count(min_size, "min_size", minimum=0)
     _check_count(max_tries, "max_tries", minimum=1)
     if min_size * num_clients > y.size:
         raise ValueError(
-            f"min_size={min_size} for {num_clients} clients needs {min_size * num_clients} samples but there "
+            f"min_size={min_size} for {num_clients} clients needs {min_size * num_clients} samples "
+            "but there "
             f"are only {y.size}; lower min_size or num_clients."
         )
 
@@ -94,8 +105,10 @@ def dirichlet_partition(
         if smallest >= min_size:
             return parts
     raise ValueError(
-        f"dirichlet_partition: no draw in {max_tries} tries gave every client >= {min_size} samples "
-        f"(last draw's smallest client: {smallest}) with alpha={alpha}, {num_clients} clients, {y.size} samples; "
+        f"dirichlet_partition: no draw in {max_tries} tries gave every client >= {min_size} "
+        "samples "
+        f"(last draw's smallest client: {smallest}) with alpha={alpha}, {num_clients} clients, "
+        f"{y.size} samples; "
         "raise alpha or max_tries, or lower min_size."
     )
 
@@ -111,13 +124,18 @@ def _dirichlet_draw(
         # Cut points from this class's OWN size n_c (not class 0's: the released code's DBA bug).
         cuts = np.floor(np.cumsum(proportions)[:-1] * shuffled.size)
         client_of_sample[shuffled] = np.searchsorted(cuts, np.arange(shuffled.size), side="right")
-    by_client = np.argsort(client_of_sample, kind="stable").astype(np.int64)  # ascending index per client
+    by_client = np.argsort(client_of_sample, kind="stable").astype(
+        np.int64
+    )  # ascending index per client
     sizes = np.bincount(client_of_sample, minlength=num_clients)
     return np.split(by_client, np.cumsum(sizes)[:-1])
 
 
-def two_client_split(num_samples: int, seed: int, fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Disjoint seeded split of ``range(num_samples)`` into (benign, malicious) (THEORY.md section 10).
+def two_client_split(
+    num_samples: int, seed: int, fraction: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint seeded split of ``range(num_samples)`` into (benign, malicious) (THEORY.md section
+    10).
 
     The benign client gets ``round(fraction * num_samples)`` random indices, the malicious one the
     rest; both sorted int64.
@@ -127,11 +145,14 @@ def two_client_split(num_samples: int, seed: int, fraction: float = 0.5) -> tupl
     """
     _check_count(num_samples, "num_samples", minimum=2)
     if not (isinstance(fraction, (int, float, np.floating)) and 0 < fraction < 1):
-        raise ValueError(f"fraction (the benign client's share) must be in (0, 1); got {fraction!r}.")
+        raise ValueError(
+            f"fraction (the benign client's share) must be in (0, 1); got {fraction!r}."
+        )
     num_benign = int(round(fraction * num_samples))
     if not 0 < num_benign < num_samples:
         raise ValueError(
-            f"fraction={fraction} of {num_samples} samples leaves a client empty; choose a fraction nearer 0.5."
+            f"fraction={fraction} of {num_samples} samples leaves a client empty; choose a "
+            "fraction nearer 0.5."
         )
     permutation = np.random.default_rng(seed).permutation(num_samples)
     benign = np.sort(permutation[:num_benign]).astype(np.int64)
@@ -143,7 +164,9 @@ def label_distribution(labels: np.ndarray, parts: list[np.ndarray], num_classes:
     """(num_clients, num_classes) matrix of per-client class counts, for inspecting a partition."""
     y = np.asarray(labels)
     if y.size and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(f"labels must be in 0..{num_classes - 1}; got values in [{y.min()}, {y.max()}].")
+        raise ValueError(
+            f"labels must be in 0..{num_classes - 1}; got values in [{y.min()}, {y.max()}]."
+        )
     return np.stack([np.bincount(y[part], minlength=num_classes)[:num_classes] for part in parts])
 
 

@@ -19,6 +19,7 @@ hold tensors directly (built once on the training device, then used without per-
 Ground-truth triggers: :func:`dba_trigger` (the 4-piece DBA bars of the released code, scalable
 for paper App. A.8) and :func:`random_trigger` (random white / colourful shapes, paper App. A.12).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -59,10 +60,13 @@ def _validated_values(values: Any, what: str, ndim: int, layout: str) -> Any:
     if array.dtype.kind not in "fiub":
         raise ValueError(f"Trigger {what} must be numeric in [0, 1]; got dtype {array.dtype}.")
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"Trigger {what} contains NaN or inf; all entries must be finite in [0, 1].")
+        raise ValueError(
+            f"Trigger {what} contains NaN or inf; all entries must be finite in [0, 1]."
+        )
     if array.size and (array.min() < 0 or array.max() > 1):
         raise ValueError(
-            f"Trigger {what} has values in [{array.min():g}, {array.max():g}]; allowed range is [0, 1]."
+            f"Trigger {what} has values in [{array.min():g}, {array.max():g}]; allowed range is "
+            "[0, 1]."
         )
     return values if _is_tensor(values) else np.array(array, dtype=np.float64, copy=True)
 
@@ -96,7 +100,9 @@ class Trigger:
                 f"{tuple(mask.shape)}: H and W must be equal."
             )
         if min(pattern.shape) < 1:
-            raise ValueError(f"Trigger must have C, H, W >= 1; got pattern shape {tuple(pattern.shape)}.")
+            raise ValueError(
+                f"Trigger must have C, H, W >= 1; got pattern shape {tuple(pattern.shape)}."
+            )
         object.__setattr__(self, "mask", mask)
         object.__setattr__(self, "pattern", pattern)
 
@@ -171,7 +177,7 @@ def apply_additive(images: Any, t: Any) -> Any:
 # Canonical layouts of the released code (ALGORITHMS.md "Federated setup"):
 # (bar length, column gap between the two bars of a row, row gap between the two bar rows).
 #  28x28: bars at (row 0, cols 0-3), (0, 6-9), (3, 0-3), (3, 6-9)  -> length 4, col gap 2, row gap 2
-#  32x32: bars at (row 0, cols 0-5), (0, 9-14), (4, 0-5), (4, 9-14) -> length 6, col gap 3, row gap 3
+# 32x32: bars at (row 0, cols 0-5), (0, 9-14), (4, 0-5), (4, 9-14) -> length 6, col gap 3, row gap 3
 _DBA_LAYOUTS: dict[tuple[int, int], tuple[int, int, int]] = {
     (28, 28): (4, 2, 2),
     (32, 32): (6, 3, 3),
@@ -190,9 +196,7 @@ def _dba_layout(height: int, width: int) -> tuple[int, int, int]:
     return length, col_gap, row_gap
 
 
-def dba_piece_boxes(
-    height: int, width: int, scale: int = 1
-) -> list[tuple[int, int, int, int]]:
+def dba_piece_boxes(height: int, width: int, scale: int = 1) -> list[tuple[int, int, int, int]]:
     """Pixel boxes ``(row_start, row_stop, col_start, col_stop)`` (half-open) of the 4 DBA pieces.
 
     Piece order: 0 = top-left, 1 = top-right, 2 = bottom-left, 3 = bottom-right.
@@ -210,24 +214,27 @@ def dba_piece_boxes(
     needed_cols = 2 * length + col_gap
     if needed_rows > height or needed_cols > width:
         largest = (height - row_gap) // 2 if needed_cols <= width else 0
-        hint = f"the largest scale that fits is {largest}" if largest >= 1 else "no scale fits this image"
+        hint = (
+            f"the largest scale that fits is {largest}"
+            if largest >= 1
+            else "no scale fits this image"
+        )
         raise ValueError(
             f"DBA trigger at scale {scale} needs {needed_rows}x{needed_cols} pixels "
-            f"(bars {thickness}x{length}, row gap {row_gap}, column gap {col_gap}) but the image is "
+            f"(bars {thickness}x{length}, row gap {row_gap}, column gap {col_gap}) but the image "
+            "is "
             f"{height}x{width}; {hint}."
         )
     top, bottom = 0, thickness + row_gap
     left, right = 0, length + col_gap
     return [
-        (row, row + thickness, col, col + length)
-        for row in (top, bottom)
-        for col in (left, right)
+        (row, row + thickness, col, col + length) for row in (top, bottom) for col in (left, right)
     ]
 
 
 def dba_trigger(
     image_shape: tuple[int, int, int],
-    pieces: "int | tuple[int, ...] | None" = None,
+    pieces: int | tuple[int, ...] | None = None,
     scale: int = 1,
 ) -> Trigger:
     """The DBA-style distributed trigger of the released code (ALGORITHMS.md "Federated setup").
@@ -237,7 +244,8 @@ def dba_trigger(
     * 28x28 (MNIST, F-MNIST): 1x4 bars at (row 0, cols 0-3), (0, 6-9), (3, 0-3), (3, 6-9);
     * 32x32 (CIFAR-10): 1x6 bars at (row 0, cols 0-5), (0, 9-14), (4, 0-5), (4, 9-14);
     * other sizes (e.g. 8x8 digits): the 28x28 layout scaled proportionally, i.e. bar length
-      ``max(1, round(4W/28))``, column gap ``max(1, round(2W/28))``, row gap ``max(1, round(2H/28))``.
+      ``max(1, round(4W/28))``, column gap ``max(1, round(2W/28))``, row gap ``max(1,
+      round(2H/28))``.
 
     Trigger size (paper App. A.8, sizes 1X, 2X, 4X, 6X, 8X): ``scale = s`` multiplies the pixel
     count of every piece by ``s`` by making each bar ``s`` rows thick; bar length and the gaps
@@ -248,7 +256,8 @@ def dba_trigger(
     Args:
         image_shape: (C, H, W) of the images.
         pieces: None -> all 4 pieces (the test-time trigger); int k in 0..3 -> piece k only
-            (attacker k's local trigger in the DBA split); tuple of ints -> the union of those pieces.
+            (attacker k's local trigger in the DBA split); tuple of ints -> the union of those
+            pieces.
         scale: integer trigger size multiplier >= 1.
 
     Raises:
@@ -264,7 +273,8 @@ def dba_trigger(
         selected = tuple(int(k) for k in cast("Iterable[int]", pieces))
     if not selected or any(k < 0 or k >= NUM_DBA_PIECES for k in selected):
         raise ValueError(
-            f"pieces must be None, an int in 0..{NUM_DBA_PIECES - 1}, or a non-empty tuple of such ints; "
+            f"pieces must be None, an int in 0..{NUM_DBA_PIECES - 1}, or a non-empty tuple of such "
+            "ints; "
             f"got {pieces!r}."
         )
     mask = np.zeros((height, width))
@@ -311,7 +321,9 @@ def random_trigger(
 # --- Poisoning -----------------------------------------------------------------------------------
 
 
-def poison_batch(images: Any, labels: Any, trigger: Trigger, target: int, num_poison: int) -> tuple[Any, Any]:
+def poison_batch(
+    images: Any, labels: Any, trigger: Trigger, target: int, num_poison: int
+) -> tuple[Any, Any]:
     """Stamp the FIRST ``num_poison`` samples of a batch and relabel them to ``target``.
 
     The released code poisons the first 20 of every 64-sample batch (MNIST/F-MNIST), 5 of 64 on
@@ -337,7 +349,8 @@ def poison_batch(images: Any, labels: Any, trigger: Trigger, target: int, num_po
         )
     if tuple(labels.shape) != (images.shape[0],):
         raise ValueError(
-            f"labels must have shape (N,) = ({images.shape[0]},) to match images; got {tuple(labels.shape)}."
+            f"labels must have shape (N,) = ({images.shape[0]},) to match images; got "
+            f"{tuple(labels.shape)}."
         )
     poisoned_images, poisoned_labels = _copy(images), _copy(labels)
     count = min(int(num_poison), int(images.shape[0]))
@@ -358,7 +371,9 @@ def _require_int(value: Any, name: str, minimum: int) -> None:
 def _validated_image_shape(image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in image_shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"image_shape must be (C, H, W) with all entries >= 1; got {tuple(image_shape)}.")
+        raise ValueError(
+            f"image_shape must be (C, H, W) with all entries >= 1; got {tuple(image_shape)}."
+        )
     return shape  # type: ignore[return-value]
 
 
@@ -368,12 +383,15 @@ def _check_image_shape(images: Any, expected: tuple[int, int, int]) -> None:
         raise ValueError(
             f"images must have shape (C,H,W) or (N,C,H,W) with (C,H,W) = {expected}; got {shape}."
         )
-    is_float = images.is_floating_point() if hasattr(images, "is_floating_point") else (
-        np.issubdtype(np.asarray(images).dtype, np.floating)
+    is_float = (
+        images.is_floating_point()
+        if hasattr(images, "is_floating_point")
+        else (np.issubdtype(np.asarray(images).dtype, np.floating))
     )
     if not is_float:
         raise ValueError(
-            f"images must be floating point in [0, 1] (got dtype {images.dtype}); convert uint8 images "
+            f"images must be floating point in [0, 1] (got dtype {images.dtype}); convert uint8 "
+            "images "
             "with fldata.datasets.to_float_chw first."
         )
 

@@ -1,4 +1,5 @@
-"""The malicious client: backdoor poisoning and model replacement (THEORY.md section 10, paper section 5.3).
+"""The malicious client: backdoor poisoning and model replacement (THEORY.md section 10, paper
+section 5.3).
 
 Each local batch has its first ``k = round(poison_fraction * |batch|)`` rows
 (after the per-epoch seeded shuffle) stamped with the ground-truth trigger and
@@ -7,6 +8,7 @@ does (released code: 20 of every 64). Continuous attack: poisons every round.
 Single-shot: poisons in one round and submits ``W_t + scale (W_M - W_t)`` (the replacement
 factor comes from :meth:`linear_fl.config.LinearFLConfig.replacement_factor`, default ``1 / p_M``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,9 +20,12 @@ from .stamped import augmented_mask_pattern, stamped_mixture_gradient
 from .training import BatchGradient, LocalTraining, clean_gradient, local_train
 
 
-def true_trigger(image_shape: tuple[int, int, int], pieces: "int | tuple[int, ...] | None" = None,
-                 scale: int = 1) -> Trigger:
-    """The ground-truth trigger: ``fldata.triggers.dba_trigger`` (default: all 4 bars, pixels set to 1)."""
+def true_trigger(
+    image_shape: tuple[int, int, int], pieces: int | tuple[int, ...] | None = None, scale: int = 1
+) -> Trigger:
+    """The ground-truth trigger: ``fldata.triggers.dba_trigger`` (default: all 4 bars, pixels set to
+    1).
+    """
     return dba_trigger(image_shape, pieces=pieces, scale=scale)
 
 
@@ -29,13 +34,19 @@ def num_poisoned(batch_len: int, poison_fraction: float) -> int:
     return int(round(poison_fraction * batch_len))
 
 
-def poisoned_gradient(data: ClientData, trigger: Trigger, image_shape: tuple[int, int, int], target: int,
-                      poison_fraction: float) -> BatchGradient:
-    """Callback: mean gradient on a batch whose first ``k`` rows are poisoned (as ``fldata.triggers.poison_batch``).
+def poisoned_gradient(
+    data: ClientData,
+    trigger: Trigger,
+    image_shape: tuple[int, int, int],
+    target: int,
+    poison_fraction: float,
+) -> BatchGradient:
+    """Callback: mean gradient on a batch whose first ``k`` rows are poisoned (as
+    ``fldata.triggers.poison_batch``).
 
-    ``G = (1/|B|) [sum_{clean i} r_i x~_i^T + sum_{poisoned i} (s(W x~^t_i) - e_T) (x~^t_i)^T]``, computed by
-    :func:`linear_fl.stamped.stamped_mixture_gradient` in two passes over the stored rows (no stamped copy);
-    the tests check it against ``poison_batch`` + ``mean_gradient``.
+    ``G = (1/|B|) [sum_{clean i} r_i x~_i^T + sum_{poisoned i} (s(W x~^t_i) - e_T) (x~^t_i)^T]``,
+    computed by :func:`linear_fl.stamped.stamped_mixture_gradient` in two passes over the stored
+    rows (no stamped copy); the tests check it against ``poison_batch`` + ``mean_gradient``.
     """
     Xa, y = data.Xa, data.y
     m_aug, mp_aug = augmented_mask_pattern(trigger.mask, trigger.pattern)
@@ -47,14 +58,25 @@ def poisoned_gradient(data: ClientData, trigger: Trigger, image_shape: tuple[int
         base_X, base_y = (Xa, y) if full else (Xa[idx], y[idx])
         poisoned = np.zeros(base_X.shape[0])
         poisoned[idx[:k] if full else np.arange(k)] = 1.0
-        return stamped_mixture_gradient(W, base_X, base_y, target, 1.0 - poisoned, poisoned, m_aug, mp_aug)
+        return stamped_mixture_gradient(
+            W, base_X, base_y, target, 1.0 - poisoned, poisoned, m_aug, mp_aug
+        )
 
     return grad
 
 
-def malicious_update(W_t: np.ndarray, data: ClientData, training: LocalTraining, rng: np.random.Generator,
-                     trigger: Trigger, image_shape: tuple[int, int, int], target: int, poison_fraction: float,
-                     poison: bool, scale: float = 1.0) -> np.ndarray:
+def malicious_update(
+    W_t: np.ndarray,
+    data: ClientData,
+    training: LocalTraining,
+    rng: np.random.Generator,
+    trigger: Trigger,
+    image_shape: tuple[int, int, int],
+    target: int,
+    poison_fraction: float,
+    poison: bool,
+    scale: float = 1.0,
+) -> np.ndarray:
     """The malicious client's submitted model ``W_M``.
 
     ``poison=False``: it trains like a benign client (clean data). ``poison=True``:
@@ -68,9 +90,15 @@ def malicious_update(W_t: np.ndarray, data: ClientData, training: LocalTraining,
     return W_t + scale * (W_local - W_t)
 
 
-def backdoor_test_set(Xa_test: np.ndarray, y_test: np.ndarray, trigger: Trigger,
-                      image_shape: tuple[int, int, int], target: int) -> tuple[np.ndarray, np.ndarray]:
-    """``S_b``: every test row with label != target, stamped with the true trigger (THEORY.md section 4).
+def backdoor_test_set(
+    Xa_test: np.ndarray,
+    y_test: np.ndarray,
+    trigger: Trigger,
+    image_shape: tuple[int, int, int],
+    target: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``S_b``: every test row with label != target, stamped with the true trigger (THEORY.md
+    section 4).
 
     Returns ``(Xa_backdoor, test_indices)``; the attack label of every row is ``target``.
     """

@@ -6,27 +6,41 @@ declared once (``parameter_constraints``, checked by :mod:`fldata.params`).
 validates every value with a one-line ``ConfigError`` (a ValueError) that says
 what is allowed.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
-
-from fldata.datasets import DATASET_NAMES
-from fldata.params import (BOOLEAN, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT,
-                           POSITIVE_INT, UNIT_FLOAT, Constraints, Interval, Options, Text, TupleOf,
-                           validate_fields, validate_params)
-from fldata.triggers import NUM_DBA_PIECES
+from typing import Any, ClassVar
 
 from fldata.cache import cache_root
+from fldata.datasets import DATASET_NAMES
+from fldata.params import (
+    BOOLEAN,
+    NON_NEGATIVE_FLOAT,
+    NON_NEGATIVE_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    UNIT_FLOAT,
+    Constraints,
+    Interval,
+    Options,
+    Text,
+    TupleOf,
+    validate_fields,
+    validate_params,
+)
+from fldata.triggers import NUM_DBA_PIECES
 
 ENGINE_VERSION = "linear_fl-1"
 
 WEIGHT_CONVENTIONS = ("equal", "samples")
 ATTACKS = ("continuous", "single-shot")
 LAMBDA_CONVENTIONS = {"paper": (1.0, 1.0), "union-mean": (0.5, 0.5)}
-# Local epochs of the single-shot attacker when malicious_local_epochs is None (paper: E = 10 poison epochs).
+# Local epochs of the single-shot attacker when malicious_local_epochs is None (paper: E = 10 poison
+# epochs).
 SINGLE_SHOT_MALICIOUS_EPOCHS = 10
 _DBA_PIECE = Interval(int, 0, NUM_DBA_PIECES - 1, closed="both")
 
@@ -157,16 +171,18 @@ class LinearFLConfig:
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "LinearFLConfig":
+    def from_dict(cls, values: Mapping[str, Any]) -> LinearFLConfig:
         """Build a config from a mapping; an unknown key or a bad value raises ``ConfigError``
         (a ValueError) naming the key and what is allowed."""
         return cls(**validate_params(cls.parameter_constraints, values, where="LinearFLConfig"))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (tuples become lists)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()
+        }
 
-    def replace(self, **changes: Any) -> "LinearFLConfig":
+    def replace(self, **changes: Any) -> LinearFLConfig:
         """Copy with some fields changed (validated like ``from_dict``)."""
         return self.from_dict({**dataclasses.asdict(self), **changes})
 
@@ -181,26 +197,40 @@ class LinearFLConfig:
 
     @property
     def effective_malicious_local_epochs(self) -> int:
-        """``malicious_local_epochs``, or if ``None``: 10 for single-shot (paper E = 10), 1 for continuous."""
+        """``malicious_local_epochs``, or if ``None``: 10 for single-shot (paper E = 10), 1 for
+        continuous.
+        """
         if self.malicious_local_epochs is not None:
             return self.malicious_local_epochs
         return SINGLE_SHOT_MALICIOUS_EPOCHS if self.attack == "single-shot" else 1
 
     def replacement_factor(self, p_M: float) -> float:
-        """Single-shot model-replacement factor: ``scale``, or if ``None`` ``1 / p_M`` (then ``W_M^loc`` replaces
-        ``W_t`` in the aggregate)."""
+        """Single-shot model-replacement factor: ``scale``, or if ``None`` ``1 / p_M`` (then
+        ``W_M^loc`` replaces ``W_t`` in the aggregate)."""
         if not 0.0 < p_M <= 1.0:
             raise ValueError(f"p_M must lie in (0, 1], got {p_M}")
         return 1.0 / p_M if self.scale is None else float(self.scale)
 
     def resolved_cache_dir(self) -> Path:
-        """``cache_dir`` if set, else ``$FLIPLAB_CACHE/linear_fl``, else ``~/.cache/fliplab/linear_fl``."""
+        """``cache_dir`` if set, else ``$FLIPLAB_CACHE/linear_fl``, else
+        ``~/.cache/fliplab/linear_fl``.
+        """
         if self.cache_dir is not None:
             return Path(self.cache_dir).expanduser()
         return cache_root() / "linear_fl"
 
     def pretrain_fields(self) -> dict[str, Any]:
         """The fields that determine the pre-trained model (the cache key's config part)."""
-        keys = ("dataset", "max_train_samples", "seed", "benign_fraction", "weights", "pretrain_lr", "pretrain_local_epochs",
-                "pretrain_batch_size", "pretrain_tol", "pretrain_max_rounds")
+        keys = (
+            "dataset",
+            "max_train_samples",
+            "seed",
+            "benign_fraction",
+            "weights",
+            "pretrain_lr",
+            "pretrain_local_epochs",
+            "pretrain_batch_size",
+            "pretrain_tol",
+            "pretrain_max_rounds",
+        )
         return {k: getattr(self, k) for k in keys}

@@ -1,4 +1,5 @@
-"""Trigger inversion against a linear softmax model (paper section 3 step 1, Neural Cleanse; THEORY.md section 10).
+"""Trigger inversion against a linear softmax model (paper section 3 step 1, Neural Cleanse;
+THEORY.md section 10).
 
 For a candidate target ``T``, a mask ``m`` in [0,1]^(H x W) (shared by the
 channels) and a pattern ``p`` in [0,1]^(C x H x W) minimise
@@ -23,12 +24,13 @@ target; it inverts every candidate class and picks the one with the smallest
 mask L1 among those whose stamped samples reach the success threshold
 (fraction classified as the candidate); if none does, the most successful.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -50,12 +52,12 @@ class ClassInversion:
     """The inverted trigger for one candidate target class."""
 
     target: int
-    mask: np.ndarray        # (H, W)
-    pattern: np.ndarray     # (C, H, W)
-    objective: float        # J(m, p) at the solution
-    cross_entropy: float    # mean CE part of J
-    mask_l1: float          # |m|_1
-    success_rate: float     # fraction of stamped samples classified as target
+    mask: np.ndarray  # (H, W)
+    pattern: np.ndarray  # (C, H, W)
+    objective: float  # J(m, p) at the solution
+    cross_entropy: float  # mean CE part of J
+    mask_l1: float  # |m|_1
+    success_rate: float  # fraction of stamped samples classified as target
     iterations: int
     evaluations: int
 
@@ -66,7 +68,7 @@ class InversionResult:
 
     per_class: dict[int, ClassInversion]
     selected_target: int
-    anomaly_index: float          # (median L1 - selected L1) / (1.4826 * MAD) over candidates
+    anomaly_index: float  # (median L1 - selected L1) / (1.4826 * MAD) over candidates
     source: int | None = None
     extras: dict = field(default_factory=dict)
 
@@ -74,7 +76,9 @@ class InversionResult:
     def trigger(self) -> Trigger:
         """The recovered trigger of the selected class, as an ``fldata.triggers.Trigger``."""
         best = self.per_class[self.selected_target]
-        return Trigger(mask=best.mask, pattern=best.pattern, name=f"inverted->{self.selected_target}")
+        return Trigger(
+            mask=best.mask, pattern=best.pattern, name=f"inverted->{self.selected_target}"
+        )
 
     def warm_starts(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """``{class: (mask, pattern)}`` to warm-start the next round's inversion."""
@@ -83,12 +87,19 @@ class InversionResult:
 
 def _split(v: np.ndarray, image_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     C, H, W_ = image_shape
-    return v[:H * W_].reshape(H, W_), v[H * W_:].reshape(C, H, W_)
+    return v[: H * W_].reshape(H, W_), v[H * W_ :].reshape(C, H, W_)
 
 
-def inversion_objective(v: np.ndarray, W: np.ndarray, Xa: np.ndarray, target: int,
-                        image_shape: tuple[int, int, int], lambda_l1: float) -> tuple[float, np.ndarray]:
-    """``J(m, p)`` and its analytic gradient w.r.t. ``v = [m.ravel(), p.ravel()]`` (module docstring).
+def inversion_objective(
+    v: np.ndarray,
+    W: np.ndarray,
+    Xa: np.ndarray,
+    target: int,
+    image_shape: tuple[int, int, int],
+    lambda_l1: float,
+) -> tuple[float, np.ndarray]:
+    """``J(m, p)`` and its analytic gradient w.r.t. ``v = [m.ravel(), p.ravel()]`` (module
+    docstring).
 
     ``Xa`` must be C-contiguous (matmuls on column-sliced views are ~100x slower).
     """
@@ -104,7 +115,7 @@ def inversion_objective(v: np.ndarray, W: np.ndarray, Xa: np.ndarray, target: in
     R[:, target] -= 1.0
     R /= n
     W_pix = W[:, :d]
-    g_sum = W_pix.T @ R.sum(axis=0)                           # sum_i dCE_i/dx^_i / n
+    g_sum = W_pix.T @ R.sum(axis=0)  # sum_i dCE_i/dx^_i / n
     xg_sum = np.einsum("cd,cd->d", W_pix, (R.T @ Xa)[:, :d])  # sum_i x_i * dCE_i/dx^_i / n
     grad_m = (pattern.reshape(d) * g_sum - xg_sum).reshape(C, H, W_).sum(axis=0) + lambda_l1
     grad_p = m_aug[:d] * g_sum
@@ -112,36 +123,63 @@ def inversion_objective(v: np.ndarray, W: np.ndarray, Xa: np.ndarray, target: in
     return value, np.concatenate([grad_m.ravel(), grad_p])
 
 
-def stamped_success_rate(W: np.ndarray, Xa: np.ndarray, mask: np.ndarray, pattern: np.ndarray,
-                         target: int) -> float:
+def stamped_success_rate(
+    W: np.ndarray, Xa: np.ndarray, mask: np.ndarray, pattern: np.ndarray, target: int
+) -> float:
     """Fraction of rows whose stamped version is classified as ``target``."""
     Z = stamped_logits(W, Xa, Trigger(mask=mask, pattern=pattern))
     return float(np.mean(Z.argmax(axis=1) == target))
 
 
-def invert_class(W: np.ndarray, Xa: np.ndarray, target: int, image_shape: tuple[int, int, int],
-                 lambda_l1: float, maxiter: int,
-                 init: tuple[np.ndarray, np.ndarray] | None = None) -> ClassInversion:
-    """Box-constrained L-BFGS-B on ``J(m, p)`` for one target over the rows of ``Xa`` (:mod:`linear_fl.lbfgsb`)."""
+def invert_class(
+    W: np.ndarray,
+    Xa: np.ndarray,
+    target: int,
+    image_shape: tuple[int, int, int],
+    lambda_l1: float,
+    maxiter: int,
+    init: tuple[np.ndarray, np.ndarray] | None = None,
+) -> ClassInversion:
+    """Box-constrained L-BFGS-B on ``J(m, p)`` for one target over the rows of ``Xa``
+    (:mod:`linear_fl.lbfgsb`).
+    """
     if Xa.shape[0] == 0:
-        raise ValueError(f"trigger inversion for target {target} has no samples (need rows with label != target)")
+        raise ValueError(
+            f"trigger inversion for target {target} has no samples (need rows with label != target)"
+        )
     C, H, W_ = image_shape
     if init is None:
         init = (np.full((H, W_), DEFAULT_INIT_MASK), np.full((C, H, W_), DEFAULT_INIT_PATTERN))
-    v0 = np.concatenate([np.asarray(init[0], dtype=np.float64).ravel(),
-                         np.asarray(init[1], dtype=np.float64).ravel()])
-    res = minimize_unit_box(inversion_objective, v0, args=(W, Xa, target, image_shape, lambda_l1), maxiter=maxiter)
+    v0 = np.concatenate(
+        [
+            np.asarray(init[0], dtype=np.float64).ravel(),
+            np.asarray(init[1], dtype=np.float64).ravel(),
+        ]
+    )
+    res = minimize_unit_box(
+        inversion_objective, v0, args=(W, Xa, target, image_shape, lambda_l1), maxiter=maxiter
+    )
     mask, pattern = _split(np.clip(res.x, 0.0, 1.0), image_shape)
     l1 = float(mask.sum())
     return ClassInversion(
-        target=target, mask=mask, pattern=pattern, objective=float(res.fun),
-        cross_entropy=float(res.fun) - lambda_l1 * l1, mask_l1=l1,
+        target=target,
+        mask=mask,
+        pattern=pattern,
+        objective=float(res.fun),
+        cross_entropy=float(res.fun) - lambda_l1 * l1,
+        mask_l1=l1,
         success_rate=stamped_success_rate(W, Xa, mask, pattern, target),
-        iterations=int(res.nit), evaluations=int(res.nfev))
+        iterations=int(res.nit),
+        evaluations=int(res.nfev),
+    )
 
 
-def select_target(per_class: Mapping[int, ClassInversion], success_threshold: float) -> tuple[int, float]:
-    """Neural-Cleanse rule: smallest mask L1 among successful candidates; returns (class, anomaly index)."""
+def select_target(
+    per_class: Mapping[int, ClassInversion], success_threshold: float
+) -> tuple[int, float]:
+    """Neural-Cleanse rule: smallest mask L1 among successful candidates; returns (class, anomaly
+    index).
+    """
     classes = sorted(per_class)
     l1 = np.array([per_class[t].mask_l1 for t in classes])
     ok = np.array([per_class[t].success_rate >= success_threshold for t in classes])
@@ -154,27 +192,50 @@ def select_target(per_class: Mapping[int, ClassInversion], success_threshold: fl
     return chosen, anomaly
 
 
-def invert_trigger(W: np.ndarray, Xa: np.ndarray, y: np.ndarray, image_shape: tuple[int, int, int],
-                   candidates: Sequence[int], lambda_l1: float, maxiter: int,
-                   success_threshold: float = 0.5, source: int | None = None,
-                   warm: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
-                   helper: Executor | None = None) -> InversionResult:
+def invert_trigger(
+    W: np.ndarray,
+    Xa: np.ndarray,
+    y: np.ndarray,
+    image_shape: tuple[int, int, int],
+    candidates: Sequence[int],
+    lambda_l1: float,
+    maxiter: int,
+    success_threshold: float = 0.5,
+    source: int | None = None,
+    warm: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    helper: Executor | None = None,
+) -> InversionResult:
     """Invert a trigger for every candidate target and pick one (module docstring).
 
     Universal (``source=None``): for target ``t`` use the rows with ``y != t``.
     Label-specific (``source=s``): use only rows with ``y == s`` (candidates ``t != s``).
     ``warm`` maps a class to a previous ``(mask, pattern)`` used as the start point.
-    ``helper``: an executor whose thread may take candidate classes too (:func:`linear_fl.parallel.run_shared`;
-    the classes are independent, so the result is the same).
+    ``helper``: an executor whose thread may take candidate classes too
+    (:func:`linear_fl.parallel.run_shared`; the classes are independent, so the result is the same).
     """
     if len(candidates) == 0:
         raise ValueError("invert_trigger needs at least one candidate target class")
     warm = warm or {}
     classes = [int(t) for t in candidates if source is None or t != source]
-    tasks = [partial(invert_class, W, np.ascontiguousarray(Xa[(y == source) if source is not None else (y != t)]), t,
-                     image_shape, lambda_l1, maxiter, warm.get(t)) for t in classes]
-    per_class: dict[int, ClassInversion] = dict(zip(classes, run_shared(tasks, helper)))
+    tasks = [
+        partial(
+            invert_class,
+            W,
+            np.ascontiguousarray(Xa[(y == source) if source is not None else (y != t)]),
+            t,
+            image_shape,
+            lambda_l1,
+            maxiter,
+            warm.get(t),
+        )
+        for t in classes
+    ]
+    per_class: dict[int, ClassInversion] = dict(
+        zip(classes, run_shared(tasks, helper), strict=True)
+    )
     if not per_class:
         raise ValueError(f"no candidate target differs from the source class {source}")
     chosen, anomaly = select_target(per_class, success_threshold)
-    return InversionResult(per_class=per_class, selected_target=chosen, anomaly_index=anomaly, source=source)
+    return InversionResult(
+        per_class=per_class, selected_target=chosen, anomaly_index=anomaly, source=source
+    )

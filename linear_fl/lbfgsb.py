@@ -10,6 +10,7 @@ same arguments and the same loop as SciPy's ``_minimize_lbfgsb`` (default ``maxc
 counts are bitwise those of ``scipy.optimize.minimize``; the tests check this. With a SciPy whose
 ``setulb`` has another signature (before 1.15) it calls ``scipy.optimize.minimize`` instead.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -52,15 +53,30 @@ class BoxResult:
     nfev: int
 
 
-def minimize_unit_box(objective: Objective, v0: np.ndarray, args: tuple = (), maxiter: int = 15000) -> BoxResult:
-    """Minimise ``objective(v, *args)`` (value and gradient) over ``v in [0, 1]^n`` from ``clip(v0, 0, 1)``."""
+def minimize_unit_box(
+    objective: Objective, v0: np.ndarray, args: tuple = (), maxiter: int = 15000
+) -> BoxResult:
+    """Minimise ``objective(v, *args)`` (value and gradient) over ``v in [0, 1]^n`` from ``clip(v0,
+    0, 1)``.
+    """
     if _SETULB is None:
-        res = minimize(objective, v0, args=args, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * v0.size,
-                       options={"maxiter": maxiter})
+        res = minimize(
+            objective,
+            v0,
+            args=args,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(0.0, 1.0)] * v0.size,
+            options={"maxiter": maxiter},
+        )
         return BoxResult(x=res.x, fun=float(res.fun), nit=int(res.nit), nfev=int(res.nfev))
     n = v0.size
     x = np.array(np.clip(np.asarray(v0, dtype=np.float64).ravel(), 0.0, 1.0), dtype=np.float64)
-    low, up, nbd = np.zeros(n), np.ones(n), np.full(n, 2, dtype=np.int32)   # 2 = bounded on both sides
+    low, up, nbd = (
+        np.zeros(n),
+        np.ones(n),
+        np.full(n, 2, dtype=np.int32),
+    )  # 2 = bounded on both sides
     f: Any = np.array(0.0)
     g = np.zeros(n)
     wa = np.zeros(2 * MAXCOR * n + 5 * n + 11 * MAXCOR * MAXCOR + 8 * MAXCOR)
@@ -73,11 +89,30 @@ def minimize_unit_box(objective: Objective, v0: np.ndarray, args: tuple = (), ma
         value, grad = objective(at.copy(), *args)
         return float(value), np.atleast_1d(np.asarray(grad, dtype=np.float64))
 
-    # Like SciPy's ScalarFunction: evaluate at the start point now, later only at points not seen last.
+    # Like SciPy's ScalarFunction: evaluate at the start point now, later only at points not seen
+    # last.
     evaluated_at, cached, nfev, nit = x.copy(), evaluate(x), 1, 0
     while True:
         g = g.astype(np.float64)
-        _SETULB(MAXCOR, x, low, up, nbd, f, g, factr, GTOL, wa, iwa, task, lsave, isave, dsave, MAXLS, ln_task)
+        _SETULB(
+            MAXCOR,
+            x,
+            low,
+            up,
+            nbd,
+            f,
+            g,
+            factr,
+            GTOL,
+            wa,
+            iwa,
+            task,
+            lsave,
+            isave,
+            dsave,
+            MAXLS,
+            ln_task,
+        )
         if task[0] == _TASK_FG:
             if not np.array_equal(x, evaluated_at):
                 evaluated_at, cached, nfev = x.copy(), evaluate(x), nfev + 1
@@ -85,7 +120,7 @@ def minimize_unit_box(objective: Objective, v0: np.ndarray, args: tuple = (), ma
         elif task[0] == _TASK_NEW_X:
             nit += 1
             if nit >= maxiter or nfev > MAXFUN:
-                task[0] = 5          # STOP, as SciPy does at the iteration / evaluation limit
+                task[0] = 5  # STOP, as SciPy does at the iteration / evaluation limit
                 task[1] = 504 if nit >= maxiter else 502
         else:
             break

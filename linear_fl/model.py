@@ -11,6 +11,7 @@ and its gradient ``grad_W l = (s(W x~) - e_y) x~^T``. Every function is
 vectorised over samples (rows of ``Xa``); LSE is shifted by the row maximum
 so it never overflows.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,9 @@ def augment(X: np.ndarray) -> np.ndarray:
     """Append the bias coordinate: ``(n, d) -> (n, d+1)`` with a last column of ones (float64)."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
-        raise ValueError(f"augment expects a 2-D array (n, d) of flattened inputs, got shape {X.shape}")
+        raise ValueError(
+            f"augment expects a 2-D array (n, d) of flattened inputs, got shape {X.shape}"
+        )
     out = np.empty((X.shape[0], X.shape[1] + 1), dtype=np.float64)
     out[:, :-1] = X
     out[:, -1] = 1.0
@@ -32,16 +35,18 @@ def augment(X: np.ndarray) -> np.ndarray:
 def _check(W: np.ndarray, Xa: np.ndarray) -> None:
     if W.ndim != 2 or Xa.ndim != 2 or W.shape[1] != Xa.shape[1]:
         raise ValueError(
-            f"shape mismatch: W must be (c, d+1) and Xa (n, d+1) with the same d+1; got W {W.shape}, Xa {Xa.shape}"
+            "shape mismatch: W must be (c, d+1) and Xa (n, d+1) with the same d+1; got W "
+            f"{W.shape}, Xa {Xa.shape}"
         )
 
 
 def row_products(Xa: np.ndarray, M: np.ndarray) -> np.ndarray:
-    """``Xa M^T``, shape ``(n, k)``, C-contiguous, for a few rows ``M`` (k, d+1) and many rows ``Xa`` (n, d+1).
+    """``Xa M^T``, shape ``(n, k)``, C-contiguous, for a few rows ``M`` (k, d+1) and many rows
+    ``Xa`` (n, d+1).
 
-    Computed as ``(M Xa^T)^T``: the same dot products ``sum_j X_ij M_kj`` in the same order (OpenBLAS packs
-    both operands alike; the twin tests and the golden ``theory.verify`` output check the bits), about 40%
-    less CPU for these tall, thin shapes than ``Xa @ M.T``.
+    Computed as ``(M Xa^T)^T``: the same dot products ``sum_j X_ij M_kj`` in the same order
+    (OpenBLAS packs both operands alike; the twin tests and the golden ``theory.verify`` output
+    check the bits), about 40% less CPU for these tall, thin shapes than ``Xa @ M.T``.
     """
     return np.ascontiguousarray((M @ Xa.T).T)
 
@@ -53,7 +58,9 @@ def logits(W: np.ndarray, Xa: np.ndarray) -> np.ndarray:
 
 
 def log_sum_exp(Z: np.ndarray) -> np.ndarray:
-    """Row-wise stable ``LSE(z) = m + log sum_k exp(z_k - m)`` with ``m = max_k z_k``; shape ``(n,)``."""
+    """Row-wise stable ``LSE(z) = m + log sum_k exp(z_k - m)`` with ``m = max_k z_k``; shape
+    ``(n,)``.
+    """
     zmax = Z.max(axis=1)
     return zmax + np.log(np.exp(Z - zmax[:, None]).sum(axis=1))
 
@@ -64,7 +71,9 @@ def softmax_probs(W: np.ndarray, Xa: np.ndarray) -> np.ndarray:
 
 
 def per_sample_loss(W: np.ndarray, Xa: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Cross-entropy ``l_i = LSE(z_i) - z_{i, y_i}`` for every row, shape ``(n,)`` (THEORY.md section 1)."""
+    """Cross-entropy ``l_i = LSE(z_i) - z_{i, y_i}`` for every row, shape ``(n,)`` (THEORY.md
+    section 1).
+    """
     Z = logits(W, Xa)
     y = np.asarray(y)
     return log_sum_exp(Z) - Z[np.arange(Z.shape[0]), y]
@@ -83,7 +92,8 @@ def residuals(W: np.ndarray, Xa: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def mean_gradient(W: np.ndarray, Xa: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Mean cross-entropy gradient ``G = (1/n) sum_i (s(W x~_i) - e_{y_i}) x~_i^T = R^T Xa / n``, shape ``(c, d+1)``.
+    """Mean cross-entropy gradient ``G = (1/n) sum_i (s(W x~_i) - e_{y_i}) x~_i^T = R^T Xa / n``,
+    shape ``(c, d+1)``.
 
     This is ``G_bar_c`` of THEORY.md section 2 when evaluated on clean benign
     data and ``G_bar_a`` on recovered-trigger-stamped data.

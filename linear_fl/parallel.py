@@ -6,6 +6,7 @@ defense twin inverts triggers, that thread also takes candidate classes whenever
 result does not depend on which thread ran it: the results are bitwise those of running the tasks
 one after another. NumPy and BLAS release the GIL inside their loops, so the two threads overlap.
 """
+
 from __future__ import annotations
 
 import threading
@@ -19,9 +20,9 @@ T = TypeVar("T")
 def run_shared(tasks: Sequence[Callable[[], T]], helper: Executor | None = None) -> list[T]:
     """Run every task once and return the results in task order.
 
-    This thread claims tasks one by one; with ``helper``, a claiming loop is also submitted to it and
-    takes whatever is left when the helper gets to it (after the work queued before it). An exception
-    of any task is re-raised here after all claimed tasks have finished.
+    This thread claims tasks one by one; with ``helper``, a claiming loop is also submitted to it
+    and takes whatever is left when the helper gets to it (after the work queued before it). An
+    exception of any task is re-raised here after all claimed tasks have finished.
     """
     n = len(tasks)
     if helper is None or n < 2:

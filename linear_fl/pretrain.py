@@ -12,14 +12,15 @@ of the pre-training fields of the config, the engine version and the data
 fingerprint. The cache is safe to delete; a file failing its sha256 check is
 recomputed with a warning.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass
 import hashlib
 import json
-from pathlib import Path
-from typing import Sequence
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -33,10 +34,10 @@ from .training import LocalTraining, clean_gradient, local_train
 
 @dataclass(frozen=True)
 class PretrainResult:
-    W: np.ndarray                 # (c, d+1) converged global model W_0
-    rounds: int                   # FedAvg rounds run
-    losses: np.ndarray            # global training loss before round 1 and after each round
-    converged: bool               # True iff the tolerance (not the round cap) stopped it
+    W: np.ndarray  # (c, d+1) converged global model W_0
+    rounds: int  # FedAvg rounds run
+    losses: np.ndarray  # global training loss before round 1 and after each round
+    converged: bool  # True iff the tolerance (not the round cap) stopped it
     from_cache: bool
     cache_path: Path | None
 
@@ -48,13 +49,19 @@ def global_loss(W: np.ndarray, clients: Sequence[ClientData]) -> float:
 
 
 def cache_key(cfg: LinearFLConfig, data_fingerprint: str) -> str:
-    payload = json.dumps({"config": cfg.pretrain_fields(), "data": data_fingerprint, "version": ENGINE_VERSION},
-                         sort_keys=True)
+    payload = json.dumps(
+        {"config": cfg.pretrain_fields(), "data": data_fingerprint, "version": ENGINE_VERSION},
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def train_clean(cfg: LinearFLConfig, clients: Sequence[ClientData], weights: Sequence[float] | np.ndarray,
-                num_classes: int) -> tuple[np.ndarray, np.ndarray, bool]:
+def train_clean(
+    cfg: LinearFLConfig,
+    clients: Sequence[ClientData],
+    weights: Sequence[float] | np.ndarray,
+    num_classes: int,
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """Run the clean FedAvg rounds; returns ``(W, losses, converged)``."""
     rng = role_streams(cfg.seed)["pretrain"]
     training = LocalTraining(cfg.pretrain_lr, cfg.pretrain_local_epochs, cfg.pretrain_batch_size)
@@ -71,23 +78,45 @@ def train_clean(cfg: LinearFLConfig, clients: Sequence[ClientData], weights: Seq
     return W, np.asarray(losses), converged
 
 
-def pretrain(cfg: LinearFLConfig, clients: Sequence[ClientData], weights: Sequence[float] | np.ndarray, num_classes: int,
-             data_fingerprint: str) -> PretrainResult:
+def pretrain(
+    cfg: LinearFLConfig,
+    clients: Sequence[ClientData],
+    weights: Sequence[float] | np.ndarray,
+    num_classes: int,
+    data_fingerprint: str,
+) -> PretrainResult:
     """Return the converged clean model ``W_0``, from the cache when a valid entry exists."""
     d1 = clients[0].Xa.shape[1]
     path = cfg.resolved_cache_dir() / f"pretrain-{cache_key(cfg, data_fingerprint)[:24]}"
     if cfg.use_cache and path.with_name(path.name + ".npz").exists():
         try:
             arrays, meta = load_state(path, expected_shapes={"W": (num_classes, d1)})
-            return PretrainResult(arrays["W"], int(meta["rounds"]), arrays["losses"], bool(meta["converged"]),
-                                  True, path)
+            return PretrainResult(
+                arrays["W"],
+                int(meta["rounds"]),
+                arrays["losses"],
+                bool(meta["converged"]),
+                True,
+                path,
+            )
         except (StateError, KeyError) as exc:
-            warnings.warn(f"pre-training cache {path} is invalid ({exc}); recomputing it", RuntimeWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"pre-training cache {path} is invalid ({exc}); recomputing it",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     W, losses, converged = train_clean(cfg, clients, weights, num_classes)
     rounds = len(losses) - 1
     if cfg.use_cache:
-        save_state(path, {"W": W, "losses": losses},
-                   {"config": cfg.pretrain_fields(), "seed": cfg.seed, "data": data_fingerprint,
-                    "rounds": rounds, "converged": converged})
+        save_state(
+            path,
+            {"W": W, "losses": losses},
+            {
+                "config": cfg.pretrain_fields(),
+                "seed": cfg.seed,
+                "data": data_fingerprint,
+                "rounds": rounds,
+                "converged": converged,
+            },
+        )
     return PretrainResult(W, rounds, losses, converged, False, path if cfg.use_cache else None)

@@ -1,4 +1,5 @@
-"""One-round probe: from a common model ``W_t``, one FedAvg round without and with hardening (THEORY.md 2, 5, 10).
+"""One-round probe: from a common model ``W_t``, one FedAvg round without and with hardening
+(THEORY.md 2, 5, 10).
 
 The malicious update ``W_M`` is computed once and used in both branches
 (oblivious attacker); both benign branches start from the same benign stream
@@ -11,10 +12,11 @@ rows and on the same rows stamped with the recovered trigger (true labels).
 For ``E > 1`` or mini-batches ``closed_form_applies`` is False (the simulated
 value is then the one to use; ``deltaW_closed`` is still the formula's value).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -35,16 +37,16 @@ class Probe:
     """Everything one round from ``W_start`` produces (field names of the linear_fl contract)."""
 
     round_index: int
-    W_start: np.ndarray          # W_t
-    W_nodef: np.ndarray          # W = W^nd_{t+1}
-    W_def: np.ndarray            # W' = W^d_{t+1}
-    W_M: np.ndarray              # malicious submitted model (same in both branches)
-    W_B_nodef: np.ndarray        # benign local model without hardening
-    W_B_def: np.ndarray          # benign local model with hardening
-    X_benign: np.ndarray         # (n_B, d+1) clean benign rows x_j (augmented)
-    y_benign: np.ndarray         # (n_B,)
-    X_benign_true: np.ndarray    # x^t_j: true-trigger stamped
-    X_benign_hat: np.ndarray     # x^_j: recovered-trigger stamped
+    W_start: np.ndarray  # W_t
+    W_nodef: np.ndarray  # W = W^nd_{t+1}
+    W_def: np.ndarray  # W' = W^d_{t+1}
+    W_M: np.ndarray  # malicious submitted model (same in both branches)
+    W_B_nodef: np.ndarray  # benign local model without hardening
+    W_B_def: np.ndarray  # benign local model with hardening
+    X_benign: np.ndarray  # (n_B, d+1) clean benign rows x_j (augmented)
+    y_benign: np.ndarray  # (n_B,)
+    X_benign_true: np.ndarray  # x^t_j: true-trigger stamped
+    X_benign_hat: np.ndarray  # x^_j: recovered-trigger stamped
     recovered_trigger: Trigger
     true_trigger: Trigger
     eta: float
@@ -53,11 +55,11 @@ class Probe:
     n_B: int
     lambda_c: float
     lambda_a: float
-    target: int                  # configured attack target (ground truth; not used by the defense)
-    poisoned: bool               # whether the malicious client poisoned in this round
-    closed_form_applies: bool    # benign local training is one full-batch step (E = 1)
-    G_clean: np.ndarray          # G_bar_c at W_t
-    G_aug: np.ndarray            # G_bar_a at W_t
+    target: int  # configured attack target (ground truth; not used by the defense)
+    poisoned: bool  # whether the malicious client poisoned in this round
+    closed_form_applies: bool  # benign local training is one full-batch step (E = 1)
+    G_clean: np.ndarray  # G_bar_c at W_t
+    G_aug: np.ndarray  # G_bar_a at W_t
     deltaW_closed: np.ndarray
     deltaW_simulated: np.ndarray
     inversion: InversionResult | None
@@ -65,7 +67,9 @@ class Probe:
 
     @property
     def delta(self) -> np.ndarray:
-        """``x^_j - x^t_j``, (n_B, d+1), zero bias column (computed on access: 30000 x 785 on MNIST)."""
+        """``x^_j - x^t_j``, (n_B, d+1), zero bias column (computed on access: 30000 x 785 on
+        MNIST).
+        """
         return self.X_benign_hat - self.X_benign_true
 
     @property
@@ -75,17 +79,23 @@ class Probe:
         return float(np.linalg.norm(self.deltaW_simulated - self.deltaW_closed) / denom)
 
 
-def closed_form_delta_w(G_clean: np.ndarray, G_aug: np.ndarray, eta: float, p_B: float, lambda_c: float,
-                        lambda_a: float) -> np.ndarray:
+def closed_form_delta_w(
+    G_clean: np.ndarray, G_aug: np.ndarray, eta: float, p_B: float, lambda_c: float, lambda_a: float
+) -> np.ndarray:
     """``Delta W = -p_B eta [(lambda_c - 1) G_c + lambda_a G_a]`` (THEORY.md section 2)."""
     return -p_B * eta * ((lambda_c - 1.0) * G_clean + lambda_a * G_aug)
 
 
-def one_round_probe(setup: Setup, W_start: np.ndarray, round_index: int,
-                    recovered_trigger: Trigger | None = None,
-                    warm: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
-                    malicious_model: np.ndarray | None = None) -> Probe:
-    """One round from ``W_start`` (= ``W_t``, e.g. ``twin.nodef.globals[r]``) as round ``round_index``.
+def one_round_probe(
+    setup: Setup,
+    W_start: np.ndarray,
+    round_index: int,
+    recovered_trigger: Trigger | None = None,
+    warm: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    malicious_model: np.ndarray | None = None,
+) -> Probe:
+    """One round from ``W_start`` (= ``W_t``, e.g. ``twin.nodef.globals[r]``) as round
+    ``round_index``.
 
     The recovered trigger is inverted against ``W_start`` (warm-started from
     ``warm``, e.g. ``twin.defense.inversions[r-1].warm_starts()``) unless
@@ -99,17 +109,35 @@ def one_round_probe(setup: Setup, W_start: np.ndarray, round_index: int,
     if W_start.shape != expected:
         raise ValueError(f"W_start must have shape {expected} (classes, d+1), got {W_start.shape}")
     if not isinstance(round_index, int) or round_index < 1:
-        raise ValueError(f"round_index must be an int >= 1 (rounds after pre-training), got {round_index!r}")
+        raise ValueError(
+            f"round_index must be an int >= 1 (rounds after pre-training), got {round_index!r}"
+        )
     streams = role_streams(cfg.seed, round_index)
     inversion = None
     if recovered_trigger is None:
-        inversion = recover_trigger(W_start, setup.benign, cfg, setup.image_shape, setup.num_classes,
-                                    streams["inversion"], warm)
+        inversion = recover_trigger(
+            W_start,
+            setup.benign,
+            cfg,
+            setup.image_shape,
+            setup.num_classes,
+            streams["inversion"],
+            warm,
+        )
         recovered_trigger = inversion.trigger
     if malicious_model is None:
-        W_M = malicious_update(W_start, setup.malicious, setup.malicious_training(), streams["malicious"],
-                               setup.true_trigger, setup.image_shape, cfg.target, cfg.poison_fraction,
-                               setup.poisons_in(round_index), setup.replacement_scale(round_index))
+        W_M = malicious_update(
+            W_start,
+            setup.malicious,
+            setup.malicious_training(),
+            streams["malicious"],
+            setup.true_trigger,
+            setup.image_shape,
+            cfg.target,
+            cfg.poison_fraction,
+            setup.poisons_in(round_index),
+            setup.replacement_scale(round_index),
+        )
     else:
         W_M = np.asarray(malicious_model, dtype=np.float64)
     benign_state = streams["benign"].bit_generator.state
@@ -128,14 +156,40 @@ def one_round_probe(setup: Setup, W_start: np.ndarray, round_index: int,
     training = benign_training(cfg)
     selected = inversion.selected_target if inversion is not None else -1
     return Probe(
-        round_index=round_index, W_start=W_start, W_nodef=W_nodef, W_def=W_def, W_M=W_M,
-        W_B_nodef=W_B_nodef, W_B_def=W_B_def, X_benign=X, y_benign=y, X_benign_true=X_true, X_benign_hat=X_hat,
-        recovered_trigger=recovered_trigger, true_trigger=setup.true_trigger,
-        eta=training.lr, p_B=setup.p_B, p_M=setup.p_M, n_B=setup.benign.n, lambda_c=lambda_c, lambda_a=lambda_a,
-        target=cfg.target, poisoned=setup.poisons_in(round_index),
-        closed_form_applies=training.is_single_full_batch_step, G_clean=G_clean, G_aug=G_aug,
-        deltaW_closed=closed_form_delta_w(G_clean, G_aug, training.lr, setup.p_B, lambda_c, lambda_a),
-        deltaW_simulated=W_def - W_nodef, inversion=inversion,
-        trigger_error=trigger_error(recovered_trigger, setup.true_trigger, setup.benign_pixel_min,
-                                    setup.benign_pixel_max, selected))
-
+        round_index=round_index,
+        W_start=W_start,
+        W_nodef=W_nodef,
+        W_def=W_def,
+        W_M=W_M,
+        W_B_nodef=W_B_nodef,
+        W_B_def=W_B_def,
+        X_benign=X,
+        y_benign=y,
+        X_benign_true=X_true,
+        X_benign_hat=X_hat,
+        recovered_trigger=recovered_trigger,
+        true_trigger=setup.true_trigger,
+        eta=training.lr,
+        p_B=setup.p_B,
+        p_M=setup.p_M,
+        n_B=setup.benign.n,
+        lambda_c=lambda_c,
+        lambda_a=lambda_a,
+        target=cfg.target,
+        poisoned=setup.poisons_in(round_index),
+        closed_form_applies=training.is_single_full_batch_step,
+        G_clean=G_clean,
+        G_aug=G_aug,
+        deltaW_closed=closed_form_delta_w(
+            G_clean, G_aug, training.lr, setup.p_B, lambda_c, lambda_a
+        ),
+        deltaW_simulated=W_def - W_nodef,
+        inversion=inversion,
+        trigger_error=trigger_error(
+            recovered_trigger,
+            setup.true_trigger,
+            setup.benign_pixel_min,
+            setup.benign_pixel_max,
+            selected,
+        ),
+    )

@@ -1,4 +1,5 @@
-"""Save and load engine states: ``NAME.npz`` (arrays) + ``NAME.json`` sidecar (config, seed, version, checks).
+"""Save and load engine states: ``NAME.npz`` (arrays) + ``NAME.json`` sidecar (config, seed,
+version, checks).
 
 The sidecar stores, for every array, its shape, dtype and the sha256 of its
 bytes, plus the caller's ``meta`` (config, seed, ...) and the engine version.
@@ -6,12 +7,14 @@ Writes are atomic (temporary file in the same folder + ``os.replace``), so a
 crash never leaves a half-written state. :func:`load_state` refuses files whose
 arrays do not match the sidecar, the expected shapes, or the version.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +42,8 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
 
 
 def save_state(path: str | Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
-    """Write ``arrays`` to ``path.npz`` and ``meta`` plus checks to ``path.json``; returns the .npz path.
+    """Write ``arrays`` to ``path.npz`` and ``meta`` plus checks to ``path.json``; returns the .npz
+    path.
 
     ``meta`` must be JSON-serialisable (put the config's ``to_dict()`` and the seed in it).
     """
@@ -51,8 +55,10 @@ def save_state(path: str | Path, arrays: Mapping[str, np.ndarray], meta: Mapping
     sidecar = {
         "version": ENGINE_VERSION,
         "meta": dict(meta),
-        "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.str, "sha256": array_sha256(v)}
-                   for k, v in arrays.items()},
+        "arrays": {
+            k: {"shape": list(v.shape), "dtype": v.dtype.str, "sha256": array_sha256(v)}
+            for k, v in arrays.items()
+        },
     }
     text = json.dumps(sidecar, indent=1, sort_keys=True)
     atomic_write(npz_path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]  # stubs: **arrays vs allow_pickle
@@ -60,8 +66,11 @@ def save_state(path: str | Path, arrays: Mapping[str, np.ndarray], meta: Mapping
     return npz_path
 
 
-def load_state(path: str | Path, expected_shapes: Mapping[str, tuple[int, ...]] | None = None,
-               verify_hash: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def load_state(
+    path: str | Path,
+    expected_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    verify_hash: bool = True,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read ``(arrays, meta)`` back, validating them against the sidecar and ``expected_shapes``.
 
     Raises :class:`StateError` (a ``ValueError``) with the reason if a file is
@@ -71,13 +80,18 @@ def load_state(path: str | Path, expected_shapes: Mapping[str, tuple[int, ...]] 
     npz_path, json_path = _paths(path)
     for p in (npz_path, json_path):
         if not p.exists():
-            raise StateError(f"state file {p} does not exist (a state is a .npz plus a .json sidecar)")
+            raise StateError(
+                f"state file {p} does not exist (a state is a .npz plus a .json sidecar)"
+            )
     try:
         sidecar = json.loads(json_path.read_text())
     except json.JSONDecodeError as exc:
         raise StateError(f"sidecar {json_path} is not valid JSON: {exc}") from exc
     if sidecar.get("version") != ENGINE_VERSION:
-        raise StateError(f"{json_path} was written by {sidecar.get('version')!r}; this engine is {ENGINE_VERSION!r}")
+        raise StateError(
+            f"{json_path} was written by {sidecar.get('version')!r}; this engine is "
+            f"{ENGINE_VERSION!r}"
+        )
     try:
         with np.load(npz_path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -85,17 +99,26 @@ def load_state(path: str | Path, expected_shapes: Mapping[str, tuple[int, ...]] 
         raise StateError(f"cannot read {npz_path}: {exc}") from exc
     recorded = sidecar.get("arrays", {})
     if set(recorded) != set(arrays):
-        raise StateError(f"{npz_path} holds arrays {sorted(arrays)} but its sidecar lists {sorted(recorded)}")
+        raise StateError(
+            f"{npz_path} holds arrays {sorted(arrays)} but its sidecar lists {sorted(recorded)}"
+        )
     for name, info in recorded.items():
         a = arrays[name]
         if list(a.shape) != info["shape"] or a.dtype.str != info["dtype"]:
-            raise StateError(f"array {name!r} in {npz_path} has shape {a.shape} dtype {a.dtype.str}; "
-                             f"sidecar says {tuple(info['shape'])} {info['dtype']}")
+            raise StateError(
+                f"array {name!r} in {npz_path} has shape {a.shape} dtype {a.dtype.str}; "
+                f"sidecar says {tuple(info['shape'])} {info['dtype']}"
+            )
         if verify_hash and array_sha256(a) != info["sha256"]:
-            raise StateError(f"array {name!r} in {npz_path} fails its sha256 check (file corrupt or edited)")
+            raise StateError(
+                f"array {name!r} in {npz_path} fails its sha256 check (file corrupt or edited)"
+            )
     for name, shape in (expected_shapes or {}).items():
         if name not in arrays:
             raise StateError(f"{npz_path} has no array {name!r}; it holds {sorted(arrays)}")
         if tuple(arrays[name].shape) != tuple(shape):
-            raise StateError(f"array {name!r} in {npz_path} has shape {arrays[name].shape}, expected {tuple(shape)}")
+            raise StateError(
+                f"array {name!r} in {npz_path} has shape {arrays[name].shape}, expected "
+                f"{tuple(shape)}"
+            )
     return arrays, sidecar["meta"]

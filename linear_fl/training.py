@@ -1,4 +1,5 @@
-"""Local client training: (mini-)batch gradient descent on the mean cross-entropy (THEORY.md section 2).
+"""Local client training: (mini-)batch gradient descent on the mean cross-entropy (THEORY.md section
+2).
 
 A local step is ``W <- W - eta * G(W, batch)``. ``G`` is supplied as a
 callback of the batch's row indices, so one loop serves the benign client
@@ -12,10 +13,11 @@ the client's Generator only when the order matters (mini-batches, or
 poisoned); a clean full-batch step draws nothing, so it is a pure function of
 ``W`` (exactly one step ``W - eta G_c`` for ``E=1``).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -30,7 +32,9 @@ BatchGradient = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class LocalTraining:
-    """Local optimiser settings of one client: learning rate ``eta``, epochs ``E``, batch size (None = full)."""
+    """Local optimiser settings of one client: learning rate ``eta``, epochs ``E``, batch size (None
+    = full).
+    """
 
     lr: float
     epochs: int
@@ -38,19 +42,29 @@ class LocalTraining:
 
     @property
     def is_single_full_batch_step(self) -> bool:
-        """True iff local training is exactly one full-batch step (the closed form of Delta W applies)."""
+        """True iff local training is exactly one full-batch step (the closed form of Delta W
+        applies).
+        """
         return self.epochs == 1 and self.batch_size is None
 
 
 def batches(n: int, batch_size: int | None, rng: np.random.Generator | None) -> list[np.ndarray]:
-    """Row-index batches of one epoch: a permutation from ``rng`` (or identity if None), cut into chunks."""
+    """Row-index batches of one epoch: a permutation from ``rng`` (or identity if None), cut into
+    chunks.
+    """
     order = rng.permutation(n) if rng is not None else np.arange(n)
     size = n if batch_size is None else batch_size
-    return [order[i:i + size] for i in range(0, n, size)]
+    return [order[i : i + size] for i in range(0, n, size)]
 
 
-def local_train(W_start: np.ndarray, n: int, gradient: BatchGradient, training: LocalTraining,
-                rng: np.random.Generator, shuffle: bool = False) -> np.ndarray:
+def local_train(
+    W_start: np.ndarray,
+    n: int,
+    gradient: BatchGradient,
+    training: LocalTraining,
+    rng: np.random.Generator,
+    shuffle: bool = False,
+) -> np.ndarray:
     """Run ``training.epochs`` epochs of ``W <- W - lr * gradient(W, batch)``; returns a new array.
 
     The rows are shuffled with ``rng`` every epoch if ``training.batch_size`` is
@@ -63,7 +77,8 @@ def local_train(W_start: np.ndarray, n: int, gradient: BatchGradient, training: 
             W -= training.lr * gradient(W, idx)
     if not np.all(np.isfinite(W)):
         raise FloatingPointError(
-            "local training produced NaN/inf weights; lower the learning rate (lr / malicious_lr / pretrain_lr)"
+            "local training produced NaN/inf weights; lower the learning rate (lr / malicious_lr / "
+            "pretrain_lr)"
         )
     return W
 
@@ -80,8 +95,9 @@ def clean_gradient(Xa: np.ndarray, y: np.ndarray) -> BatchGradient:
     return grad
 
 
-def hardened_gradient(Xa: np.ndarray, y: np.ndarray, trigger: Trigger,
-                      lambda_c: float, lambda_a: float) -> BatchGradient:
+def hardened_gradient(
+    Xa: np.ndarray, y: np.ndarray, trigger: Trigger, lambda_c: float, lambda_a: float
+) -> BatchGradient:
     """Callback for FLIP hardening: ``lambda_c G_c + lambda_a G_a`` (THEORY.md section 2).
 
     ``G_a`` is the mean gradient on the same rows stamped with the recovered

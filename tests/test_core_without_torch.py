@@ -4,6 +4,7 @@ The design card keeps torch in the optional ``deep`` extra, so that the theory s
 seconds. This test imports every module of the core packages in a fresh interpreter in which any
 attempt to import torch raises ImportError.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -40,7 +41,12 @@ print(len(imported))
 
 @pytest.mark.slow
 def test_core_packages_import_without_torch() -> None:
-    result = subprocess.run([sys.executable, "-c", BLOCK_TORCH_AND_IMPORT_ALL], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH_AND_IMPORT_ALL],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert int(result.stdout.strip()) > 40  # every module of the four packages was imported

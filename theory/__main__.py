@@ -1,4 +1,5 @@
 """``python -m theory`` is ``python -m theory.verify``."""
+
 import sys
 
 from theory.verify import main

@@ -1,23 +1,27 @@
-"""Corollary 1 of FLIP (confidence-threshold rejection) and certified counts. Spec: THEORY.md section 7.
+"""Corollary 1 of FLIP (confidence-threshold rejection) and certified counts. Spec: THEORY.md
+section 7.
 
 * Paper (7.1): ``Conf(W,x) = \\max_k s_k(Wx)``; rejected iff ``Conf < \\tau``;
-  ``R(W,S) = \\#\\{x: Conf < \\tau\\}``; "rejected by the defense" ``R(W',S) - R(W,S)`` (may be < 0).
-* Authors' code (7.2): correct iff ``\\arg\\max = label \\wedge Conf \\ge \\tau``, giving ``N^{acc}``
-  and ``N^{asr}`` (labels = target); computed by the single implementation
+  ``R(W,S) = \\#\\{x: Conf < \\tau\\}``; "rejected by the defense" ``R(W',S) - R(W,S)`` (may be <
+  0).
+* Authors' code (7.2): correct iff ``\\arg\\max = label \\wedge Conf \\ge \\tau``, giving
+  ``N^{acc}`` and ``N^{asr}`` (labels = target); computed by the single implementation
   :func:`fldata.metrics.threshold_counts`.
 * Certified counts (7.3): with ``p = s(Wx)``, ``p' = s(W'x)``, ``u = (W'-W)x``,
   ``p'_k = p_k e^{u_k - \\Lambda}``, ``\\Lambda = \\log\\sum_j p_j e^{u_j}``, and
   ``\\min u \\le s^T u \\le \\Lambda \\le \\min(\\max u, s^T u + (\\max u - \\min u)^2/8)``. So
   Theorem 1 gives ``p'_k \\in [p_k e^{u_k-\\max u}, p_k e^{u_k-\\min u}]`` and the Jensen bracket
-  (R1 upper, R2 lower, intersected with T1) ``[p_k e^{u_k-\\min(\\max u, s^Tu+(\\max u-\\min u)^2/8)},
-  p_k e^{u_k - s^T u}]``. A backdoor sample is certified neutralised if ``U_T < \\tau`` or
+  (R1 upper, R2 lower, intersected with T1) ``[p_k e^{u_k-\\min(\\max u, s^Tu+(\\max u-\\min
+  u)^2/8)}, p_k e^{u_k - s^T u}]``. A backdoor sample is certified neutralised if ``U_T < \\tau`` or
   ``U_T < \\max_{k\\ne T} L_k``; certified rejected if ``\\max_k U_k < \\tau``; a clean sample is
-  certified kept if ``L_y \\ge \\tau`` and ``L_y > \\max_{k\\ne y} U_k``. Certified sets are subsets of
-  the actual sets.
+  certified kept if ``L_y \\ge \\tau`` and ``L_y > \\max_{k\\ne y} U_k``. Certified sets are subsets
+  of the actual sets.
 * Robust versions over the ``\\delta``-ball of the frozen model (7.3): Jensen route
-  ``U^{rob}_T = p_T\\exp(-[a_i^Tu_i(0) - \\eta_a\\varepsilon\\|x^b_i\\|_1|a_i^T\\rho|])``, Theorem-1 route
-  ``p_T\\exp(\\max_k[u_{iT}(0)-u_{ik}(0)+\\eta_a\\varepsilon\\|x^b_i\\|_1 S_{kT}])``; certified iff ``< \\tau``.
+  ``U^{rob}_T = p_T\\exp(-[a_i^Tu_i(0) - \\eta_a\\varepsilon\\|x^b_i\\|_1|a_i^T\\rho|])``, Theorem-1
+  route ``p_T\\exp(\\max_k[u_{iT}(0)-u_{ik}(0)+\\eta_a\\varepsilon\\|x^b_i\\|_1 S_{kT}])``;
+  certified iff ``< \\tau``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,7 +31,13 @@ from scipy.special import log_softmax
 
 from fldata.metrics import threshold_counts
 from theory.frozen import FrozenResidualModel
-from theory.validation import check_class, check_labels, check_matrix, check_same_shape, check_support
+from theory.validation import (
+    check_class,
+    check_labels,
+    check_matrix,
+    check_same_shape,
+    check_support,
+)
 
 BRACKETS: tuple[str, ...] = ("theorem1", "jensen")
 
@@ -40,7 +50,9 @@ class ProbabilityBracket:
     upper: np.ndarray
 
 
-def probability_bracket(logits: np.ndarray, logit_change: np.ndarray, kind: str = "theorem1") -> ProbabilityBracket:
+def probability_bracket(
+    logits: np.ndarray, logit_change: np.ndarray, kind: str = "theorem1"
+) -> ProbabilityBracket:
     """Bracket on ``p' = s(z+u)`` from ``z = Wx`` and ``u = (W'-W)x`` (``kind``: ``"theorem1"`` or
     ``"jensen"``; formulas in the module docstring). Computed in log space."""
     if kind not in BRACKETS:
@@ -56,8 +68,10 @@ def probability_bracket(logits: np.ndarray, logit_change: np.ndarray, kind: str 
         lam_low = mean_u
         lam_high = np.minimum(u_max, mean_u + (u_max - u_min) ** 2 / 8.0)
     # p'_k <= 1 always, so capping the log-bounds at 0 keeps them valid and avoids overflow.
-    return ProbabilityBracket(lower=np.exp(np.minimum(log_p + u - lam_high, 0.0)),
-                              upper=np.exp(np.minimum(log_p + u - lam_low, 0.0)))
+    return ProbabilityBracket(
+        lower=np.exp(np.minimum(log_p + u - lam_high, 0.0)),
+        upper=np.exp(np.minimum(log_p + u - lam_low, 0.0)),
+    )
 
 
 def _best_other(values: np.ndarray, exclude: np.ndarray) -> np.ndarray:
@@ -96,14 +110,23 @@ def accepted_as(probs: np.ndarray, labels: np.ndarray, tau: float) -> np.ndarray
     return (probs.argmax(axis=1) == labels) & (probs.max(axis=1) >= tau)
 
 
-def code_semantics_counts(probs_clean: np.ndarray, labels_clean: np.ndarray, probs_backdoor: np.ndarray,
-                          target: int, tau: float) -> dict[str, int]:
+def code_semantics_counts(
+    probs_clean: np.ndarray,
+    labels_clean: np.ndarray,
+    probs_backdoor: np.ndarray,
+    target: int,
+    tau: float,
+) -> dict[str, int]:
     """``N^{acc}``, ``N^{asr}`` and rejected counts of one model (THEORY.md 7.2) via
     :func:`fldata.metrics.threshold_counts`."""
     clean = threshold_counts(probs_clean, labels_clean, tau)
     backdoor = threshold_counts(probs_backdoor, np.full(len(probs_backdoor), target), tau)
-    return {"n_acc": int(clean.accepted_correct), "n_asr": int(backdoor.accepted_correct),
-            "rejected_clean": int(clean.rejected), "rejected_backdoor": int(backdoor.rejected)}
+    return {
+        "n_acc": int(clean.accepted_correct),
+        "n_asr": int(backdoor.accepted_correct),
+        "rejected_clean": int(clean.rejected),
+        "rejected_backdoor": int(backdoor.rejected),
+    }
 
 
 @dataclass(frozen=True)
@@ -113,35 +136,40 @@ class CorollaryCounts:
     tau: float
     no_defense: dict[str, int]
     defense: dict[str, int]
-    neutralised_actual: int            # N^asr(W) - N^asr(W')
-    newly_neutralised_actual: int      # #(success under W and not under W')
-    certified: dict[str, dict[str, int]]   # bracket kind -> counts
+    neutralised_actual: int  # N^asr(W) - N^asr(W')
+    newly_neutralised_actual: int  # #(success under W and not under W')
+    certified: dict[str, dict[str, int]]  # bracket kind -> counts
     sound: bool
 
     @property
     def paper_rejections(self) -> dict[str, int]:
         """Paper's count definition (7.1): ``R'_b - R_b`` and ``R'_c - R_c`` (either may be < 0)."""
-        return {"backdoor": self.defense["rejected_backdoor"] - self.no_defense["rejected_backdoor"],
-                "clean": self.defense["rejected_clean"] - self.no_defense["rejected_clean"]}
+        return {
+            "backdoor": self.defense["rejected_backdoor"] - self.no_defense["rejected_backdoor"],
+            "clean": self.defense["rejected_clean"] - self.no_defense["rejected_clean"],
+        }
 
 
 @dataclass(frozen=True)
 class PairProbabilities:
-    """What Corollary 1 needs of the pair ``(W, W')`` at every ``tau``: ``p = s(Wx)``, ``q = s(W'x)`` on the
-    clean (``_c``) and backdoor (``_b``) sets, the brackets of each kind, and whether every bracket contains
-    ``q`` (within 1e-12 relative)."""
+    """What Corollary 1 needs of the pair ``(W, W')`` at every ``tau``: ``p = s(Wx)``, ``q =
+    s(W'x)`` on the clean (``_c``) and backdoor (``_b``) sets, the brackets of each kind, and
+    whether every bracket contains ``q`` (within 1e-12 relative)."""
 
     p_c: np.ndarray
     p_b: np.ndarray
     q_c: np.ndarray
     q_b: np.ndarray
-    brackets: dict[str, tuple[ProbabilityBracket, ProbabilityBracket]]   # kind -> (backdoor, clean)
+    brackets: dict[str, tuple[ProbabilityBracket, ProbabilityBracket]]  # kind -> (backdoor, clean)
     brackets_contain_q: bool
 
 
-def pair_probabilities(W: np.ndarray, W_prime: np.ndarray, X_clean: np.ndarray,
-                       X_backdoor: np.ndarray) -> PairProbabilities:
-    """``p``, ``q`` and the brackets from ``z = Wx`` and ``u = (W'-W)x`` (module docstring); independent of tau."""
+def pair_probabilities(
+    W: np.ndarray, W_prime: np.ndarray, X_clean: np.ndarray, X_backdoor: np.ndarray
+) -> PairProbabilities:
+    """``p``, ``q`` and the brackets from ``z = Wx`` and ``u = (W'-W)x`` (module docstring);
+    independent of tau.
+    """
     delta_W = W_prime - W
     z_c, z_b = X_clean @ W.T, X_backdoor @ W.T
     u_c, u_b = X_clean @ delta_W.T, X_backdoor @ delta_W.T
@@ -150,14 +178,26 @@ def pair_probabilities(W: np.ndarray, W_prime: np.ndarray, X_clean: np.ndarray,
     brackets, contain = {}, True
     for kind in BRACKETS:
         brackets[kind] = (probability_bracket(z_b, u_b, kind), probability_bracket(z_c, u_c, kind))
-        for bracket, q in zip(brackets[kind], (q_b, q_c)):
-            contain &= bool(np.all(bracket.lower <= q * (1 + 1e-12)) and np.all(q <= bracket.upper * (1 + 1e-12)))
-    return PairProbabilities(p_c=p_c, p_b=p_b, q_c=q_c, q_b=q_b, brackets=brackets, brackets_contain_q=contain)
+        for bracket, q in zip(brackets[kind], (q_b, q_c), strict=True):
+            contain &= bool(
+                np.all(bracket.lower <= q * (1 + 1e-12))
+                and np.all(q <= bracket.upper * (1 + 1e-12))
+            )
+    return PairProbabilities(
+        p_c=p_c, p_b=p_b, q_c=q_c, q_b=q_b, brackets=brackets, brackets_contain_q=contain
+    )
 
 
-def corollary_counts(W: np.ndarray, W_prime: np.ndarray, X_clean: np.ndarray, y_clean: np.ndarray,
-                     X_backdoor: np.ndarray, target: int, tau: float,
-                     pair: PairProbabilities | None = None) -> CorollaryCounts:
+def corollary_counts(
+    W: np.ndarray,
+    W_prime: np.ndarray,
+    X_clean: np.ndarray,
+    y_clean: np.ndarray,
+    X_backdoor: np.ndarray,
+    target: int,
+    tau: float,
+    pair: PairProbabilities | None = None,
+) -> CorollaryCounts:
     """Actual and certified counts at threshold ``tau`` (THEORY.md 7.2-7.3). ``sound`` is True iff
     every certified set is contained in the corresponding actual set and every bracket contains
     the true ``p'`` (within 1e-12 relative). ``pair``: :func:`pair_probabilities` of the same
@@ -177,23 +217,39 @@ def corollary_counts(W: np.ndarray, W_prime: np.ndarray, X_clean: np.ndarray, y_
         neutralised = certified_neutralised(bracket_b, target, tau)
         kept = certified_kept(bracket_c, y_clean, tau)
         rejected = certified_rejected(bracket_b, tau)
-        certified[kind] = {"neutralised": int(neutralised.sum()),
-                           "newly_neutralised": int((neutralised & success_before).sum()),
-                           "kept": int(kept.sum()), "rejected": int(rejected.sum())}
-        sound &= bool(np.all(actual_neutralised[neutralised]) and np.all(actual_kept[kept])
-                      and np.all(actual_rejected[rejected]))
+        certified[kind] = {
+            "neutralised": int(neutralised.sum()),
+            "newly_neutralised": int((neutralised & success_before).sum()),
+            "kept": int(kept.sum()),
+            "rejected": int(rejected.sum()),
+        }
+        sound &= bool(
+            np.all(actual_neutralised[neutralised])
+            and np.all(actual_kept[kept])
+            and np.all(actual_rejected[rejected])
+        )
     return CorollaryCounts(
         tau=float(tau),
         no_defense=code_semantics_counts(pair.p_c, y_clean, p_b, target, tau),
         defense=code_semantics_counts(q_c, y_clean, q_b, target, tau),
         neutralised_actual=int(success_before.sum() - success_after.sum()),
         newly_neutralised_actual=int((success_before & ~success_after).sum()),
-        certified=certified, sound=sound)
+        certified=certified,
+        sound=sound,
+    )
 
 
-def robust_target_upper(model: FrozenResidualModel, W: np.ndarray, X_backdoor: np.ndarray, target: int,
-                        eps: float, route: str = "jensen", per_sample: bool = False,
-                        support: np.ndarray | None = None, block: int = 16) -> np.ndarray:
+def robust_target_upper(
+    model: FrozenResidualModel,
+    W: np.ndarray,
+    X_backdoor: np.ndarray,
+    target: int,
+    eps: float,
+    route: str = "jensen",
+    per_sample: bool = False,
+    support: np.ndarray | None = None,
+    block: int = 16,
+) -> np.ndarray:
     """Upper bound on ``p'_T`` valid for every trigger error in the ``\\varepsilon``-ball of the
     frozen model (module docstring, THEORY.md 7.3). ``route`` is ``"jensen"`` or ``"theorem1"``."""
     if route not in ("jensen", "theorem1"):
@@ -206,13 +262,18 @@ def robust_target_upper(model: FrozenResidualModel, W: np.ndarray, X_backdoor: n
     norms = np.abs(X[:, support]).sum(axis=1)
     if route == "theorem1":
         spread = model.spread(per_sample)[:, target]
-        exponent = np.max(u0[:, [target]] - u0 + model.eta_a * eps * norms[:, None] * spread[None, :], axis=1)
+        exponent = np.max(
+            u0[:, [target]] - u0 + model.eta_a * eps * norms[:, None] * spread[None, :], axis=1
+        )
         return np.exp(log_p[:, target] + exponent)
     a = np.exp(log_p)
     a[:, target] -= 1.0
-    if per_sample:   # |a_i^T r_j| summed over j, ``block`` rows of a at a time (small blocks stay in cache)
-        sensitivity = np.concatenate([_abs_row_sums(a[i:i + block] @ model.residuals.T)
-                                      for i in range(0, len(X), block)])
+    if (
+        per_sample
+    ):  # |a_i^T r_j| summed over j, ``block`` rows of a at a time (small blocks stay in cache)
+        sensitivity = np.concatenate(
+            [_abs_row_sums(a[i : i + block] @ model.residuals.T) for i in range(0, len(X), block)]
+        )
     else:
         sensitivity = np.abs(a @ model.rho)
     jensen_worst = np.einsum("ik,ik->i", a, u0) - model.eta_a * eps * norms * sensitivity
@@ -224,9 +285,30 @@ def _abs_row_sums(M: np.ndarray) -> np.ndarray:
     return np.abs(M, out=M).sum(axis=1)
 
 
-def robust_certified_counts(model: FrozenResidualModel, W: np.ndarray, X_backdoor: np.ndarray, target: int,
-                            eps_values: np.ndarray, tau: float, route: str = "jensen", per_sample: bool = False,
-                            support: np.ndarray | None = None) -> np.ndarray:
-    """``\\#\\{i: U^{rob}_T(\\varepsilon) < \\tau\\}`` for each ``\\varepsilon`` (non-increasing in it)."""
-    return np.array([int((robust_target_upper(model, W, X_backdoor, target, float(e), route, per_sample,
-                                              support) < tau).sum()) for e in np.asarray(eps_values)])
+def robust_certified_counts(
+    model: FrozenResidualModel,
+    W: np.ndarray,
+    X_backdoor: np.ndarray,
+    target: int,
+    eps_values: np.ndarray,
+    tau: float,
+    route: str = "jensen",
+    per_sample: bool = False,
+    support: np.ndarray | None = None,
+) -> np.ndarray:
+    """``\\#\\{i: U^{rob}_T(\\varepsilon) < \\tau\\}`` for each ``\\varepsilon`` (non-increasing in
+    it).
+    """
+    return np.array(
+        [
+            int(
+                (
+                    robust_target_upper(
+                        model, W, X_backdoor, target, float(e), route, per_sample, support
+                    )
+                    < tau
+                ).sum()
+            )
+            for e in np.asarray(eps_values)
+        ]
+    )

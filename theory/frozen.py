@@ -1,4 +1,5 @@
-"""The one-round weight difference DeltaW and its frozen-residual models (THEORY.md sections 2 and 5).
+"""The one-round weight difference DeltaW and its frozen-residual models (THEORY.md sections 2 and
+5).
 
 Setting (paper eqs. 8-14): one FedAvg round from ``W_t``, benign client B with ``n_B`` samples,
 weight ``p_B``, learning rate ``eta``, one full-batch gradient step, hardening weights
@@ -8,16 +9,19 @@ weight ``p_B``, learning rate ``eta``, one full-batch gradient step, hardening w
   ``\\Delta W = -p_B \\eta [(\\lambda_c - 1) \\bar G_c + \\lambda_a \\bar G_a]`` (paper eq. 14);
 * as a function of the trigger errors ``\\delta_j = \\hat x_j - x^t_j`` (exact, nonlinear):
   ``\\Delta W(\\delta) = \\Delta W_0 - \\eta_a \\sum_j r_j(\\delta_j)(x^t_j + \\delta_j)^T`` with
-  ``\\eta_a = p_B \\eta \\lambda_a / n_B`` and ``\\Delta W_0 = -p_B \\eta (\\lambda_c - 1)\\bar G_c``;
-* frozen-residual model: ``\\Delta W_F(\\delta) = \\Delta W_0 - \\eta_a \\sum_j \\bar r_j (x^t_j + \\delta_j)^T``;
-  for a shared ``\\delta`` it is ``\\Delta W_F(0) - \\eta_a \\rho \\delta^T`` with ``\\rho = \\sum_j \\bar r_j``
-  (``1^T \\rho = 0``), so ``u(\\delta) = u(0) - \\eta_a (\\delta^T x) \\rho``.
+  ``\\eta_a = p_B \\eta \\lambda_a / n_B`` and ``\\Delta W_0 = -p_B \\eta (\\lambda_c - 1)\\bar
+  G_c``;
+* frozen-residual model: ``\\Delta W_F(\\delta) = \\Delta W_0 - \\eta_a \\sum_j \\bar r_j (x^t_j +
+  \\delta_j)^T``; for a shared ``\\delta`` it is ``\\Delta W_F(0) - \\eta_a \\rho \\delta^T`` with
+  ``\\rho = \\sum_j \\bar r_j`` (``1^T \\rho = 0``), so ``u(\\delta) = u(0) - \\eta_a (\\delta^T x)
+  \\rho``.
 
 Residual choices: ``"F-hat"`` (default; ``\\bar r_j = s(W_t \\hat x_j) - e_{y_j}``, reproduces the
 realised DeltaW exactly at the realised delta, so certificates are rigorous for the realised run),
 ``"F0"`` (``\\bar r_j = s(W_t x^t_j) - e_{y_j}``, error O(|delta|)) and the true first-order Taylor
 model (:func:`taylor_deltaW`, error O(|delta|^2)).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,13 +60,18 @@ class HardeningRound:
         for name in ("X_clean", "X_true", "X_hat"):
             X = check_matrix(name, getattr(self, name))
             if X.shape[1] != self.W_start.shape[1]:
-                raise ValueError(f"{name} has {X.shape[1]} columns, W_start has {self.W_start.shape[1]}")
+                raise ValueError(
+                    f"{name} has {X.shape[1]} columns, W_start has {self.W_start.shape[1]}"
+                )
         check_same_shape("X_clean", self.X_clean, "X_true", self.X_true)
         check_same_shape("X_clean", self.X_clean, "X_hat", self.X_hat)
         check_labels(self.y, self.X_clean.shape[0], self.W_start.shape[0])
         if not (self.eta > 0 and self.p_B > 0 and self.lambda_a > 0 and self.lambda_c >= 0):
-            raise ValueError("need eta > 0, p_B > 0, lambda_a > 0 and lambda_c >= 0, got "
-                             f"eta={self.eta}, p_B={self.p_B}, lambda_c={self.lambda_c}, lambda_a={self.lambda_a}")
+            raise ValueError(
+                "need eta > 0, p_B > 0, lambda_a > 0 and lambda_c >= 0, got "
+                f"eta={self.eta}, p_B={self.p_B}, lambda_c={self.lambda_c}, "
+                f"lambda_a={self.lambda_a}"
+            )
 
     @property
     def n_B(self) -> int:
@@ -75,18 +84,26 @@ class HardeningRound:
 
     @cached_property
     def delta(self) -> np.ndarray:
-        """Per-sample stamped-input errors ``\\delta_j = \\hat x_j - x^t_j`` (n_B, D), computed once."""
+        """Per-sample stamped-input errors ``\\delta_j = \\hat x_j - x^t_j`` (n_B, D), computed
+        once.
+        """
         return self.X_hat - self.X_true
 
     @classmethod
-    def from_probe(cls, probe: Any) -> "HardeningRound":
-        """Build from a ``linear_fl.probe.Probe`` (fields W_start, X_benign, y_benign, X_benign_true,
-        X_benign_hat, eta, p_B, lambda_c, lambda_a)."""
-        return cls(W_start=np.asarray(probe.W_start, dtype=np.float64),
-                   X_clean=np.asarray(probe.X_benign, dtype=np.float64),
-                   y=np.asarray(probe.y_benign), X_true=np.asarray(probe.X_benign_true, dtype=np.float64),
-                   X_hat=np.asarray(probe.X_benign_hat, dtype=np.float64), eta=float(probe.eta),
-                   p_B=float(probe.p_B), lambda_c=float(probe.lambda_c), lambda_a=float(probe.lambda_a))
+    def from_probe(cls, probe: Any) -> HardeningRound:
+        """Build from a ``linear_fl.probe.Probe`` (fields W_start, X_benign, y_benign,
+        X_benign_true, X_benign_hat, eta, p_B, lambda_c, lambda_a)."""
+        return cls(
+            W_start=np.asarray(probe.W_start, dtype=np.float64),
+            X_clean=np.asarray(probe.X_benign, dtype=np.float64),
+            y=np.asarray(probe.y_benign),
+            X_true=np.asarray(probe.X_benign_true, dtype=np.float64),
+            X_hat=np.asarray(probe.X_benign_hat, dtype=np.float64),
+            eta=float(probe.eta),
+            p_B=float(probe.p_B),
+            lambda_c=float(probe.lambda_c),
+            lambda_a=float(probe.lambda_a),
+        )
 
 
 def softmax_residuals(W: np.ndarray, X: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -105,13 +122,18 @@ def base_deltaW(rnd: HardeningRound) -> np.ndarray:
     """``\\Delta W_0 = -p_B \\eta (\\lambda_c - 1) \\bar G_c`` (zero in the paper convention)."""
     if rnd.lambda_c == 1.0:
         return np.zeros_like(rnd.W_start)
-    return -rnd.p_B * rnd.eta * (rnd.lambda_c - 1.0) * mean_gradient(rnd.W_start, rnd.X_clean, rnd.y)
+    return (
+        -rnd.p_B * rnd.eta * (rnd.lambda_c - 1.0) * mean_gradient(rnd.W_start, rnd.X_clean, rnd.y)
+    )
 
 
 def deltaW_closed_form(rnd: HardeningRound) -> np.ndarray:
-    """Closed form ``\\Delta W = -p_B \\eta [(\\lambda_c-1)\\bar G_c + \\lambda_a \\bar G_a]`` (THEORY.md
-    section 2, paper eq. 14), with ``\\bar G_a`` the mean gradient on the recovered-trigger samples."""
-    return base_deltaW(rnd) - rnd.p_B * rnd.eta * rnd.lambda_a * mean_gradient(rnd.W_start, rnd.X_hat, rnd.y)
+    """Closed form ``\\Delta W = -p_B \\eta [(\\lambda_c-1)\\bar G_c + \\lambda_a \\bar G_a]``
+    (THEORY.md section 2, paper eq. 14), with ``\\bar G_a`` the mean gradient on the
+    recovered-trigger samples."""
+    return base_deltaW(rnd) - rnd.p_B * rnd.eta * rnd.lambda_a * mean_gradient(
+        rnd.W_start, rnd.X_hat, rnd.y
+    )
 
 
 def _per_sample(delta: np.ndarray, rnd: HardeningRound) -> np.ndarray:
@@ -119,14 +141,17 @@ def _per_sample(delta: np.ndarray, rnd: HardeningRound) -> np.ndarray:
     if delta.shape == (rnd.W_start.shape[1],):
         return np.broadcast_to(delta, rnd.X_true.shape)
     if delta.shape != rnd.X_true.shape:
-        raise ValueError(f"delta must have shape ({rnd.W_start.shape[1]},) (shared) or {rnd.X_true.shape} "
-                         f"(one row per benign sample), got {delta.shape}")
+        raise ValueError(
+            f"delta must have shape ({rnd.W_start.shape[1]},) (shared) or {rnd.X_true.shape} "
+            f"(one row per benign sample), got {delta.shape}"
+        )
     return delta
 
 
 def deltaW_exact(rnd: HardeningRound, delta: np.ndarray) -> np.ndarray:
-    """Exact nonlinear ``\\Delta W(\\delta) = \\Delta W_0 - \\eta_a \\sum_j r_j(\\delta_j)(x^t_j+\\delta_j)^T``
-    with ``r_j(\\delta_j) = s(W_t(x^t_j+\\delta_j)) - e_{y_j}`` (THEORY.md section 5)."""
+    """Exact nonlinear ``\\Delta W(\\delta) = \\Delta W_0 - \\eta_a \\sum_j
+    r_j(\\delta_j)(x^t_j+\\delta_j)^T`` with ``r_j(\\delta_j) = s(W_t(x^t_j+\\delta_j)) - e_{y_j}``
+    (THEORY.md section 5)."""
     X = rnd.X_true + _per_sample(delta, rnd)
     return base_deltaW(rnd) - rnd.eta_a * softmax_residuals(rnd.W_start, X, rnd.y).T @ X
 
@@ -139,8 +164,8 @@ def taylor_deltaW(rnd: HardeningRound, delta: np.ndarray) -> np.ndarray:
     probs = softmax(rnd.X_true @ rnd.W_start.T, axis=1)
     residuals = probs.copy()
     residuals[np.arange(rnd.n_B), rnd.y] -= 1.0
-    v = D @ rnd.W_start.T                                    # W_t delta_j, (n_B, c)
-    jacobian_v = probs * v - probs * np.einsum("jk,jk->j", probs, v)[:, None]   # J_j W_t delta_j
+    v = D @ rnd.W_start.T  # W_t delta_j, (n_B, c)
+    jacobian_v = probs * v - probs * np.einsum("jk,jk->j", probs, v)[:, None]  # J_j W_t delta_j
     first_order = residuals.T @ D + jacobian_v.T @ rnd.X_true
     return deltaW_exact(rnd, np.zeros(rnd.W_start.shape[1])) - rnd.eta_a * first_order
 
@@ -148,11 +173,12 @@ def taylor_deltaW(rnd: HardeningRound, delta: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class FrozenResidualModel:
     """``\\Delta W_F(\\delta) = base - \\eta_a \\sum_j \\bar r_j \\delta_j^T`` where
-    ``base = \\Delta W_F(0) = \\Delta W_0 - \\eta_a \\sum_j \\bar r_j (x^t_j)^T`` (THEORY.md section 5)."""
+    ``base = \\Delta W_F(0) = \\Delta W_0 - \\eta_a \\sum_j \\bar r_j (x^t_j)^T`` (THEORY.md section
+    5)."""
 
     name: str
-    base: np.ndarray        # Delta W_F(0), (c, D)
-    residuals: np.ndarray   # frozen r-bar_j, (n_B, c)
+    base: np.ndarray  # Delta W_F(0), (c, D)
+    residuals: np.ndarray  # frozen r-bar_j, (n_B, c)
     eta_a: float
 
     @property
@@ -161,14 +187,18 @@ class FrozenResidualModel:
         return self.residuals.sum(axis=0)
 
     def deltaW(self, delta: np.ndarray) -> np.ndarray:
-        """``\\Delta W_F(\\delta)`` for a shared ``\\delta`` (D,) or per-sample ``\\delta_j`` (n_B, D)."""
+        """``\\Delta W_F(\\delta)`` for a shared ``\\delta`` (D,) or per-sample ``\\delta_j`` (n_B,
+        D).
+        """
         delta = np.asarray(delta, dtype=np.float64)
         if delta.shape == (self.base.shape[1],):
             return self.base - self.eta_a * np.outer(self.rho, delta)
         if delta.shape == (self.residuals.shape[0], self.base.shape[1]):
             return self.base - self.eta_a * self.residuals.T @ delta
-        raise ValueError(f"delta must have shape ({self.base.shape[1]},) or "
-                         f"({self.residuals.shape[0]}, {self.base.shape[1]}), got {delta.shape}")
+        raise ValueError(
+            f"delta must have shape ({self.base.shape[1]},) or "
+            f"({self.residuals.shape[0]}, {self.base.shape[1]}), got {delta.shape}"
+        )
 
     def logit_change(self, X: np.ndarray, delta: np.ndarray | None = None) -> np.ndarray:
         """``u_i(\\delta) = \\Delta W_F(\\delta) x_i``; for shared delta this is the affine law
@@ -202,15 +232,17 @@ def frozen_model(rnd: HardeningRound, kind: str = "F-hat") -> FrozenResidualMode
 
 
 def shared_delta(delta_rows: np.ndarray, atol: float = 1e-12) -> np.ndarray | None:
-    """The common row if every ``\\delta_j`` equals the first one within ``atol`` (additive trigger or
-    stamp with the correct mask, THEORY.md section 2; ``atol`` absorbs the round-off of computing
+    """The common row if every ``\\delta_j`` equals the first one within ``atol`` (additive trigger
+    or stamp with the correct mask, THEORY.md section 2; ``atol`` absorbs the round-off of computing
     ``\\hat x_j - x^t_j``), else ``None`` (sample-dependent errors, section 6.5)."""
     delta_rows = np.asarray(delta_rows, dtype=np.float64)
     if delta_rows.ndim != 2 or delta_rows.shape[0] == 0:
-        raise ValueError(f"delta_rows must be a non-empty (n, D) array, got shape {delta_rows.shape}")
+        raise ValueError(
+            f"delta_rows must be a non-empty (n, D) array, got shape {delta_rows.shape}"
+        )
     first = delta_rows[0]
-    for start in range(0, delta_rows.shape[0], 1024):       # chunks: sample-dependent errors exit early
-        if float(np.abs(delta_rows[start:start + 1024] - first).max()) > atol:
+    for start in range(0, delta_rows.shape[0], 1024):  # chunks: sample-dependent errors exit early
+        if float(np.abs(delta_rows[start : start + 1024] - first).max()) > atol:
             return None
     return first.copy()
 

@@ -1,9 +1,11 @@
-"""The paper's logistic-regression numbers (Table 3) and the Table 4 arithmetic (THEORY.md section 7.4).
+"""The paper's logistic-regression numbers (Table 3) and the Table 4 arithmetic (THEORY.md section
+7.4).
 
 Table 4 entries are ``round(Table-3 % x total)`` with totals 10,000 clean test images and 9,020
 backdoor images (= MNIST test images whose label is not the target; 9,020 means target class 0).
 So Table 4 lists ``N^{acc}`` and ``N^{asr}`` (accepted and correct/target), not rejection counts.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,13 +27,19 @@ def implied_count(percent: float, total: int) -> int:
     return int(round(percent / 100.0 * total))
 
 
-def table4(attack: str, clean_total: int = CLEAN_TOTAL,
-           backdoor_total: int = BACKDOOR_TOTAL) -> dict[str, dict[str, int]]:
+def table4(
+    attack: str, clean_total: int = CLEAN_TOTAL, backdoor_total: int = BACKDOOR_TOTAL
+) -> dict[str, dict[str, int]]:
     """Table 4 reconstructed from Table 3: ``{"no_defense"|"defense": {"n_acc", "n_asr"}}``."""
     if attack not in TABLE3:
         raise ValueError(f"unknown attack {attack!r}; choose one of {ATTACKS}")
-    return {setting: {"n_acc": implied_count(acc, clean_total), "n_asr": implied_count(asr, backdoor_total)}
-            for setting, (acc, asr) in TABLE3[attack].items()}
+    return {
+        setting: {
+            "n_acc": implied_count(acc, clean_total),
+            "n_asr": implied_count(asr, backdoor_total),
+        }
+        for setting, (acc, asr) in TABLE3[attack].items()
+    }
 
 
 def backdoor_total(test_labels: np.ndarray, target: int) -> int:

@@ -5,12 +5,14 @@ the exit status; information lines (e.g. "eps_P vacuous", "delta outside the rad
 JSON schema: ``fliplab.theory.verify/1`` (keys documented in :mod:`theory.verify_report`,
 typed in :mod:`theory.results`).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from fldata import atomic
 
@@ -40,14 +42,26 @@ class Check:
         return f"  [{self.mark}] {self.name}: {self.detail}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "bound": finite_or_none(self.bound), "actual": finite_or_none(self.actual),
-                "pass": bool(self.passed), "must_hold": bool(self.must_hold), "detail": self.detail}
+        return {
+            "name": self.name,
+            "bound": finite_or_none(self.bound),
+            "actual": finite_or_none(self.actual),
+            "pass": bool(self.passed),
+            "must_hold": bool(self.must_hold),
+            "detail": self.detail,
+        }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Check":
+    def from_json(cls, data: dict[str, Any]) -> Check:
         """The inverse of :meth:`to_json` (a non-finite bound or actual reads back as ``None``)."""
-        return cls(name=data["name"], bound=data["bound"], actual=data["actual"], passed=data["pass"],
-                   must_hold=data["must_hold"], detail=data.get("detail", ""))
+        return cls(
+            name=data["name"],
+            bound=data["bound"],
+            actual=data["actual"],
+            passed=data["pass"],
+            must_hold=data["must_hold"],
+            detail=data.get("detail", ""),
+        )
 
 
 def finite_or_none(value: float | None) -> float | None:
@@ -80,7 +94,7 @@ def json_ready(obj: Any) -> Any:
         return [json_ready(v) for v in obj]
     if isinstance(obj, Check):
         return obj.to_json()
-    if callable(getattr(obj, "to_dict", None)):      # the typed results of theory.results
+    if callable(getattr(obj, "to_dict", None)):  # the typed results of theory.results
         return json_ready(obj.to_dict())
     if hasattr(obj, "tolist"):
         return json_ready(obj.tolist())
@@ -95,14 +109,20 @@ def write_report_json(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write a report ``payload`` as strict JSON (:func:`json_ready` values, indent 1, key order
     kept) to ``path`` atomically."""
     # Not re-exported under fldata's name: its defaults (indent 2, sorted keys) are not this format.
-    return atomic.write_json_atomic(path, json_ready(payload), indent=1, sort_keys=False, allow_nan=False)
+    return atomic.write_json_atomic(
+        path, json_ready(payload), indent=1, sort_keys=False, allow_nan=False
+    )
 
 
 def theorem1_line(label: str, summary: dict[str, Any]) -> str:
     """``LB <= LB^J <= dL <= min(UB,R2) <= UB`` averages of one set."""
-    return (f"{label} (n={summary['n']}): LB={fmt(summary['lb'])} <= LB^J={fmt(summary['lb_jensen'])} <= "
-            f"dL={fmt(summary['actual'])} <= min(UB,R2)={fmt(summary['ub_r2'])} <= UB={fmt(summary['ub'])}; "
-            f"per-sample ordering violations={summary['violations']}")
+    return (
+        f"{label} (n={summary['n']}): LB={fmt(summary['lb'])} <= LB^J={fmt(summary['lb_jensen'])} "
+        "<= "
+        f"dL={fmt(summary['actual'])} <= min(UB,R2)={fmt(summary['ub_r2'])} <= "
+        f"UB={fmt(summary['ub'])}; "
+        f"per-sample ordering violations={summary['violations']}"
+    )
 
 
 def print_section(title: str, lines: Iterable[str], echo: Callable[[str], None] = print) -> None:

@@ -14,6 +14,7 @@ For one sample ``(x, y)`` write ``z = W x``, ``u = \\Delta W x`` with ``\\Delta 
 All are exact inequalities for any real ``W, \\Delta W, x, y`` (no approximation); the dataset form
 averages them (``LB(S) <= L(W';S) - L(W;S) <= UB(S)``). ``lb <= 0 <= ub`` always (THEORY.md F1).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ class LossChangeBounds:
         tol = rtol * self.scale
         chain = (self.lb, self.lb_jensen, self.actual, self.ub_best)
         bad = np.zeros(self.lb.shape, dtype=bool)
-        for lower, upper in zip(chain[:-1], chain[1:]):
+        for lower, upper in zip(chain[:-1], chain[1:], strict=True):
             bad |= lower > upper + tol
         bad |= self.lb > tol
         bad |= self.ub < -tol
@@ -87,8 +88,10 @@ def logit_change(delta_W: np.ndarray, X: np.ndarray) -> np.ndarray:
     check_matrix("delta_W", delta_W)
     check_matrix("X", X)
     if X.shape[1] != delta_W.shape[1]:
-        raise ValueError(f"X has {X.shape[1]} columns but delta_W has {delta_W.shape[1]}; "
-                         "both must use the same input dimension (bias included or not in both)")
+        raise ValueError(
+            f"X has {X.shape[1]} columns but delta_W has {delta_W.shape[1]}; "
+            "both must use the same input dimension (bias included or not in both)"
+        )
     return X @ delta_W.T
 
 
@@ -124,7 +127,9 @@ def upper_bound(logit_delta: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return u.max(axis=1) - u[np.arange(u.shape[0]), labels]
 
 
-def one_hot_bounds(delta_W: np.ndarray, X: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def one_hot_bounds(
+    delta_W: np.ndarray, X: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The paper's one-hot form (A.14 eqs. 24-27): ``lb_i = (1^-_i - e_{y_i})^T \\Delta W x_i`` and
     ``ub_i = (1^+_i - e_{y_i})^T \\Delta W x_i`` with ``1^-_i`` / ``1^+_i`` the one-hot vectors at
     ``\\arg\\min_k`` / ``\\arg\\max_k (\\Delta W x_i)_k``."""
@@ -138,7 +143,9 @@ def one_hot_bounds(delta_W: np.ndarray, X: np.ndarray, labels: np.ndarray) -> tu
     return lb, ub
 
 
-def bounds_from_logits(logits: np.ndarray, logit_delta: np.ndarray, labels: np.ndarray) -> LossChangeBounds:
+def bounds_from_logits(
+    logits: np.ndarray, logit_delta: np.ndarray, labels: np.ndarray
+) -> LossChangeBounds:
     """All Theorem-1 quantities from ``z = W x`` and ``u = \\Delta W x`` (see module docstring)."""
     z, u = _check_logits(logits, logit_delta, labels)
     rows = np.arange(z.shape[0])
@@ -156,7 +163,9 @@ def bounds_from_logits(logits: np.ndarray, logit_delta: np.ndarray, labels: np.n
     )
 
 
-def theorem1_bounds(W: np.ndarray, W_prime: np.ndarray, X: np.ndarray, labels: np.ndarray) -> LossChangeBounds:
+def theorem1_bounds(
+    W: np.ndarray, W_prime: np.ndarray, X: np.ndarray, labels: np.ndarray
+) -> LossChangeBounds:
     """Theorem 1 for the model pair ``(W, W')`` on samples ``X`` (rows, same input dim as ``W``)
     with labels ``labels`` (for a backdoor set pass the target for every row)."""
     check_matrix("W", W)
@@ -164,7 +173,9 @@ def theorem1_bounds(W: np.ndarray, W_prime: np.ndarray, X: np.ndarray, labels: n
     return bounds_from_logits(logit_change(W, X), logit_change(W_prime - W, X), labels)
 
 
-def _check_logits(logits: np.ndarray, change: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _check_logits(
+    logits: np.ndarray, change: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     z = np.asarray(logits, dtype=np.float64)
     u = np.asarray(change, dtype=np.float64)
     check_matrix("logits", z)

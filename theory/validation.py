@@ -1,11 +1,14 @@
 """Input checks shared by the theory modules; each raises a ValueError that says what is allowed."""
+
 from __future__ import annotations
 
 import numpy as np
 
 
 def check_matrix(name: str, array: np.ndarray) -> np.ndarray:
-    """Require a finite 2-D float array (finite iff its min and max are: both propagate NaN and +-inf)."""
+    """Require a finite 2-D float array (finite iff its min and max are: both propagate NaN and
+    +-inf).
+    """
     array = np.asarray(array)
     if array.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array, got shape {array.shape}")
@@ -17,7 +20,10 @@ def check_matrix(name: str, array: np.ndarray) -> np.ndarray:
 def check_same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:
     """Require ``a.shape == b.shape``."""
     if np.shape(a) != np.shape(b):
-        raise ValueError(f"{name_a} has shape {np.shape(a)} but {name_b} has shape {np.shape(b)}; they must match")
+        raise ValueError(
+            f"{name_a} has shape {np.shape(a)} but {name_b} has shape {np.shape(b)}; they must "
+            "match"
+        )
 
 
 def check_labels(labels: np.ndarray, n: int, num_classes: int) -> np.ndarray:
@@ -28,7 +34,9 @@ def check_labels(labels: np.ndarray, n: int, num_classes: int) -> np.ndarray:
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in 0..{num_classes - 1}, got range {labels.min()}..{labels.max()}")
+        raise ValueError(
+            f"labels must lie in 0..{num_classes - 1}, got range {labels.min()}..{labels.max()}"
+        )
     return labels.astype(np.int64, copy=False)
 
 
@@ -46,7 +54,9 @@ def check_support(support: np.ndarray | None, dim: int) -> np.ndarray:
         return np.ones(dim, dtype=bool)
     support = np.asarray(support)
     if support.shape != (dim,) or support.dtype != bool:
-        raise ValueError(f"support must be a boolean mask of shape ({dim},), got {support.dtype} {support.shape}")
+        raise ValueError(
+            f"support must be a boolean mask of shape ({dim},), got {support.dtype} {support.shape}"
+        )
     return support
 
 

@@ -1,4 +1,5 @@
-"""Server-side defenses: robust aggregation rules selected by name (deepfl/CONTRACT.md, "Server defenses").
+"""Server-side defenses: robust aggregation rules selected by name (deepfl/CONTRACT.md, "Server
+defenses").
 
 ``REGISTRY[name](num_attackers=f, **params)(updates, context)`` -> aggregated update ``(d,)``.
 ``REGISTRY`` is a :class:`deepfl.registry.Registry`; ``REGISTRY[name]`` is the one lookup of a
@@ -9,7 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepfl.defenses import bulyan, dnc, fedavg, flame, fltrust, foolsgold, krum, median, rfa, trimmed_mean  # noqa: F401  (registration)
+# imported for their registration in REGISTRY
+from deepfl.defenses import (  # noqa: F401
+    bulyan,
+    dnc,
+    fedavg,
+    flame,
+    fltrust,
+    foolsgold,
+    krum,
+    median,
+    rfa,
+    trimmed_mean,
+)
 from deepfl.defenses.base import REGISTRY, AggregationContext, Aggregator, register
 
 

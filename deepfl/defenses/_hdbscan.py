@@ -1,4 +1,5 @@
-r"""A small exact HDBSCAN on a precomputed distance matrix, for FLAME's clustering of ~10-100 updates.
+r"""A small exact HDBSCAN on a precomputed distance matrix, for FLAME's clustering of ~10-100
+updates.
 
 Campello, Moulavi and Sander, "Density-Based Clustering Based on Hierarchical Density Estimates",
 PAKDD 2013; the steps and tie conventions follow the reference ``hdbscan`` package (McInnes et al.
@@ -31,7 +32,9 @@ _MIN_DISTANCE = 1e-200  # zero distances (identical points) get a large but fini
 
 
 def mutual_reachability(distances: np.ndarray, min_samples: int) -> np.ndarray:
-    """Mutual reachability distances for the given ``min_samples`` (``1`` returns the distances unchanged)."""
+    """Mutual reachability distances for the given ``min_samples`` (``1`` returns the distances
+    unchanged).
+    """
     num_points = distances.shape[0]
     k = min(max(min_samples, 1), num_points)
     core = np.sort(distances, axis=1)[:, k - 1]
@@ -39,7 +42,9 @@ def mutual_reachability(distances: np.ndarray, min_samples: int) -> np.ndarray:
 
 
 def minimum_spanning_tree(distances: np.ndarray) -> list[tuple[int, int, float]]:
-    """Prim's algorithm on a dense symmetric matrix; returns the ``n - 1`` edges ``(a, b, weight)``."""
+    """Prim's algorithm on a dense symmetric matrix; returns the ``n - 1`` edges ``(a, b,
+    weight)``.
+    """
     num_points = distances.shape[0]
     in_tree = np.zeros(num_points, dtype=bool)
     best = np.full(num_points, np.inf)
@@ -58,7 +63,9 @@ def minimum_spanning_tree(distances: np.ndarray) -> list[tuple[int, int, float]]
 
 
 def single_linkage(num_points: int, edges: list[tuple[int, int, float]]) -> np.ndarray:
-    """Merge MST edges in increasing weight; row ``i`` = ``(left, right, distance, size)`` creates node ``n + i``."""
+    """Merge MST edges in increasing weight; row ``i`` = ``(left, right, distance, size)`` creates
+    node ``n + i``.
+    """
     owner = list(range(2 * num_points - 1))
     size = [1] * num_points + [0] * (num_points - 1)
 
@@ -90,8 +97,11 @@ def _leaves(hierarchy: np.ndarray, node: int, num_points: int) -> list[int]:
     return points
 
 
-def condense_tree(hierarchy: np.ndarray, min_cluster_size: int) -> list[tuple[int, int, float, int]]:
-    """Condensed tree rows ``(parent_cluster, child, lambda, child_size)``; the root cluster is ``n``.
+def condense_tree(
+    hierarchy: np.ndarray, min_cluster_size: int
+) -> list[tuple[int, int, float, int]]:
+    """Condensed tree rows ``(parent_cluster, child, lambda, child_size)``; the root cluster is
+    ``n``.
 
     A child is a point (``< n``, size 1) falling out of its parent, or a new cluster (``> n``).
     """
@@ -107,7 +117,10 @@ def condense_tree(hierarchy: np.ndarray, min_cluster_size: int) -> list[tuple[in
         left, right = int(left), int(right)
         lam = 1.0 / max(distance, _MIN_DISTANCE)
         parent = cluster_of[node]
-        sizes = {child: (1 if child < num_points else int(hierarchy[child - num_points, 3])) for child in (left, right)}
+        sizes = {
+            child: (1 if child < num_points else int(hierarchy[child - num_points, 3]))
+            for child in (left, right)
+        }
         large = [child for child in (left, right) if sizes[child] >= min_cluster_size]
         if len(large) == 2:
             for child in (left, right):
@@ -120,12 +133,18 @@ def condense_tree(hierarchy: np.ndarray, min_cluster_size: int) -> list[tuple[in
             if child in large:  # size >= min_cluster_size >= 2, so an internal node
                 queue.append(child)
             else:
-                rows.extend((parent, point, lam, 1) for point in _leaves(hierarchy, child, num_points))
+                rows.extend(
+                    (parent, point, lam, 1) for point in _leaves(hierarchy, child, num_points)
+                )
     return rows
 
 
-def cluster_stability(rows: list[tuple[int, int, float, int]], root_cluster: int) -> dict[int, float]:
-    r"""Stability :math:`S(C) = \sum_{\text{rows with parent } C} (\lambda - \lambda_{birth}(C)) \cdot \text{size}`."""
+def cluster_stability(
+    rows: list[tuple[int, int, float, int]], root_cluster: int
+) -> dict[int, float]:
+    r"""Stability :math:`S(C) = \sum_{\text{rows with parent } C} (\lambda - \lambda_{birth}(C))
+    \cdot \text{size}`.
+    """
     birth = {root_cluster: 0.0}
     birth.update({child: lam for _, child, lam, size in rows if child > root_cluster})
     stability = {cluster: 0.0 for cluster in birth}
@@ -137,7 +156,9 @@ def cluster_stability(rows: list[tuple[int, int, float, int]], root_cluster: int
 def select_clusters_eom(
     rows: list[tuple[int, int, float, int]], root_cluster: int, allow_single_cluster: bool
 ) -> set[int]:
-    """Excess-of-mass selection: keep a cluster unless its children's selected stability is larger."""
+    """Excess-of-mass selection: keep a cluster unless its children's selected stability is
+    larger.
+    """
     stability = cluster_stability(rows, root_cluster)
     children: dict[int, list[int]] = {cluster: [] for cluster in stability}
     for parent, child, _, _ in rows:
@@ -167,7 +188,8 @@ def hdbscan_labels(
     min_samples: int = 1,
     allow_single_cluster: bool = False,
 ) -> np.ndarray:
-    """HDBSCAN labels (``0, 1, ...`` per cluster, ``-1`` noise) of points given their distance matrix ``(n, n)``.
+    """HDBSCAN labels (``0, 1, ...`` per cluster, ``-1`` noise) of points given their distance
+    matrix ``(n, n)``.
 
     Raises:
         ValueError: for a non-square or non-finite matrix, or ``min_cluster_size < 2``.
@@ -181,10 +203,14 @@ def hdbscan_labels(
         raise ValueError(f"hdbscan: min_cluster_size must be >= 2; got {min_cluster_size}")
     num_points = distances.shape[0]
     if num_points < 2:
-        return np.zeros(num_points, dtype=int) if allow_single_cluster else np.full(num_points, NOISE)
+        return (
+            np.zeros(num_points, dtype=int) if allow_single_cluster else np.full(num_points, NOISE)
+        )
     distances = np.maximum(0.5 * (distances + distances.T), 0.0)
     np.fill_diagonal(distances, 0.0)
-    hierarchy = single_linkage(num_points, minimum_spanning_tree(mutual_reachability(distances, min_samples)))
+    hierarchy = single_linkage(
+        num_points, minimum_spanning_tree(mutual_reachability(distances, min_samples))
+    )
     rows = condense_tree(hierarchy, min_cluster_size)
     root_cluster = num_points
     selected = select_clusters_eom(rows, root_cluster, allow_single_cluster)
@@ -192,7 +218,9 @@ def hdbscan_labels(
     parent_of = {child: parent for parent, child, _, _ in rows}
     fall_lambda = {child: lam for _, child, lam, _ in rows if child < num_points}
     label_of = {cluster: label for label, cluster in enumerate(sorted(selected))}
-    root_max_lambda = max((lam for parent, _, lam, _ in rows if parent == root_cluster), default=0.0)
+    root_max_lambda = max(
+        (lam for parent, _, lam, _ in rows if parent == root_cluster), default=0.0
+    )
     labels = np.full(num_points, NOISE)
     for point in range(num_points):
         cluster = parent_of[point]

@@ -44,8 +44,9 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, ClassVar, Mapping, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor
@@ -56,7 +57,7 @@ from fldata.params import NON_NEGATIVE_INT, Constraints, Interval, validated_ini
 LOGGER = logging.getLogger("deepfl.defenses")
 
 # The server defenses by name (deepfl.registry: ``REGISTRY[name]`` is the one lookup).
-REGISTRY: Registry[type["Aggregator"]] = Registry("server defense")
+REGISTRY: Registry[type[Aggregator]] = Registry("server defense")
 
 # A generator seed: the range torch.Generator.manual_seed accepts (SeededAggregator's ``seed``).
 SEED: tuple[Interval, ...] = (Interval(int, -(2**63), 2**64 - 1, closed="both"),)
@@ -101,36 +102,53 @@ class AggregationContext:
     output_layer: slice | None = None
 
     def validate(self, num_rows: int, dim: int) -> None:
-        """Raise ``ValueError`` if a per-row field does not have ``num_rows`` entries or a vector is not ``(dim,)``."""
+        """Raise ``ValueError`` if a per-row field does not have ``num_rows`` entries or a vector is
+        not ``(dim,)``.
+        """
         if self.client_ids is not None and len(self.client_ids) != num_rows:
-            raise ValueError(f"context.client_ids has {len(self.client_ids)} entries; expected one per update row ({num_rows})")
+            raise ValueError(
+                f"context.client_ids has {len(self.client_ids)} entries; expected one per update "
+                f"row ({num_rows})"
+            )
         if self.client_ids is not None and len(set(self.client_ids)) != num_rows:
             raise ValueError("context.client_ids must be distinct (one row per client per round)")
         if self.sample_counts is not None:
             if self.sample_counts.shape != (num_rows,):
                 raise ValueError(
-                    f"context.sample_counts has shape {tuple(self.sample_counts.shape)}; expected ({num_rows},)"
+                    f"context.sample_counts has shape {tuple(self.sample_counts.shape)}; expected "
+                    f"({num_rows},)"
                 )
-            if bool((self.sample_counts < 0).any()) or not bool(torch.isfinite(self.sample_counts).all()):
+            if bool((self.sample_counts < 0).any()) or not bool(
+                torch.isfinite(self.sample_counts).all()
+            ):
                 raise ValueError("context.sample_counts must be finite and non-negative")
         for field_name in ("global_params", "server_update"):
             vector = getattr(self, field_name)
             if vector is None:
                 continue
             if vector.shape != (dim,):
-                raise ValueError(f"context.{field_name} has shape {tuple(vector.shape)}; expected ({dim},)")
+                raise ValueError(
+                    f"context.{field_name} has shape {tuple(vector.shape)}; expected ({dim},)"
+                )
             if not bool(torch.isfinite(vector).all()):
                 raise ValueError(f"context.{field_name} contains NaN or inf")
 
-    def in_float64(self) -> "AggregationContext":
-        """The context with its tensors in float64 (the dtype :meth:`Aggregator._aggregate` works in)."""
+    def in_float64(self) -> AggregationContext:
+        """The context with its tensors in float64 (the dtype :meth:`Aggregator._aggregate` works
+        in).
+        """
+
         def double(tensor: Tensor | None) -> Tensor | None:
             return None if tensor is None else tensor.double()
 
-        return replace(self, sample_counts=double(self.sample_counts), global_params=double(self.global_params),
-                       server_update=double(self.server_update))
+        return replace(
+            self,
+            sample_counts=double(self.sample_counts),
+            global_params=double(self.global_params),
+            server_update=double(self.server_update),
+        )
 
-    def subset(self, rows: list[int]) -> "AggregationContext":
+    def subset(self, rows: list[int]) -> AggregationContext:
         """The context restricted to the given rows (per-row fields only)."""
         client_ids = None if self.client_ids is None else [self.client_ids[i] for i in rows]
         sample_counts = None if self.sample_counts is None else self.sample_counts[rows]
@@ -139,7 +157,9 @@ class AggregationContext:
 
 @dataclass
 class AggregationResult:
-    """What a rule's ``_aggregate`` returns: the estimate, the kept rows (or ``None``) and diagnostics."""
+    """What a rule's ``_aggregate`` returns: the estimate, the kept rows (or ``None``) and
+    diagnostics.
+    """
 
     update: Tensor
     accepted: list[int] | None = None
@@ -188,23 +208,31 @@ class Aggregator:
         return f"{type(self).__name__}({params})"
 
     def __call__(self, updates: Tensor, context: AggregationContext | None = None) -> Tensor:
-        """Aggregate ``updates`` ``(n, d)`` into one update ``(d,)`` of the same dtype and device."""
+        """Aggregate ``updates`` ``(n, d)`` into one update ``(d,)`` of the same dtype and
+        device.
+        """
         if not isinstance(updates, Tensor) or updates.ndim != 2 or not updates.is_floating_point():
             raise ValueError(
                 f"{self.name}: updates must be a floating-point tensor of shape (n, d); got "
-                f"{type(updates).__name__} {getattr(updates, 'shape', '')} {getattr(updates, 'dtype', '')}"
+                f"{type(updates).__name__} {getattr(updates, 'shape', '')} "
+                f"{getattr(updates, 'dtype', '')}"
             )
         num_rows, dim = updates.shape
         input_dtype = updates.dtype
         if num_rows == 0 or dim == 0:
-            raise ValueError(f"{self.name}: need at least one update row and one coordinate; got shape {tuple(updates.shape)}")
+            raise ValueError(
+                f"{self.name}: need at least one update row and one coordinate; got shape "
+                f"{tuple(updates.shape)}"
+            )
         context = context if context is not None else AggregationContext()
         context.validate(num_rows, dim)
 
         finite_rows = torch.isfinite(updates).all(dim=1)
         excluded = torch.nonzero(~finite_rows).flatten().tolist()
         if len(excluded) == num_rows:
-            raise NonFiniteUpdatesError(f"{self.name}: all {num_rows} updates contain NaN or inf; nothing to aggregate")
+            raise NonFiniteUpdatesError(
+                f"{self.name}: all {num_rows} updates contain NaN or inf; nothing to aggregate"
+            )
         kept_rows = torch.nonzero(finite_rows).flatten().tolist()
         if excluded:
             LOGGER.warning(
@@ -212,7 +240,9 @@ class Aggregator:
                 self.name,
                 len(excluded),
                 excluded,
-                "" if context.client_ids is None else f" (client ids {[context.client_ids[i] for i in excluded]})",
+                ""
+                if context.client_ids is None
+                else f" (client ids {[context.client_ids[i] for i in excluded]})",
             )
             updates = updates[kept_rows]
             context = context.subset(kept_rows)
@@ -223,12 +253,22 @@ class Aggregator:
         result = self._aggregate(updates, context, num_attackers)
 
         if result.update.shape != (dim,):
-            raise RuntimeError(f"{self.name}: internal error, aggregate has shape {tuple(result.update.shape)}")
-        self.last_accepted = None if result.accepted is None else [kept_rows[i] for i in result.accepted]
-        self.last_info = {**result.info, "excluded_nonfinite": excluded, "num_attackers_used": num_attackers}
+            raise RuntimeError(
+                f"{self.name}: internal error, aggregate has shape {tuple(result.update.shape)}"
+            )
+        self.last_accepted = (
+            None if result.accepted is None else [kept_rows[i] for i in result.accepted]
+        )
+        self.last_info = {
+            **result.info,
+            "excluded_nonfinite": excluded,
+            "num_attackers_used": num_attackers,
+        }
         return result.update.to(input_dtype)
 
-    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+    def _aggregate(
+        self, updates: Tensor, context: AggregationContext, num_attackers: int
+    ) -> AggregationResult:
         """Aggregate finite rows; ``num_attackers`` is the assumed count among them."""
         raise NotImplementedError
 
@@ -236,8 +276,11 @@ class Aggregator:
     def default_params(cls) -> dict[str, Any]:
         """The constructor's defaults, ``{param: default}`` (without ``num_attackers``)."""
         parameters = inspect.signature(cls.__init__).parameters
-        return {name: p.default for name, p in parameters.items()
-                if name not in ("self", "num_attackers")}
+        return {
+            name: p.default
+            for name, p in parameters.items()
+            if name not in ("self", "num_attackers")
+        }
 
     @classmethod
     def check_setting(cls, num_rows: int, num_attackers: int, params: Mapping[str, Any]) -> None:
@@ -252,14 +295,15 @@ class Aggregator:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         if state:
-            raise ValueError(f"{self.name} is stateless; got non-empty state with keys {sorted(state)}")
-
+            raise ValueError(
+                f"{self.name} is stateless; got non-empty state with keys {sorted(state)}"
+            )
 
 
 class SeededAggregator(Aggregator):
-    """An aggregator that draws random numbers (DnC's coordinate subsample, FLAME's noise) from its own
-    ``torch.Generator`` seeded by ``seed``; the generator state is its checkpointed state, so a resumed
-    run draws the same numbers."""
+    """An aggregator that draws random numbers (DnC's coordinate subsample, FLAME's noise) from its
+    own ``torch.Generator`` seeded by ``seed``; the generator state is its checkpointed state, so a
+    resumed run draws the same numbers."""
 
     def _seed_generator(self, seed: int) -> None:
         self.seed = int(seed)
@@ -272,7 +316,9 @@ class SeededAggregator(Aggregator):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the generator."""
         if set(state) != {"generator"}:
-            raise ValueError(f"{self.name}: state must have exactly the key 'generator'; got {sorted(state)}")
+            raise ValueError(
+                f"{self.name}: state must have exactly the key 'generator'; got {sorted(state)}"
+            )
         self.generator.set_state(state["generator"])
 
 
@@ -280,7 +326,8 @@ class SeededAggregator(Aggregator):
 
 
 def pairwise_squared_distances(updates: Tensor) -> Tensor:
-    r"""Squared Euclidean distances :math:`D_{ij} = \lVert x_i - x_j \rVert_2^2` of the rows, ``(n, n)``.
+    r"""Squared Euclidean distances :math:`D_{ij} = \lVert x_i - x_j \rVert_2^2` of the rows, ``(n,
+    n)``.
 
     One Gram-matrix product, :math:`D_{ij} = G_{ii} + G_{jj} - 2 G_{ij}` with
     :math:`G = \tilde X \tilde X^\top`, on rows centred on the row of smallest norm
@@ -294,13 +341,16 @@ def pairwise_squared_distances(updates: Tensor) -> Tensor:
     gram = centred @ centred.T
     sq_norms = gram.diagonal()
     distances = (sq_norms[:, None] + sq_norms[None, :] - 2.0 * gram).clamp_min_(0.0)
-    distances = 0.5 * (distances + distances.T)  # exact symmetry, whatever the matmul's summation order
+    distances = 0.5 * (
+        distances + distances.T
+    )  # exact symmetry, whatever the matmul's summation order
     distances.fill_diagonal_(0.0)
     return distances
 
 
 def cosine_similarity_matrix(rows: Tensor) -> Tensor:
-    r"""Cosine similarities :math:`C_{ij} = \langle x_i, x_j\rangle / (\lVert x_i\rVert \lVert x_j\rVert)`, ``(n, n)``.
+    r"""Cosine similarities :math:`C_{ij} = \langle x_i, x_j\rangle / (\lVert x_i\rVert \lVert
+    x_j\rVert)`, ``(n, n)``.
 
     A zero row has similarity 0 with every row (and itself).
     """
@@ -311,7 +361,8 @@ def cosine_similarity_matrix(rows: Tensor) -> Tensor:
 
 
 def coordinate_median(rows: Tensor) -> Tensor:
-    r"""Coordinate-wise median of the rows, ``(d,)``; the mean of the two middle values when ``n`` is even.
+    r"""Coordinate-wise median of the rows, ``(d,)``; the mean of the two middle values when ``n``
+    is even.
 
     (``torch.median`` returns the lower middle value for even ``n``; Yin et al.
     2018 use the usual median.)  Uses a sort, not ``torch.quantile``, which

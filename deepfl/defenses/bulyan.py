@@ -35,7 +35,8 @@ def bulyan_sizes(num_rows: int, num_attackers: int) -> tuple[int, int]:
 
 
 def select_by_krum(updates: Tensor, num_attackers: int, theta: int) -> list[int]:
-    r"""Bulyan's selection stage with Krum: ``theta`` times, run Krum on the remaining set and move the winner out.
+    r"""Bulyan's selection stage with Krum: ``theta`` times, run Krum on the remaining set and move
+    the winner out.
 
     Uses one pairwise squared-distance matrix.  On a remaining set of size ``s`` the
     score sums the :math:`\max(s - f - 2, 1)` nearest neighbours (the late rounds of the
@@ -58,8 +59,9 @@ def select_by_krum(updates: Tensor, num_attackers: int, theta: int) -> list[int]
 
 
 def select_by_trimmed_mean(updates: Tensor, num_attackers: int, theta: int) -> list[int]:
-    r"""Bulyan's selection stage with the trimmed mean as the rule :math:`A`: ``theta`` times, compute the
-    ``f``-trimmed mean of the remaining set and move out the update closest (in :math:`\ell_2`) to it.
+    r"""Bulyan's selection stage with the trimmed mean as the rule :math:`A`: ``theta`` times,
+    compute the ``f``-trimmed mean of the remaining set and move out the update closest (in
+    :math:`\ell_2`) to it.
 
     El Mhamdi et al. 2018 apply any Byzantine-resilient rule recursively; for a rule that
     does not output one of its inputs, the input closest to its output is selected.
@@ -75,7 +77,8 @@ def select_by_trimmed_mean(updates: Tensor, num_attackers: int, theta: int) -> l
 
 
 def bulyan_coordinate_stage(selected_updates: Tensor, beta: int) -> Tensor:
-    r"""Bulyan's second stage: per coordinate, the mean of the ``beta`` values closest to the coordinate median,
+    r"""Bulyan's second stage: per coordinate, the mean of the ``beta`` values closest to the
+    coordinate median,
 
     .. math:: \hat g_k = \frac{1}{\beta} \sum_{i \in M_k} g_{i,k}, \qquad
               M_k = \arg\min_{|M| = \beta} \sum_{i \in M} |g_{i,k} - \operatorname{med}_j g_{j,k}|.
@@ -96,11 +99,15 @@ class _Bulyan(Aggregator):
         """Bulyan needs ``n >= 4f + 3``."""
         bulyan_sizes(num_rows, num_attackers)
 
-    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+    def _aggregate(
+        self, updates: Tensor, context: AggregationContext, num_attackers: int
+    ) -> AggregationResult:
         theta, beta = bulyan_sizes(updates.shape[0], num_attackers)
         selected = type(self).selection_rule(updates, num_attackers, theta)
         update = bulyan_coordinate_stage(updates[selected], beta)
-        return AggregationResult(update, sorted(selected), {"selection_order": selected, "theta": theta, "beta": beta})
+        return AggregationResult(
+            update, sorted(selected), {"selection_order": selected, "theta": theta, "beta": beta}
+        )
 
 
 @register("bulyan_krum")

@@ -23,8 +23,8 @@ from fldata.params import NON_NEGATIVE_FLOAT, POSITIVE_INT, Constraints
 
 
 def dnc_outlier_scores(sampled_updates: Tensor) -> Tensor:
-    r"""DnC's scores on a coordinate subsample: :math:`s_i = \langle x_i - \mu, v\rangle^2`, with :math:`\mu`
-    the mean row and :math:`v` the top right singular vector of the centred matrix."""
+    r"""DnC's scores on a coordinate subsample: :math:`s_i = \langle x_i - \mu, v\rangle^2`, with
+    :math:`\mu` the mean row and :math:`v` the top right singular vector of the centred matrix."""
     centred = sampled_updates - sampled_updates.mean(dim=0, keepdim=True)
     top_direction = torch.linalg.svd(centred, full_matrices=False).Vh[0]
     return (centred @ top_direction).pow(2)
@@ -33,14 +33,17 @@ def dnc_outlier_scores(sampled_updates: Tensor) -> Tensor:
 def dnc_kept_rows(num_rows: int, num_attackers: int, filter_frac: float) -> tuple[int, int]:
     """``(removed, kept)`` rows per round, ``floor(c f)`` and ``n - floor(c f)``; ``ValueError``
     unless at least one row is kept."""
-    if not math.isfinite(filter_frac * num_attackers):     # c f overflows: nothing would remain
-        raise ValueError(f"dnc: n - c*f = {num_rows} - inf < 1 rows would remain; "
-                         "need floor(filter_frac * f) < n")
+    if not math.isfinite(filter_frac * num_attackers):  # c f overflows: nothing would remain
+        raise ValueError(
+            f"dnc: n - c*f = {num_rows} - inf < 1 rows would remain; "
+            "need floor(filter_frac * f) < n"
+        )
     removed = count_from_fraction(filter_frac, num_attackers)
     keep = num_rows - removed
     if keep < 1:
         raise ValueError(
-            f"dnc: n - c*f = {num_rows} - {removed} < 1 rows would remain; need floor(filter_frac * f) < n"
+            f"dnc: n - c*f = {num_rows} - {removed} < 1 rows would remain; need floor(filter_frac "
+            "* f) < n"
         )
     return removed, keep
 
@@ -108,7 +111,9 @@ class DnC(SeededAggregator):
         """At least one row must survive each filtering round: ``floor(c f) < n``."""
         dnc_kept_rows(num_rows, num_attackers, params["filter_frac"])
 
-    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+    def _aggregate(
+        self, updates: Tensor, context: AggregationContext, num_attackers: int
+    ) -> AggregationResult:
         num_rows, dim = updates.shape
         removed, keep = dnc_kept_rows(num_rows, num_attackers, self.filter_frac)
         kept = torch.ones(num_rows, dtype=torch.bool, device=updates.device)
@@ -124,6 +129,13 @@ class DnC(SeededAggregator):
             kept &= good
         accepted = torch.nonzero(kept).flatten().tolist()
         if not accepted:
-            LOGGER.warning("dnc: the kept sets of the %d rounds do not intersect; returning the zero update", self.niters)
-            return AggregationResult(torch.zeros_like(updates[0]), accepted, {"removed_per_round": removed})
-        return AggregationResult(updates[accepted].mean(dim=0), accepted, {"removed_per_round": removed})
+            LOGGER.warning(
+                "dnc: the kept sets of the %d rounds do not intersect; returning the zero update",
+                self.niters,
+            )
+            return AggregationResult(
+                torch.zeros_like(updates[0]), accepted, {"removed_per_round": removed}
+            )
+        return AggregationResult(
+            updates[accepted].mean(dim=0), accepted, {"removed_per_round": removed}
+        )

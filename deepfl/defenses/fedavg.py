@@ -1,4 +1,6 @@
-"""FedAvg: the plain (optionally sample-weighted) mean of client updates (McMahan et al., AISTATS 2017)."""
+"""FedAvg: the plain (optionally sample-weighted) mean of client updates (McMahan et al., AISTATS
+2017).
+"""
 
 from __future__ import annotations
 
@@ -47,14 +49,23 @@ class FedAvg(Aggregator):
         super().__init__(num_attackers)
         self.weighted = weighted
 
-    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+    def _aggregate(
+        self, updates: Tensor, context: AggregationContext, num_attackers: int
+    ) -> AggregationResult:
         accepted = list(range(updates.shape[0]))
         if not self.weighted:
             return AggregationResult(updates.mean(dim=0), accepted)
         if context.sample_counts is None:
-            raise ValueError("fedavg(weighted=True) needs context.sample_counts; pass them or set weighted=False")
+            raise ValueError(
+                "fedavg(weighted=True) needs context.sample_counts; pass them or set weighted=False"
+            )
         weights = context.sample_counts.to(device=updates.device, dtype=updates.dtype)
         total = weights.sum()
         if not bool(total > 0):
-            raise ValueError("fedavg(weighted=True): context.sample_counts sum to 0; at least one client needs samples")
-        return AggregationResult((weights / total) @ updates, accepted, {"weights": (weights / total).tolist()})
+            raise ValueError(
+                "fedavg(weighted=True): context.sample_counts sum to 0; at least one client needs "
+                "samples"
+            )
+        return AggregationResult(
+            (weights / total) @ updates, accepted, {"weights": (weights / total).tolist()}
+        )

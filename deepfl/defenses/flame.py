@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-
 import torch
 from torch import Tensor
 
@@ -94,32 +93,49 @@ class Flame(SeededAggregator):
         num_rows = updates.shape[0]
         if self.cluster_on == "models":
             if context.global_params is None:
-                raise ValueError("flame(cluster_on='models') needs context.global_params; pass it or set cluster_on='updates'")
+                raise ValueError(
+                    "flame(cluster_on='models') needs context.global_params; pass it or set "
+                    "cluster_on='updates'"
+                )
             points = updates + context.global_params.to(device=updates.device, dtype=updates.dtype)
         else:
             points = updates
         cosine_distances = (1.0 - cosine_similarity_matrix(points)).double().cpu().numpy()
         min_size = self.min_cluster_size if self.min_cluster_size is not None else num_rows // 2 + 1
-        labels = hdbscan_labels(cosine_distances, max(min_size, 2), min_samples=1, allow_single_cluster=True)
+        labels = hdbscan_labels(
+            cosine_distances, max(min_size, 2), min_samples=1, allow_single_cluster=True
+        )
         clustered = labels[labels != NOISE]
         if clustered.size == 0:
             return []
-        largest = int(max(set(clustered.tolist()), key=lambda label: (int((labels == label).sum()), -label)))
+        largest = int(
+            max(set(clustered.tolist()), key=lambda label: (int((labels == label).sum()), -label))
+        )
         return [int(i) for i in (labels == largest).nonzero()[0]]
 
-    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+    def _aggregate(
+        self, updates: Tensor, context: AggregationContext, num_attackers: int
+    ) -> AggregationResult:
         accepted = self._clustered_rows(updates, context)
         norms = updates.norm(dim=1)
         clip_bound = coordinate_median(norms[:, None])[0]
         factors = torch.where(norms > clip_bound, clip_bound / norms, torch.ones_like(norms))
         sigma = self.noise_lambda * float(clip_bound)
-        info = {"clip_bound": float(clip_bound), "noise_sigma": sigma, "clip_factors": factors.tolist()}
+        info = {
+            "clip_bound": float(clip_bound),
+            "noise_sigma": sigma,
+            "clip_factors": factors.tolist(),
+        }
         if not accepted:
-            LOGGER.warning("flame: HDBSCAN labelled every update as noise; returning the zero update")
+            LOGGER.warning(
+                "flame: HDBSCAN labelled every update as noise; returning the zero update"
+            )
             return AggregationResult(torch.zeros_like(updates[0]), accepted, info)
         update = (factors[accepted, None] * updates[accepted]).mean(dim=0)
         if sigma > 0:
             # drawn in float32 (the engine's dtype) so the noise stream is the one it always was
-            noise = torch.randn(updates.shape[1], generator=self.generator, dtype=torch.float32).to(updates.dtype)
+            noise = torch.randn(updates.shape[1], generator=self.generator, dtype=torch.float32).to(
+                updates.dtype
+            )
             update = update + sigma * noise.to(updates.device)
         return AggregationResult(update, accepted, info)

@@ -11,12 +11,13 @@ from deepfl.defenses.base import LOGGER, AggregationContext, AggregationResult, 
 
 @register("fltrust")
 class FLTrust(Aggregator):
-    r"""FLTrust: trust scores from the server's root-set update :math:`g_0` (``context.server_update``),
+    r"""FLTrust: trust scores from the server's root-set update :math:`g_0`
+    (``context.server_update``),
 
     .. math::
-        TS_i = \operatorname{ReLU}\!\left(\frac{\langle g_i, g_0\rangle}{\lVert g_i\rVert \lVert g_0\rVert}\right),
-        \qquad \bar g_i = \frac{\lVert g_0\rVert}{\lVert g_i\rVert} g_i,
-        \qquad \hat g = \frac{\sum_i TS_i\, \bar g_i}{\sum_i TS_i}
+        TS_i = \operatorname{ReLU}\!\left(\frac{\langle g_i, g_0\rangle}{\lVert g_i\rVert \lVert
+        g_0\rVert}\right), \qquad \bar g_i = \frac{\lVert g_0\rVert}{\lVert g_i\rVert} g_i, \qquad
+        \hat g = \frac{\sum_i TS_i\, \bar g_i}{\sum_i TS_i}
 
     (Cao et al. 2021, Eq. (1)-(3)).  A zero update gets :math:`TS_i = 0`; all scores 0
     returns the zero update (the global model is kept).  The engine computes :math:`g_0`
@@ -42,10 +43,15 @@ class FLTrust(Aggregator):
 
     needs_server_update = True
 
-    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+    def _aggregate(
+        self, updates: Tensor, context: AggregationContext, num_attackers: int
+    ) -> AggregationResult:
         if context.server_update is None:
-            raise ValueError("fltrust needs context.server_update (the server's root-set update g_0); the engine "
-                             "computes it when the defense class has needs_server_update = True")
+            raise ValueError(
+                "fltrust needs context.server_update (the server's root-set update g_0); the "
+                "engine "
+                "computes it when the defense class has needs_server_update = True"
+            )
         server_update = context.server_update.to(device=updates.device, dtype=updates.dtype)
         server_norm = server_update.norm()
         norms = updates.norm(dim=1)

@@ -1,5 +1,5 @@
-"""FoolsGold (Fung, Yoon and Beschastnikh, "The Limitations of Federated Learning in Sybil Settings",
-RAID 2020, Algorithm 1)."""
+"""FoolsGold (Fung, Yoon and Beschastnikh, "The Limitations of Federated Learning in Sybil
+Settings", RAID 2020, Algorithm 1)."""
 
 from __future__ import annotations
 
@@ -23,14 +23,15 @@ NORMALIZATION_CHOICES = ("weight_sum", "num_clients")
 
 
 def foolsgold_weights(histories: Tensor) -> tuple[Tensor, Tensor]:
-    r"""FoolsGold's learning-rate vector :math:`\alpha` from the clients' history vectors ``(n, k)``.
+    r"""FoolsGold's learning-rate vector :math:`\alpha` from the clients' history vectors ``(n,
+    k)``.
 
     .. math::
         cs_{ij} &= \cos(H_i, H_j) - [i = j], \qquad v_i = \max_j cs_{ij} \\
-        cs_{ij} &\leftarrow cs_{ij}\, v_i / v_j \quad \text{if } v_i < v_j \ (\text{pardoning}; \text{only for } v_j > 0) \\
-        \alpha_i &= 1 - \max_j cs_{ij} \text{ clipped to } [0,1], \qquad \alpha \leftarrow \alpha / \max_j \alpha_j,
-        \ \alpha_i = 1 \mapsto 0.99 \\
-        \alpha_i &\leftarrow \operatorname{clip}_{[0,1]}\bigl(\ln(\alpha_i / (1 - \alpha_i)) + 0.5\bigr)
+        cs_{ij} &\leftarrow cs_{ij}\, v_i / v_j \quad \text{if } v_i < v_j \ (\text{pardoning};
+        \text{only for } v_j > 0) \\ \alpha_i &= 1 - \max_j cs_{ij} \text{ clipped to } [0,1],
+        \qquad \alpha \leftarrow \alpha / \max_j \alpha_j, \ \alpha_i = 1 \mapsto 0.99 \\ \alpha_i
+        &\leftarrow \operatorname{clip}_{[0,1]}\bigl(\ln(\alpha_i / (1 - \alpha_i)) + 0.5\bigr)
 
     (Fung et al. 2020, Algorithm 1, confidence :math:`\kappa = 1`).  :math:`1 - \max_j cs_{ij}`
     below 10 machine epsilons counts as 0 (an exact twin up to rounding).  When every
@@ -61,7 +62,8 @@ def foolsgold_weights(histories: Tensor) -> tuple[Tensor, Tensor]:
 
 @register("foolsgold")
 class FoolsGold(Aggregator):
-    r"""FoolsGold: down-weight clients whose update histories are too similar (Fung et al. 2020, Algorithm 1).
+    r"""FoolsGold: down-weight clients whose update histories are too similar (Fung et al. 2020,
+    Algorithm 1).
 
     Each client's history :math:`H_i = \sum_{t} \Delta_{i,t}` (restricted to the features
     below) is updated with this round's update, the weights :math:`\alpha_i` come from
@@ -125,7 +127,9 @@ class FoolsGold(Aggregator):
         if context.output_layer is None:
             if not self._warned_features:
                 self._warned_features = True
-                LOGGER.warning("foolsgold: context.output_layer is missing; using all coordinates as features")
+                LOGGER.warning(
+                    "foolsgold: context.output_layer is missing; using all coordinates as features"
+                )
             return updates
         return updates[:, context.output_layer]
 
@@ -133,7 +137,7 @@ class FoolsGold(Aggregator):
         if not self.use_history or context.client_ids is None:
             return features
         rows = []
-        for client_id, row in zip(context.client_ids, features):
+        for client_id, row in zip(context.client_ids, features, strict=True):
             previous = self.history.get(int(client_id))
             if previous is not None and previous.shape == row.shape:
                 summed = previous.to(device=row.device, dtype=row.dtype) + row
@@ -143,10 +147,16 @@ class FoolsGold(Aggregator):
             rows.append(summed)
         return torch.stack(rows)
 
-    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+    def _aggregate(
+        self, updates: Tensor, context: AggregationContext, num_attackers: int
+    ) -> AggregationResult:
         histories = self._histories(self._feature_rows(updates, context), context)
         alpha, max_similarity = foolsgold_weights(histories)
-        denominator = alpha.sum() if self.normalization == "weight_sum" else torch.tensor(float(updates.shape[0]))
+        denominator = (
+            alpha.sum()
+            if self.normalization == "weight_sum"
+            else torch.tensor(float(updates.shape[0]))
+        )
         if bool(alpha.sum() > 0):
             update = (alpha @ updates) / denominator.to(updates)
         else:
@@ -163,5 +173,7 @@ class FoolsGold(Aggregator):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the per-client histories saved by :meth:`state_dict`."""
         if set(state) != {"history"}:
-            raise ValueError(f"foolsgold: state must have exactly the key 'history'; got {sorted(state)}")
+            raise ValueError(
+                f"foolsgold: state must have exactly the key 'history'; got {sorted(state)}"
+            )
         self.history = {int(cid): torch.as_tensor(h).clone() for cid, h in state["history"].items()}

@@ -21,18 +21,23 @@ from fldata.params import POSITIVE_INT, Constraints
 
 
 def krum_num_neighbours(num_rows: int, num_attackers: int) -> int:
-    """``n - f - 2``, the neighbour count of Krum's score; ``ValueError`` unless it is at least 1."""
+    """``n - f - 2``, the neighbour count of Krum's score; ``ValueError`` unless it is at least
+    1.
+    """
     neighbours = num_rows - num_attackers - 2
     if neighbours < 1:
         raise ValueError(
-            f"krum needs n - f - 2 >= 1 neighbours per score, i.e. n >= f + 3; got n={num_rows}, f={num_attackers} "
-            f"(Blanchard et al.'s guarantee further needs n > 2f + 2: lower num_attackers or add clients)"
+            f"krum needs n - f - 2 >= 1 neighbours per score, i.e. n >= f + 3; got n={num_rows}, "
+            f"f={num_attackers} "
+            "(Blanchard et al.'s guarantee further needs n > 2f + 2: lower num_attackers or add "
+            "clients)"
         )
     return neighbours
 
 
 def krum_scores(squared_distances: Tensor, num_neighbours: int) -> Tensor:
-    r"""Krum scores :math:`s(i) = \sum_{i \to j} \lVert g_i - g_j \rVert^2` over the ``num_neighbours`` closest ``j != i``.
+    r"""Krum scores :math:`s(i) = \sum_{i \to j} \lVert g_i - g_j \rVert^2` over the
+    ``num_neighbours`` closest ``j != i``.
 
     Args:
         squared_distances: ``(n, n)`` squared Euclidean distances.
@@ -44,24 +49,29 @@ def krum_scores(squared_distances: Tensor, num_neighbours: int) -> Tensor:
 
 
 def krum_winner(scores: Tensor, squared_distances: Tensor) -> int:
-    """Index of the lowest score; near-ties (relative 1e-9) go to the row with the smallest total squared
-    distance to all rows, so the choice does not depend on row order (with one neighbour, the two rows of
-    the closest pair always tie)."""
+    """Index of the lowest score; near-ties (relative 1e-9) go to the row with the smallest total
+    squared distance to all rows, so the choice does not depend on row order (with one neighbour,
+    the two rows of the closest pair always tie)."""
     best = scores.min()
     tied = scores <= best + 1e-9 * best.abs()
     if int(tied.sum()) == 1:
         return int(torch.argmin(scores))
-    centrality = torch.where(tied, squared_distances.sum(dim=1), torch.full_like(scores, float("inf")))
+    centrality = torch.where(
+        tied, squared_distances.sum(dim=1), torch.full_like(scores, float("inf"))
+    )
     return int(torch.argmin(centrality))
 
 
 def guarantee_holds(num_rows: int, num_attackers: int, aggregator: Aggregator) -> bool:
-    """Whether ``n > 2f + 2`` (Blanchard et al.'s condition); logs a warning the first time it fails."""
+    """Whether ``n > 2f + 2`` (Blanchard et al.'s condition); logs a warning the first time it
+    fails.
+    """
     holds = num_rows > 2 * num_attackers + 2
     if not holds and not getattr(aggregator, "_warned_guarantee", False):
         aggregator._warned_guarantee = True  # type: ignore[attr-defined]  # a once-only flag on any aggregator
         LOGGER.warning(
-            "%s: n=%d <= 2f+2=%d, so Blanchard et al.'s resilience guarantee does not hold (the rule still runs; "
+            "%s: n=%d <= 2f+2=%d, so Blanchard et al.'s resilience guarantee does not hold (the "
+            "rule still runs; "
             "warned once)",
             aggregator.name,
             num_rows,
@@ -74,7 +84,8 @@ def guarantee_holds(num_rows: int, num_attackers: int, aggregator: Aggregator) -
 class Krum(Aggregator):
     r"""Krum: return the update with the lowest score
 
-    .. math:: s(i) = \sum_{j \in N_i} \lVert g_i - g_j \rVert_2^2, \qquad \hat g = g_{i^*},\ i^* = \arg\min_i s(i),
+    .. math:: s(i) = \sum_{j \in N_i} \lVert g_i - g_j \rVert_2^2, \qquad \hat g = g_{i^*},\ i^* =
+    \arg\min_i s(i),
 
     where :math:`N_i` are the :math:`n - f - 2` rows closest to :math:`g_i` (``j != i``).
     Squared distances and :math:`n-f-2` neighbours as in Blanchard et al. 2017
@@ -107,7 +118,9 @@ class Krum(Aggregator):
         """Krum needs ``n - f - 2 >= 1`` neighbours per score."""
         krum_num_neighbours(num_rows, num_attackers)
 
-    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+    def _aggregate(
+        self, updates: Tensor, context: AggregationContext, num_attackers: int
+    ) -> AggregationResult:
         num_rows = updates.shape[0]
         neighbours = krum_num_neighbours(num_rows, num_attackers)
         holds = guarantee_holds(num_rows, num_attackers, self)
@@ -123,7 +136,8 @@ class Krum(Aggregator):
 class MultiKrum(Aggregator):
     r"""Multi-Krum: the mean of the ``m`` updates with the lowest Krum scores (computed once),
 
-    .. math:: \hat g = \frac{1}{m} \sum_{i \in S_m} g_i, \qquad S_m = \text{the } m \text{ lowest } s(i),
+    .. math:: \hat g = \frac{1}{m} \sum_{i \in S_m} g_i, \qquad S_m = \text{the } m \text{ lowest }
+    s(i),
 
     with :math:`s(i)` Krum's score (squared distances, :math:`n-f-2` nearest neighbours;
     Blanchard et al. 2017, Section 5).  Default ``m = n - f``.  ``m = 1`` is Krum and
@@ -162,14 +176,21 @@ class MultiKrum(Aggregator):
         selected = params["num_selected"]
         if selected is not None and selected > num_rows:
             raise ValueError(
-                f"multikrum: num_selected m must be in [1, n={num_rows}]; got m={selected}")
+                f"multikrum: num_selected m must be in [1, n={num_rows}]; got m={selected}"
+            )
 
-    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+    def _aggregate(
+        self, updates: Tensor, context: AggregationContext, num_attackers: int
+    ) -> AggregationResult:
         num_rows = updates.shape[0]
         neighbours = krum_num_neighbours(num_rows, num_attackers)
-        selected_count = num_rows - num_attackers if self.num_selected is None else self.num_selected
+        selected_count = (
+            num_rows - num_attackers if self.num_selected is None else self.num_selected
+        )
         if not 1 <= selected_count <= num_rows:
-            raise ValueError(f"multikrum: num_selected m must be in [1, n={num_rows}]; got m={selected_count}")
+            raise ValueError(
+                f"multikrum: num_selected m must be in [1, n={num_rows}]; got m={selected_count}"
+            )
         holds = guarantee_holds(num_rows, num_attackers, self)
         scores = krum_scores(pairwise_squared_distances(updates), neighbours)
         chosen = torch.argsort(scores, stable=True)[:selected_count].sort().values

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from deepfl.defenses.base import AggregationContext, AggregationResult, Aggregator, coordinate_median, register
+from deepfl.defenses.base import (
+    AggregationContext,
+    AggregationResult,
+    Aggregator,
+    coordinate_median,
+    register,
+)
 
 
 @register("median")
 class Median(Aggregator):
-    r"""Coordinate-wise median: :math:`\hat g_k = \operatorname{med}\{g_{1,k}, \dots, g_{n,k}\}` for each coordinate ``k``.
+    r"""Coordinate-wise median: :math:`\hat g_k = \operatorname{med}\{g_{1,k}, \dots, g_{n,k}\}` for
+    each coordinate ``k``.
 
     For even ``n`` the median is the mean of the two middle values (Yin et al. 2018,
     Definition 1; ``torch.median``'s lower-middle value is not used).  Needs no ``f``;
@@ -30,5 +37,7 @@ class Median(Aggregator):
 
     float64_inputs = False  # order statistics: sort in the input dtype (see coordinate_median)
 
-    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+    def _aggregate(
+        self, updates: Tensor, context: AggregationContext, num_attackers: int
+    ) -> AggregationResult:
         return AggregationResult(coordinate_median(updates))

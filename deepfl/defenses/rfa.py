@@ -1,5 +1,6 @@
-"""RFA: robust federated aggregation by the smoothed Weiszfeld geometric median (Pillutla, Kakade and
-Harchaoui, "Robust Aggregation for Federated Learning", IEEE Trans. Signal Processing 2022, Algorithm 2)."""
+"""RFA: robust federated aggregation by the smoothed Weiszfeld geometric median (Pillutla, Kakade
+and Harchaoui, "Robust Aggregation for Federated Learning", IEEE Trans. Signal Processing 2022,
+Algorithm 2)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from fldata.params import BOOLEAN, NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_
 def smoothed_weiszfeld(
     points: Tensor, weights: Tensor, *, nu: float, max_iterations: int, ftol: float
 ) -> tuple[Tensor, Tensor, int, float]:
-    r"""Approximate the weighted geometric median :math:`\arg\min_v \sum_i a_i \lVert v - x_i \rVert`.
+    r"""Approximate the weighted geometric median :math:`\arg\min_v \sum_i a_i \lVert v - x_i
+    \rVert`.
 
     Start at the weighted mean; iterate
 
@@ -105,11 +107,16 @@ class RFA(Aggregator):
         self.max_iterations = max_iterations
         self.use_sample_counts = use_sample_counts
 
-    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+    def _aggregate(
+        self, updates: Tensor, context: AggregationContext, num_attackers: int
+    ) -> AggregationResult:
         if self.use_sample_counts and context.sample_counts is not None:
             weights = context.sample_counts.to(device=updates.device, dtype=updates.dtype)
             if not bool(weights.sum() > 0):
-                raise ValueError("rfa: context.sample_counts sum to 0; pass positive counts or use_sample_counts=False")
+                raise ValueError(
+                    "rfa: context.sample_counts sum to 0; pass positive counts or "
+                    "use_sample_counts=False"
+                )
         else:
             weights = torch.ones(updates.shape[0], dtype=updates.dtype, device=updates.device)
         median, betas, iterations, objective = smoothed_weiszfeld(

@@ -42,7 +42,8 @@ def check_trim(num_rows: int, trim_per_tail: int) -> None:
     """``ValueError`` unless ``0 <= trim_per_tail < n/2`` (something is left to average)."""
     if trim_per_tail < 0 or 2 * trim_per_tail >= num_rows:
         raise ValueError(
-            f"trimmed mean: trimming {trim_per_tail} per tail from n={num_rows} rows leaves nothing; "
+            f"trimmed mean: trimming {trim_per_tail} per tail from n={num_rows} rows leaves "
+            "nothing; "
             f"need 0 <= trim_per_tail < n/2"
         )
 
@@ -51,7 +52,8 @@ def check_trim(num_rows: int, trim_per_tail: int) -> None:
 class TrimmedMean(Aggregator):
     r"""Coordinate-wise :math:`\beta`-trimmed mean (Yin et al. 2018, Definition 2):
 
-    .. math:: \hat g_k = \frac{1}{n - 2t} \sum_{i=t+1}^{n-t} g_{(i),k}, \qquad t = \lfloor \beta n \rfloor
+    .. math:: \hat g_k = \frac{1}{n - 2t} \sum_{i=t+1}^{n-t} g_{(i),k}, \qquad t = \lfloor \beta n
+    \rfloor
               \ (\text{or } t = f),
 
     Args:
@@ -77,9 +79,13 @@ class TrimmedMean(Aggregator):
         "beta": [Interval(float, 0, 0.5, closed="left")],
         "trim_by": [Options(*TRIM_MODES)],
     }
-    float64_inputs = False  # order statistics: sort in the input dtype, average in float64 (trimmed_mean)
+    float64_inputs = (
+        False  # order statistics: sort in the input dtype, average in float64 (trimmed_mean)
+    )
 
-    def __init__(self, num_attackers: int = 0, beta: float = 0.1, trim_by: str = "fraction") -> None:
+    def __init__(
+        self, num_attackers: int = 0, beta: float = 0.1, trim_by: str = "fraction"
+    ) -> None:
         super().__init__(num_attackers)
         self.beta = beta
         self.trim_by = trim_by
@@ -94,7 +100,9 @@ class TrimmedMean(Aggregator):
         trim = _trim_count(params["trim_by"], params["beta"], num_rows, num_attackers)
         check_trim(num_rows, trim)
 
-    def _aggregate(self, updates: Tensor, context: AggregationContext, num_attackers: int) -> AggregationResult:
+    def _aggregate(
+        self, updates: Tensor, context: AggregationContext, num_attackers: int
+    ) -> AggregationResult:
         trim = self.trim_count(updates.shape[0], num_attackers)
         return AggregationResult(trimmed_mean(updates, trim), None, {"trim_per_tail": trim})
 

@@ -20,9 +20,10 @@ The CE loss toward the target of every stamped sample is tracked during step 2 (
 Neural-Cleanse one and feeds FLIP's distance matrix (App. A.7 replaces the inversion, not the
 distance).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -31,8 +32,15 @@ from torch import nn
 from fldata.triggers import Trigger
 
 from .config import FlipConfig
-from .inversion import (InversionRequest, InversionResult, ProblemSampler, SourceLossTracker, TriggerVariables,
-                        _finite, model_in_eval_mode)
+from .inversion import (
+    InversionRequest,
+    InversionResult,
+    ProblemSampler,
+    SourceLossTracker,
+    TriggerVariables,
+    _finite,
+    model_in_eval_mode,
+)
 
 __all__ = ["invert_abs_many", "output_layer"]
 
@@ -58,34 +66,51 @@ class _Penultimate:
         self.value: torch.Tensor | None = None
         self.handle = layer.register_forward_hook(self._keep)
 
-    def _keep(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+    def _keep(
+        self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+    ) -> None:
         self.value = inputs[0]
 
     def close(self) -> None:
         self.handle.remove()
 
 
-def _candidate_neurons(model: nn.Module, layer: nn.Linear, hook: _Penultimate, images: torch.Tensor,
-                       target: int, count: int) -> torch.Tensor:
+def _candidate_neurons(
+    model: nn.Module,
+    layer: nn.Linear,
+    hook: _Penultimate,
+    images: torch.Tensor,
+    target: int,
+    count: int,
+) -> torch.Tensor:
     """Step 1: indices of the ``count`` neurons whose stimulation most elevates ``target``."""
     with torch.no_grad():
         logits = model(images)
-        h = hook.value.flatten(1)                                        # (N, D)
-        weight = layer.weight                                            # (classes, D)
-        values = h.max() * h.new_tensor(_STIMULATION_MULTIPLIERS)        # (V,)
-        shift = values[None, None, :] - h[:, :, None]                    # (N, D, V)
-        stimulated = logits[:, None, None, :] + shift[..., None] * weight.T[None, :, None, :]  # (N, D, V, classes)
+        h = hook.value.flatten(1)  # (N, D)
+        weight = layer.weight  # (classes, D)
+        values = h.max() * h.new_tensor(_STIMULATION_MULTIPLIERS)  # (V,)
+        shift = values[None, None, :] - h[:, :, None]  # (N, D, V)
+        stimulated = (
+            logits[:, None, None, :] + shift[..., None] * weight.T[None, :, None, :]
+        )  # (N, D, V, classes)
         target_logit = stimulated[..., target]
         others = stimulated.clone()
         others[..., target] = -torch.inf
-        margin = target_logit - others.max(dim=-1).values                # (N, D, V)
-        elevation = margin.min(dim=0).values.max(dim=-1).values          # (D,)
+        margin = target_logit - others.max(dim=-1).values  # (N, D, V)
+        elevation = margin.min(dim=0).values.max(dim=-1).values  # (D,)
     return torch.topk(elevation, k=min(count, elevation.numel())).indices
 
 
-def invert_abs_many(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                    requests: Sequence[InversionRequest], *, config: FlipConfig | None = None,
-                    num_classes: int | None = None, steps: int | None = None) -> list[list[InversionResult]]:
+def invert_abs_many(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    requests: Sequence[InversionRequest],
+    *,
+    config: FlipConfig | None = None,
+    num_classes: int | None = None,
+    steps: int | None = None,
+) -> list[list[InversionResult]]:
     """For each request, up to ``config.abs_num_candidates`` candidate triggers, best first
     (``steps`` optimisation steps, default ``config.abs_steps``)."""
     config = config or FlipConfig()
@@ -97,82 +122,162 @@ def invert_abs_many(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     hook = _Penultimate(layer)
     try:
         with model_in_eval_mode(model):
-            return _invert(model, layer, hook, images, labels, requests, config, num_classes,
-                           config.abs_steps if steps is None else int(steps))
+            return _invert(
+                model,
+                layer,
+                hook,
+                images,
+                labels,
+                requests,
+                config,
+                num_classes,
+                config.abs_steps if steps is None else int(steps),
+            )
     finally:
         hook.close()
 
 
-def _invert(model: nn.Module, layer: nn.Linear, hook: _Penultimate, images: torch.Tensor, labels: torch.Tensor,
-            requests: Sequence[InversionRequest], config: FlipConfig, num_classes: int,
-            steps: int) -> list[list[InversionResult]]:
+def _invert(
+    model: nn.Module,
+    layer: nn.Linear,
+    hook: _Penultimate,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    requests: Sequence[InversionRequest],
+    config: FlipConfig,
+    num_classes: int,
+    steps: int,
+) -> list[list[InversionResult]]:
     device, dtype = images.device, images.dtype
-    probe_sampler = ProblemSampler(labels, [r.source_classes for r in requests], [r.seed for r in requests], 1,
-                                   pools=[r.pool for r in requests])
+    probe_sampler = ProblemSampler(
+        labels,
+        [r.source_classes for r in requests],
+        [r.seed for r in requests],
+        1,
+        pools=[r.pool for r in requests],
+    )
     neurons, owners = [], []
-    for k, (request, members) in enumerate(zip(requests, probe_sampler.members)):
+    for k, (request, members) in enumerate(zip(requests, probe_sampler.members, strict=True)):
         probe = images[members[:_STIMULATION_SAMPLES].to(device)]
-        chosen = _candidate_neurons(model, layer, hook, probe, request.target, config.abs_num_candidates)
+        chosen = _candidate_neurons(
+            model, layer, hook, probe, request.target, config.abs_num_candidates
+        )
         neurons.append(chosen)
         owners.extend([k] * chosen.numel())
     neuron_of_problem = torch.cat(neurons).to(device)
     problems = [requests[k] for k in owners]
-    sampler = ProblemSampler(labels, [p.source_classes for p in problems],
-                             [p.seed * 100 + i for i, p in enumerate(problems)], config.batch_size,
-                             pools=[p.pool for p in problems])
+    sampler = ProblemSampler(
+        labels,
+        [p.source_classes for p in problems],
+        [p.seed * 100 + i for i, p in enumerate(problems)],
+        config.batch_size,
+        pools=[p.pool for p in problems],
+    )
     owner = sampler.owner.to(device)
     counts = torch.as_tensor(sampler.batch_sizes, device=device, dtype=dtype)
     _, height, width = images.shape[1:]
     bound = _MAX_MASK_FRACTION * height * width
-    variables = TriggerVariables.neutral(len(problems), tuple(images.shape[1:]), config.initial_mask_value,
-                                         device, dtype)
-    optimizer = torch.optim.Adam(variables.parameters(), lr=config.learning_rate, betas=config.betas)
+    variables = TriggerVariables.neutral(
+        len(problems), tuple(images.shape[1:]), config.initial_mask_value, device, dtype
+    )
+    optimizer = torch.optim.Adam(
+        variables.parameters(), lr=config.learning_rate, betas=config.betas
+    )
     tracker = SourceLossTracker(steps, len(problems), num_classes, device, dtype)
     sample_targets = torch.as_tensor([p.target for p in problems], device=device)[owner]
     with torch.enable_grad():
         for step in range(steps):
             indices = sampler.draw()
             logits = model(variables.stamp(images[indices], owner))
-            tracker.add(step, owner, labels[indices],
-                        torch.nn.functional.cross_entropy(logits.detach(), sample_targets, reduction="none"))
+            tracker.add(
+                step,
+                owner,
+                labels[indices],
+                torch.nn.functional.cross_entropy(
+                    logits.detach(), sample_targets, reduction="none"
+                ),
+            )
             h = hook.value.flatten(1)
             own = h.gather(1, neuron_of_problem[owner][:, None]).squeeze(1)
             others = h.sum(dim=1) - own
-            per_problem = torch.zeros(len(problems), device=device, dtype=dtype).index_add_(
-                0, owner, -own + _OTHER_NEURON_WEIGHT * others) / counts
+            per_problem = (
+                torch.zeros(len(problems), device=device, dtype=dtype).index_add_(
+                    0, owner, -own + _OTHER_NEURON_WEIGHT * others
+                )
+                / counts
+            )
             mask_l1 = variables.masks().sum(dim=(1, 2))
-            loss = (per_problem + _MASK_PENALTY * torch.relu(mask_l1 - bound) / (height * width)).sum()
+            loss = (
+                per_problem + _MASK_PENALTY * torch.relu(mask_l1 - bound) / (height * width)
+            ).sum()
             grads = torch.autograd.grad(loss, variables.parameters())
-            for variable, grad in zip(variables.parameters(), grads):
+            for variable, grad in zip(variables.parameters(), grads, strict=True):
                 variable.grad = grad
             optimizer.step()
-    return _ranked_results(model, images, requests, problems, owners, sampler, variables, config, neuron_of_problem,
-                           tracker, steps)
+    return _ranked_results(
+        model,
+        images,
+        requests,
+        problems,
+        owners,
+        sampler,
+        variables,
+        config,
+        neuron_of_problem,
+        tracker,
+        steps,
+    )
 
 
-def _ranked_results(model: nn.Module, images: torch.Tensor, requests: Sequence[InversionRequest],
-                    problems: list[InversionRequest], owners: list[int], sampler: ProblemSampler,
-                    variables: TriggerVariables, config: FlipConfig, neuron_of_problem: torch.Tensor,
-                    tracker: SourceLossTracker, steps: int) -> list[list[InversionResult]]:
+def _ranked_results(
+    model: nn.Module,
+    images: torch.Tensor,
+    requests: Sequence[InversionRequest],
+    problems: list[InversionRequest],
+    owners: list[int],
+    sampler: ProblemSampler,
+    variables: TriggerVariables,
+    config: FlipConfig,
+    neuron_of_problem: torch.Tensor,
+    tracker: SourceLossTracker,
+    steps: int,
+) -> list[list[InversionResult]]:
     masks, patterns = variables.masks().detach(), variables.patterns().detach()
     variances, sample_variances = tracker.variances()
     grouped: list[list[InversionResult]] = [[] for _ in requests]
     with torch.no_grad():
-        for i, (problem, members) in enumerate(zip(problems, sampler.members)):
+        for i, (problem, members) in enumerate(zip(problems, sampler.members, strict=True)):
             batch = images[members[:128].to(images.device)]
-            logits = model(variables.stamp(batch, torch.full((batch.shape[0],), i, device=images.device,
-                                                             dtype=torch.long), masks, patterns))
-            target = torch.full((batch.shape[0],), problem.target, device=images.device, dtype=torch.long)
+            logits = model(
+                variables.stamp(
+                    batch,
+                    torch.full((batch.shape[0],), i, device=images.device, dtype=torch.long),
+                    masks,
+                    patterns,
+                )
+            )
+            target = torch.full(
+                (batch.shape[0],), problem.target, device=images.device, dtype=torch.long
+            )
             attack_acc = float((logits.argmax(1) == target).float().mean())
-            trigger = Trigger(np.clip(masks[i].cpu().double().numpy(), 0, 1),
-                              np.clip(patterns[i].cpu().double().numpy(), 0, 1),
-                              name=f"abs[{','.join(map(str, problem.source_classes))}->{problem.target}"
-                                   f"|n{int(neuron_of_problem[i])}]")
-            grouped[owners[i]].append(InversionResult(
-                trigger=trigger, target=problem.target, source_classes=problem.source_classes,
-                success=attack_acc >= config.attack_success_threshold, attack_acc=attack_acc,
-                final_loss=float(torch.nn.functional.cross_entropy(logits, target)),
-                mask_l1=float(masks[i].sum()), steps=steps,
-                per_source_loss_variance=_finite(variances[i], problem.source_classes),
-                per_source_sample_variance=_finite(sample_variances[i], problem.source_classes)))
+            trigger = Trigger(
+                np.clip(masks[i].cpu().double().numpy(), 0, 1),
+                np.clip(patterns[i].cpu().double().numpy(), 0, 1),
+                name=f"abs[{','.join(map(str, problem.source_classes))}->{problem.target}"
+                f"|n{int(neuron_of_problem[i])}]",
+            )
+            grouped[owners[i]].append(
+                InversionResult(
+                    trigger=trigger,
+                    target=problem.target,
+                    source_classes=problem.source_classes,
+                    success=attack_acc >= config.attack_success_threshold,
+                    attack_acc=attack_acc,
+                    final_loss=float(torch.nn.functional.cross_entropy(logits, target)),
+                    mask_l1=float(masks[i].sum()),
+                    steps=steps,
+                    per_source_loss_variance=_finite(variances[i], problem.source_classes),
+                    per_source_sample_variance=_finite(sample_variances[i], problem.source_classes),
+                )
+            )
     return [sorted(group, key=lambda r: -r.attack_acc) for group in grouped]

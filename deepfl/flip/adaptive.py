@@ -11,6 +11,7 @@ relabelled to ``target``), then ``num_augmented`` inverted-trigger samples are a
 Triggers inverted TOWARD the attack's own target are left out: stamping them with true labels
 would unlearn the attacker's backdoor (App. A.3: the attacker hardens the other labels only).
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -28,7 +29,8 @@ __all__ = ["AdaptiveAttacker"]
 
 
 class AdaptiveAttacker:
-    """``AdaptiveAttacker(client_defense=...).train(model, data, state, trainer, ctx, trigger, target, num_poison)``.
+    """``AdaptiveAttacker(client_defense=...).train(model, data, state, trainer, ctx, trigger,
+    target, num_poison)``.
 
     Args:
         client_defense: the run's client defense (a :class:`FlipDefense`), handed over by the
@@ -40,17 +42,33 @@ class AdaptiveAttacker:
     # only the trainer options (deepfl.client.LocalTrainer.train's keywords): the inversion settings
     # are the run's defense.client_params, and the run must have FLIP clients
     parameter_constraints: ClassVar[Constraints] = {
-        "train_options": [Table({"epochs": POSITIVE_INT, "lr": POSITIVE_FLOAT,
-                                 "optimizer": [Options("sgd", "adam")],
-                                 "max_steps": (*POSITIVE_INT, None)}), None],
+        "train_options": [
+            Table(
+                {
+                    "epochs": POSITIVE_INT,
+                    "lr": POSITIVE_FLOAT,
+                    "optimizer": [Options("sgd", "adam")],
+                    "max_steps": (*POSITIVE_INT, None),
+                }
+            ),
+            None,
+        ],
     }
     client_defense_required = "flip"
 
-    def __init__(self, client_defense: Any = None, train_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, client_defense: Any = None, train_options: dict[str, Any] | None = None
+    ) -> None:
         if not isinstance(client_defense, FlipDefense):
-            raise TypeError("attack.behaviour='adaptive' runs the inversion of the run's FLIP clients (App. A.3): "
-                            "set defense.client='flip' (the attacker reads its config from defense.client_params)")
-        options = validate_value("train_options", train_options, self.parameter_constraints["train_options"])
+            raise TypeError(
+                "attack.behaviour='adaptive' runs the inversion of the run's FLIP clients (App. "
+                "A.3): "
+                "set defense.client='flip' (the attacker reads its config from "
+                "defense.client_params)"
+            )
+        options = validate_value(
+            "train_options", train_options, self.parameter_constraints["train_options"]
+        )
         self.client_defense = client_defense
         self.train_options = dict(options or {})
 
@@ -59,19 +77,39 @@ class AdaptiveAttacker:
         """The run's FLIP config (the client defense's own object)."""
         return self.client_defense.config
 
-    def inverted_directions(self, model: torch.nn.Module, data: Any, state: dict, ctx: Any, target: int,
-                            trainer: Any = None) -> list[StampDirection]:
+    def inverted_directions(
+        self,
+        model: torch.nn.Module,
+        data: Any,
+        state: dict,
+        ctx: Any,
+        target: int,
+        trainer: Any = None,
+    ) -> list[StampDirection]:
         """The benign clients' stamping directions on the attacker's data, capped as theirs, minus
         those inverted toward ``target`` (module docstring)."""
         config = self.config
         # pairs_per_round=None: as many pairs as a benign client's one-epoch hardening has slots
         steps = -(-len(data) // int(trainer.settings.batch_size)) if trainer is not None else 1
-        plan, _ = cap_plan(plan_hardening(config, model, data, state, ctx, None, steps), config.max_mask_fraction)
+        plan, _ = cap_plan(
+            plan_hardening(config, model, data, state, ctx, None, steps), config.max_mask_fraction
+        )
         return [d for d in plan.directions() if d.target != int(target)]
 
-    def make_augment(self, model: torch.nn.Module, data: Any, state: dict, ctx: Any, trigger: Trigger,
-                     target: int, num_poison: int, trainer: Any = None):
-        """Poison then append inverted-trigger samples (true labels, other targets) to every batch."""
+    def make_augment(
+        self,
+        model: torch.nn.Module,
+        data: Any,
+        state: dict,
+        ctx: Any,
+        trigger: Trigger,
+        target: int,
+        num_poison: int,
+        trainer: Any = None,
+    ):
+        """Poison then append inverted-trigger samples (true labels, other targets) to every
+        batch.
+        """
         directions = self.inverted_directions(model, data, state, ctx, target, trainer)
         pool_x, pool_y = stamped_pool(data.images, data.labels, directions)
         generator = torch.Generator().manual_seed(draw_seed(ctx.generator))
@@ -82,7 +120,16 @@ class AdaptiveAttacker:
 
         return augment
 
-    def train(self, model: torch.nn.Module, data: Any, state: dict, trainer: Any, ctx: Any, trigger: Trigger,
-              target: int, num_poison: int) -> None:
+    def train(
+        self,
+        model: torch.nn.Module,
+        data: Any,
+        state: dict,
+        trainer: Any,
+        ctx: Any,
+        trigger: Trigger,
+        target: int,
+        num_poison: int,
+    ) -> None:
         augment = self.make_augment(model, data, state, ctx, trigger, target, num_poison, trainer)
         trainer.train(model, data, augment=augment, generator=ctx.generator, **self.train_options)

@@ -17,13 +17,15 @@ test flags a class on a run with NO attack (cpu-small, seed 0, the first ``--rou
 pre-training), per client-round and per test (MAD index, mask/median ratio, either), and the clean
 accuracy that costs against the same rounds without a defense.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,16 +40,30 @@ from .plan import ClientRound, _anomalous, _smallest_mask_targets, run_inversion
 __all__ = ["main", "pair_ranks", "replay_models"]
 
 RESULTS = Path(__file__).resolve().parents[2] / "results" / "flip"
-READINGS: dict[str, str] = {"loss_variance": "loss variance over steps (paper mode)",
-                            "loss_variance_samples": "loss variance over samples",
-                            "mask_size": "mask L1 (release)"}
-BASE_ARGS = ["--seed", "0", "--device", "cpu", "--set", "run.threads=1", "--set", "run.progress=false"]
+READINGS: dict[str, str] = {
+    "loss_variance": "loss variance over steps (paper mode)",
+    "loss_variance_samples": "loss variance over samples",
+    "mask_size": "mask L1 (release)",
+}
+BASE_ARGS = [
+    "--seed",
+    "0",
+    "--device",
+    "cpu",
+    "--set",
+    "run.threads=1",
+    "--set",
+    "run.progress=false",
+]
 
 
-def replay_models(rounds: list[int], work: Path,
-                  preset: str = "cpu-small") -> tuple[Experiment, dict[int, torch.Tensor]]:
+def replay_models(
+    rounds: list[int], work: Path, preset: str = "cpu-small"
+) -> tuple[Experiment, dict[int, torch.Tensor]]:
     """The global state after each of ``rounds`` of the ``preset`` continuous run (no defense)."""
-    cfg = config_from_args(build_parser().parse_args([*BASE_ARGS, "--preset", preset, "--attack", "continuous"]))
+    cfg = config_from_args(
+        build_parser().parse_args([*BASE_ARGS, "--preset", preset, "--attack", "continuous"])
+    )
     exp = Experiment(cfg, work / "replay")
     states = {}
     for round_index in sorted(rounds):
@@ -56,27 +72,46 @@ def replay_models(rounds: list[int], work: Path,
     return exp, states
 
 
-def pair_ranks(matrix: np.ndarray, counts: np.ndarray, target: int, min_samples: int = 5) -> dict[str, Any]:
+def pair_ranks(
+    matrix: np.ndarray, counts: np.ndarray, target: int, min_samples: int = 5
+) -> dict[str, Any]:
     """Ranks (1 = chosen first) of the eligible pairs ``(s, target)`` under largest- and
     smallest-first, and the number of eligible pairs (source with more than ``min_samples``)."""
     out: dict[str, Any] = {}
     for priority in ("largest", "smallest"):
-        order = [(s, t) for s, t in distance_matrix.pairs_by_distance(matrix, priority) if counts[s] > min_samples]
+        order = [
+            (s, t)
+            for s, t in distance_matrix.pairs_by_distance(matrix, priority)
+            if counts[s] > min_samples
+        ]
         out[priority] = [rank + 1 for rank, (s, t) in enumerate(order) if t == target]
         out["eligible"] = len(order)
     return out
 
 
-def _client_distances(exp: Experiment, client: int, config: FlipConfig) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _client_distances(
+    exp: Experiment, client: int, config: FlipConfig
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """One client's warm-up universal inversion on the current global model, read three ways."""
     data = exp.federation.clients[client]
     ctx = _context(exp, client, round_index=0)
     planner = ClientRound(config, data, {}, ctx)
-    results = [group[0] for group in run_inversions(config, exp.model, data.images, data.labels,
-                                                     planner.universal_requests(), config.warmup_steps,
-                                                     exp.federation.num_classes)]
-    matrices = {name: distance_matrix.warmup_distance_matrix(results, exp.federation.num_classes, name)
-                for name in READINGS}
+    results = [
+        group[0]
+        for group in run_inversions(
+            config,
+            exp.model,
+            data.images,
+            data.labels,
+            planner.universal_requests(),
+            config.warmup_steps,
+            exp.federation.num_classes,
+        )
+    ]
+    matrices = {
+        name: distance_matrix.warmup_distance_matrix(results, exp.federation.num_classes, name)
+        for name in READINGS
+    }
     return matrices, planner.counts
 
 
@@ -84,16 +119,27 @@ def _context(exp: Experiment, client: int, round_index: int) -> Any:
     from deepfl.client import RoundContext
     from deepfl.seeding import CLIENT_TRAINING, torch_generator
 
-    return RoundContext(round_index, client, exp.federation.num_classes, exp.device,
-                        torch_generator(exp.cfg.seed, round_index, client, CLIENT_TRAINING))
+    return RoundContext(
+        round_index,
+        client,
+        exp.federation.num_classes,
+        exp.device,
+        torch_generator(exp.cfg.seed, round_index, client, CLIENT_TRAINING),
+    )
 
 
-def ranks_report(exp: Experiment, states: dict[int, torch.Tensor], clients: list[int]) -> dict[str, Any]:
+def ranks_report(
+    exp: Experiment, states: dict[int, torch.Tensor], clients: list[int]
+) -> dict[str, Any]:
     """Per model and reading: every client's backdoor-pair ranks, and a summary."""
     config, target = FlipConfig(), int(exp.cfg.attack.target)
-    report: dict[str, Any] = {"preset": _preset_name(exp), "target": target,
-                              "clients": clients, "config": {
-        "warmup_steps": config.warmup_steps, "batch_size": config.batch_size}, "models": {}}
+    report: dict[str, Any] = {
+        "preset": _preset_name(exp),
+        "target": target,
+        "clients": clients,
+        "config": {"warmup_steps": config.warmup_steps, "batch_size": config.batch_size},
+        "models": {},
+    }
     for round_index, state in states.items():
         exp.global_state = state
         exp.flat.set(state)
@@ -101,44 +147,67 @@ def ranks_report(exp: Experiment, states: dict[int, torch.Tensor], clients: list
         per_client = {}
         for client in clients:
             matrices, counts = _client_distances(exp, client, config)
-            per_client[client] = {name: pair_ranks(m, counts, target) for name, m in matrices.items()}
+            per_client[client] = {
+                name: pair_ranks(m, counts, target) for name, m in matrices.items()
+            }
         report["models"][str(round_index)] = {
-            "acc": evaluation.acc["0.0"], "asr": evaluation.asr["0.0"], "per_client": per_client,
-            "summary": {name: _summary([per_client[c][name] for c in clients]) for name in READINGS}}
+            "acc": evaluation.acc["0.0"],
+            "asr": evaluation.asr["0.0"],
+            "per_client": per_client,
+            "summary": {
+                name: _summary([per_client[c][name] for c in clients]) for name in READINGS
+            },
+        }
     return report
 
 
 def _summary(ranks: list[dict[str, Any]]) -> dict[str, float]:
     best = np.array([min(r["largest"]) if r["largest"] else np.nan for r in ranks], dtype=float)
-    best_small = np.array([min(r["smallest"]) if r["smallest"] else np.nan for r in ranks], dtype=float)
+    best_small = np.array(
+        [min(r["smallest"]) if r["smallest"] else np.nan for r in ranks], dtype=float
+    )
     eligible = np.array([r["eligible"] for r in ranks], dtype=float)
-    return {"median_best_rank_largest_first": float(np.nanmedian(best)),
-            "clients_with_backdoor_pair_first": float(np.nanmean(best == 1)),
-            "clients_with_backdoor_pair_in_top_10": float(np.nanmean(best <= 10)),
-            "median_best_rank_smallest_first": float(np.nanmedian(best_small)),
-            "median_eligible_pairs": float(np.median(eligible))}
+    return {
+        "median_best_rank_largest_first": float(np.nanmedian(best)),
+        "clients_with_backdoor_pair_first": float(np.nanmean(best == 1)),
+        "clients_with_backdoor_pair_in_top_10": float(np.nanmean(best <= 10)),
+        "median_best_rank_smallest_first": float(np.nanmedian(best_small)),
+        "median_eligible_pairs": float(np.median(eligible)),
+    }
 
 
 def ranks_markdown(report: dict[str, Any]) -> str:
-    lines = ["# Where the backdoor pair ranks in FLIP's warm-up distance matrix", "",
-             "Generated by `python -m deepfl.flip.analysis ranks` (deepfl/flip/analysis.py docstring: setup).",
-             f"{report['preset']} continuous, seed 0, no defense, backdoor target {report['target']}; "
-             f"{len(report['clients'])} benign clients, each inverting its universal triggers "
-             f"({report['config']['warmup_steps']} steps, {report['config']['batch_size']} samples per target "
-             "and step) on the global model. Rank 1 = the pair hardened first; a client's best rank is its "
-             "best-placed pair (s -> target) among its eligible pairs (source with > 5 samples).", ""]
+    lines = [
+        "# Where the backdoor pair ranks in FLIP's warm-up distance matrix",
+        "",
+        "Generated by `python -m deepfl.flip.analysis ranks` (deepfl/flip/analysis.py docstring: "
+        "setup).",
+        f"{report['preset']} continuous, seed 0, no defense, backdoor target {report['target']}; "
+        f"{len(report['clients'])} benign clients, each inverting its universal triggers "
+        f"({report['config']['warmup_steps']} steps, {report['config']['batch_size']} samples per "
+        "target "
+        "and step) on the global model. Rank 1 = the pair hardened first; a client's best rank is "
+        "its "
+        "best-placed pair (s -> target) among its eligible pairs (source with > 5 samples).",
+        "",
+    ]
     for round_index, model in report["models"].items():
-        lines += [f"## Global model of round {round_index}: ACC {100 * model['acc']:.2f}%, "
-                  f"ASR {100 * model['asr']:.2f}%", "",
-                  "| distance | median best rank, largest first | clients with a backdoor pair first | "
-                  "in top 10 | median best rank, smallest first | median eligible pairs |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"## Global model of round {round_index}: ACC {100 * model['acc']:.2f}%, "
+            f"ASR {100 * model['asr']:.2f}%",
+            "",
+            "| distance | median best rank, largest first | clients with a backdoor pair first | "
+            "in top 10 | median best rank, smallest first | median eligible pairs |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, label in READINGS.items():
             s = model["summary"][name]
-            lines.append(f"| {label} | {s['median_best_rank_largest_first']:g} | "
-                         f"{100 * s['clients_with_backdoor_pair_first']:.0f}% | "
-                         f"{100 * s['clients_with_backdoor_pair_in_top_10']:.0f}% | "
-                         f"{s['median_best_rank_smallest_first']:g} | {s['median_eligible_pairs']:g} |")
+            lines.append(
+                f"| {label} | {s['median_best_rank_largest_first']:g} | "
+                f"{100 * s['clients_with_backdoor_pair_first']:.0f}% | "
+                f"{100 * s['clients_with_backdoor_pair_in_top_10']:.0f}% | "
+                f"{s['median_best_rank_smallest_first']:g} | {s['median_eligible_pairs']:g} |"
+            )
         lines.append("")
     lines += _ranks_conclusion(report)
     return "\n".join(lines)
@@ -149,21 +218,37 @@ def _ranks_conclusion(report: dict[str, Any]) -> list[str]:
     last = report["models"][max(report["models"], key=int)]["summary"]
     first = {name: 100 * last[name]["clients_with_backdoor_pair_first"] for name in READINGS}
     top = {name: 100 * last[name]["clients_with_backdoor_pair_in_top_10"] for name in READINGS}
-    return ["## Reading", "",
-            "The `paper` mode reads the paper's distance as the variance over optimisation steps of each source's "
-            "mean loss (`distance=\"loss_variance\"`): section 3 measures \"loss changes during optimization\" "
-            "and explains that a far class's loss is high until the prediction flips, then small, a statement "
-            "about the loss trajectory over the steps. The variance over samples (`loss_variance_samples`) and "
-            "the release's mask L1 (`mask_size` / `mask_growth`) stay available as options.", "",
-            "On the backdoored model, with the largest distance first, a backdoor pair is the first pair of "
-            + ", ".join(f"{first[name]:.0f}% of the clients under the {READINGS[name]}" for name in READINGS)
-            + "; among the first 10 pairs of "
-            + ", ".join(f"{top[name]:.0f}%" for name in READINGS) + " (same order)."]
+    return [
+        "## Reading",
+        "",
+        "The `paper` mode reads the paper's distance as the variance over optimisation steps of "
+        "each source's "
+        'mean loss (`distance="loss_variance"`): section 3 measures "loss changes during '
+        'optimization" '
+        "and explains that a far class's loss is high until the prediction flips, then small, a "
+        "statement "
+        "about the loss trajectory over the steps. The variance over samples "
+        "(`loss_variance_samples`) and "
+        "the release's mask L1 (`mask_size` / `mask_growth`) stay available as options.",
+        "",
+        "On the backdoored model, with the largest distance first, a backdoor pair is the first "
+        "pair of "
+        + ", ".join(
+            f"{first[name]:.0f}% of the clients under the {READINGS[name]}" for name in READINGS
+        )
+        + "; among the first 10 pairs of "
+        + ", ".join(f"{top[name]:.0f}%" for name in READINGS)
+        + " (same order).",
+    ]
 
 
 def _preset_name(exp: Experiment) -> str:
     """cpu-small or micro, by the run's client count (the analysis runs one of the two presets)."""
-    return "cpu-small" if exp.cfg.data.num_clients == 20 else f"{exp.cfg.data.num_clients}-client preset"
+    return (
+        "cpu-small"
+        if exp.cfg.data.num_clients == 20
+        else f"{exp.cfg.data.num_clients}-client preset"
+    )
 
 
 def _write(name: str, report: dict[str, Any], markdown: str, out: Path) -> None:
@@ -175,16 +260,22 @@ def _write(name: str, report: dict[str, Any], markdown: str, out: Path) -> None:
 
 def run_ranks(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as work:
-        exp, states = replay_models([args.clean_round, args.backdoor_round], Path(work), args.preset)
+        exp, states = replay_models(
+            [args.clean_round, args.backdoor_round], Path(work), args.preset
+        )
         attackers = set(exp.schedule.attacker_ids)
-        clients = [c for c in range(len(exp.federation.clients)) if c not in attackers][:args.clients]
+        clients = [c for c in range(len(exp.federation.clients)) if c not in attackers][
+            : args.clients
+        ]
         report = ranks_report(exp, states, clients)
     _write("backdoor_pair_ranks", report, ranks_markdown(report), args.out)
 
 
 # ------------------------------------------------------------------------------ false positives
 def _recorder(exp: Experiment, log: list[dict[str, Any]]) -> Callable[..., None]:
-    """Wrap the FLIP defense's ``train`` to log the outlier test's input and verdict per client-round."""
+    """Wrap the FLIP defense's ``train`` to log the outlier test's input and verdict per
+    client-round.
+    """
     train = exp.client_defense.train
 
     def recording(model: Any, data: Any, state: dict, trainer: Any, ctx: Any) -> None:
@@ -192,27 +283,41 @@ def _recorder(exp: Experiment, log: list[dict[str, Any]]) -> Callable[..., None]
         train(model, data, state, trainer, ctx)
         masks = state["flip_universal_masks"]
         targets = [t for t in range(masks.shape[0]) if np.all(np.isfinite(masks[t]))]
-        log.append({"round": int(ctx.round), "client": int(ctx.client_id), "warm_up": warm,
-                    "mask_l1": [float(masks[t].sum()) for t in targets], "targets": targets,
-                    "success": state["flip_universal_success"].tolist(),
-                    "flagged": state["flip_focus_targets"].tolist(),
-                    "suspect": int(state["flip_suspect_target"]) if "flip_suspect_target" in state else None})
+        log.append(
+            {
+                "round": int(ctx.round),
+                "client": int(ctx.client_id),
+                "warm_up": warm,
+                "mask_l1": [float(masks[t].sum()) for t in targets],
+                "targets": targets,
+                "success": state["flip_universal_success"].tolist(),
+                "flagged": state["flip_focus_targets"].tolist(),
+                "suspect": int(state["flip_suspect_target"])
+                if "flip_suspect_target" in state
+                else None,
+            }
+        )
 
     return recording
 
 
 def _flags_by_test(entry: dict[str, Any]) -> dict[str, list[int]]:
     """Re-run the outlier test on a logged client-round with each test (mad / ratio / either)."""
-    from .inversion import InversionResult
     from fldata.triggers import Trigger
 
+    from .inversion import InversionResult
+
     dummy = Trigger(np.zeros((1, 1)), np.zeros((1, 1, 1)))
-    results = [InversionResult(dummy, t, (), ok, 1.0, 0.0, l1)
-               for t, l1, ok in zip(entry["targets"], entry["mask_l1"], entry["success"])]
+    results = [
+        InversionResult(dummy, t, (), ok, 1.0, 0.0, l1)
+        for t, l1, ok in zip(entry["targets"], entry["mask_l1"], entry["success"], strict=True)
+    ]
     out = {}
     for test in ("mad", "ratio", "either"):
         config = FlipConfig(focus_anomaly_test=test)
-        out[test] = [r.target for r in _anomalous(_smallest_mask_targets(results, 1), results, config)]
+        out[test] = [
+            r.target for r in _anomalous(_smallest_mask_targets(results, 1), results, config)
+        ]
     return out
 
 
@@ -221,28 +326,47 @@ def false_positive_report(rounds: int, work: Path, preset: str = "cpu-small") ->
     base = [*BASE_ARGS, "--preset", preset, "--attack", "none"]
     runs: dict[str, Any] = {}
     log: list[dict[str, Any]] = []
-    for name, extra in (("none", []), ("fliplab", ["--client-defense", "flip", "--set",
-                                                   'defense.client_params={"mode": "fliplab"}'])):
+    for name, extra in (
+        ("none", []),
+        (
+            "fliplab",
+            ["--client-defense", "flip", "--set", 'defense.client_params={"mode": "fliplab"}'],
+        ),
+    ):
         cfg = config_from_args(build_parser().parse_args([*base, *extra]))
         exp = Experiment(cfg, work / name)
         if name == "fliplab":
-            exp.client_defense.train = _recorder(exp, log)   # type: ignore[method-assign]
+            exp.client_defense.train = _recorder(exp, log)  # type: ignore[method-assign]
         exp.run(stop_after=cfg.run.pretrain_rounds + rounds)
-        rows = [json.loads(line) for line in (work / name / "metrics.jsonl").read_text().splitlines()]
-        runs[name] = [{"round": r["round"], "acc": r["acc"]["0.0"]} for r in rows if r["phase"] == "attack"]
+        rows = [
+            json.loads(line) for line in (work / name / "metrics.jsonl").read_text().splitlines()
+        ]
+        runs[name] = [
+            {"round": r["round"], "acc": r["acc"]["0.0"]} for r in rows if r["phase"] == "attack"
+        ]
     for entry in log:
         entry["by_test"] = _flags_by_test(entry)
-    return {"preset": preset, "rounds": rounds, "first_round": cfg.run.pretrain_rounds + 1, "log": log,
-            "acc": runs, "summary": _fp_summary(log, runs)}
+    return {
+        "preset": preset,
+        "rounds": rounds,
+        "first_round": cfg.run.pretrain_rounds + 1,
+        "log": log,
+        "acc": runs,
+        "summary": _fp_summary(log, runs),
+    }
 
 
 def _fp_summary(log: list[dict[str, Any]], runs: dict[str, Any]) -> dict[str, Any]:
-    summary: dict[str, Any] = {"client_rounds": len(log),
-                               "warm_up_client_rounds": sum(e["warm_up"] for e in log)}
+    summary: dict[str, Any] = {
+        "client_rounds": len(log),
+        "warm_up_client_rounds": sum(e["warm_up"] for e in log),
+    }
     for test in ("mad", "ratio", "either"):
         summary[f"flagged_{test}"] = sum(bool(e["by_test"][test]) for e in log)
     summary["flagged_by_run"] = sum(bool(e["flagged"]) for e in log)
-    summary["client_rounds_stamping_a_suspect"] = sum(e["suspect"] is not None and not e["warm_up"] for e in log)
+    summary["client_rounds_stamping_a_suspect"] = sum(
+        e["suspect"] is not None and not e["warm_up"] for e in log
+    )
     classes: dict[int, int] = {}
     for e in log:
         for t in e["flagged"]:
@@ -257,24 +381,41 @@ def _fp_summary(log: list[dict[str, Any]], runs: dict[str, Any]) -> dict[str, An
 def fp_markdown(report: dict[str, Any]) -> str:
     s, n = report["summary"], report["summary"]["client_rounds"]
     pct = lambda k: f"{s[k]} / {n} ({100 * s[k] / max(n, 1):.0f}%)"  # noqa: E731
-    return "\n".join([
-        "# False positives of fliplab's outlier test (no attack)", "",
-        "Generated by `python -m deepfl.flip.analysis false-positives` (deepfl/flip/analysis.py docstring).",
-        f"{report['preset']}, attack none, seed 0, the first {report['rounds']} rounds after pre-training "
-        f"(rounds {report['first_round']}-{report['first_round'] + report['rounds'] - 1}); every participant is "
-        "benign, so every flag is a false positive.", "",
-        "| outlier test | client-rounds with a flagged class |", "|---|---|",
-        f"| MAD anomaly index > 2 | {pct('flagged_mad')} |",
-        f"| mask L1 < 0.5 x median | {pct('flagged_ratio')} |",
-        f"| either (fliplab's default) | {pct('flagged_either')} |", "",
-        f"{s['warm_up_client_rounds']} of the {n} client-rounds were warm-ups (first selection). "
-        f"Flagged classes (count): {s['flagged_classes']}. Client-rounds after a warm-up that stamp a "
-        f"remembered suspect or a fresh flag: {s['client_rounds_stamping_a_suspect']}.", "",
-        "| clean ACC (tau = 0) | no defense | fliplab | cost |", "|---|---|---|---|",
-        f"| last round | {100 * s['acc_none_last']:.2f}% | {100 * s['acc_fliplab_last']:.2f}% | "
-        f"{100 * (s['acc_none_last'] - s['acc_fliplab_last']):.2f} points |",
-        f"| mean over the rounds | {100 * s['acc_none_mean']:.2f}% | {100 * s['acc_fliplab_mean']:.2f}% | "
-        f"{100 * (s['acc_none_mean'] - s['acc_fliplab_mean']):.2f} points |", ""])
+    return "\n".join(
+        [
+            "# False positives of fliplab's outlier test (no attack)",
+            "",
+            "Generated by `python -m deepfl.flip.analysis false-positives` "
+            "(deepfl/flip/analysis.py docstring).",
+            f"{report['preset']}, attack none, seed 0, the first {report['rounds']} rounds after "
+            "pre-training "
+            f"(rounds {report['first_round']}-{report['first_round'] + report['rounds'] - 1}); "
+            "every participant is "
+            "benign, so every flag is a false positive.",
+            "",
+            "| outlier test | client-rounds with a flagged class |",
+            "|---|---|",
+            f"| MAD anomaly index > 2 | {pct('flagged_mad')} |",
+            f"| mask L1 < 0.5 x median | {pct('flagged_ratio')} |",
+            f"| either (fliplab's default) | {pct('flagged_either')} |",
+            "",
+            f"{s['warm_up_client_rounds']} of the {n} client-rounds were warm-ups (first "
+            "selection). "
+            f"Flagged classes (count): {s['flagged_classes']}. Client-rounds after a warm-up that "
+            "stamp a "
+            f"remembered suspect or a fresh flag: {s['client_rounds_stamping_a_suspect']}.",
+            "",
+            "| clean ACC (tau = 0) | no defense | fliplab | cost |",
+            "|---|---|---|---|",
+            f"| last round | {100 * s['acc_none_last']:.2f}% | {100 * s['acc_fliplab_last']:.2f}% "
+            "| "
+            f"{100 * (s['acc_none_last'] - s['acc_fliplab_last']):.2f} points |",
+            f"| mean over the rounds | {100 * s['acc_none_mean']:.2f}% | "
+            f"{100 * s['acc_fliplab_mean']:.2f}% | "
+            f"{100 * (s['acc_none_mean'] - s['acc_fliplab_mean']):.2f} points |",
+            "",
+        ]
+    )
 
 
 def run_false_positives(args: argparse.Namespace) -> None:
@@ -284,10 +425,15 @@ def run_false_positives(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deepfl.flip.analysis", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m deepfl.flip.analysis",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    ranks = sub.add_parser("ranks", help="where the backdoor pairs rank in the warm-up distance matrix")
+    ranks = sub.add_parser(
+        "ranks", help="where the backdoor pairs rank in the warm-up distance matrix"
+    )
     ranks.add_argument("--clean-round", type=int, default=10)
     ranks.add_argument("--backdoor-round", type=int, default=50)
     ranks.add_argument("--clients", type=int, default=16, help="benign clients inverted per model")
@@ -295,7 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     fp.add_argument("--rounds", type=int, default=10)
     for command in (ranks, fp):
         command.add_argument("--out", type=Path, default=RESULTS)
-        command.add_argument("--preset", default="cpu-small", help="the run's preset (micro: a smoke test)")
+        command.add_argument(
+            "--preset", default="cpu-small", help="the run's preset (micro: a smoke test)"
+        )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     (run_ranks if args.command == "ranks" else run_false_positives)(args)

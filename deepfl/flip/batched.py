@@ -11,6 +11,7 @@ sampler (seeded per problem), so its trajectory is the one it has alone up to fl
 of the larger forward pass; the per-client path (:func:`.plan.plan_hardening`) stays the
 reference (tests/deepfl/test_flip_batched.py).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,25 +29,47 @@ from .plan import ClientRound, HardeningPlan, run_inversions
 __all__ = ["plan_round"]
 
 
-def plan_round(config: FlipConfig, model: torch.nn.Module, clients: Sequence[tuple[Any, dict, Any]],
-               true_trigger: Trigger | None = None, batch_steps: Sequence[int] | None = None) -> list[HardeningPlan]:
+def plan_round(
+    config: FlipConfig,
+    model: torch.nn.Module,
+    clients: Sequence[tuple[Any, dict, Any]],
+    true_trigger: Trigger | None = None,
+    batch_steps: Sequence[int] | None = None,
+) -> list[HardeningPlan]:
     """The :class:`HardeningPlan` of every ``(data, state, ctx)`` client, inversions batched.
 
     ``batch_steps[i]`` sizes client ``i``'s ``pairs_per_round=None`` (its hardening's steps)."""
     steps = list(batch_steps) if batch_steps is not None else [1] * len(clients)
-    planners = [ClientRound(config, data, state, ctx, true_trigger, n) for (data, state, ctx), n in zip(clients, steps)]
+    planners = [
+        ClientRound(config, data, state, ctx, true_trigger, n)
+        for (data, state, ctx), n in zip(clients, steps, strict=True)
+    ]
     if not planners:
         return []
     num_classes = int(clients[0][2].num_classes)
     pool = _ConcatenatedPool([planner.data for planner in planners])
-    active = [p for p in planners if p.stage == "universal"]            # oracle clients have no stages
-    universal = _invert_grouped(config, model, pool, active, [p.universal_requests() for p in active],
-                                [p.universal_steps() for p in active], num_classes)
-    for planner, candidates in zip(active, universal):
+    active = [p for p in planners if p.stage == "universal"]  # oracle clients have no stages
+    universal = _invert_grouped(
+        config,
+        model,
+        pool,
+        active,
+        [p.universal_requests() for p in active],
+        [p.universal_steps() for p in active],
+        num_classes,
+    )
+    for planner, candidates in zip(active, universal, strict=True):
         planner.take_universal(candidates)
-    pairs = _invert_grouped(config, model, pool, active, [p.pair_requests() for p in active],
-                            [config.pair_steps] * len(active), num_classes)
-    for planner, candidates in zip(active, pairs):
+    pairs = _invert_grouped(
+        config,
+        model,
+        pool,
+        active,
+        [p.pair_requests() for p in active],
+        [config.pair_steps] * len(active),
+        num_classes,
+    )
+    for planner, candidates in zip(active, pairs, strict=True):
         planner.take_pairs(candidates)
     return [planner.plan for planner in planners]
 
@@ -82,9 +105,15 @@ class _ConcatenatedPool:
         return dataclasses.replace(request, pool=(start, start + len(planner.data)))
 
 
-def _invert_grouped(config: FlipConfig, model: torch.nn.Module, pool: _ConcatenatedPool,
-                    planners: Sequence[ClientRound], requests: Sequence[list[InversionRequest]],
-                    steps: Sequence[int], num_classes: int) -> list[list[list[InversionResult]]]:
+def _invert_grouped(
+    config: FlipConfig,
+    model: torch.nn.Module,
+    pool: _ConcatenatedPool,
+    planners: Sequence[ClientRound],
+    requests: Sequence[list[InversionRequest]],
+    steps: Sequence[int],
+    num_classes: int,
+) -> list[list[list[InversionResult]]]:
     """Every client's requests solved in one optimisation per distinct step count; the
     candidates handed back per client, in its requests' order."""
     out: list[list[list[InversionResult]]] = [[] for _ in planners]
@@ -93,9 +122,11 @@ def _invert_grouped(config: FlipConfig, model: torch.nn.Module, pool: _Concatena
         placed = [pool.place(planners[i], request) for i in members for request in requests[i]]
         if not placed:
             continue
-        candidates = run_inversions(config, model, pool.images, pool.labels, placed, step_count, num_classes)
+        candidates = run_inversions(
+            config, model, pool.images, pool.labels, placed, step_count, num_classes
+        )
         start = 0
         for i in members:
-            out[i] = candidates[start:start + len(requests[i])]
+            out[i] = candidates[start : start + len(requests[i])]
             start += len(requests[i])
     return out

@@ -1,7 +1,8 @@
 """FLIP's configuration: one dataclass, every constant of paper section 3 / App. A.1 a field.
 
-Three named modes (:mod:`deepfl.flip_modes` holds their values, ``docs/flip_modes.md`` tabulates where they
-differ), selected from a run config by ``defense.client_params = {"mode": ..., **overrides}``:
+Three named modes (:mod:`deepfl.flip_modes` holds their values, ``docs/flip_modes.md`` tabulates
+where they differ), selected from a run config by ``defense.client_params = {"mode": ...,
+**overrides}``:
 
 * :meth:`FlipConfig.paper`: only what the paper states (section 3, Algorithms 1-2, App. A.1);
 * :meth:`FlipConfig.release`: what the authors' released code does;
@@ -23,17 +24,30 @@ replaces every inversion), ``inverter="oracle-random-white" | "oracle-random-col
 trigger explicitly). ``rejection_tau`` is only read by the evaluation (App. A.6 uses 0, App. A.9
 sweeps 0/0.3/0.7).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
-
-from fldata.params import (BOOLEAN, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT,
-                           UNIT_FLOAT, Constraints, Interval, Options, TupleOf, check_params, validate_fields)
+from typing import Any, ClassVar
 
 from deepfl import flip_modes as modes
+from fldata.params import (
+    BOOLEAN,
+    NON_NEGATIVE_FLOAT,
+    NON_NEGATIVE_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    UNIT_FLOAT,
+    Constraints,
+    Interval,
+    Options,
+    TupleOf,
+    check_params,
+    validate_fields,
+)
 
 __all__ = ["FlipConfig", "INVERTERS", "ORACLE_INVERTERS", "DISTANCES"]
 
@@ -73,7 +87,8 @@ class FlipConfig:
         patience: consecutive steps above / below ``attack_success_threshold`` before a cost change.
         attack_success_threshold: attack accuracy counted as a successful trigger (0.9 MNIST /
             F-MNIST, 0.85 CIFAR-10; per data set).
-        initial_mask_value: the neutral initial mask value (uniform over pixels); pattern starts at 0.5.
+        initial_mask_value: the neutral initial mask value (uniform over pixels); pattern starts at
+            0.5.
         warm_start_from_universal: start each label-specific inversion ``s -> t`` from the client's
             cached universal trigger of target ``t`` (released code: cached masks as init).
         leak_true_trigger_box: start every inversion with mask 1 over the bounding box of the TRUE
@@ -247,7 +262,8 @@ class FlipConfig:
     @classmethod
     def true_trigger_need(cls, values: Mapping[str, Any]) -> str | None:
         """Why these settings (a run's client params: ``mode`` and fields) need the attack's true
-        trigger handed over, or None (App. A.12's ground-truth oracle, ``leak_true_trigger_box``)."""
+        trigger handed over, or None (App. A.12's ground-truth oracle,
+        ``leak_true_trigger_box``)."""
         settings = {**_DEFAULTS, **values}
         if settings["true_trigger_dba_scale"] is not None:
             return None
@@ -259,12 +275,14 @@ class FlipConfig:
 
     @property
     def is_oracle(self) -> bool:
-        """True for the App. A.12 oracle baselines (random / ground-truth triggers, no inversion)."""
+        """True for the App. A.12 oracle baselines (random / ground-truth triggers, no
+        inversion).
+        """
         return self.inverter in ORACLE_INVERTERS
 
     # ------------------------------------------------------------------------------ the three modes
     @classmethod
-    def paper(cls, dataset: str | None = None, **overrides: Any) -> "FlipConfig":
+    def paper(cls, dataset: str | None = None, **overrides: Any) -> FlipConfig:
         """FLIP as the paper states it (section 3, Algorithms 1-2, App. A.1), and nothing more.
 
         Stated by the paper and used here: universal triggers, one per target, from every local
@@ -303,7 +321,7 @@ class FlipConfig:
         return cls.for_mode("paper", dataset, **overrides)
 
     @classmethod
-    def release(cls, dataset: str | None = None, **overrides: Any) -> "FlipConfig":
+    def release(cls, dataset: str | None = None, **overrides: Any) -> FlipConfig:
         """FLIP as the authors' released code runs it (``invert_*.py``, ``trigger_fast_train``).
 
         Copied: the class distance is the mask L1 (warm-up: the universal mask of the target,
@@ -332,8 +350,9 @@ class FlipConfig:
         return cls.for_mode("release", dataset, **overrides)
 
     @classmethod
-    def fliplab(cls, dataset: str | None = None, **overrides: Any) -> "FlipConfig":
-        """fliplab's variant: FLIP PLUS Neural-Cleanse backdoor detection, with some of the release's choices.
+    def fliplab(cls, dataset: str | None = None, **overrides: Any) -> FlipConfig:
+        """fliplab's variant: FLIP PLUS Neural-Cleanse backdoor detection, with some of the
+        release's choices.
 
         It adds a step the paper does not have. In every round after a client's warm-up, it
         re-inverts the universal triggers of all targets (``focus_refresh_steps`` steps from the
@@ -353,19 +372,26 @@ class FlipConfig:
         return cls.for_mode("fliplab", dataset, **overrides)
 
     @classmethod
-    def for_mode(cls, mode: str, dataset: str | None = None, **overrides: Any) -> "FlipConfig":
-        """The config of ``mode`` on ``dataset`` (:mod:`deepfl.flip_modes`), ``overrides`` as fields."""
+    def for_mode(cls, mode: str, dataset: str | None = None, **overrides: Any) -> FlipConfig:
+        """The config of ``mode`` on ``dataset`` (:mod:`deepfl.flip_modes`), ``overrides`` as
+        fields.
+        """
         return cls.from_dict({**modes.mode_fields(mode, dataset), **overrides})
 
     @classmethod
-    def paper_faithful(cls, **overrides: Any) -> "FlipConfig":
+    def paper_faithful(cls, **overrides: Any) -> FlipConfig:
         """Deprecated alias of :meth:`paper` (removed in the next release)."""
-        warnings.warn("FlipConfig.paper_faithful() is deprecated; use FlipConfig.paper()", DeprecationWarning,
-                      stacklevel=2)
+        warnings.warn(
+            "FlipConfig.paper_faithful() is deprecated; use FlipConfig.paper()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return cls.paper(**overrides)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any] | None, dataset: str | None = None) -> "FlipConfig":
+    def from_params(
+        cls, params: Mapping[str, Any] | None, dataset: str | None = None
+    ) -> FlipConfig:
         """A run's ``defense.client_params``: ``{"mode": ..., **fields}`` (mode defaults to
         ``fliplab``) on the run's ``dataset``."""
         params = dict(params or {})
@@ -373,7 +399,7 @@ class FlipConfig:
         return cls.for_mode(mode, dataset, **params)
 
     @classmethod
-    def from_dict(cls, params: Mapping[str, Any] | None) -> "FlipConfig":
+    def from_dict(cls, params: Mapping[str, Any] | None) -> FlipConfig:
         """Build from field values (no ``mode``: see :meth:`from_params`); unknown keys and bad
         values raise ``ConfigError`` (a ValueError) naming the key and what is allowed."""
         return cls(**check_params(cls, params or {}, where="FlipConfig"))

@@ -18,6 +18,7 @@ The config comes from the run's ``defense.client_params`` (``{"mode": ..., **fie
 :meth:`FlipConfig.from_params`) and data set. :meth:`FlipDefense.run_artifacts` gives the
 engine ``flip_triggers.npz`` (a few inverted triggers, Figure 2c).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,46 +28,73 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from deepfl.flip_modes import MODES
 from fldata.params import Constraints, Options
 from fldata.triggers import Trigger
 
-from .config import FlipConfig
-from deepfl.flip_modes import MODES
-from .hardening import Augment, StampDirection, append_augment, replace_augment, rotating_augment, stamped_pool
-from .inversion import InversionResult
 from .batched import plan_round
+from .config import FlipConfig
+from .hardening import (
+    Augment,
+    StampDirection,
+    append_augment,
+    replace_augment,
+    rotating_augment,
+    stamped_pool,
+)
+from .inversion import InversionResult
 from .plan import HardeningPlan, draw_seed, plan_hardening
 
-__all__ = ["FlipDefense", "hardening_directions", "make_hardening_augment", "cap_plan", "batch_steps"]
+__all__ = [
+    "FlipDefense",
+    "hardening_directions",
+    "make_hardening_augment",
+    "cap_plan",
+    "batch_steps",
+]
 
 logger = logging.getLogger("deepfl.flip")
 TRIGGERS_FILE = "flip_triggers.npz"
 
 
 class FlipDefense:
-    """FLIP's benign-client behaviour: ``FlipDefense(**client_params).train(model, data, state, trainer, ctx)``.
+    """FLIP's benign-client behaviour: ``FlipDefense(**client_params).train(model, data, state,
+    trainer, ctx)``.
 
     Args:
         true_trigger: the attack's true trigger, ONLY for the oracle ground-truth baseline or the
             ``leak_true_trigger_box`` option, and to warn when the mask cap is smaller than it;
             never used otherwise.
-        dataset: the run's data set (per-data-set defaults, :mod:`deepfl.flip_modes`); None = MNIST's.
+        dataset: the run's data set (per-data-set defaults, :mod:`deepfl.flip_modes`); None =
+            MNIST's.
         **params: ``mode`` and :class:`FlipConfig` fields (unknown keys raise ValueError).
     """
 
-    # the params are ``mode`` and FlipConfig's fields (checked before construction by deepfl.components)
-    parameter_constraints: ClassVar[Constraints] = {"mode": [Options(*MODES)], **FlipConfig.parameter_constraints}
+    # the params are ``mode`` and FlipConfig's fields (checked before construction by
+    # deepfl.components)
+    parameter_constraints: ClassVar[Constraints] = {
+        "mode": [Options(*MODES)],
+        **FlipConfig.parameter_constraints,
+    }
     true_trigger_need = FlipConfig.true_trigger_need
 
-    def __init__(self, true_trigger: Trigger | None = None, dataset: str | None = None, **params: Any) -> None:
+    def __init__(
+        self, true_trigger: Trigger | None = None, dataset: str | None = None, **params: Any
+    ) -> None:
         self.config = FlipConfig.from_params(params, dataset)
         self.true_trigger = true_trigger
         self.last_results: list[InversionResult] = []
         self._prepared: dict[tuple[int, int], tuple[HardeningPlan, float]] = {}
         _warn_if_cap_below(self.config, true_trigger)
 
-    def prepare_round(self, model: torch.nn.Module, datas: list[Any], states: list[dict], contexts: list[Any],
-                      trainer: Any) -> None:
+    def prepare_round(
+        self,
+        model: torch.nn.Module,
+        datas: list[Any],
+        states: list[dict],
+        contexts: list[Any],
+        trainer: Any,
+    ) -> None:
         """Engine hook, before the benign clients of a round train (all on the global ``model``):
         their inversions in one optimisation per stage (:mod:`.batched`, ``batch_clients``).
         :meth:`train` then hardens each client with its prepared plan."""
@@ -75,37 +103,76 @@ class FlipDefense:
             return
         started = time.perf_counter()
         steps = [batch_steps(self.config, trainer, len(data)) for data in datas]
-        plans = plan_round(self.config, model, list(zip(datas, states, contexts)), self.true_trigger, steps)
+        plans = plan_round(
+            self.config,
+            model,
+            list(zip(datas, states, contexts, strict=True)),
+            self.true_trigger,
+            steps,
+        )
         share = (time.perf_counter() - started) / len(plans)
-        self._prepared = {(ctx.round, ctx.client_id): (plan, share) for ctx, plan in zip(contexts, plans)}
+        self._prepared = {
+            (ctx.round, ctx.client_id): (plan, share)
+            for ctx, plan in zip(contexts, plans, strict=True)
+        }
 
     def train(self, model: torch.nn.Module, data: Any, state: dict, trainer: Any, ctx: Any) -> None:
         """Invert, select, harden (module docstring); updates ``model`` in place and ``state``.
-        A plan made by :meth:`prepare_round` for this (round, client) is used instead of inverting."""
+        A plan made by :meth:`prepare_round` for this (round, client) is used instead of
+        inverting."""
         prepared = self._prepared.pop((ctx.round, ctx.client_id), None)
         if prepared is None:
             started = time.perf_counter()
-            plan = plan_hardening(self.config, model, data, state, ctx, self.true_trigger,
-                                  batch_steps(self.config, trainer, len(data)))
+            plan = plan_hardening(
+                self.config,
+                model,
+                data,
+                state,
+                ctx,
+                self.true_trigger,
+                batch_steps(self.config, trainer, len(data)),
+            )
             prepared = (plan, time.perf_counter() - started)
         self.harden(model, data, state, trainer, ctx, *prepared)
 
-    def harden(self, model: torch.nn.Module, data: Any, state: dict, trainer: Any, ctx: Any, plan: HardeningPlan,
-               inversion_seconds: float) -> None:
+    def harden(
+        self,
+        model: torch.nn.Module,
+        data: Any,
+        state: dict,
+        trainer: Any,
+        ctx: Any,
+        plan: HardeningPlan,
+        inversion_seconds: float,
+    ) -> None:
         """Steps 2-3 of the module docstring on a finished plan."""
         started = time.perf_counter()
         self.last_results = plan.results
         plan, capped = cap_plan(plan, self.config.max_mask_fraction)
         stats = dict(state.get("flip_last_stats", {}))
-        stats.update(inversion_seconds=inversion_seconds, num_capped=float(capped),
-                     num_stamped_directions=float(len(plan.directions())))
+        stats.update(
+            inversion_seconds=inversion_seconds,
+            num_capped=float(capped),
+            num_stamped_directions=float(len(plan.directions())),
+        )
         if capped:
-            logger.info("FLIP client %s round %s: %d inverted trigger(s) above max_mask_fraction=%g not stamped",
-                        ctx.client_id, ctx.round, capped, self.config.max_mask_fraction)
+            logger.info(
+                "FLIP client %s round %s: %d inverted trigger(s) above max_mask_fraction=%g not "
+                "stamped",
+                ctx.client_id,
+                ctx.round,
+                capped,
+                self.config.max_mask_fraction,
+            )
         # FLIP's local training settings hold with or without stamped samples (A.5 keeps them too)
-        augment = make_hardening_augment(self.config, data, plan, ctx) if (
-            self.config.hardening and plan.directions()) else None
-        trainer.train(model, data, augment=augment, generator=ctx.generator, **trainer_options(self.config))
+        augment = (
+            make_hardening_augment(self.config, data, plan, ctx)
+            if (self.config.hardening and plan.directions())
+            else None
+        )
+        trainer.train(
+            model, data, augment=augment, generator=ctx.generator, **trainer_options(self.config)
+        )
         stats["round_seconds"] = inversion_seconds + time.perf_counter() - started
         state["flip_last_stats"] = stats
 
@@ -127,10 +194,18 @@ def batch_steps(config: FlipConfig, trainer: Any, num_samples: int) -> int:
     return steps if config.hardening_max_steps is None else min(steps, config.hardening_max_steps)
 
 
-def hardening_directions(config: FlipConfig, model: torch.nn.Module, data: Any, state: dict, ctx: Any,
-                         true_trigger: Trigger | None = None,
-                         batch_steps: int = 1) -> tuple[list[StampDirection], list[InversionResult]]:
-    """The round's stamping directions (uncapped) and pair inversions: :func:`.plan.plan_hardening` flattened."""
+def hardening_directions(
+    config: FlipConfig,
+    model: torch.nn.Module,
+    data: Any,
+    state: dict,
+    ctx: Any,
+    true_trigger: Trigger | None = None,
+    batch_steps: int = 1,
+) -> tuple[list[StampDirection], list[InversionResult]]:
+    """The round's stamping directions (uncapped) and pair inversions: :func:`.plan.plan_hardening`
+    flattened.
+    """
     plan = plan_hardening(config, model, data, state, ctx, true_trigger, batch_steps)
     return plan.directions(), plan.results
 
@@ -144,12 +219,18 @@ def cap_plan(plan: HardeningPlan, max_fraction: float) -> tuple[HardeningPlan, i
 
     def keep(direction: StampDirection) -> StampDirection | None:
         nonlocal dropped
-        triggers = tuple(t for t in direction.triggers if t.mask.sum() <= max_fraction * t.mask.size)
+        triggers = tuple(
+            t for t in direction.triggers if t.mask.sum() <= max_fraction * t.mask.size
+        )
         dropped += len(direction.triggers) - len(triggers)
         return StampDirection(direction.sources, triggers, direction.target) if triggers else None
 
     universal = [d for d in map(keep, plan.universal) if d is not None]
-    pairs = [kept for kept in (tuple(d for d in map(keep, pair) if d is not None) for pair in plan.pairs) if kept]
+    pairs = [
+        kept
+        for kept in (tuple(d for d in map(keep, pair) if d is not None) for pair in plan.pairs)
+        if kept
+    ]
     return HardeningPlan(universal, pairs, plan.results, plan.oracle), dropped
 
 
@@ -163,9 +244,16 @@ def make_hardening_augment(config: FlipConfig, data: Any, plan: HardeningPlan, c
 
     def slot_augment(directions: tuple[StampDirection, ...], pair: bool) -> Augment:
         if config.augment_mode == "replace":
-            return replace_augment(directions, num_classes, config.replace_portion, generator,
-                                   batch_rule if pair else None)
-        return append_augment(*stamped_pool(data.images, data.labels, directions), config.num_augmented, generator)
+            return replace_augment(
+                directions,
+                num_classes,
+                config.replace_portion,
+                generator,
+                batch_rule if pair else None,
+            )
+        return append_augment(
+            *stamped_pool(data.images, data.labels, directions), config.num_augmented, generator
+        )
 
     if config.pair_schedule == "rotate" and not plan.oracle:
         once = [slot_augment((direction,), False) for direction in plan.universal]
@@ -173,7 +261,9 @@ def make_hardening_augment(config: FlipConfig, data: Any, plan: HardeningPlan, c
         return rotating_augment(once, cycle, config.pair_hold_batches)
     if config.augment_mode == "append":
         return slot_augment(tuple(plan.directions()), False)
-    slots = [slot_augment((d,), False) for d in plan.universal] + [slot_augment(p, True) for p in plan.pairs]
+    slots = [slot_augment((d,), False) for d in plan.universal] + [
+        slot_augment(p, True) for p in plan.pairs
+    ]
     return _chain(slots)
 
 
@@ -187,24 +277,37 @@ def _chain(augments: list[Augment]) -> Augment:
 
 
 def trainer_options(config: FlipConfig) -> dict[str, Any]:
-    """``LocalTrainer.train`` keywords of the hardening (optimiser, lr, betas, epochs, max steps)."""
+    """``LocalTrainer.train`` keywords of the hardening (optimiser, lr, betas, epochs, max
+    steps).
+    """
     options: dict[str, Any] = {}
     if config.hardening_optimizer != "sgd":
         options["optimizer"] = config.hardening_optimizer
-    for key, value in (("betas", config.hardening_betas), ("lr", config.hardening_lr), ("weight_decay", config.hardening_weight_decay),
-                       ("epochs", config.hardening_epochs), ("max_steps", config.hardening_max_steps)):
+    for key, value in (
+        ("betas", config.hardening_betas),
+        ("lr", config.hardening_lr),
+        ("weight_decay", config.hardening_weight_decay),
+        ("epochs", config.hardening_epochs),
+        ("max_steps", config.hardening_max_steps),
+    ):
         if value is not None:
             options[key] = value
     return options
 
 
 def _warn_if_cap_below(config: FlipConfig, true_trigger: Trigger | None) -> None:
-    """Say when the mask cap is smaller than the attack's trigger (its inversions may be dropped)."""
+    """Say when the mask cap is smaller than the attack's trigger (its inversions may be
+    dropped).
+    """
     if true_trigger is None or config.is_oracle or config.max_mask_fraction >= 1.0:
         return
     mask = true_trigger.mask
     area = float(mask.sum()) / float(np.prod(tuple(mask.shape)))
     if area > config.max_mask_fraction:
-        logger.warning("FLIP max_mask_fraction=%g is below the attack trigger's area (%.3f of the image): inverted "
-                       "triggers of its size are not stamped (counted in flip_last_stats['num_capped'])",
-                       config.max_mask_fraction, area)
+        logger.warning(
+            "FLIP max_mask_fraction=%g is below the attack trigger's area (%.3f of the image): "
+            "inverted "
+            "triggers of its size are not stamped (counted in flip_last_stats['num_capped'])",
+            config.max_mask_fraction,
+            area,
+        )

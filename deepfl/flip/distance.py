@@ -20,16 +20,24 @@ then updates its entry; except for ``"mask_growth"`` by an exponential moving av
 ``D[s, t] <- (1 - beta) * D[s, t] + beta * new`` (``beta = distance_momentum``; an unknown entry
 takes ``new``).
 """
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
 from .inversion import InversionResult
 
-__all__ = ["METHODS", "measure", "warmup_distance_matrix", "update_distance_matrix", "mask_size_matrix",
-           "update_mask_sizes", "pairs_by_distance"]
+__all__ = [
+    "METHODS",
+    "measure",
+    "warmup_distance_matrix",
+    "update_distance_matrix",
+    "mask_size_matrix",
+    "update_mask_sizes",
+    "pairs_by_distance",
+]
 
 METHODS: tuple[str, ...] = ("loss_variance", "loss_variance_samples", "mask_size", "mask_growth")
 
@@ -45,27 +53,38 @@ def measure(result: InversionResult, source: int, method: str) -> float:
     raise ValueError(f"distance method must be one of {', '.join(METHODS)}; got {method!r}.")
 
 
-def warmup_distance_matrix(results: Iterable[InversionResult], num_classes: int, method: str) -> np.ndarray:
-    """(num_classes, num_classes) float64 ``D[s, t]`` from the universal problems (NaN = unknown)."""
+def warmup_distance_matrix(
+    results: Iterable[InversionResult], num_classes: int, method: str
+) -> np.ndarray:
+    """(num_classes, num_classes) float64 ``D[s, t]`` from the universal problems (NaN =
+    unknown).
+    """
     matrix = np.full((num_classes, num_classes), np.nan)
     for result in results:
         for source in result.source_classes:
             matrix[source, result.target] = measure(result, source, method)
     np.fill_diagonal(matrix, np.nan)
     if method == "mask_growth" and np.any(np.isfinite(matrix)) and np.nanmax(matrix) > 0:
-        matrix /= np.nanmax(matrix)          # the release's mat_diff /= np.max(mat_diff)
+        matrix /= np.nanmax(matrix)  # the release's mat_diff /= np.max(mat_diff)
     return matrix
 
 
-def update_distance_matrix(matrix: np.ndarray, results: Iterable[InversionResult], method: str,
-                           momentum: float, mask_sizes: np.ndarray | None = None) -> np.ndarray:
+def update_distance_matrix(
+    matrix: np.ndarray,
+    results: Iterable[InversionResult],
+    method: str,
+    momentum: float,
+    mask_sizes: np.ndarray | None = None,
+) -> np.ndarray:
     """New matrix with every (source, target) of ``results`` moved toward its new measurement.
 
     ``mask_sizes`` (the last mask L1 of each direction, :func:`mask_size_matrix`) is needed by
     ``"mask_growth"`` only."""
     updated = np.array(matrix, dtype=np.float64, copy=True)
     if method == "mask_growth" and mask_sizes is None:
-        raise ValueError("distance 'mask_growth' needs mask_sizes (the last mask L1 of each direction).")
+        raise ValueError(
+            "distance 'mask_growth' needs mask_sizes (the last mask L1 of each direction)."
+        )
     for result in results:
         for source in result.source_classes:
             new = measure(result, source, method)
@@ -75,15 +94,22 @@ def update_distance_matrix(matrix: np.ndarray, results: Iterable[InversionResult
             if method == "mask_growth" and mask_sizes is not None:
                 last = mask_sizes[source, result.target]
                 growth = (new - last) / last if np.isfinite(last) and last > 0 else np.nan
-                updated[source, result.target] = 0.0 if not np.isfinite(growth) else (
-                    growth if not np.isfinite(old) else (old + growth) / 2)
+                updated[source, result.target] = (
+                    0.0
+                    if not np.isfinite(growth)
+                    else (growth if not np.isfinite(old) else (old + growth) / 2)
+                )
             else:
-                updated[source, result.target] = new if not np.isfinite(old) else (1 - momentum) * old + momentum * new
+                updated[source, result.target] = (
+                    new if not np.isfinite(old) else (1 - momentum) * old + momentum * new
+                )
     return updated
 
 
 def mask_size_matrix(results: Iterable[InversionResult], num_classes: int) -> np.ndarray:
-    """(C, C) mask L1 of the warm-up's universal triggers (``|m_t|_1`` for every source of ``t``)."""
+    """(C, C) mask L1 of the warm-up's universal triggers (``|m_t|_1`` for every source of
+    ``t``).
+    """
     return warmup_distance_matrix(results, num_classes, "mask_size")
 
 
@@ -97,7 +123,8 @@ def update_mask_sizes(mask_sizes: np.ndarray, results: Iterable[InversionResult]
 
 
 def pairs_by_distance(matrix: np.ndarray, priority: str = "largest") -> list[tuple[int, int]]:
-    """Ordered pairs ``(s, t)`` with a known distance, ``"largest"`` (paper) or ``"smallest"`` first.
+    """Ordered pairs ``(s, t)`` with a known distance, ``"largest"`` (paper) or ``"smallest"``
+    first.
 
     Ties keep (s, t) row-major order (stable sort)."""
     if priority not in ("largest", "smallest"):

@@ -15,6 +15,7 @@ Format (every array has one row per trigger; no pickles, ``np.load`` reads it as
   class, a universal trigger); ``kind`` (N,) unicode: ``warmup`` / ``refresh`` / ``pair``;
 * ``mask_l1`` (N,) float32: ``|m|_1`` in pixels.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,42 +26,87 @@ WARMUP_CLIENTS = 2
 
 
 def collect_triggers(client_states: dict[int, dict]) -> dict[str, np.ndarray]:
-    """The arrays of ``flip_triggers.npz`` (module docstring); empty arrays when no client warmed up."""
+    """The arrays of ``flip_triggers.npz`` (module docstring); empty arrays when no client warmed
+    up.
+    """
     rows: list[tuple[str, int, int, int, int, np.ndarray, np.ndarray]] = []
-    warmed = sorted((int(s["flip_warmup_round"]), int(c)) for c, s in client_states.items()
-                    if "flip_warmup_masks" in s)
+    warmed = sorted(
+        (int(s["flip_warmup_round"]), int(c))
+        for c, s in client_states.items()
+        if "flip_warmup_masks" in s
+    )
     for warmup_round, client in warmed[:WARMUP_CLIENTS]:
         state = client_states[client]
-        rows += _universal_rows("warmup", client, warmup_round, state["flip_warmup_masks"],
-                                state["flip_warmup_patterns"])
-    refreshed = sorted((-int(s["flip_refresh_round"]), int(c)) for c, s in client_states.items()
-                       if "flip_refresh_round" in s and "flip_universal_masks" in s)
+        rows += _universal_rows(
+            "warmup",
+            client,
+            warmup_round,
+            state["flip_warmup_masks"],
+            state["flip_warmup_patterns"],
+        )
+    refreshed = sorted(
+        (-int(s["flip_refresh_round"]), int(c))
+        for c, s in client_states.items()
+        if "flip_refresh_round" in s and "flip_universal_masks" in s
+    )
     if refreshed:
         negative_round, client = refreshed[0]
         state = client_states[client]
-        rows += _universal_rows("refresh", client, -negative_round, state["flip_universal_masks"],
-                                state["flip_universal_patterns"])
+        rows += _universal_rows(
+            "refresh",
+            client,
+            -negative_round,
+            state["flip_universal_masks"],
+            state["flip_universal_patterns"],
+        )
     for _, client in warmed[:WARMUP_CLIENTS]:
         state = client_states[client]
         if "flip_pair_masks" in state:
-            for (source, target), mask, pattern in zip(state["flip_pair_directions"], state["flip_pair_masks"],
-                                                       state["flip_pair_patterns"]):
-                rows.append(("pair", client, int(state["flip_pair_round"]), int(target), int(source), mask, pattern))
+            for (source, target), mask, pattern in zip(
+                state["flip_pair_directions"],
+                state["flip_pair_masks"],
+                state["flip_pair_patterns"],
+                strict=True,
+            ):
+                rows.append(
+                    (
+                        "pair",
+                        client,
+                        int(state["flip_pair_round"]),
+                        int(target),
+                        int(source),
+                        mask,
+                        pattern,
+                    )
+                )
     return _arrays(rows)
 
 
-def _universal_rows(kind: str, client: int, round_index: int, masks: np.ndarray,
-                    patterns: np.ndarray) -> list[tuple[str, int, int, int, int, np.ndarray, np.ndarray]]:
-    return [(kind, client, round_index, target, -1, masks[target], patterns[target])
-            for target in range(masks.shape[0]) if np.all(np.isfinite(masks[target]))]
+def _universal_rows(
+    kind: str, client: int, round_index: int, masks: np.ndarray, patterns: np.ndarray
+) -> list[tuple[str, int, int, int, int, np.ndarray, np.ndarray]]:
+    return [
+        (kind, client, round_index, target, -1, masks[target], patterns[target])
+        for target in range(masks.shape[0])
+        if np.all(np.isfinite(masks[target]))
+    ]
 
 
-def _arrays(rows: list[tuple[str, int, int, int, int, np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+def _arrays(
+    rows: list[tuple[str, int, int, int, int, np.ndarray, np.ndarray]],
+) -> dict[str, np.ndarray]:
     if not rows:
         empty = np.zeros(0, dtype=np.int64)
-        return {"masks": np.zeros((0, 0, 0), np.float16), "patterns": np.zeros((0, 0, 0, 0), np.float16),
-                "client": empty, "round": empty, "target": empty, "source": empty,
-                "kind": np.zeros(0, dtype="<U7"), "mask_l1": np.zeros(0, np.float32)}
+        return {
+            "masks": np.zeros((0, 0, 0), np.float16),
+            "patterns": np.zeros((0, 0, 0, 0), np.float16),
+            "client": empty,
+            "round": empty,
+            "target": empty,
+            "source": empty,
+            "kind": np.zeros(0, dtype="<U7"),
+            "mask_l1": np.zeros(0, np.float32),
+        }
     masks = np.stack([np.asarray(r[5], dtype=np.float32) for r in rows])
     return {
         "masks": masks.astype(np.float16),

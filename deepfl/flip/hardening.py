@@ -20,22 +20,31 @@ A :class:`StampDirection` says which local samples get which triggers: samples o
 candidates, or a universal trigger on all non-target classes); ``sources=None`` stamps samples of
 every class (oracle triggers of App. A.12).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
 from deepfl.client import Augment
 from fldata.triggers import Trigger, stamp
 
-__all__ = ["StampDirection", "Augment", "stamped_pool", "append_augment", "replace_augment", "rotating_augment"]
+__all__ = [
+    "StampDirection",
+    "Augment",
+    "stamped_pool",
+    "append_augment",
+    "replace_augment",
+    "rotating_augment",
+]
 
 
 @dataclass(frozen=True)
 class StampDirection:
-    """Stamp the local samples of the ``sources`` classes (all classes if None) with each of ``triggers``.
+    """Stamp the local samples of the ``sources`` classes (all classes if None) with each of
+    ``triggers``.
 
     ``target`` is the class the triggers were inverted toward (None for oracle triggers)."""
 
@@ -56,8 +65,9 @@ def _stacked(triggers: Sequence[Trigger], like: torch.Tensor) -> tuple[torch.Ten
     return masks, patterns
 
 
-def stamped_pool(images: torch.Tensor, labels: torch.Tensor,
-                 directions: Sequence[StampDirection]) -> tuple[torch.Tensor, torch.Tensor]:
+def stamped_pool(
+    images: torch.Tensor, labels: torch.Tensor, directions: Sequence[StampDirection]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """All local samples of each direction's source stamped with each of its triggers.
 
     Returns ``(images', labels')`` with the TRUE labels (paper section 3); empty if no direction
@@ -75,10 +85,15 @@ def stamped_pool(images: torch.Tensor, labels: torch.Tensor,
     return torch.cat(pool_x), torch.cat(pool_y)
 
 
-def append_augment(pool_images: torch.Tensor, pool_labels: torch.Tensor, num_augmented: int,
-                   generator: torch.Generator) -> Augment:
+def append_augment(
+    pool_images: torch.Tensor,
+    pool_labels: torch.Tensor,
+    num_augmented: int,
+    generator: torch.Generator,
+) -> Augment:
     """Paper's hardening: append ``num_augmented`` pool samples (uniform, with replacement when the
-    pool is smaller) to every mini-batch. An empty pool or ``num_augmented = 0`` leaves batches as is."""
+    pool is smaller) to every mini-batch. An empty pool or ``num_augmented = 0`` leaves batches as
+    is."""
     pool_size = int(pool_images.shape[0])
 
     def augment(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,20 +104,28 @@ def append_augment(pool_images: torch.Tensor, pool_labels: torch.Tensor, num_aug
         else:
             picks = torch.randint(pool_size, (num_augmented,), generator=generator)
         picks = picks.to(pool_images.device)
-        return (torch.cat([x, pool_images[picks].to(x.dtype)]), torch.cat([y, pool_labels[picks].to(y.dtype)]))
+        return (
+            torch.cat([x, pool_images[picks].to(x.dtype)]),
+            torch.cat([y, pool_labels[picks].to(y.dtype)]),
+        )
 
     return augment
 
 
-def replace_augment(directions: Sequence[StampDirection], num_classes: int, portion: float,
-                    generator: torch.Generator, min_in_batch: int | None = None) -> Augment:
+def replace_augment(
+    directions: Sequence[StampDirection],
+    num_classes: int,
+    portion: float,
+    generator: torch.Generator,
+    min_in_batch: int | None = None,
+) -> Augment:
     """Released code's hardening: stamp, in place, ``int(portion * n)`` of the ``n`` batch samples
     of each direction's source classes (one of its triggers per sample, uniformly); labels kept.
 
     ``min_in_batch`` (None = stamp whatever the batch holds) is the release's per-batch rule
     (module docstring): ``directions`` then form ONE pair, forward first. Samples already stamped
     by an earlier direction are not stamped again."""
-    del num_classes   # kept for the call signature; the directions name their classes
+    del num_classes  # kept for the call signature; the directions name their classes
     stacked: dict[tuple[torch.device, torch.dtype], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def augment(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,12 +138,14 @@ def replace_augment(directions: Sequence[StampDirection], num_classes: int, port
         if key not in stacked:
             stacked[key] = [_stacked(d.triggers, x) for d in directions]
         stamped, free = x.clone(), torch.ones_like(y_cpu, dtype=torch.bool)
-        for (masks, patterns), rows, length in zip(stacked[key], chosen, lengths):
+        for (masks, patterns), rows, length in zip(stacked[key], chosen, lengths, strict=True):
             candidates = torch.nonzero(rows & free).flatten()
             picks = candidates[torch.randperm(candidates.numel(), generator=generator)[:length]]
             if picks.numel() == 0:
                 continue
-            which = torch.randint(masks.shape[0], (picks.numel(),), generator=generator).to(x.device)
+            which = torch.randint(masks.shape[0], (picks.numel(),), generator=generator).to(
+                x.device
+            )
             free[picks] = False
             picks = picks.to(x.device)
             stamped[picks] = stamp(x[picks], masks[which].unsqueeze(1), patterns[which])
@@ -134,10 +159,10 @@ def _stamp_lengths(counts: list[int], portion: float, min_in_batch: int | None) 
     if min_in_batch is None:
         return [int(count * portion) for count in counts]
     if not counts or counts[0] <= min_in_batch:
-        return [0] * len(counts)                      # the source is not in this batch: nothing
+        return [0] * len(counts)  # the source is not in this batch: nothing
     if len(counts) > 1 and all(count > min_in_batch for count in counts[1:]):
-        return [int(min(counts) * portion)] * len(counts)     # symmetric in this batch
-    return [int(counts[0] * portion)] + [0] * (len(counts) - 1)   # asymmetric in this batch
+        return [int(min(counts) * portion)] * len(counts)  # symmetric in this batch
+    return [int(counts[0] * portion)] + [0] * (len(counts) - 1)  # asymmetric in this batch
 
 
 def rotating_augment(once: Sequence[Augment], cycle: Sequence[Augment], hold: int) -> Augment:

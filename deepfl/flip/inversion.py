@@ -28,12 +28,13 @@ variance over the source's samples of their CE loss, averaged over the steps
 No knowledge of the true trigger is used unless the caller passes ``init_trigger`` explicitly
 (the ``init_at_true_location_LEAK`` option of :class:`~deepfl.flip.config.FlipConfig`).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -82,7 +83,8 @@ class InversionResult:
     """An inverted trigger and its optimisation statistics.
 
     Attributes:
-        trigger: the returned (smallest successful) trigger, numpy, :class:`fldata.triggers.Trigger`.
+        trigger: the returned (smallest successful) trigger, numpy,
+            :class:`fldata.triggers.Trigger`.
         target, source_classes: the problem.
         success: whether some step reached ``attack_success_threshold``.
         attack_acc: fraction of the problem's source samples (up to 128) classified as ``target``
@@ -147,8 +149,14 @@ class TriggerVariables:
         self.pattern_logits = _atanh_unit(pattern_init).requires_grad_(True)
 
     @classmethod
-    def neutral(cls, count: int, image_shape: tuple[int, int, int], mask_value: float,
-                device: torch.device, dtype: torch.dtype) -> "TriggerVariables":
+    def neutral(
+        cls,
+        count: int,
+        image_shape: tuple[int, int, int],
+        mask_value: float,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> TriggerVariables:
         """K triggers with mask ``mask_value`` everywhere and pattern 0.5 (no prior on location)."""
         channels, height, width = image_shape
         mask = torch.full((count, height, width), float(mask_value), device=device, dtype=dtype)
@@ -164,8 +172,13 @@ class TriggerVariables:
     def patterns(self) -> torch.Tensor:
         return (torch.tanh(self.pattern_logits) + 1) / 2
 
-    def stamp(self, images: torch.Tensor, owner: torch.Tensor,
-              masks: torch.Tensor | None = None, patterns: torch.Tensor | None = None) -> torch.Tensor:
+    def stamp(
+        self,
+        images: torch.Tensor,
+        owner: torch.Tensor,
+        masks: torch.Tensor | None = None,
+        patterns: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Stamp sample ``i`` with trigger ``owner[i]`` (paper eq. 1 via fldata.triggers.stamp)."""
         masks = self.masks() if masks is None else masks
         patterns = self.patterns() if patterns is None else patterns
@@ -190,33 +203,47 @@ class ProblemSampler:
     problem are the same whether it is solved alone or batched with others.
     """
 
-    def __init__(self, labels: torch.Tensor, sources: Sequence[Sequence[int]], seeds: Sequence[int],
-                 batch_size: int, pools: Sequence[tuple[int, int] | None] | None = None) -> None:
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        sources: Sequence[Sequence[int]],
+        seeds: Sequence[int],
+        batch_size: int,
+        pools: Sequence[tuple[int, int] | None] | None = None,
+    ) -> None:
         labels_cpu = labels.detach().cpu()
         self.members: list[torch.Tensor] = []
-        for classes, pool in zip(sources, pools or [None] * len(sources)):
-            selected = torch.isin(labels_cpu, torch.as_tensor(list(classes), dtype=labels_cpu.dtype))
+        for classes, pool in zip(sources, pools or [None] * len(sources), strict=True):
+            selected = torch.isin(
+                labels_cpu, torch.as_tensor(list(classes), dtype=labels_cpu.dtype)
+            )
             if pool is not None:
                 inside = torch.zeros_like(selected)
-                inside[pool[0]:pool[1]] = True
+                inside[pool[0] : pool[1]] = True
                 selected &= inside
             self.members.append(torch.nonzero(selected).flatten())
         empty = [k for k, m in enumerate(self.members) if m.numel() == 0]
         if empty:
             raise ValueError(
                 f"inversion problems {empty} have no local samples of their source classes "
-                f"{[tuple(sources[k]) for k in empty]}; pass only problems whose sources are present."
+                f"{[tuple(sources[k]) for k in empty]}; pass only problems whose sources are "
+                "present."
             )
         self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.batch_sizes = [min(int(batch_size), int(m.numel())) for m in self.members]
         self.owner = torch.repeat_interleave(
-            torch.arange(len(self.members)), torch.as_tensor(self.batch_sizes))
+            torch.arange(len(self.members)), torch.as_tensor(self.batch_sizes)
+        )
         self.device = labels.device
 
     def draw(self) -> torch.Tensor:
         """Concatenated pool indices of one step's mini-batches (problem order)."""
-        picks = [members[torch.randperm(members.numel(), generator=gen)[:size]]
-                 for members, gen, size in zip(self.members, self.generators, self.batch_sizes)]
+        picks = [
+            members[torch.randperm(members.numel(), generator=gen)[:size]]
+            for members, gen, size in zip(
+                self.members, self.generators, self.batch_sizes, strict=True
+            )
+        ]
         return torch.cat(picks).to(self.device)
 
 
@@ -224,14 +251,18 @@ class SourceLossTracker:
     """Per-step sums of the CE loss (and its square) of each (problem, source class), for the two
     readings of the paper's loss-variance distance (module docstring)."""
 
-    def __init__(self, steps: int, count: int, num_classes: int, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self, steps: int, count: int, num_classes: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
         self.count, self.num_classes = count, num_classes
         self.sums = torch.zeros(steps, count * num_classes, device=device, dtype=dtype)
         self.squares = torch.zeros_like(self.sums)
         self.counts = torch.zeros_like(self.sums)
 
     def add(self, step: int, owner: torch.Tensor, classes: torch.Tensor, ce: torch.Tensor) -> None:
-        """Record step ``step``'s per-sample losses ``ce`` of problems ``owner`` on classes ``classes``."""
+        """Record step ``step``'s per-sample losses ``ce`` of problems ``owner`` on classes
+        ``classes``.
+        """
         slot = owner * self.num_classes + classes
         ce = ce.detach()
         self.sums[step].index_add_(0, slot, ce)
@@ -242,7 +273,9 @@ class SourceLossTracker:
         """((K, C) variance over steps of the step means, (K, C) mean over steps of the variance
         over samples); NaN where fewer than 2 steps (resp. no step with 2 samples) saw the class."""
         over_steps = _per_source_variance(self.sums, self.counts, self.count, self.num_classes)
-        sums, squares, counts = (t.detach().double().cpu().numpy() for t in (self.sums, self.squares, self.counts))
+        sums, squares, counts = (
+            t.detach().double().cpu().numpy() for t in (self.sums, self.squares, self.counts)
+        )
         several = counts >= 2
         safe = np.maximum(counts, 1)
         within = np.where(several, squares / safe - (sums / safe) ** 2, 0.0).clip(min=0.0)
@@ -251,18 +284,36 @@ class SourceLossTracker:
         return over_steps, over_samples.reshape(self.count, self.num_classes)
 
 
-def invert(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-           source_classes: Sequence[int], target: int, *, config: FlipConfig | None = None,
-           steps: int | None = None, seed: int = 0, init_trigger: Trigger | None = None) -> InversionResult:
+def invert(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    source_classes: Sequence[int],
+    target: int,
+    *,
+    config: FlipConfig | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    init_trigger: Trigger | None = None,
+) -> InversionResult:
     """Invert one trigger flipping ``source_classes`` to ``target`` (universal when the sources
     are all non-target classes, label-specific for one source). See the module docstring."""
-    request = InversionRequest(tuple(int(s) for s in source_classes), int(target), seed, init_trigger)
+    request = InversionRequest(
+        tuple(int(s) for s in source_classes), int(target), seed, init_trigger
+    )
     return invert_many(model, images, labels, [request], config=config, steps=steps)[0]
 
 
-def invert_many(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                requests: Sequence[InversionRequest], *, config: FlipConfig | None = None,
-                steps: int | None = None, num_classes: int | None = None) -> list[InversionResult]:
+def invert_many(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    requests: Sequence[InversionRequest],
+    *,
+    config: FlipConfig | None = None,
+    steps: int | None = None,
+    num_classes: int | None = None,
+) -> list[InversionResult]:
     """Solve K independent inversion problems in ONE batched optimisation (module docstring).
 
     Args:
@@ -284,10 +335,16 @@ def invert_many(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tens
     mentioned = max(max(max(r.source_classes), r.target) for r in requests)
     num_classes = int(num_classes or max(int(labels.max()) + 1, mentioned + 1))
     device, dtype = images.device, images.dtype
-    sampler = ProblemSampler(labels, [r.source_classes for r in requests], [r.seed for r in requests],
-                             config.batch_size, pools=[r.pool for r in requests])
-    variables = TriggerVariables.neutral(len(requests), tuple(images.shape[1:]), config.initial_mask_value,
-                                         device, dtype)
+    sampler = ProblemSampler(
+        labels,
+        [r.source_classes for r in requests],
+        [r.seed for r in requests],
+        config.batch_size,
+        pools=[r.pool for r in requests],
+    )
+    variables = TriggerVariables.neutral(
+        len(requests), tuple(images.shape[1:]), config.initial_mask_value, device, dtype
+    )
     for k, request in enumerate(requests):
         if request.init_trigger is not None:
             variables.set_row(k, request.init_trigger)
@@ -295,77 +352,114 @@ def invert_many(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tens
     tracker = SourceLossTracker(steps, len(requests), num_classes, device, dtype)
     network = inversion_model(model)
     with model_in_eval_mode(network), torch.enable_grad():
-        final_mask, final_pattern, success = _optimise(network, images, labels, sampler, variables, targets,
-                                                       config, steps, tracker)
+        final_mask, final_pattern, success = _optimise(
+            network, images, labels, sampler, variables, targets, config, steps, tracker
+        )
     evaluation = _evaluate(network, images, labels, requests, sampler, final_mask, final_pattern)
     variances, sample_variances = tracker.variances()
     results = []
     for k, request in enumerate(requests):
-        trigger = Trigger(mask=np.clip(final_mask[k].detach().cpu().double().numpy(), 0.0, 1.0),
-                          pattern=np.clip(final_pattern[k].detach().cpu().double().numpy(), 0.0, 1.0),
-                          name=f"nc[{','.join(map(str, request.source_classes))}->{request.target}]")
-        results.append(InversionResult(
-            trigger=trigger, target=request.target, source_classes=request.source_classes,
-            success=bool(success[k]), attack_acc=evaluation[k][0], final_loss=evaluation[k][1],
-            mask_l1=float(final_mask[k].sum()), per_source_loss_variance=_finite(variances[k], request.source_classes),
-            steps=steps, per_source_sample_variance=_finite(sample_variances[k], request.source_classes)))
+        trigger = Trigger(
+            mask=np.clip(final_mask[k].detach().cpu().double().numpy(), 0.0, 1.0),
+            pattern=np.clip(final_pattern[k].detach().cpu().double().numpy(), 0.0, 1.0),
+            name=f"nc[{','.join(map(str, request.source_classes))}->{request.target}]",
+        )
+        results.append(
+            InversionResult(
+                trigger=trigger,
+                target=request.target,
+                source_classes=request.source_classes,
+                success=bool(success[k]),
+                attack_acc=evaluation[k][0],
+                final_loss=evaluation[k][1],
+                mask_l1=float(final_mask[k].sum()),
+                per_source_loss_variance=_finite(variances[k], request.source_classes),
+                steps=steps,
+                per_source_sample_variance=_finite(sample_variances[k], request.source_classes),
+            )
+        )
     return results
 
 
-def _check_requests(images: torch.Tensor, labels: torch.Tensor, requests: Sequence[InversionRequest],
-                    steps: int) -> None:
+def _check_requests(
+    images: torch.Tensor, labels: torch.Tensor, requests: Sequence[InversionRequest], steps: int
+) -> None:
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}.")
     if images.ndim != 4 or labels.shape != images.shape[:1]:
-        raise ValueError(f"images must be (N, C, H, W) and labels (N,); got {tuple(images.shape)}, "
-                         f"{tuple(labels.shape)}.")
+        raise ValueError(
+            f"images must be (N, C, H, W) and labels (N,); got {tuple(images.shape)}, "
+            f"{tuple(labels.shape)}."
+        )
     for request in requests:
         if request.target in request.source_classes or not request.source_classes:
-            raise ValueError(f"a request needs >= 1 source class different from its target; got {request}.")
+            raise ValueError(
+                f"a request needs >= 1 source class different from its target; got {request}."
+            )
 
 
-def _optimise(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, sampler: ProblemSampler,
-              variables: TriggerVariables, targets: torch.Tensor, config: FlipConfig, steps: int,
-              tracker: SourceLossTracker) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _optimise(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    sampler: ProblemSampler,
+    variables: TriggerVariables,
+    targets: torch.Tensor,
+    config: FlipConfig,
+    steps: int,
+    tracker: SourceLossTracker,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The batched Neural-Cleanse loop: ``steps`` Adam steps on ``sum_k L_k``; returns the
     (smallest successful, else last) masks, patterns and the per-problem success flags."""
     count, device, dtype = len(sampler.members), images.device, images.dtype
     owner = sampler.owner.to(device)
     batch_counts = torch.as_tensor(sampler.batch_sizes, device=device, dtype=dtype)
     sample_targets = targets[owner]
-    optimizer = torch.optim.Adam(variables.parameters(), lr=config.learning_rate, betas=config.betas)
+    optimizer = torch.optim.Adam(
+        variables.parameters(), lr=config.learning_rate, betas=config.betas
+    )
     schedule = _CostSchedule(count, config, device, dtype)
-    best_mask, best_pattern = variables.masks().detach().clone(), variables.patterns().detach().clone()
+    best_mask, best_pattern = (
+        variables.masks().detach().clone(),
+        variables.patterns().detach().clone(),
+    )
     best_l1 = torch.full((count,), math.inf, device=device, dtype=dtype)
     for step in range(steps):
         indices = sampler.draw()
         masks, patterns = variables.masks(), variables.patterns()
         logits = _forward(model, variables.stamp(images[indices], owner, masks, patterns))
         ce = F.cross_entropy(logits, sample_targets, reduction="none")
-        per_problem_ce = torch.zeros(count, device=device, dtype=dtype).index_add_(0, owner, ce) / batch_counts
+        per_problem_ce = (
+            torch.zeros(count, device=device, dtype=dtype).index_add_(0, owner, ce) / batch_counts
+        )
         mask_l1 = masks.sum(dim=(1, 2))
         loss = (per_problem_ce + schedule.cost * mask_l1).sum()
         grads = torch.autograd.grad(loss, variables.parameters())
         with torch.no_grad():
             hits = (logits.argmax(dim=1) == sample_targets).to(dtype)
-            attack_acc = torch.zeros(count, device=device, dtype=dtype).index_add_(0, owner, hits) / batch_counts
+            attack_acc = (
+                torch.zeros(count, device=device, dtype=dtype).index_add_(0, owner, hits)
+                / batch_counts
+            )
             tracker.add(step, owner, labels[indices], ce)
             improved = (attack_acc >= config.attack_success_threshold) & (mask_l1 < best_l1)
             best_l1 = torch.where(improved, mask_l1, best_l1)
             best_mask = torch.where(improved[:, None, None], masks, best_mask)
             best_pattern = torch.where(improved[:, None, None, None], patterns, best_pattern)
             schedule.update(attack_acc)
-        for variable, grad in zip(variables.parameters(), grads):
+        for variable, grad in zip(variables.parameters(), grads, strict=True):
             variable.grad = grad
         optimizer.step()
     success = torch.isfinite(best_l1)
     with torch.no_grad():
         final_mask = torch.where(success[:, None, None], best_mask, variables.masks())
-        final_pattern = torch.where(success[:, None, None, None], best_pattern, variables.patterns())
+        final_pattern = torch.where(
+            success[:, None, None, None], best_pattern, variables.patterns()
+        )
     return final_mask, final_pattern, success
 
 
-CPU_CHUNK = 128   # stamped images per forward pass on CPU (see _forward)
+CPU_CHUNK = 128  # stamped images per forward pass on CPU (see _forward)
 
 
 def _forward(model: torch.nn.Module, stamped: torch.Tensor) -> torch.Tensor:
@@ -385,54 +479,81 @@ def _finite(row: np.ndarray, sources: Sequence[int]) -> dict[int, float]:
 class _CostSchedule:
     """Neural Cleanse's per-problem cost adjustment (module docstring), vectorised over K."""
 
-    def __init__(self, count: int, config: FlipConfig, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self, count: int, config: FlipConfig, device: torch.device, dtype: torch.dtype
+    ) -> None:
         self.cost = torch.full((count,), config.init_cost, device=device, dtype=dtype)
         self.up_counter = torch.zeros(count, device=device, dtype=torch.long)
         self.down_counter = torch.zeros(count, device=device, dtype=torch.long)
         self.threshold, self.patience = config.attack_success_threshold, config.patience
-        self.multiplier_up, self.multiplier_down = config.cost_multiplier, config.cost_multiplier ** 1.5
+        self.multiplier_up, self.multiplier_down = (
+            config.cost_multiplier,
+            config.cost_multiplier**1.5,
+        )
 
     def update(self, attack_acc: torch.Tensor) -> None:
         above = attack_acc >= self.threshold
         self.up_counter = torch.where(above, self.up_counter + 1, torch.zeros_like(self.up_counter))
-        self.down_counter = torch.where(above, torch.zeros_like(self.down_counter), self.down_counter + 1)
+        self.down_counter = torch.where(
+            above, torch.zeros_like(self.down_counter), self.down_counter + 1
+        )
         raise_cost = self.up_counter >= self.patience
         lower_cost = self.down_counter >= self.patience
         self.cost = torch.where(raise_cost, self.cost * self.multiplier_up, self.cost)
         self.cost = torch.where(lower_cost, self.cost / self.multiplier_down, self.cost)
-        self.up_counter = torch.where(raise_cost, torch.zeros_like(self.up_counter), self.up_counter)
-        self.down_counter = torch.where(lower_cost, torch.zeros_like(self.down_counter), self.down_counter)
+        self.up_counter = torch.where(
+            raise_cost, torch.zeros_like(self.up_counter), self.up_counter
+        )
+        self.down_counter = torch.where(
+            lower_cost, torch.zeros_like(self.down_counter), self.down_counter
+        )
 
 
-def _per_source_variance(loss_sums: torch.Tensor, loss_counts: torch.Tensor, count: int,
-                         num_classes: int) -> np.ndarray:
+def _per_source_variance(
+    loss_sums: torch.Tensor, loss_counts: torch.Tensor, count: int, num_classes: int
+) -> np.ndarray:
     """(K, num_classes): variance over steps of each (problem, source class)'s per-step mean CE.
 
-    Steps whose mini-batch holds no sample of the class are skipped; NaN if fewer than 2 steps saw it."""
+    Steps whose mini-batch holds no sample of the class are skipped; NaN if fewer than 2 steps saw
+    it."""
     sums = loss_sums.detach().double().cpu().numpy()
     counts = loss_counts.detach().double().cpu().numpy()
     seen = counts > 0
     means = np.divide(sums, counts, out=np.zeros_like(sums), where=seen)
     num_seen = seen.sum(axis=0)
-    mean_of_means = np.divide((means * seen).sum(axis=0), num_seen, out=np.zeros(num_seen.shape), where=num_seen > 0)
+    mean_of_means = np.divide(
+        (means * seen).sum(axis=0), num_seen, out=np.zeros(num_seen.shape), where=num_seen > 0
+    )
     squared = ((means - mean_of_means) ** 2 * seen).sum(axis=0)
     variance = np.where(num_seen >= 2, squared / np.maximum(num_seen, 1), np.nan)
     return variance.reshape(count, num_classes)
 
 
-def _evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-              requests: Sequence[InversionRequest], sampler: ProblemSampler,
-              masks: torch.Tensor, patterns: torch.Tensor) -> list[tuple[float, float]]:
+def _evaluate(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    requests: Sequence[InversionRequest],
+    sampler: ProblemSampler,
+    masks: torch.Tensor,
+    patterns: torch.Tensor,
+) -> list[tuple[float, float]]:
     """(attack accuracy, mean CE toward the target) of each returned trigger on the problem's
     first ``_EVAL_SAMPLES`` source samples (all of them on a ~600-sample client's classes)."""
     out = []
     with model_in_eval_mode(model), torch.no_grad():
-        for k, (request, members) in enumerate(zip(requests, sampler.members)):
+        for k, (request, members) in enumerate(zip(requests, sampler.members, strict=True)):
             batch = images[members[:_EVAL_SAMPLES].to(images.device)]
             logits = model(stamp(batch, masks[k], patterns[k]))
-            target = torch.full((batch.shape[0],), request.target, device=images.device, dtype=torch.long)
-            out.append((float((logits.argmax(1) == target).float().mean()),
-                        float(F.cross_entropy(logits, target))))
+            target = torch.full(
+                (batch.shape[0],), request.target, device=images.device, dtype=torch.long
+            )
+            out.append(
+                (
+                    float((logits.argmax(1) == target).float().mean()),
+                    float(F.cross_entropy(logits, target)),
+                )
+            )
     return out
 
 

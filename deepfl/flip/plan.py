@@ -23,11 +23,13 @@ target, symmetric), ``flip_pair_masks`` / ``flip_pair_patterns`` / ``flip_pair_d
 last label-specific triggers), ``flip_warmup_masks`` / ``flip_warmup_patterns`` (float32 copy of
 the warm-up's universal triggers, for Figure 2c), ``flip_last_stats`` (dict of floats).
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,26 +65,46 @@ class HardeningPlan:
         return [*self.universal, *(d for pair in self.pairs for d in pair)]
 
 
-def run_inversions(config: FlipConfig, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                   requests: list[InversionRequest], steps: int, num_classes: int) -> list[list[InversionResult]]:
+def run_inversions(
+    config: FlipConfig,
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    requests: list[InversionRequest],
+    steps: int,
+    num_classes: int,
+) -> list[list[InversionResult]]:
     """All ``requests`` in ONE batched optimisation: Neural Cleanse (one result each) or ABS
     (``abs_num_candidates`` each, best first; App. A.7)."""
     if not requests:
         return []
     if config.inverter == "abs":
-        return invert_abs_many(model, images, labels, requests, config=config, num_classes=num_classes)
-    results = invert_many(model, images, labels, requests, config=config, steps=steps, num_classes=num_classes)
+        return invert_abs_many(
+            model, images, labels, requests, config=config, num_classes=num_classes
+        )
+    results = invert_many(
+        model, images, labels, requests, config=config, steps=steps, num_classes=num_classes
+    )
     return [[result] for result in results]
 
 
-def plan_hardening(config: FlipConfig, model: torch.nn.Module, data: Any, state: dict, ctx: Any,
-                   true_trigger: Trigger | None = None, batch_steps: int = 1) -> HardeningPlan:
+def plan_hardening(
+    config: FlipConfig,
+    model: torch.nn.Module,
+    data: Any,
+    state: dict,
+    ctx: Any,
+    true_trigger: Trigger | None = None,
+    batch_steps: int = 1,
+) -> HardeningPlan:
     """One client's :class:`HardeningPlan` for this round (both stages, module docstring);
     ``batch_steps`` (the hardening's mini-batch steps) sizes ``pairs_per_round=None``."""
     client = ClientRound(config, data, state, ctx, true_trigger, batch_steps)
 
     def invert(requests: list[InversionRequest], steps: int) -> list[list[InversionResult]]:
-        return run_inversions(config, model, data.images, data.labels, requests, steps, int(ctx.num_classes))
+        return run_inversions(
+            config, model, data.images, data.labels, requests, steps, int(ctx.num_classes)
+        )
 
     return client.run(invert)
 
@@ -94,8 +116,15 @@ class ClientRound:
     :meth:`take_pairs` (or :meth:`run` with an inverter), then read :attr:`plan`. Requests carry
     pool-relative rows; a caller that concatenates several clients' pools offsets them."""
 
-    def __init__(self, config: FlipConfig, data: Any, state: dict, ctx: Any, true_trigger: Trigger | None = None,
-                 batch_steps: int = 1) -> None:
+    def __init__(
+        self,
+        config: FlipConfig,
+        data: Any,
+        state: dict,
+        ctx: Any,
+        true_trigger: Trigger | None = None,
+        batch_steps: int = 1,
+    ) -> None:
         self.config, self.data, self.state, self.ctx = config, data, state, ctx
         self.num_classes = int(ctx.num_classes)
         channels, height, width = (int(s) for s in data.images.shape[1:])
@@ -104,17 +133,28 @@ class ClientRound:
         self.plan = HardeningPlan()
         state["flip_times_selected"] = int(state.get("flip_times_selected", 0)) + 1
         if config.is_oracle:
-            trigger = oracle_trigger(config, self.image_shape, ctx.round, ctx.client_id, true_trigger)
+            trigger = oracle_trigger(
+                config, self.image_shape, ctx.round, ctx.client_id, true_trigger
+            )
             state["flip_last_stats"] = {"oracle": 1.0}
             self.plan = HardeningPlan(universal=[StampDirection(None, (trigger,))], oracle=True)
             self.stage = "done"
             return
         self.seed = draw_seed(ctx.generator)
-        self.counts = np.bincount(data.labels.detach().cpu().numpy(), minlength=self.num_classes)[:self.num_classes]
-        leak = true_trigger_for(config, self.image_shape, true_trigger) if config.leak_true_trigger_box else None
+        self.counts = np.bincount(data.labels.detach().cpu().numpy(), minlength=self.num_classes)[
+            : self.num_classes
+        ]
+        leak = (
+            true_trigger_for(config, self.image_shape, true_trigger)
+            if config.leak_true_trigger_box
+            else None
+        )
         if config.leak_true_trigger_box and leak is None:
-            raise ValueError("leak_true_trigger_box=True needs the true trigger: set true_trigger_dba_scale or pass "
-                             "true_trigger= to FlipDefense.")
+            raise ValueError(
+                "leak_true_trigger_box=True needs the true trigger: set true_trigger_dba_scale or "
+                "pass "
+                "true_trigger= to FlipDefense."
+            )
         self.leak_init = _box_initialisation(leak, config) if leak is not None else None
         selections = state["flip_times_selected"]
         rewarm = config.rewarm_every > 0 and (selections - 1) % config.rewarm_every == 0
@@ -132,9 +172,16 @@ class ClientRound:
         if self.stage != "universal" or not (self.warming_up or self.refreshing):
             return []
         present = np.flatnonzero(self.counts > 0)
-        return [InversionRequest(tuple(int(s) for s in present if s != t), int(t), seed=self.seed + 1000 + int(t),
-                                 init_trigger=self._universal_init(int(t)))
-                for t in range(self.num_classes) if np.any(present != t)]
+        return [
+            InversionRequest(
+                tuple(int(s) for s in present if s != t),
+                int(t),
+                seed=self.seed + 1000 + int(t),
+                init_trigger=self._universal_init(int(t)),
+            )
+            for t in range(self.num_classes)
+            if np.any(present != t)
+        ]
 
     def take_universal(self, candidates: list[list[InversionResult]]) -> None:
         """Cache the universal triggers; warm-up: distances; refresh: Neural Cleanse's focus."""
@@ -144,7 +191,9 @@ class ClientRound:
         if universal or self.warming_up:
             _cache_universal(state, universal, self.num_classes, self.image_shape)
         if self.warming_up:
-            state["flip_distance"] = distance_matrix.warmup_distance_matrix(universal, self.num_classes, config.distance)
+            state["flip_distance"] = distance_matrix.warmup_distance_matrix(
+                universal, self.num_classes, config.distance
+            )
             state["flip_mask_size"] = distance_matrix.mask_size_matrix(universal, self.num_classes)
             state["flip_warmup_round"] = int(self.ctx.round)
             state["flip_warmup_masks"] = state["flip_universal_masks"].astype(np.float32)
@@ -158,25 +207,47 @@ class ClientRound:
     def _focus(self, universal: list[InversionResult]) -> None:
         """``fliplab``'s outlier test on the universal triggers and the remembered suspect."""
         config, state = self.config, self.state
-        focus = _anomalous(_smallest_mask_targets(universal, config.focus_smallest_universal), universal, config)
+        focus = _anomalous(
+            _smallest_mask_targets(universal, config.focus_smallest_universal), universal, config
+        )
         state["flip_focus_targets"] = np.array([r.target for r in focus], dtype=np.int64)
         if focus and config.focus_memory:
             best = focus[0]
-            state["flip_suspect_target"], state["flip_suspect_sources"] = int(best.target), np.array(best.source_classes)
-            state["flip_suspect_mask"], state["flip_suspect_pattern"] = best.trigger.mask, best.trigger.pattern
+            state["flip_suspect_target"], state["flip_suspect_sources"] = (
+                int(best.target),
+                np.array(best.source_classes),
+            )
+            state["flip_suspect_mask"], state["flip_suspect_pattern"] = (
+                best.trigger.mask,
+                best.trigger.pattern,
+            )
         if not (self.warming_up and config.harden_with_universal):
             if focus:
                 self.plan.universal += [_direction(r) for r in focus]
             elif config.focus_memory and "flip_suspect_target" in state:
                 target = int(state["flip_suspect_target"])
-                suspect = Trigger(state["flip_suspect_mask"], state["flip_suspect_pattern"], name=f"suspect->{target}")
+                suspect = Trigger(
+                    state["flip_suspect_mask"],
+                    state["flip_suspect_pattern"],
+                    name=f"suspect->{target}",
+                )
                 sources = tuple(int(c) for c in state["flip_suspect_sources"])
                 self.plan.universal.append(StampDirection(sources, (suspect,), target))
         if universal and config.focus_smallest_universal > 0:
-            logger.info("FLIP client %s round %s: anomalous focus %s (universal |m|_1 %s), remembered suspect %s",
-                        self.ctx.client_id, self.ctx.round, [r.target for r in focus],
-                        [round(r.mask_l1, 1) for r in focus], state.get("flip_suspect_target"))
-        self.focus_stats = {"focus_target": float(focus[0].target), "focus_mask_l1": focus[0].mask_l1} if focus else {}
+            logger.info(
+                "FLIP client %s round %s: anomalous focus %s (universal |m|_1 %s), remembered "
+                "suspect %s",
+                self.ctx.client_id,
+                self.ctx.round,
+                [r.target for r in focus],
+                [round(r.mask_l1, 1) for r in focus],
+                state.get("flip_suspect_target"),
+            )
+        self.focus_stats = (
+            {"focus_target": float(focus[0].target), "focus_mask_l1": focus[0].mask_l1}
+            if focus
+            else {}
+        )
 
     # ---------------------------------------------------------------------------- stage 2
     def pair_requests(self) -> list[InversionRequest]:
@@ -185,14 +256,23 @@ class ClientRound:
             return []
         config, state = self.config, self.state
         rng = np.random.default_rng(self.seed)
-        self.pairs = select_pairs(state["flip_distance"], self.counts, num_pairs=self.num_pairs(),
-                                  min_samples=config.min_samples_per_label, priority=config.pair_priority,
-                                  exploration_prob=config.exploration_prob, rng=rng)
-        state["flip_last_pairs"] = np.array([[p.source, p.target, int(p.symmetric)] for p in self.pairs],
-                                            dtype=np.int64).reshape(-1, 3)
+        self.pairs = select_pairs(
+            state["flip_distance"],
+            self.counts,
+            num_pairs=self.num_pairs(),
+            min_samples=config.min_samples_per_label,
+            priority=config.pair_priority,
+            exploration_prob=config.exploration_prob,
+            rng=rng,
+        )
+        state["flip_last_pairs"] = np.array(
+            [[p.source, p.target, int(p.symmetric)] for p in self.pairs], dtype=np.int64
+        ).reshape(-1, 3)
         directions = [d for pair in self.pairs for d in pair.directions()]
-        return [InversionRequest((s,), t, seed=self.seed + 1 + i, init_trigger=self._pair_init(t))
-                for i, (s, t) in enumerate(directions)]
+        return [
+            InversionRequest((s,), t, seed=self.seed + 1 + i, init_trigger=self._pair_init(t))
+            for i, (s, t) in enumerate(directions)
+        ]
 
     def num_pairs(self) -> int:
         """``pairs_per_round``, or (None) one per hardening slot left after the universal ones."""
@@ -200,7 +280,9 @@ class ClientRound:
         if config.pairs_per_round is not None:
             return config.pairs_per_round
         hold = config.pair_hold_batches if config.pair_schedule == "rotate" else 1
-        left = self.batch_steps - (len(self.plan.universal) if config.pair_schedule == "rotate" else 0)
+        left = self.batch_steps - (
+            len(self.plan.universal) if config.pair_schedule == "rotate" else 0
+        )
         return max(1, -(-left // hold))
 
     def take_pairs(self, candidates: list[list[InversionResult]]) -> None:
@@ -213,13 +295,22 @@ class ClientRound:
         results = [group[0] for group in candidates]
         groups = iter(candidates)
         for pair in self.pairs:
-            self.plan.pairs.append(tuple(
-                StampDirection((s,), tuple(c.trigger for c in next(groups)), t) for s, t in pair.directions()))
+            self.plan.pairs.append(
+                tuple(
+                    StampDirection((s,), tuple(c.trigger for c in next(groups)), t)
+                    for s, t in pair.directions()
+                )
+            )
         state["flip_distance"] = distance_matrix.update_distance_matrix(
-            state["flip_distance"], results, config.distance, config.distance_momentum,
-            state.get("flip_mask_size"))
+            state["flip_distance"],
+            results,
+            config.distance,
+            config.distance_momentum,
+            state.get("flip_mask_size"),
+        )
         state["flip_mask_size"] = distance_matrix.update_mask_sizes(
-            state.get("flip_mask_size", np.full_like(state["flip_distance"], np.nan)), results)
+            state.get("flip_mask_size", np.full_like(state["flip_distance"], np.nan)), results
+        )
         _cache_pairs(state, results)
         state["flip_pair_round"] = int(self.ctx.round)
         self.plan.results = results
@@ -248,8 +339,9 @@ def _direction(result: InversionResult) -> StampDirection:
     return StampDirection(tuple(result.source_classes), (result.trigger,), int(result.target))
 
 
-def _cache_universal(state: dict, results: list[InversionResult], num_classes: int,
-                     image_shape: tuple[int, ...]) -> None:
+def _cache_universal(
+    state: dict, results: list[InversionResult], num_classes: int, image_shape: tuple[int, ...]
+) -> None:
     """Store the universal masks / patterns (NaN for targets without a problem) in ``state``."""
     channels, height, width = image_shape
     masks = np.full((num_classes, height, width), np.nan)
@@ -262,10 +354,14 @@ def _cache_universal(state: dict, results: list[InversionResult], num_classes: i
 
 
 def _cache_pairs(state: dict, results: list[InversionResult]) -> None:
-    """The last label-specific triggers (float32), for Figure 2c (:meth:`FlipDefense.export_triggers`)."""
+    """The last label-specific triggers (float32), for Figure 2c
+    (:meth:`FlipDefense.export_triggers`).
+    """
     state["flip_pair_masks"] = np.stack([r.trigger.mask for r in results]).astype(np.float32)
     state["flip_pair_patterns"] = np.stack([r.trigger.pattern for r in results]).astype(np.float32)
-    state["flip_pair_directions"] = np.array([[r.source_classes[0], r.target] for r in results], dtype=np.int64)
+    state["flip_pair_directions"] = np.array(
+        [[r.source_classes[0], r.target] for r in results], dtype=np.int64
+    )
 
 
 def _smallest_mask_targets(results: list[InversionResult], count: int) -> list[InversionResult]:
@@ -275,8 +371,9 @@ def _smallest_mask_targets(results: list[InversionResult], count: int) -> list[I
     return ranked[:count]
 
 
-def _anomalous(candidates: list[InversionResult], universal: list[InversionResult],
-               config: FlipConfig) -> list[InversionResult]:
+def _anomalous(
+    candidates: list[InversionResult], universal: list[InversionResult], config: FlipConfig
+) -> list[InversionResult]:
     """The successful candidates whose mask L1 is a small-side outlier among the client's successful
     universal triggers: Neural Cleanse's anomaly index ``(median - L1) / (1.4826 * MAD)`` above
     ``focus_anomaly_index`` (``focus_anomaly_test="mad"``; MAD = 0 counts any L1 below the median),
@@ -290,11 +387,17 @@ def _anomalous(candidates: list[InversionResult], universal: list[InversionResul
         return l1 < config.focus_anomaly_ratio * median
 
     def by_index(l1: float) -> bool:
-        return l1 < median and (spread == 0.0 or (median - l1) / spread > config.focus_anomaly_index)
+        return l1 < median and (
+            spread == 0.0 or (median - l1) / spread > config.focus_anomaly_index
+        )
 
     test = config.focus_anomaly_test
-    return [r for r in candidates if r.success and ((test != "mad" and by_ratio(r.mask_l1))
-                                                    or (test != "ratio" and by_index(r.mask_l1)))]
+    return [
+        r
+        for r in candidates
+        if r.success
+        and ((test != "mad" and by_ratio(r.mask_l1)) or (test != "ratio" and by_index(r.mask_l1)))
+    ]
 
 
 def _cached_trigger(state: dict, target: int) -> Trigger | None:
@@ -312,11 +415,15 @@ def _box_initialisation(true_trigger: Trigger, config: FlipConfig) -> Trigger:
     released CIFAR code's rows 0-4 x cols 0-13), ``initial_mask_value`` elsewhere; pattern 0.5."""
     rows, cols = np.nonzero(np.asarray(true_trigger.mask) > 0)
     mask = np.full(np.asarray(true_trigger.mask).shape, config.initial_mask_value)
-    mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1] = 1.0
-    return Trigger(mask, np.full(np.asarray(true_trigger.pattern).shape, 0.5), name="leak_true_trigger_box")
+    mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = 1.0
+    return Trigger(
+        mask, np.full(np.asarray(true_trigger.pattern).shape, 0.5), name="leak_true_trigger_box"
+    )
 
 
-def _summary(results: Sequence[InversionResult], pairs: Sequence[HardeningPair]) -> dict[str, float]:
+def _summary(
+    results: Sequence[InversionResult], pairs: Sequence[HardeningPair]
+) -> dict[str, float]:
     return {
         "num_pairs": float(len(pairs)),
         "num_symmetric": float(sum(p.symmetric for p in pairs)),

@@ -9,6 +9,7 @@ A pair ``(s, t)`` is hardened SYMMETRICALLY (both directions ``s -> t`` and ``t 
 lines 5-9) when the client holds more than ``min_samples`` samples of both labels (paper: > 5),
 ASYMMETRICALLY (``s -> t`` only, Alg. 2 lines 12-15) when only the source has enough.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,9 +35,16 @@ class HardeningPair:
         return forward + [(self.target, self.source)] if self.symmetric else forward
 
 
-def select_pairs(distance: np.ndarray, class_counts: np.ndarray, *, num_pairs: int, min_samples: int,
-                 priority: str = "largest", exploration_prob: float = 0.0,
-                 rng: np.random.Generator | None = None) -> list[HardeningPair]:
+def select_pairs(
+    distance: np.ndarray,
+    class_counts: np.ndarray,
+    *,
+    num_pairs: int,
+    min_samples: int,
+    priority: str = "largest",
+    exploration_prob: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> list[HardeningPair]:
     """Choose up to ``num_pairs`` distinct unordered pairs to harden this round.
 
     Args:
@@ -51,7 +59,9 @@ def select_pairs(distance: np.ndarray, class_counts: np.ndarray, *, num_pairs: i
     counts = np.asarray(class_counts)
     num_classes = distance.shape[0]
     if distance.shape != (num_classes, num_classes) or counts.shape != (num_classes,):
-        raise ValueError(f"distance must be (C, C) and class_counts (C,); got {distance.shape}, {counts.shape}.")
+        raise ValueError(
+            f"distance must be (C, C) and class_counts (C,); got {distance.shape}, {counts.shape}."
+        )
     if exploration_prob > 0 and rng is None:
         raise ValueError("exploration_prob > 0 needs rng (a numpy Generator) for the random picks.")
     available = counts > min_samples

@@ -12,6 +12,7 @@
 Install with ``pip install -e ".[flower]"``. Flower's usage telemetry and update check are
 switched off here unless the environment already sets them (fliplab never needs the network).
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
-"""``python -m deepfl.flower [deepfl.run config flags] [--num-cpus N ...]``: a run on Flower's simulation engine.
+"""``python -m deepfl.flower [deepfl.run config flags] [--num-cpus N ...]``: a run on Flower's
+simulation engine.
 
     python -m deepfl.flower --preset micro --attack continuous --client-defense flip --out runs/fl
 
@@ -7,6 +8,7 @@ directory has the native format (``python -m figures deep runs/fl``) and the exi
 deepfl.run's (2 usage or config error, 3 I/O or data error, RUN_DIR in use). ``--resume`` is not
 supported for Flower runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,13 +32,23 @@ def build_flower_parser() -> argparse.ArgumentParser:
     parser.prog = "python -m deepfl.flower"
     parser.description = __doc__
     group = parser.add_argument_group("Flower simulation (Ray)")
-    group.add_argument("--num-cpus", type=int, default=SimulationSettings.num_cpus, help="CPUs Ray may use")
+    group.add_argument(
+        "--num-cpus", type=int, default=SimulationSettings.num_cpus, help="CPUs Ray may use"
+    )
     group.add_argument("--cpus-per-client", type=float, default=SimulationSettings.cpus_per_client)
     group.add_argument("--gpus-per-client", type=float, default=SimulationSettings.gpus_per_client)
-    group.add_argument("--object-store-mib", type=int, default=SimulationSettings.object_store_mib,
-                       help="Ray object store size (MiB)")
-    group.add_argument("--reply-timeout", type=float, default=ServerSettings.reply_timeout,
-                       help="seconds to wait for one round's client replies")
+    group.add_argument(
+        "--object-store-mib",
+        type=int,
+        default=SimulationSettings.object_store_mib,
+        help="Ray object store size (MiB)",
+    )
+    group.add_argument(
+        "--reply-timeout",
+        type=float,
+        default=ServerSettings.reply_timeout,
+        help="seconds to wait for one round's client replies",
+    )
     group.add_argument("--verbose", action="store_true", help="show Flower's and Ray's INFO logs")
     return parser
 
@@ -49,15 +61,21 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
-    name = f"{cfg.data.dataset}-{cfg.attack.kind}-{cfg.defense.server}-{cfg.defense.client}-s{cfg.seed}"
-    run_dir = Path(args.out or f"runs/flower-{name}")
+    run_dir = Path(args.out or f"runs/flower-{cfg.run_name()}")
     resolve_device(args.device or cfg.device)
     with hold_run_dir(run_dir):
         if (run_dir / CONFIG_NAME).exists():
             raise ConfigError(f"{run_dir} already holds a run; choose another --out")
-        settings = SimulationSettings(args.num_cpus, args.cpus_per_client, args.gpus_per_client,
-                                      args.object_store_mib, args.verbose)
-        summary = run_flower_simulation(cfg, run_dir, settings, ServerSettings(reply_timeout=args.reply_timeout))
+        settings = SimulationSettings(
+            args.num_cpus,
+            args.cpus_per_client,
+            args.gpus_per_client,
+            args.object_store_mib,
+            args.verbose,
+        )
+        summary = run_flower_simulation(
+            cfg, run_dir, settings, ServerSettings(reply_timeout=args.reply_timeout)
+        )
     print(json.dumps({"run_dir": str(run_dir), **summary["final"]}, indent=2))
     return 0
 
@@ -66,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m deepfl.flower``; exit status as ``python -m deepfl.run`` (fldata.cli)."""
     args = build_flower_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # Flower's link-state database migrations
+    logging.getLogger("alembic").setLevel(
+        logging.WARNING
+    )  # Flower's link-state database migrations
     return main_guard(lambda: run(args), usage=(ConfigError, ValueError))
 
 

@@ -18,6 +18,7 @@ role, the adaptive attacker's cache for the attacker role) live in Flower's per-
 from ``context.state`` on every message. ``query`` answers the server's partition-id handshake;
 it imports neither torch nor the engine, so a deployment SuperNode answers it quickly.
 """
+
 from __future__ import annotations
 
 import functools
@@ -46,14 +47,17 @@ def partition_id(context: Context) -> int:
     """The client id of this node: ``node_config["partition-id"]`` (an int >= 0)."""
     value = context.node_config.get(PARTITION_ID)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"this SuperNode needs --node-config '{PARTITION_ID}=<client id>' (an int >= 0), "
-                         f"got {value!r}")
+        raise ValueError(
+            f"this SuperNode needs --node-config '{PARTITION_ID}=<client id>' (an int >= 0), "
+            f"got {value!r}"
+        )
     return value
 
 
 @functools.lru_cache(maxsize=1)
 def client_engine(experiment_json: str) -> Experiment:
-    """The process's engine for one experiment config (data partition, model, behaviours), built once.
+    """The process's engine for one experiment config (data partition, model, behaviours), built
+    once.
 
     Its run directory is never written: a client engine only trains.
     """
@@ -80,12 +84,16 @@ def train(message: Message, context: Context) -> Message:
     client = partition_id(context)
     addressed = config_int(settings, "client-id")
     if addressed != client:
-        raise ValueError(f"the server addressed client {addressed} but this node is partition {client}")
+        raise ValueError(
+            f"the server addressed client {addressed} but this node is partition {client}"
+        )
     return Message(local_round(message.content, context.state, client), reply_to=message)
 
 
 def local_round(content: RecordDict, state: RecordDict, client: int) -> RecordDict:
-    """The reply content of a TRAIN message for ``client``; reads and updates its ``state`` records."""
+    """The reply content of a TRAIN message for ``client``; reads and updates its ``state``
+    records.
+    """
     from flwr.app import MetricRecord
 
     from deepfl.attacks import RoundPlan
@@ -100,15 +108,26 @@ def local_round(content: RecordDict, state: RecordDict, client: int) -> RecordDi
     settings = content.config_records[CONFIG_KEY]
     engine = client_engine(config_str(settings, "experiment"))
     attacker_index = config_int(settings, "attacker-index")
-    plan = RoundPlan(config_int(settings, "server-round"), config_str(settings, "phase"), [client],
-                     {client: attacker_index} if attacker_index >= 0 else {})
+    plan = RoundPlan(
+        config_int(settings, "server-round"),
+        config_str(settings, "phase"),
+        [client],
+        {client: attacker_index} if attacker_index >= 0 else {},
+    )
     layout = engine.flat.layout
     engine.global_state = arrays_to_vector(content.array_records[ARRAYS_KEY], layout, engine.device)
     engine.client_states = {client: load_state(state, BENIGN_STATE, engine.device)}
     engine.attacker_states = {client: load_state(state, ATTACKER_STATE, engine.device)}
     update = engine.train_client(plan, client)
-    for name, states in ((BENIGN_STATE, engine.client_states), (ATTACKER_STATE, engine.attacker_states)):
+    for name, states in (
+        (BENIGN_STATE, engine.client_states),
+        (ATTACKER_STATE, engine.attacker_states),
+    ):
         if states.get(client):
             save_state(state, name, states[client])
-    return RecordDict({UPDATE_KEY: vector_to_arrays(update, layout),
-                       METRICS_KEY: MetricRecord({"num-examples": len(engine.federation.clients[client])})})
+    return RecordDict(
+        {
+            UPDATE_KEY: vector_to_arrays(update, layout),
+            METRICS_KEY: MetricRecord({"num-examples": len(engine.federation.clients[client])}),
+        }
+    )

@@ -8,11 +8,18 @@
   -1 benign) and ``experiment`` (the resolved config, JSON). The reply holds ArrayRecord ``update``
   (Delta_i, same layout) and MetricRecord ``metrics`` with ``num-examples`` (local sample count).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-ARRAYS_KEY, CONFIG_KEY, UPDATE_KEY, METRICS_KEY, PARTITION_KEY = "arrays", "config", "update", "metrics", "partition"
+ARRAYS_KEY, CONFIG_KEY, UPDATE_KEY, METRICS_KEY, PARTITION_KEY = (
+    "arrays",
+    "config",
+    "update",
+    "metrics",
+    "partition",
+)
 PARTITION_ID = "partition-id"
 
 

@@ -11,6 +11,7 @@
   ``<name>.kinds`` (ConfigRecord: how to rebuild each key). Nothing is pickled: arrays go through
   ``np.save(allow_pickle=False)`` inside Flower, plain values through JSON.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,15 +29,21 @@ ARRAY, TENSOR, NUMPY_SCALAR, PLAIN = "numpy", "torch", "numpy-scalar", "json"
 def vector_to_arrays(vector: torch.Tensor, layout: StateLayout) -> ArrayRecord:
     """Split a state vector (d,) into one named array per floating state entry."""
     if vector.shape != (layout.size,):
-        raise ValueError(f"state vector must have shape ({layout.size},), got {tuple(vector.shape)}")
+        raise ValueError(
+            f"state vector must have shape ({layout.size},), got {tuple(vector.shape)}"
+        )
     flat = vector.detach().cpu().numpy()
     record = ArrayRecord()
-    for name, shape, offset in zip(layout.names, layout.shapes, layout.offsets):
-        record[name] = Array(np.ascontiguousarray(flat[offset:offset + shape.numel()].reshape(tuple(shape))))
+    for name, shape, offset in zip(layout.names, layout.shapes, layout.offsets, strict=True):
+        record[name] = Array(
+            np.ascontiguousarray(flat[offset : offset + shape.numel()].reshape(tuple(shape)))
+        )
     return record
 
 
-def arrays_to_vector(record: ArrayRecord, layout: StateLayout, device: torch.device | str = "cpu") -> torch.Tensor:
+def arrays_to_vector(
+    record: ArrayRecord, layout: StateLayout, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """The state vector (d,) float32 from a record written by :func:`vector_to_arrays`.
 
     Raises ValueError naming the first missing, unexpected or mis-shaped entry.
@@ -44,12 +51,16 @@ def arrays_to_vector(record: ArrayRecord, layout: StateLayout, device: torch.dev
     missing = [name for name in layout.names if name not in record]
     extra = sorted(set(record) - set(layout.names))
     if missing or extra:
-        raise ValueError(f"model arrays do not match the model: missing {missing[:3]}, unexpected {extra[:3]}")
+        raise ValueError(
+            f"model arrays do not match the model: missing {missing[:3]}, unexpected {extra[:3]}"
+        )
     parts = []
-    for name, shape in zip(layout.names, layout.shapes):
+    for name, shape in zip(layout.names, layout.shapes, strict=True):
         array = record[name].numpy()
         if tuple(array.shape) != tuple(shape):
-            raise ValueError(f"model array {name!r} has shape {tuple(array.shape)}, expected {tuple(shape)}")
+            raise ValueError(
+                f"model array {name!r} has shape {tuple(array.shape)}, expected {tuple(shape)}"
+            )
         parts.append(torch.from_numpy(np.asarray(array, dtype=np.float32)).reshape(-1))
     vector = torch.cat(parts).to(device)
     if not torch.isfinite(vector).all():
@@ -68,11 +79,17 @@ def _check_plain(value: Any, where: str) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise TypeError(f"client state {where} has a non-string key {key!r}; it cannot travel in a record")
+                raise TypeError(
+                    f"client state {where} has a non-string key {key!r}; it cannot travel in a "
+                    "record"
+                )
             _check_plain(item, f"{where}[{key!r}]")
         return
-    raise TypeError(f"client state {where} is a {type(value).__name__}; allowed: numpy arrays/scalars, "
-                    "torch tensors, and JSON-plain values (None, bool, int, float, str, list, dict with str keys)")
+    raise TypeError(
+        f"client state {where} is a {type(value).__name__}; allowed: numpy arrays/scalars, "
+        "torch tensors, and JSON-plain values (None, bool, int, float, str, list, dict with str "
+        "keys)"
+    )
 
 
 def _encode_value(key: str, value: Any, arrays: ArrayRecord, values: ConfigRecord) -> str:
@@ -82,7 +99,9 @@ def _encode_value(key: str, value: Any, arrays: ArrayRecord, values: ConfigRecor
         return TENSOR
     if isinstance(value, np.ndarray):
         if value.dtype.hasobject:
-            raise TypeError(f"client state {key!r} is an object array; it cannot travel in a record")
+            raise TypeError(
+                f"client state {key!r} is an object array; it cannot travel in a record"
+            )
         arrays[key] = Array(np.ascontiguousarray(value))
         return ARRAY
     if isinstance(value, np.generic):
@@ -94,7 +113,9 @@ def _encode_value(key: str, value: Any, arrays: ArrayRecord, values: ConfigRecor
 
 
 def save_state(state_records: RecordDict, name: str, state: dict[str, Any]) -> None:
-    """Write the client state dict ``state`` into ``state_records`` (a node's ``context.state``) as ``name``."""
+    """Write the client state dict ``state`` into ``state_records`` (a node's ``context.state``) as
+    ``name``.
+    """
     arrays, values, kinds = ArrayRecord(), ConfigRecord(), ConfigRecord()
     for key, value in state.items():
         if not isinstance(key, str):
@@ -105,7 +126,9 @@ def save_state(state_records: RecordDict, name: str, state: dict[str, Any]) -> N
     state_records[f"{name}.kinds"] = kinds
 
 
-def load_state(state_records: RecordDict, name: str, device: torch.device | str = "cpu") -> dict[str, Any]:
+def load_state(
+    state_records: RecordDict, name: str, device: torch.device | str = "cpu"
+) -> dict[str, Any]:
     """The client state dict saved by :func:`save_state` as ``name`` ({} the first time)."""
     if f"{name}.kinds" not in state_records:
         return {}

@@ -14,6 +14,7 @@ Deployment (``flwr run``): the module-level ``app`` reads ``context.run_config``
 (the run directory, absolute paths recommended: relative ones resolve against the SuperLink's
 working directory), ``node-wait-seconds`` and ``reply-timeout``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,7 +49,9 @@ class ServerSettings:
 
 
 class RunRecorder:
-    """Flower ``evaluate_fn``: after round r, evaluate when due and append r's row to metrics.jsonl."""
+    """Flower ``evaluate_fn``: after round r, evaluate when due and append r's row to
+    metrics.jsonl.
+    """
 
     def __init__(self, engine: Experiment, strategy: DefenseStrategy) -> None:
         self.engine = engine
@@ -60,26 +63,42 @@ class RunRecorder:
             return None
         row = self.strategy.last_row
         if row is None or row["round"] != server_round:
-            raise RuntimeError(f"round {server_round} has no aggregated row; the strategy did not aggregate it")
+            raise RuntimeError(
+                f"round {server_round} has no aggregated row; the strategy did not aggregate it"
+            )
         metrics = None
         if self.engine.is_evaluation_round(server_round):
             self.last_evaluation = self.engine.record_evaluation(row)
             result = self.last_evaluation.result
-            by_tau = list(zip(result.taus, result.acc, result.asr))
-            metrics = MetricRecord({**{f"acc@{tau}": acc for tau, acc, _ in by_tau},
-                                    **{f"asr@{tau}": asr for tau, _, asr in by_tau}})
+            by_tau = list(zip(result.taus, result.acc, result.asr, strict=True))
+            metrics = MetricRecord(
+                {
+                    **{f"acc@{tau}": acc for tau, acc, _ in by_tau},
+                    **{f"asr@{tau}": asr for tau, _, asr in by_tau},
+                }
+            )
             tau = self.engine.cfg.run.taus[0]
             acc, asr = result.rates_at(tau)
-            LOGGER.info("round %d/%d (%s): ACC@%s %.3f, ASR@%s %.3f, accepted %s", server_round,
-                        self.engine.cfg.run.rounds, row["phase"], tau, acc, tau, asr,
-                        row["accepted"])
+            LOGGER.info(
+                "round %d/%d (%s): ACC@%s %.3f, ASR@%s %.3f, accepted %s",
+                server_round,
+                self.engine.cfg.run.rounds,
+                row["phase"],
+                tau,
+                acc,
+                tau,
+                asr,
+                row["accepted"],
+            )
         self.engine.append_row(row)
         return metrics
 
 
-def run_server(grid: Grid, cfg: ExperimentConfig, run_dir: str | Path,
-               settings: ServerSettings | None = None) -> dict[str, Any]:
-    """Run ``cfg`` on the nodes of ``grid``, write ``run_dir`` (module docstring); return the summary.
+def run_server(
+    grid: Grid, cfg: ExperimentConfig, run_dir: str | Path, settings: ServerSettings | None = None
+) -> dict[str, Any]:
+    """Run ``cfg`` on the nodes of ``grid``, write ``run_dir`` (module docstring); return the
+    summary.
 
     Holds the run folder's lock (deepfl.rundir) for the whole run, as a native run does.
     """
@@ -90,25 +109,39 @@ def run_server(grid: Grid, cfg: ExperimentConfig, run_dir: str | Path,
         return _run_locked(grid, cfg, folder, settings or ServerSettings())
 
 
-def _run_locked(grid: Grid, cfg: ExperimentConfig, run_dir: Path, settings: ServerSettings) -> dict[str, Any]:
+def _run_locked(
+    grid: Grid, cfg: ExperimentConfig, run_dir: Path, settings: ServerSettings
+) -> dict[str, Any]:
     """:func:`run_server`'s body, with the run folder's lock held."""
     engine = Experiment(cfg, run_dir)
     write_json_atomic(run_dir / CONFIG_NAME, cfg.to_dict())
     write_jsonl_atomic(run_dir / METRICS_NAME, [])
     strategy = DefenseStrategy(engine, settings.node_wait_seconds, settings.reply_timeout)
     recorder = RunRecorder(engine, strategy)
-    strategy.start(grid, vector_to_arrays(engine.global_state, engine.flat.layout), num_rounds=cfg.run.rounds,
-                   timeout=settings.reply_timeout, evaluate_fn=recorder)
+    strategy.start(
+        grid,
+        vector_to_arrays(engine.global_state, engine.flat.layout),
+        num_rounds=cfg.run.rounds,
+        timeout=settings.reply_timeout,
+        evaluate_fn=recorder,
+    )
     evaluation = recorder.last_evaluation or engine.evaluate()
     summary = engine.finish(evaluation)
-    summary["engine"] = {"name": "flower", "flwr_version": flwr.__version__,
-                         "nodes": {str(client): node for client, node in sorted(strategy.node_of_client.items())}}
+    summary["engine"] = {
+        "name": "flower",
+        "flwr_version": flwr.__version__,
+        "nodes": {str(client): node for client, node in sorted(strategy.node_of_client.items())},
+    }
     write_json_atomic(run_dir / SUMMARY_NAME, summary)
     return summary
 
 
-def make_server_app(cfg: ExperimentConfig, run_dir: str | Path, settings: ServerSettings | None = None,
-                    on_summary: Callable[[dict[str, Any]], None] | None = None) -> ServerApp:
+def make_server_app(
+    cfg: ExperimentConfig,
+    run_dir: str | Path,
+    settings: ServerSettings | None = None,
+    on_summary: Callable[[dict[str, Any]], None] | None = None,
+) -> ServerApp:
     """A ServerApp bound to one config and run directory (the simulation entry point)."""
     server_app = ServerApp()
 
@@ -121,19 +154,27 @@ def make_server_app(cfg: ExperimentConfig, run_dir: str | Path, settings: Server
     return server_app
 
 
-def config_from_run_config(run_config: dict[str, Any]) -> tuple[ExperimentConfig, Path, ServerSettings]:
+def config_from_run_config(
+    run_config: dict[str, Any],
+) -> tuple[ExperimentConfig, Path, ServerSettings]:
     """Experiment config, run directory and waits from a Flower run config (module docstring)."""
     try:
         args = build_parser().parse_args(shlex.split(str(run_config.get("args", ""))))
     except SystemExit as error:  # argparse printed what is wrong; a ServerApp must not exit
-        raise ConfigError(f"run-config 'args' are not valid python -m deepfl.run flags (status {error.code})") from None
+        raise ConfigError(
+            f"run-config 'args' are not valid python -m deepfl.run flags (status {error.code})"
+        ) from None
     if args.resume or args.print_config or args.out:
-        raise ConfigError("run-config 'args' takes config flags only; give the run directory as run-config 'out'")
+        raise ConfigError(
+            "run-config 'args' takes config flags only; give the run directory as run-config 'out'"
+        )
     out = str(run_config.get("out", "")).strip()
     if not out:
         raise ConfigError("run-config 'out' (the run directory) is required")
-    settings = ServerSettings(float(run_config.get("node-wait-seconds", ServerSettings.node_wait_seconds)),
-                              float(run_config.get("reply-timeout", ServerSettings.reply_timeout)))
+    settings = ServerSettings(
+        float(run_config.get("node-wait-seconds", ServerSettings.node_wait_seconds)),
+        float(run_config.get("reply-timeout", ServerSettings.reply_timeout)),
+    )
     return config_from_args(args), Path(out).expanduser(), settings
 
 

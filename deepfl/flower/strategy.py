@@ -18,6 +18,7 @@ Round r (Flower's ``server_round``, 1-based, the engine's round index):
 A reply missing, failing, or reporting a sample count other than its partition's stops the run
 with an error: a round of the native engine always has all its planned participants.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,7 +61,9 @@ class DefenseStrategy(Strategy):
         reply_timeout: seconds to wait for the replies of one round (Flower's ``timeout``).
     """
 
-    def __init__(self, engine: Experiment, node_wait_seconds: float = 120.0, reply_timeout: float = 3600.0) -> None:
+    def __init__(
+        self, engine: Experiment, node_wait_seconds: float = 120.0, reply_timeout: float = 3600.0
+    ) -> None:
         self.engine = engine
         self.node_wait_seconds = node_wait_seconds
         self.reply_timeout = reply_timeout
@@ -81,19 +84,28 @@ class DefenseStrategy(Strategy):
             return self.node_of_client
         num_clients = self.engine.cfg.data.num_clients
         node_ids = _wait_for_nodes(grid, num_clients, self.node_wait_seconds)
-        queries = [Message(RecordDict({CONFIG_KEY: ConfigRecord({})}), node, MessageType.QUERY) for node in node_ids]
+        queries = [
+            Message(RecordDict({CONFIG_KEY: ConfigRecord({})}), node, MessageType.QUERY)
+            for node in node_ids
+        ]
         mapping: dict[int, int] = {}
         for reply in grid.send_and_receive(queries, timeout=self.reply_timeout):
             if reply.has_error():
-                raise RuntimeError(f"node {reply.metadata.src_node_id} failed the partition query: "
-                                   f"{reply.error.reason}")
+                raise RuntimeError(
+                    f"node {reply.metadata.src_node_id} failed the partition query: "
+                    f"{reply.error.reason}"
+                )
             client = config_int(reply.content.config_records[PARTITION_KEY], PARTITION_ID)
             if not 0 <= client < num_clients:
-                raise RuntimeError(f"node {reply.metadata.src_node_id} has partition-id {client}, "
-                                   f"outside [0, data.num_clients={num_clients})")
+                raise RuntimeError(
+                    f"node {reply.metadata.src_node_id} has partition-id {client}, "
+                    f"outside [0, data.num_clients={num_clients})"
+                )
             if client in mapping:
-                raise RuntimeError(f"two nodes ({mapping[client]}, {reply.metadata.src_node_id}) "
-                                   f"have partition-id {client}")
+                raise RuntimeError(
+                    f"two nodes ({mapping[client]}, {reply.metadata.src_node_id}) "
+                    f"have partition-id {client}"
+                )
             mapping[client] = reply.metadata.src_node_id
         missing = sorted(set(range(num_clients)) - set(mapping))
         if missing:
@@ -102,8 +114,9 @@ class DefenseStrategy(Strategy):
         return mapping
 
     # ----------------------------------------------------------------------------- training
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         """One TRAIN message per participant of ``AttackSchedule.plan(server_round)``."""
         nodes = self.discover_nodes(grid)
         plan = self.engine.schedule.plan(server_round)
@@ -111,58 +124,88 @@ class DefenseStrategy(Strategy):
         self._train_started = time.perf_counter()
         messages = []
         for client in plan.clients:
-            settings = ConfigRecord({**config, "server-round": server_round, "client-id": client,
-                                     "phase": plan.phase, "attacker-index": plan.attackers.get(client, -1),
-                                     "experiment": self.experiment_json})
+            settings = ConfigRecord(
+                {
+                    **config,
+                    "server-round": server_round,
+                    "client-id": client,
+                    "phase": plan.phase,
+                    "attacker-index": plan.attackers.get(client, -1),
+                    "experiment": self.experiment_json,
+                }
+            )
             content = RecordDict({ARRAYS_KEY: arrays, CONFIG_KEY: settings})
             messages.append(Message(content, nodes[client], MessageType.TRAIN))
         return messages
 
-    def aggregate_train(self, server_round: int,
-                        replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Aggregate the round's updates with the engine (module docstring); the new global arrays."""
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Aggregate the round's updates with the engine (module docstring); the new global
+        arrays.
+        """
         plan = self._plan
         if plan is None or plan.round != server_round:
-            raise RuntimeError(f"aggregate_train({server_round}) without configure_train for that round")
+            raise RuntimeError(
+                f"aggregate_train({server_round}) without configure_train for that round"
+            )
         updates = self._collect_updates(plan, list(replies))
         seconds = {"train": time.perf_counter() - self._train_started}
         row = self.engine.aggregate_round(plan, updates, seconds)
         self.last_row = row
         self.accepted[server_round] = list(row["accepted"])
-        metrics = MetricRecord({"num-clients": len(plan.clients), "num-accepted": len(row["accepted"]),
-                                "accepted-clients": list(row["accepted"])})
+        metrics = MetricRecord(
+            {
+                "num-clients": len(plan.clients),
+                "num-accepted": len(row["accepted"]),
+                "accepted-clients": list(row["accepted"]),
+            }
+        )
         return vector_to_arrays(self.engine.global_state, self.engine.flat.layout), metrics
 
     def _collect_updates(self, plan: RoundPlan, replies: list[Message]) -> torch.Tensor:
-        """The (n, d) update matrix in ``plan.clients`` order; raises on a failed or missing reply."""
+        """The (n, d) update matrix in ``plan.clients`` order; raises on a failed or missing
+        reply.
+        """
         client_of_node = {node: client for client, node in self.node_of_client.items()}
         by_client: dict[int, torch.Tensor] = {}
         for reply in replies:
             node = reply.metadata.src_node_id
             if reply.has_error():
-                raise RuntimeError(f"round {plan.round}: client {client_of_node.get(node)} (node {node}) "
-                                   f"failed: {reply.error.reason}")
+                raise RuntimeError(
+                    f"round {plan.round}: client {client_of_node.get(node)} (node {node}) "
+                    f"failed: {reply.error.reason}"
+                )
             client = client_of_node[node]
             reported = config_int(reply.content.metric_records[METRICS_KEY], "num-examples")
             expected = int(self.engine.sample_counts[client].item())
             if reported != expected:
-                raise RuntimeError(f"round {plan.round}: client {client} trained on {reported} samples, its partition "
-                                   f"has {expected}: the nodes' data or config differ from the server's")
-            by_client[client] = arrays_to_vector(reply.content.array_records[UPDATE_KEY], self.engine.flat.layout,
-                                                 self.engine.device)
+                raise RuntimeError(
+                    f"round {plan.round}: client {client} trained on {reported} samples, its "
+                    "partition "
+                    f"has {expected}: the nodes' data or config differ from the server's"
+                )
+            by_client[client] = arrays_to_vector(
+                reply.content.array_records[UPDATE_KEY], self.engine.flat.layout, self.engine.device
+            )
         missing = [client for client in plan.clients if client not in by_client]
         if missing:
-            raise RuntimeError(f"round {plan.round}: no update from client(s) {missing} "
-                               f"(timeout {self.reply_timeout:g} s)")
+            raise RuntimeError(
+                f"round {plan.round}: no update from client(s) {missing} "
+                f"(timeout {self.reply_timeout:g} s)"
+            )
         return torch.stack([by_client[client] for client in plan.clients])
 
     # ----------------------------------------------------------------------------- evaluation
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                           grid: Grid) -> Iterable[Message]:
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         """No client-side evaluation: ACC/ASR are measured on the server's test sets."""
         return []
 
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
         return None
 
 
@@ -174,6 +217,8 @@ def _wait_for_nodes(grid: Grid, count: int, wait_seconds: float) -> list[int]:
         if len(node_ids) >= count:
             return node_ids
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{len(node_ids)} of data.num_clients={count} SuperNodes connected "
-                               f"within {wait_seconds:g} s")
+            raise RuntimeError(
+                f"{len(node_ids)} of data.num_clients={count} SuperNodes connected "
+                f"within {wait_seconds:g} s"
+            )
         time.sleep(0.5)

@@ -1,16 +1,20 @@
-"""Command line: ``python -m deepfl.reproduce TABLE [TABLE ...] --scale SCALE --seeds 0 1 2 --workers N``.
+"""Command line: ``python -m deepfl.reproduce TABLE [TABLE ...] --scale SCALE --seeds 0 1 2
+--workers N``.
 
 Examples
-    python -m deepfl.reproduce table2 --scale cpu-small --list                 # the grid, one line per cell
-    python -m deepfl.reproduce table2 --scale cpu-small --dry-run              # the deepfl.run commands
-    python -m deepfl.reproduce table1 table2 --scale cpu-small --seeds 0 1 2 --workers 2 --out results/
-    python -m deepfl.reproduce table2 --scale paper --device cuda --workers 6 --defenses fedavg flip
-    python -m deepfl.reproduce table2 --scale cpu-small --aggregate-only       # rebuild the tables from results/
+    python -m deepfl.reproduce table2 --scale cpu-small --list                 # the grid, one line
+    per cell python -m deepfl.reproduce table2 --scale cpu-small --dry-run              # the
+    deepfl.run commands python -m deepfl.reproduce table1 table2 --scale cpu-small --seeds 0 1 2
+    --workers 2 --out results/ python -m deepfl.reproduce table2 --scale paper --device cuda
+    --workers 6 --defenses fedavg flip python -m deepfl.reproduce table2 --scale cpu-small
+    --aggregate-only       # rebuild the tables from results/
 
-Cells already in ``results/<scale>/cells/`` are skipped (``--force`` reruns them); killed runs resume from their
-run directories under ``--runs``. After running, ``results/<scale>/<table>.{json,csv,md}`` are (re)written from
-every committed cell of the table, so results accumulate across machines and days.
+Cells already in ``results/<scale>/cells/`` are skipped (``--force`` reruns them); killed runs
+resume from their run directories under ``--runs``. After running,
+``results/<scale>/<table>.{json,csv,md}`` are (re)written from every committed cell of the table, so
+results accumulate across machines and days.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,25 +29,45 @@ from fldata.cli import UsageError, check_writable_dir, main_guard
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m deepfl.reproduce", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("tables", nargs="+", metavar="TABLE", choices=[*TABLES, *TABLE_ALIASES],
-                        help=f"one or more of {', '.join([*TABLES, *TABLE_ALIASES])}")
+    parser = argparse.ArgumentParser(
+        prog="python -m deepfl.reproduce",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "tables",
+        nargs="+",
+        metavar="TABLE",
+        choices=[*TABLES, *TABLE_ALIASES],
+        help=f"one or more of {', '.join([*TABLES, *TABLE_ALIASES])}",
+    )
     parser.add_argument("--scale", required=True, choices=sorted(SCALES))
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the scale's, 0 1 2)")
     parser.add_argument("--workers", type=int, default=1, help="cells run at once (processes)")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (passed to every cell)")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu | cuda | cuda:N (passed to every cell)"
+    )
     parser.add_argument("--out", default="results", help="results root (compact cells and tables)")
-    parser.add_argument("--runs", default="runs/reproduce", help="root of the cells' run directories")
+    parser.add_argument(
+        "--runs", default="runs/reproduce", help="root of the cells' run directories"
+    )
     parser.add_argument("--datasets", nargs="+", help="keep only these data sets")
     parser.add_argument("--attacks", nargs="+", choices=["single-shot", "continuous"])
-    parser.add_argument("--defenses", nargs="+", help="keep only these row defenses (e.g. fedavg krum flip)")
+    parser.add_argument(
+        "--defenses", nargs="+", help="keep only these row defenses (e.g. fedavg krum flip)"
+    )
     parser.add_argument("--variants", nargs="+", help="keep only these variants ('' = none)")
     parser.add_argument("--list", action="store_true", help="print the grid and exit")
-    parser.add_argument("--dry-run", action="store_true", help="print the deepfl.run commands and exit")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the deepfl.run commands and exit"
+    )
     parser.add_argument("--force", action="store_true", help="rerun cells whose results exist")
-    parser.add_argument("--aggregate-only", action="store_true", help="only rebuild the tables from results")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per cell (0: cores / workers)")
+    parser.add_argument(
+        "--aggregate-only", action="store_true", help="only rebuild the tables from results"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads per cell (0: cores / workers)"
+    )
     return parser
 
 
@@ -52,14 +76,21 @@ def _keep(value: str, allowed: list[str] | None) -> bool:
 
 
 def select_rows(args: argparse.Namespace) -> dict[str, list]:
-    """Table name -> its rows at the scale, after the --datasets/--attacks/--defenses/--variants filters."""
+    """Table name -> its rows at the scale, after the --datasets/--attacks/--defenses/--variants
+    filters.
+    """
     scale = get_scale(args.scale)
     chosen = {}
     for name in args.tables:
         spec = get_table(name)
-        rows = [row for row in spec.build(scale)
-                if _keep(row.dataset, args.datasets) and _keep(row.attack, args.attacks)
-                and _keep(row.defense, args.defenses) and _keep(row.variant, args.variants)]
+        rows = [
+            row
+            for row in spec.build(scale)
+            if _keep(row.dataset, args.datasets)
+            and _keep(row.attack, args.attacks)
+            and _keep(row.defense, args.defenses)
+            and _keep(row.variant, args.variants)
+        ]
         chosen[spec.name] = rows
     return chosen
 
@@ -103,8 +134,12 @@ def _run(args: argparse.Namespace) -> int:
     scale = get_scale(args.scale)
     seeds = args.seeds or list(scale.default_seeds)
     for name, rows in rows_by_table.items():
-        paths = write_table(get_table(name), scale, aggregate_table(get_table(name), scale, rows, seeds, results_root),
-                            results_root)
+        paths = write_table(
+            get_table(name),
+            scale,
+            aggregate_table(get_table(name), scale, rows, seeds, results_root),
+            results_root,
+        )
         print(f"wrote {', '.join(str(p) for p in paths)}")
     return code
 

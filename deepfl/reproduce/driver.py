@@ -1,4 +1,7 @@
-"""The driver's two actions on a list of cells: show them (``--list`` / ``--dry-run``) or run them."""
+"""The driver's two actions on a list of cells: show them (``--list`` / ``--dry-run``) or run
+them.
+"""
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +41,9 @@ def validate(jobs: list[CellJob]) -> list[str]:
 
 
 def show(cells: list[Cell], args: argparse.Namespace, results_root: Path) -> int:
-    """``--list``: one line per cell with its state; ``--dry-run``: the deepfl.run command of each."""
+    """``--list``: one line per cell with its state; ``--dry-run``: the deepfl.run command of
+    each.
+    """
     jobs = _jobs(cells, args, results_root)
     for job in jobs:
         done = Path(job.result_path).exists()
@@ -63,8 +68,11 @@ def run_grid(cells: list[Cell], args: argparse.Namespace, results_root: Path) ->
     if problems:
         print("error: invalid cells, nothing was run:\n  " + "\n  ".join(problems))
         return 2
-    print(f"{len(cells)} cells, {len(cells) - len(jobs)} already in {results_root}, {len(jobs)} to run "
-          f"on {args.workers} worker(s)")
+    print(
+        f"{len(cells)} cells, {len(cells) - len(jobs)} already in {results_root}, {len(jobs)} to "
+        "run "
+        f"on {args.workers} worker(s)"
+    )
     start = time.perf_counter()
     outcomes = run_jobs(jobs, args.workers)
     wall = time.perf_counter() - start
@@ -74,16 +82,20 @@ def run_grid(cells: list[Cell], args: argparse.Namespace, results_root: Path) ->
     own = _own_seconds(jobs, outcomes)
     busy = wall * max(1, min(args.workers, len(jobs)))
     if own > 0 and not failed:
-        print(f"driver overhead: {100 * (busy - own) / own:.1f}% ({busy:.0f} worker-seconds for cells whose "
-              f"own rounds took {own:.0f} s)")
+        print(
+            f"driver overhead: {100 * (busy - own) / own:.1f}% ({busy:.0f} worker-seconds for "
+            "cells whose "
+            f"own rounds took {own:.0f} s)"
+        )
     return 1 if failed else 0
 
 
 def _own_seconds(jobs: list[CellJob], outcomes: list) -> float:
-    """The finished cells' own round time (train + aggregate + evaluate per round, from metrics.jsonl).
+    """The finished cells' own round time (train + aggregate + evaluate per round, from
+    metrics.jsonl).
 
-    Pre-training rounds loaded from the cache carry the seconds of the run that made the cache, so they count
-    only when the cell itself pre-trained.
+    Pre-training rounds loaded from the cache carry the seconds of the run that made the cache, so
+    they count only when the cell itself pre-trained.
     """
     ok = {o.path for o in outcomes if o.ok}
     total = 0.0
@@ -91,7 +103,11 @@ def _own_seconds(jobs: list[CellJob], outcomes: list) -> float:
         run_dir = Path(job.run_dir)
         if job.path not in ok or not (run_dir / "summary.json").exists():
             continue
-        cache_hit = json.loads((run_dir / "summary.json").read_text()).get("pretrain_cache", {}).get("hit", False)
+        cache_hit = (
+            json.loads((run_dir / "summary.json").read_text())
+            .get("pretrain_cache", {})
+            .get("hit", False)
+        )
         for row in read_jsonl(run_dir / "metrics.jsonl"):
             if not (cache_hit and row.get("phase") == "pretrain"):
                 total += sum(row.get("seconds", {}).values())

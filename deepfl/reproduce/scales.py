@@ -1,22 +1,25 @@
 """Named scales of the reproduction grid: how big a cell is, per data set.
 
-A scale turns a table row into a run's config layers: a ``deepfl.presets`` preset plus, per data set, the
-overrides that make that data set fit the scale. Every cell of a scale is an ordinary ``python -m
-deepfl.run`` run with these flags; ``python -m deepfl.reproduce TABLE --list`` prints them.
+A scale turns a table row into a run's config layers: a ``deepfl.presets`` preset plus, per data
+set, the overrides that make that data set fit the scale. Every cell of a scale is an ordinary
+``python -m deepfl.run`` run with these flags; ``python -m deepfl.reproduce TABLE --list`` prints
+them.
 
-- ``ci``: the micro preset (6 clients, 2 000 MNIST training images, 3 rounds; single-shot attacks in rounds 2
-  and 3), two defenses; a whole table in
-  well under a minute on 2 cores. It checks the driver end to end, not the paper.
-- ``cpu-small``: what 2 CPU cores can run, 20 clients (10 per round), Dirichlet 0.5, a 12 000 / 2 000
-  train / test slice, 10 clean pre-training rounds then 60 attack rounds at the released global lr 0.1
-  (``deepfl.presets``), with each data set's released local epochs and poison counts (MNIST 1 / 10 / 20 of 64,
-  Fashion-MNIST 1 / 20 / 20, CIFAR-10 2 / 6 / 5). CIFAR-10 differs in two ways, both stated in its tables: it
-  uses the paper's CNN (3 input channels) instead of the half-width ResNet-18, whose training step costs about
-  15 times the CNN's on a CPU (measured side by side, 1 thread, batch 64), and it pre-trains for 30 clean rounds
-  (then 60 attack rounds) because CIFAR-10 needs more rounds to converge.
-- ``paper``: the paper's scale (100 clients, full data, MNIST attack rounds 11-100, F-MNIST / CIFAR-10
-  201-300); for a GPU.
+- ``ci``: the micro preset (6 clients, 2 000 MNIST training images, 3 rounds; single-shot attacks in
+  rounds 2 and 3), two defenses; a whole table in well under a minute on 2 cores. It checks the
+  driver end to end, not the paper.
+- ``cpu-small``: what 2 CPU cores can run, 20 clients (10 per round), Dirichlet 0.5, a 12 000 / 2
+  000 train / test slice, 10 clean pre-training rounds then 60 attack rounds at the released global
+  lr 0.1 (``deepfl.presets``), with each data set's released local epochs and poison counts (MNIST 1
+  / 10 / 20 of 64, Fashion-MNIST 1 / 20 / 20, CIFAR-10 2 / 6 / 5). CIFAR-10 differs in two ways,
+  both stated in its tables: it uses the paper's CNN (3 input channels) instead of the half-width
+  ResNet-18, whose training step costs about 15 times the CNN's on a CPU (measured side by side, 1
+  thread, batch 64), and it pre-trains for 30 clean rounds (then 60 attack rounds) because CIFAR-10
+  needs more rounds to converge.
+- ``paper``: the paper's scale (100 clients, full data, MNIST attack rounds 11-100, F-MNIST /
+  CIFAR-10 201-300); for a GPU.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -48,7 +51,9 @@ class Scale:
     def layer(self, dataset: str) -> dict[str, Any]:
         """The config overrides of ``dataset`` at this scale (a raw config layer)."""
         if dataset not in self.datasets:
-            raise ValueError(f"scale {self.name!r} defines data sets {', '.join(self.datasets)}, not {dataset!r}")
+            raise ValueError(
+                f"scale {self.name!r} defines data sets {', '.join(self.datasets)}, not {dataset!r}"
+            )
         return self.dataset_layers.get(dataset, {})
 
 
@@ -58,8 +63,14 @@ CPU_SMALL_CIFAR: dict[str, Any] = {
 }
 
 SCALES: dict[str, Scale] = {
-    "ci": Scale("ci", "micro", ("mnist",), {"mnist": {"attack": {"rounds": [2, 3]}}},
-                defenses=("fedavg", "median"), default_seeds=(0, 1)),
+    "ci": Scale(
+        "ci",
+        "micro",
+        ("mnist",),
+        {"mnist": {"attack": {"rounds": [2, 3]}}},
+        defenses=("fedavg", "median"),
+        default_seeds=(0, 1),
+    ),
     "cpu-small": Scale("cpu-small", "cpu-small", DATASETS, {"cifar10": CPU_SMALL_CIFAR}),
     "paper": Scale("paper", "paper", DATASETS),
 }

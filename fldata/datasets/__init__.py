@@ -9,13 +9,32 @@ Images come back as uint8 ``(N, H, W)`` / ``(N, H, W, C)`` with int64 labels;
 :func:`to_float_chw` and :func:`flatten_unit` convert them to the ``[0, 1]`` channel-first
 floats that the models and triggers (paper eq. 1) use.
 """
+
 from ._cache import cache_dir
-from ._core import (CACHE_ENV_VAR, DATASET_NAMES, ENV_VAR, DataError, DataNotFoundError, Dataset,
-                    flatten_unit, to_float_chw)
+from ._core import (
+    CACHE_ENV_VAR,
+    DATASET_NAMES,
+    ENV_VAR,
+    DataError,
+    DataNotFoundError,
+    Dataset,
+    flatten_unit,
+    to_float_chw,
+)
 from ._load import load_dataset
 from ._pickle import RestrictedUnpickler, restricted_loads
 
 __all__ = [
-    "CACHE_ENV_VAR", "DATASET_NAMES", "ENV_VAR", "DataError", "DataNotFoundError", "Dataset",
-    "RestrictedUnpickler", "cache_dir", "flatten_unit", "load_dataset", "restricted_loads", "to_float_chw",
+    "CACHE_ENV_VAR",
+    "DATASET_NAMES",
+    "ENV_VAR",
+    "DataError",
+    "DataNotFoundError",
+    "Dataset",
+    "RestrictedUnpickler",
+    "cache_dir",
+    "flatten_unit",
+    "load_dataset",
+    "restricted_loads",
+    "to_float_chw",
 ]

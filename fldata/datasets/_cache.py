@@ -6,12 +6,13 @@ cleanly (zip CRCs included), otherwise it is rebuilt.  Entries are written to a
 temporary file and renamed into place with :func:`os.replace`, so readers never see
 a half-written file.  Deleting the cache folder is always safe.
 """
+
 from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -28,8 +29,12 @@ cache_dir = cache_root  # the one cache root (fldata.cache), under its older nam
 
 def _archive_identity(archive: Path) -> dict[str, str]:
     stat = archive.stat()
-    return {"archive": str(archive.resolve()), "size": str(stat.st_size),
-            "mtime_ns": str(stat.st_mtime_ns), "version": str(CACHE_FORMAT_VERSION)}
+    return {
+        "archive": str(archive.resolve()),
+        "size": str(stat.st_size),
+        "mtime_ns": str(stat.st_mtime_ns),
+        "version": str(CACHE_FORMAT_VERSION),
+    }
 
 
 def cache_path(archive: Path, tag: str) -> Path:
@@ -39,7 +44,9 @@ def cache_path(archive: Path, tag: str) -> Path:
     return cache_dir() / f"{tag}-{digest}.npz"
 
 
-def _read_entry(entry: Path, identity: dict[str, str], validate: Callable[[Arrays], object]) -> Arrays:
+def _read_entry(
+    entry: Path, identity: dict[str, str], validate: Callable[[Arrays], object]
+) -> Arrays:
     with np.load(entry, allow_pickle=False) as stored:
         stored_identity = {key: str(stored[f"meta_{key}"]) for key in identity}
         if stored_identity != identity:
@@ -55,8 +62,9 @@ def _write_entry(entry: Path, identity: dict[str, str], arrays: Arrays) -> None:
     atomic_write(entry, lambda stream: np.savez(stream, **arrays, **meta))  # type: ignore[arg-type]
 
 
-def cached_arrays(archive: Path, tag: str, build: Callable[[], Arrays],
-                  validate: Callable[[Arrays], object]) -> Arrays:
+def cached_arrays(
+    archive: Path, tag: str, build: Callable[[], Arrays], validate: Callable[[Arrays], object]
+) -> Arrays:
     """Return ``build()``'s arrays for ``archive``, from the cache when a valid entry exists.
 
     ``validate`` raises on arrays that must not be used.  A cache that cannot be read
@@ -68,13 +76,21 @@ def cached_arrays(archive: Path, tag: str, build: Callable[[], Arrays],
         try:
             return _read_entry(entry, identity, validate)
         except Exception as error:  # any damage to a cache entry means: rebuild it
-            warnings.warn(f"ignoring unusable cache entry {entry} ({type(error).__name__}: {error}); "
-                          "rebuilding it", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"ignoring unusable cache entry {entry} ({type(error).__name__}: {error}); "
+                "rebuilding it",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     arrays = build()
     validate(arrays)  # never cache arrays that would be refused on the way back
     try:
         _write_entry(entry, identity, arrays)
     except OSError as error:
-        warnings.warn(f"could not write cache entry {entry} ({error}); CIFAR-10 will be decoded "
-                      f"again next time (set {CACHE_ENV_VAR} to a writable folder)", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"could not write cache entry {entry} ({error}); CIFAR-10 will be decoded "
+            f"again next time (set {CACHE_ENV_VAR} to a writable folder)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return arrays

@@ -9,6 +9,7 @@
 Archives (``.tar.gz``, ``.tar.xz``, ...) are streamed with :mod:`tarfile`: the
 wanted members are read into memory, nothing is written to disk.
 """
+
 from __future__ import annotations
 
 import lzma
@@ -29,7 +30,9 @@ NUM_TRAIN_BATCHES = 5
 
 BINARY_DIR = "cifar-10-batches-bin"
 PYTHON_DIR = "cifar-10-batches-py"
-BINARY_MEMBERS = tuple(f"data_batch_{i}.bin" for i in range(1, NUM_TRAIN_BATCHES + 1)) + ("test_batch.bin",)
+BINARY_MEMBERS = tuple(f"data_batch_{i}.bin" for i in range(1, NUM_TRAIN_BATCHES + 1)) + (
+    "test_batch.bin",
+)
 PYTHON_MEMBERS = tuple(f"data_batch_{i}" for i in range(1, NUM_TRAIN_BATCHES + 1)) + ("test_batch",)
 LAYOUTS = {"binary": BINARY_MEMBERS, "python": PYTHON_MEMBERS}
 
@@ -46,8 +49,10 @@ def parse_binary_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray
         DataError: if the size is not a positive multiple of 3073 bytes or a label is not 0..9.
     """
     if len(data) == 0 or len(data) % RECORD_SIZE:
-        raise DataError(f"{source}: wrong length {len(data)} bytes: a CIFAR-10 binary batch is a whole "
-                        f"number of {RECORD_SIZE}-byte records (1 label byte + {PIXELS_PER_IMAGE} pixel bytes)")
+        raise DataError(
+            f"{source}: wrong length {len(data)} bytes: a CIFAR-10 binary batch is a whole "
+            f"number of {RECORD_SIZE}-byte records (1 label byte + {PIXELS_PER_IMAGE} pixel bytes)"
+        )
     records = np.frombuffer(data, dtype=np.uint8).reshape(-1, RECORD_SIZE)
     labels = records[:, 0].astype(np.int64)
     check_labels(labels, NUM_CLASSES, source)
@@ -63,12 +68,22 @@ def parse_python_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray
     batch = restricted_loads(data, source)
     if not isinstance(batch, dict):
         raise DataError(f"{source}: expected a pickled dict, got {type(batch).__name__}")
-    entries = {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in batch.items()}
+    entries = {
+        key.decode("latin1") if isinstance(key, bytes) else key: value
+        for key, value in batch.items()
+    }
     if "data" not in entries or "labels" not in entries:
-        raise DataError(f"{source}: the batch dict needs keys 'data' and 'labels', has {sorted(map(str, entries))}")
+        raise DataError(
+            f"{source}: the batch dict needs keys 'data' and 'labels', has "
+            f"{sorted(map(str, entries))}"
+        )
     pixels = entries["data"]
-    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 2 \
-            or pixels.shape[1] != PIXELS_PER_IMAGE:
+    if (
+        not isinstance(pixels, np.ndarray)
+        or pixels.dtype != np.uint8
+        or pixels.ndim != 2
+        or pixels.shape[1] != PIXELS_PER_IMAGE
+    ):
         raise DataError(f"{source}: 'data' must be a uint8 array (N, {PIXELS_PER_IMAGE})")
     try:
         labels = np.asarray(entries["labels"], dtype=np.int64)
@@ -102,25 +117,39 @@ def read_archive(archive: Path) -> tuple[str, dict[str, bytes]]:
                 base = PurePosixPath(member.name).name
                 if member.isfile() and base in wanted and base not in found:
                     stream = tar.extractfile(member)
-                    if stream is None:   # isfile() members always have a stream; for the type checker
+                    if (
+                        stream is None
+                    ):  # isfile() members always have a stream; for the type checker
                         raise tarfile.ReadError(f"cannot read member {member.name}")
                     found[base] = stream.read()
     except (tarfile.TarError, lzma.LZMAError, zlib.error, EOFError, OSError) as error:
-        raise DataError(f"{archive}: corrupt or truncated archive ({type(error).__name__}: {error}); "
-                        "delete it and fetch it again") from error
+        raise DataError(
+            f"{archive}: corrupt or truncated archive ({type(error).__name__}: {error}); "
+            "delete it and fetch it again"
+        ) from error
     for layout, members in LAYOUTS.items():
         if all(name in found for name in members):
             return layout, {name: found[name] for name in members}
-    missing = {layout: [name for name in members if name not in found] for layout, members in LAYOUTS.items()}
-    raise DataError(f"{archive}: not a CIFAR-10 archive: missing binary members {missing['binary']} "
-                    f"and python members {missing['python']}")
+    missing = {
+        layout: [name for name in members if name not in found]
+        for layout, members in LAYOUTS.items()
+    }
+    raise DataError(
+        f"{archive}: not a CIFAR-10 archive: missing binary members {missing['binary']} "
+        f"and python members {missing['python']}"
+    )
 
 
 def decode_members(layout: str, members: dict[str, bytes], source: str) -> dict[str, np.ndarray]:
-    """Decode the six batches of ``layout`` into ``x_train, y_train, x_test, y_test`` (contiguous)."""
+    """Decode the six batches of ``layout`` into ``x_train, y_train, x_test, y_test``
+    (contiguous).
+    """
     parse = parse_binary_batch if layout == "binary" else parse_python_batch
     batches = [parse(members[name], f"{source}: {name}") for name in LAYOUTS[layout]]
     train, (x_test, y_test) = batches[:-1], batches[-1]
-    return {"x_train": np.concatenate([images for images, _ in train]),
-            "y_train": np.concatenate([labels for _, labels in train]),
-            "x_test": np.ascontiguousarray(x_test), "y_test": y_test}
+    return {
+        "x_train": np.concatenate([images for images, _ in train]),
+        "y_train": np.concatenate([labels for _, labels in train]),
+        "x_test": np.ascontiguousarray(x_test),
+        "y_test": y_test,
+    }

@@ -6,6 +6,7 @@ paper (section 4, Appendix A.2) and the triggers of ``fldata.triggers`` (paper e
 work on float images in ``[0, 1]``, channel first; :func:`to_float_chw` and
 :func:`flatten_unit` are the one place that conversion happens.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,19 +52,31 @@ class Dataset:
     source: str
 
     def __post_init__(self) -> None:
-        for split, images, labels in (("train", self.x_train, self.y_train),
-                                      ("test", self.x_test, self.y_test)):
+        for split, images, labels in (
+            ("train", self.x_train, self.y_train),
+            ("test", self.x_test, self.y_test),
+        ):
             where = f"{self.source}: {split} split"
-            if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim not in (3, 4):
-                raise DataError(f"{where}: images must be a uint8 array (N,H,W) or (N,H,W,C), "
-                                f"got {_describe(images)}")
+            if (
+                not isinstance(images, np.ndarray)
+                or images.dtype != np.uint8
+                or images.ndim not in (3, 4)
+            ):
+                raise DataError(
+                    f"{where}: images must be a uint8 array (N,H,W) or (N,H,W,C), "
+                    f"got {_describe(images)}"
+                )
             if not isinstance(labels, np.ndarray) or labels.dtype != np.int64 or labels.ndim != 1:
-                raise DataError(f"{where}: labels must be a 1-D int64 array, got {_describe(labels)}")
+                raise DataError(
+                    f"{where}: labels must be a 1-D int64 array, got {_describe(labels)}"
+                )
             check_labels(labels, self.num_classes, where)
             check_counts(len(images), len(labels), where)
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise DataError(f"{self.source}: train images are {self.x_train.shape[1:]} "
-                            f"but test images are {self.x_test.shape[1:]}")
+            raise DataError(
+                f"{self.source}: train images are {self.x_train.shape[1:]} "
+                f"but test images are {self.x_test.shape[1:]}"
+            )
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -74,8 +87,10 @@ class Dataset:
         return (channels, height, width)
 
     def __repr__(self) -> str:
-        return (f"Dataset(name={self.name!r}, train={self.x_train.shape}, test={self.x_test.shape}, "
-                f"num_classes={self.num_classes}, source={self.source!r})")
+        return (
+            f"Dataset(name={self.name!r}, train={self.x_train.shape}, test={self.x_test.shape}, "
+            f"num_classes={self.num_classes}, source={self.source!r})"
+        )
 
 
 def _describe(value: object) -> str:
@@ -88,8 +103,10 @@ def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
     """Raise :class:`DataError` unless every label lies in ``[0, num_classes)``."""
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if bad.size:
-        raise DataError(f"{where}: label value {labels[bad[0]]} at index {bad[0]} is out of range "
-                        f"0..{num_classes - 1} ({bad.size} bad labels)")
+        raise DataError(
+            f"{where}: label value {labels[bad[0]]} at index {bad[0]} is out of range "
+            f"0..{num_classes - 1} ({bad.size} bad labels)"
+        )
 
 
 def check_counts(num_images: int, num_labels: int, where: str) -> None:
@@ -118,11 +135,15 @@ def to_float_chw(images: np.ndarray, dtype: npt.DTypeLike = np.float32) -> np.nd
         ValueError: if ``images`` is not a 3- or 4-dim ``uint8`` array or ``dtype`` is not floating.
     """
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim not in (3, 4):
-        raise ValueError("to_float_chw expects a uint8 array of shape (N,H,W) or (N,H,W,C), "
-                         f"got {_describe(images)}")
+        raise ValueError(
+            "to_float_chw expects a uint8 array of shape (N,H,W) or (N,H,W,C), "
+            f"got {_describe(images)}"
+        )
     out_dtype = np.dtype(dtype)
     if not np.issubdtype(out_dtype, np.floating):
-        raise ValueError(f"to_float_chw: dtype must be a floating type (e.g. float32, float64), got {out_dtype}")
+        raise ValueError(
+            f"to_float_chw: dtype must be a floating type (e.g. float32, float64), got {out_dtype}"
+        )
     channel_first = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
     out = np.empty(channel_first.shape, dtype=out_dtype)
     np.divide(channel_first, 255, out=out)
@@ -134,8 +155,8 @@ def flatten_unit(images: np.ndarray) -> np.ndarray:
 
     Row ``n`` is ``to_float_chw(images)[n].ravel()``: pixels / 255 in channel-first
     ``(C, H, W)`` order, the feature vectors ``x in R^d`` of the linear model of
-    THEORY.md section 10 (paper section 5.3, App. A.2: d = 784 for MNIST), so that a flattened trigger of ``fldata.triggers``
-    lines up with them.
+    THEORY.md section 10 (paper section 5.3, App. A.2: d = 784 for MNIST), so that a flattened
+    trigger of ``fldata.triggers`` lines up with them.
     """
     chw = to_float_chw(images, np.float64)
     return chw.reshape(len(chw), -1)

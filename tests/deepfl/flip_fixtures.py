@@ -5,6 +5,7 @@ full DBA trigger (fldata.triggers.dba_trigger) and relabelled to ``TARGET`` (0) 
 fldata.triggers.poison_batch, as the attackers of the paper do. A few hundred SGD steps give
 a model with high clean accuracy and a near-100% attack success rate.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,8 +33,14 @@ class SmallConvNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+            nn.Conv2d(1, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+        )
         self.classifier = nn.Sequential(nn.Linear(512, 64), nn.ReLU(), nn.Linear(64, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -43,11 +50,11 @@ class SmallConvNet(nn.Module):
 @dataclass
 class BackdooredSetup:
     model: SmallConvNet
-    images: torch.Tensor        # (3000, 1, 28, 28) clean training slice
+    images: torch.Tensor  # (3000, 1, 28, 28) clean training slice
     labels: torch.Tensor
-    test_images: torch.Tensor   # (1000, 1, 28, 28)
+    test_images: torch.Tensor  # (1000, 1, 28, 28)
     test_labels: torch.Tensor
-    trigger: Trigger            # the planted (ground-truth) trigger
+    trigger: Trigger  # the planted (ground-truth) trigger
     target: int
 
     def clone_model(self) -> SmallConvNet:
@@ -61,8 +68,15 @@ def clone(model: SmallConvNet) -> SmallConvNet:
     return copy
 
 
-def train_backdoored_model(images: torch.Tensor, labels: torch.Tensor, trigger: Trigger, target: int,
-                           steps: int = TRAIN_STEPS, seed: int = SEED, num_poison: int = 20) -> SmallConvNet:
+def train_backdoored_model(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    trigger: Trigger,
+    target: int,
+    steps: int = TRAIN_STEPS,
+    seed: int = SEED,
+    num_poison: int = 20,
+) -> SmallConvNet:
     """SGD (lr 0.05, momentum 0.9, batch 64) with ``num_poison``/64 of every batch poisoned to
     ``target`` (0: a clean model from the same initialisation and batches)."""
     with torch.random.fork_rng():
@@ -100,8 +114,9 @@ def make_clean_model() -> SmallConvNet:
     return train_backdoored_model(s.images, s.labels, s.trigger, s.target, num_poison=0)
 
 
-def target_probability_on_triggered(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                                    trigger: Trigger, target: int) -> float:
+def target_probability_on_triggered(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, trigger: Trigger, target: int
+) -> float:
     """Mean softmax probability of ``target`` on stamped non-target images."""
     keep = labels != target
     with torch.no_grad():

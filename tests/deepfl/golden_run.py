@@ -5,6 +5,7 @@
 compares every metrics row (without its wall-clock ``seconds``) and the summary's numbers exactly.
 Regenerate only when a change is MEANT to change the numbers, and say so in the commit.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,8 @@ from typing import Any
 
 GOLDEN_PATH = Path(__file__).parent / "data" / "micro_runs_golden.json"
 
-# server defense -> its defense.params: a plain mean, a row-selecting rule and a seeded clustering rule
+# server defense -> its defense.params: a plain mean, a row-selecting rule and a seeded clustering
+# rule
 DEFENSES: dict[str, dict[str, Any]] = {"fedavg": {}, "krum": {}, "flame": {}}
 TAUS = [0.0, 0.3, 0.5]
 SUMMARY_KEYS = ("rounds", "final", "max_asr", "attack", "defense", "attacker_ids")
@@ -25,14 +27,20 @@ def run_micro(defense: str, params: dict[str, Any], folder: Path) -> dict[str, A
     """One micro run (``engine_fixtures.micro_config``, continuous attack) under ``defense`` in
     ``folder / defense`` (pre-training cache ``folder / "cache"``, shared by the runs): its metrics
     rows without ``seconds`` and the summary's entries that hold no timing or digest."""
-    from deepfl.io import read_jsonl
-    from deepfl.runner import METRICS_NAME, Experiment
     from engine_fixtures import comparable, micro_config, single_thread
 
-    cfg = micro_config(folder, defense={"server": defense, "params": params},
-                       data={"train_limit": 2000}, benign={"epochs": 2},
-                       server={"clients_per_round": 5, "rule": "sample-weighted"},
-                       attack={"scale": 3.0}, run={"taus": TAUS, "rounds": 4, "pretrain_rounds": 2})
+    from deepfl.io import read_jsonl
+    from deepfl.runner import METRICS_NAME, Experiment
+
+    cfg = micro_config(
+        folder,
+        defense={"server": defense, "params": params},
+        data={"train_limit": 2000},
+        benign={"epochs": 2},
+        server={"clients_per_round": 5, "rule": "sample-weighted"},
+        attack={"scale": 3.0},
+        run={"taus": TAUS, "rounds": 4, "pretrain_rounds": 2},
+    )
     with single_thread():
         summary = Experiment(cfg, folder / defense).run()
     assert summary is not None

@@ -1,4 +1,7 @@
-"""deepfl.checkpoint: no code ever runs from a planted checkpoint or cache entry; states round-trip exactly."""
+"""deepfl.checkpoint: no code ever runs from a planted checkpoint or cache entry; states round-trip
+exactly.
+"""
+
 from __future__ import annotations
 
 import builtins
@@ -10,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from engine_fixtures import micro_config
+from flip_fixtures import BackdooredSetup, backdoored_setup  # noqa: F401 (fixture)
 
 from deepfl import checkpoint
 from deepfl.checkpoint import DamagedFileError
+from deepfl.client import LocalData, LocalTrainer, RoundContext
+from deepfl.config import TrainConfig
 from deepfl.flip import FlipDefense
 from deepfl.run import main
 from deepfl.runner import Experiment
-from engine_fixtures import micro_config
-from flip_fixtures import BackdooredSetup, backdoored_setup  # noqa: F401 (fixture)
-from deepfl.client import LocalData, LocalTrainer, RoundContext
-from deepfl.config import TrainConfig
 
 
 class Payload:
@@ -33,11 +36,17 @@ class Payload:
 
 
 def plant(path: Path, marker: Path, forge_header: bool) -> None:
-    """Write a malicious torch file at ``path``; with ``forge_header`` behind a correct SHA-256 header."""
+    """Write a malicious torch file at ``path``; with ``forge_header`` behind a correct SHA-256
+    header.
+    """
     buffer = io.BytesIO()
     torch.save({"global_state": Payload(marker)}, buffer)
     body = buffer.getvalue()
-    header = checkpoint.HEADER_PREFIX + hashlib.sha256(body).hexdigest().encode() + b"\n" if forge_header else b""
+    header = (
+        checkpoint.HEADER_PREFIX + hashlib.sha256(body).hexdigest().encode() + b"\n"
+        if forge_header
+        else b""
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(header + body)
 
@@ -51,7 +60,9 @@ def test_the_payload_is_live_under_plain_pickle(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("forge_header", [False, True])
-def test_planted_checkpoint_is_refused_without_running_code(tmp_path: Path, forge_header: bool) -> None:
+def test_planted_checkpoint_is_refused_without_running_code(
+    tmp_path: Path, forge_header: bool
+) -> None:
     marker = tmp_path / "pwned"
     plant(tmp_path / "checkpoint.pt", marker, forge_header)
     with pytest.raises(DamagedFileError, match="checkpoint.pt"):
@@ -60,8 +71,12 @@ def test_planted_checkpoint_is_refused_without_running_code(tmp_path: Path, forg
 
 
 @pytest.mark.slow
-def test_planted_cache_entry_and_checkpoint_run_nothing_end_to_end(tmp_path: Path, caplog, capsys) -> None:
-    """A fresh run over a planted cache entry rebuilds it; a resume over a planted checkpoint exits 3."""
+def test_planted_cache_entry_and_checkpoint_run_nothing_end_to_end(
+    tmp_path: Path, caplog, capsys
+) -> None:
+    """A fresh run over a planted cache entry rebuilds it; a resume over a planted checkpoint exits
+    3.
+    """
     marker = tmp_path / "pwned"
     cfg = micro_config(tmp_path, run={"rounds": 2})
     experiment = Experiment(cfg, tmp_path / "run")
@@ -72,7 +87,9 @@ def test_planted_cache_entry_and_checkpoint_run_nothing_end_to_end(tmp_path: Pat
         summary = experiment.run()
     assert not marker.exists() and not summary["pretrain_cache"]["hit"]
     assert "ignoring the damaged pre-training cache entry" in caplog.text
-    assert checkpoint.load(cache_path, torch.device("cpu"))["key"] == experiment.pretrain_key()  # rebuilt
+    assert (
+        checkpoint.load(cache_path, torch.device("cpu"))["key"] == experiment.pretrain_key()
+    )  # rebuilt
 
     plant(tmp_path / "run" / "checkpoint.pt", marker, forge_header=True)
     assert main(["--resume", str(tmp_path / "run")]) == 3
@@ -104,12 +121,21 @@ def test_states_that_cannot_be_read_back_safely_are_refused_at_save(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_flip_client_state_round_trips_exactly(backdoored_setup: BackdooredSetup, tmp_path: Path) -> None:  # noqa: F811
+def test_flip_client_state_round_trips_exactly(
+    backdoored_setup: BackdooredSetup, tmp_path: Path
+) -> None:  # noqa: F811
     s = backdoored_setup
     state: dict = {}
-    trainer = LocalTrainer(TrainConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=64, epochs=1))
-    ctx = RoundContext(round=1, client_id=3, num_classes=10, device=torch.device("cpu"),
-                       generator=torch.Generator().manual_seed(0))
+    trainer = LocalTrainer(
+        TrainConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=64, epochs=1)
+    )
+    ctx = RoundContext(
+        round=1,
+        client_id=3,
+        num_classes=10,
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(0),
+    )
     flip = FlipDefense(warmup_steps=8, pair_steps=6, batch_size=16, pairs_per_round=2)
     flip.train(s.clone_model(), LocalData(s.images[:200], s.labels[:200]), state, trainer, ctx)
     assert any(isinstance(value, np.ndarray) for value in state.values())
@@ -119,12 +145,16 @@ def test_flip_client_state_round_trips_exactly(backdoored_setup: BackdooredSetup
     for key, value in state.items():
         if isinstance(value, np.ndarray):
             assert restored[key].dtype == value.dtype, key
-            np.testing.assert_array_equal(restored[key], value, err_msg=key)  # NaN == NaN (distance diagonal)
+            np.testing.assert_array_equal(
+                restored[key], value, err_msg=key
+            )  # NaN == NaN (distance diagonal)
         else:
             assert restored[key] == value and type(restored[key]) is type(value), key
 
 
-def test_cache_defaults_to_the_user_cache_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_defaults_to_the_user_cache_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FLIPLAB_CACHE", str(tmp_path / "root"))
     from deepfl.runner import pretrain_cache_dir
 
@@ -134,9 +164,15 @@ def test_cache_defaults_to_the_user_cache_root(tmp_path: Path, monkeypatch: pyte
 
 def test_a_checkpoint_of_an_older_version_still_loads_but_runs_no_code(tmp_path: Path) -> None:
     """Headerless checkpoints (written before the hash header) keep resuming: numpy arrays only."""
-    state = {"mask": np.random.default_rng(0).random((3, 4)), "targets": np.array([2, 5]), "round": np.int64(4)}
+    state = {
+        "mask": np.random.default_rng(0).random((3, 4)),
+        "targets": np.array([2, 5]),
+        "round": np.int64(4),
+    }
     torch.save({"client_states": {3: state}}, tmp_path / "old.pt")
-    restored = checkpoint.load(tmp_path / "old.pt", torch.device("cpu"), require_hash=False)["client_states"][3]
+    restored = checkpoint.load(tmp_path / "old.pt", torch.device("cpu"), require_hash=False)[
+        "client_states"
+    ][3]
     np.testing.assert_array_equal(restored["mask"], state["mask"])
     assert restored["targets"].dtype == np.int64 and restored["round"] == 4
     marker = tmp_path / "pwned"

@@ -1,5 +1,7 @@
 """deepfl.probe on a micro run (real MNIST slice): part (a) is exact, the probe's rounds are the
-engine's rounds, a replay gives the kept checkpoint, and the JSON reproduces from the saved state."""
+engine's rounds, a replay gives the kept checkpoint, and the JSON reproduces from the saved
+state."""
+
 from __future__ import annotations
 
 import copy
@@ -8,13 +10,13 @@ import shutil
 
 import pytest
 import torch
+from engine_fixtures import micro_config, single_thread
 
 from deepfl.checkpoint import CHECKPOINT_NAME, load
 from deepfl.flip import FlipDefense
 from deepfl.probe import ProbeRound, load_round_start
 from deepfl.probe_rounds import full_round
 from deepfl.runner import Experiment
-from engine_fixtures import micro_config, single_thread
 from theory.verify import main
 
 # Slow: every test uses the module's trained micro run (~10 s to build).
@@ -36,11 +38,26 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cli_outputs(run_dir, tmp_path_factory):
-    """``theory.verify --deep`` at round 2 with --json and --save-state, and --from-state on that state."""
+    """``theory.verify --deep`` at round 2 with --json and --save-state, and --from-state on that
+    state.
+    """
     folder = tmp_path_factory.mktemp("cli")
     with single_thread():
-        status = main(["--deep", str(run_dir), "--round", "2", "--flip-params", FLIP_ARG, "--no-progress",
-                       "--json", str(folder / "probe.json"), "--save-state", str(folder / "state")])
+        status = main(
+            [
+                "--deep",
+                str(run_dir),
+                "--round",
+                "2",
+                "--flip-params",
+                FLIP_ARG,
+                "--no-progress",
+                "--json",
+                str(folder / "probe.json"),
+                "--save-state",
+                str(folder / "state"),
+            ]
+        )
     again = main(["--from-state", str(folder / "state"), "--json", str(folder / "again.json")])
     return status, again, folder
 
@@ -53,11 +70,13 @@ def test_last_layer_probe_is_exact(cli_outputs):
     for part in ("last_layer_sgd", "last_layer_protocol"):
         assert payload[part]["violations_clean"] == 0 and payload[part]["violations_backdoor"] == 0
     protocol = payload["last_layer_protocol"]
-    assert protocol["hardening_clients"] >= 1 and protocol["deltaW_norm"] > 0     # FLIP did harden
-    assert protocol["deltaW_rel_error"] < 1e-10                                  # float64 probe
+    assert protocol["hardening_clients"] >= 1 and protocol["deltaW_norm"] > 0  # FLIP did harden
+    assert protocol["deltaW_rel_error"] < 1e-10  # float64 probe
     assert protocol["theorem2"]["frozen_rel_error"] < 1e-10
     assert payload["last_layer_sgd"]["logit_error"] < 1e-9
-    assert payload["trigger_error"]["n_pairs"] > 0 and payload["trigger_error"]["feature_inf_max"] > 0
+    assert (
+        payload["trigger_error"]["n_pairs"] > 0 and payload["trigger_error"]["feature_inf_max"] > 0
+    )
     assert 0.0 <= payload["all_layers"]["clean"]["inside_fraction"] <= 1.0
     names = [c["name"] for c in payload["checks"] if c["must_hold"]]
     assert "Thm 1 (a) SGD clean" in names and "Thm 1 (a) protocol backdoor" in names
@@ -95,8 +114,12 @@ def test_flip_branch_is_the_engines_flip_defense(probe):
     with single_thread():
         exp.flat.set(probe_round.start.global_state)
         FlipDefense(true_trigger=exp.test_trigger, **FLIP).train(
-            exp.model, probe_round.data(client), copy.deepcopy(probe_round.start.client_states.get(client, {})),
-            exp.benign_trainer, probe_round.context(client))
+            exp.model,
+            probe_round.data(client),
+            copy.deepcopy(probe_round.start.client_states.get(client, {})),
+            exp.benign_trainer,
+            probe_round.context(client),
+        )
         engine = exp.flat.get()
         exp.flat.set(probe_round.start.global_state)
         probe_round.train_benign(exp.model, probe_round.data(client), client, plans[client])

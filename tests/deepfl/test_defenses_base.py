@@ -1,4 +1,6 @@
-"""Registry, parameter/input validation, NaN handling, dtypes and permutation invariance of every defense."""
+"""Registry, parameter/input validation, NaN handling, dtypes and permutation invariance of every
+defense.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +13,27 @@ from deepfl.defenses import REGISTRY, AggregationContext, make_aggregator
 
 NAMES = sorted(REGISTRY)
 EXPECTED_NAMES = {
-    "fedavg", "krum", "multikrum", "bulyan_krum", "bulyan_trimmed_mean", "median",
-    "trimmed_mean", "rfa", "foolsgold", "fltrust", "dnc", "flame",
+    "fedavg",
+    "krum",
+    "multikrum",
+    "bulyan_krum",
+    "bulyan_trimmed_mean",
+    "median",
+    "trimmed_mean",
+    "rfa",
+    "foolsgold",
+    "fltrust",
+    "dnc",
+    "flame",
 }
 NUM_ROWS, DIM = 11, 40
 # f per defense chosen so every precondition holds for NUM_ROWS rows (Bulyan needs n >= 4f + 3).
 ATTACKERS = {name: (2 if name.startswith("bulyan") else 3) for name in EXPECTED_NAMES}
 
 
-def _context(num_rows: int, dim: int, dtype: torch.dtype, generator: torch.Generator) -> AggregationContext:
+def _context(
+    num_rows: int, dim: int, dtype: torch.dtype, generator: torch.Generator
+) -> AggregationContext:
     return AggregationContext(
         client_ids=list(range(100, 100 + num_rows)),
         sample_counts=torch.randint(20, 200, (num_rows,), generator=generator).to(dtype),
@@ -29,7 +43,9 @@ def _context(num_rows: int, dim: int, dtype: torch.dtype, generator: torch.Gener
     )
 
 
-def _updates(num_rows: int, dim: int, dtype: torch.dtype, generator: torch.Generator) -> torch.Tensor:
+def _updates(
+    num_rows: int, dim: int, dtype: torch.dtype, generator: torch.Generator
+) -> torch.Tensor:
     return torch.randn(num_rows, dim, generator=generator, dtype=dtype)
 
 
@@ -47,13 +63,16 @@ def test_every_defense_docstring_has_an_example_that_calls_it(name: str) -> None
 
 @pytest.mark.parametrize("name", NAMES)
 def test_unknown_parameter_lists_allowed_ones(name: str) -> None:
-    with pytest.raises(TypeError, match=r"unknown key 'not_a_parameter'; allowed keys: num_attackers"):
+    with pytest.raises(
+        TypeError, match=r"unknown key 'not_a_parameter'; allowed keys: num_attackers"
+    ):
         REGISTRY[name](num_attackers=1, not_a_parameter=3)
 
 
 def test_make_aggregator_rejects_unknown_name_and_negative_f() -> None:
-    with pytest.raises(ValueError,
-                       match=r"unknown server defense 'kurm' \(did you mean 'krum'\?\); known: "):
+    with pytest.raises(
+        ValueError, match=r"unknown server defense 'kurm' \(did you mean 'krum'\?\); known: "
+    ):
         make_aggregator("kurm")
     with pytest.raises(ValueError, match=r"num_attackers must be an int in \[0, inf\); got -1"):
         make_aggregator("krum", num_attackers=-1)
@@ -100,7 +119,9 @@ def test_permutation_invariance(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_nonfinite_rows_are_excluded_and_logged(name: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_nonfinite_rows_are_excluded_and_logged(
+    name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     generator = torch.Generator().manual_seed(2)
     updates = _updates(NUM_ROWS, DIM, torch.float64, generator)
     context = _context(NUM_ROWS, DIM, torch.float64, generator)
@@ -138,10 +159,16 @@ def test_all_rows_nonfinite_raise() -> None:
         (torch.zeros(2, 3), AggregationContext(client_ids=[1, 1]), "distinct"),
         (torch.zeros(4, 3), AggregationContext(sample_counts=torch.ones(3)), "expected \\(4,\\)"),
         (torch.zeros(4, 3), AggregationContext(server_update=torch.ones(2)), "expected \\(3,\\)"),
-        (torch.zeros(4, 3), AggregationContext(global_params=torch.tensor([0.0, float("nan"), 1.0])), "NaN"),
+        (
+            torch.zeros(4, 3),
+            AggregationContext(global_params=torch.tensor([0.0, float("nan"), 1.0])),
+            "NaN",
+        ),
     ],
 )
-def test_bad_input_raises_value_error(updates: torch.Tensor, context: AggregationContext | None, message: str) -> None:
+def test_bad_input_raises_value_error(
+    updates: torch.Tensor, context: AggregationContext | None, message: str
+) -> None:
     with pytest.raises(ValueError, match=message):
         make_aggregator("fedavg")(updates, context)
 
@@ -167,7 +194,9 @@ def test_stateless_rules_reject_state() -> None:
 def test_fedavg_weighted_by_sample_counts() -> None:
     updates = torch.tensor([[1.0, 0.0], [0.0, 4.0]])
     counts = torch.tensor([3.0, 1.0])
-    result = make_aggregator("fedavg", weighted=True)(updates, AggregationContext(sample_counts=counts))
+    result = make_aggregator("fedavg", weighted=True)(
+        updates, AggregationContext(sample_counts=counts)
+    )
     torch.testing.assert_close(result, torch.tensor([0.75, 1.0]))
     torch.testing.assert_close(make_aggregator("fedavg")(updates), torch.tensor([0.5, 2.0]))
     with pytest.raises(ValueError, match="needs context.sample_counts"):

@@ -1,4 +1,6 @@
-"""The private exact HDBSCAN used by FLAME: hand-computed stabilities and clear cluster structure."""
+"""The private exact HDBSCAN used by FLAME: hand-computed stabilities and clear cluster
+structure.
+"""
 
 from __future__ import annotations
 
@@ -37,8 +39,10 @@ def test_min_samples_one_keeps_raw_distances_and_two_uses_core_distance() -> Non
 
 
 def test_two_groups_stability_by_hand() -> None:
-    # 0,1,2 and 10,11,12 with min_cluster_size 3: the root splits at d = 8 (lambda 1/8) into two clusters,
-    # each of which sheds its 3 points at d = 1 (lambda 1): stability 3 * (1 - 1/8) = 2.625 each; root 6/8.
+    # 0,1,2 and 10,11,12 with min_cluster_size 3: the root splits at d = 8 (lambda 1/8) into two
+    # clusters,
+    # each of which sheds its 3 points at d = 1 (lambda 1): stability 3 * (1 - 1/8) = 2.625 each;
+    # root 6/8.
     distances = _distances(np.array([0.0, 1.0, 2.0, 10.0, 11.0, 12.0]))
     rows = condense_tree(single_linkage(6, minimum_spanning_tree(distances)), 3)
     stability = cluster_stability(rows, root_cluster=6)
@@ -59,8 +63,10 @@ def test_blobs_are_recovered() -> None:
 
 
 def test_single_cluster_with_scattered_noise_as_in_flame() -> None:
-    # 6 tight points and 4 scattered ones; min_cluster_size = n // 2 + 1 = 6 allows no split, so only the
-    # root can be selected; with allow_single_cluster the points that fall out last (the tight group) are kept.
+    # 6 tight points and 4 scattered ones; min_cluster_size = n // 2 + 1 = 6 allows no split, so
+    # only the
+    # root can be selected; with allow_single_cluster the points that fall out last (the tight
+    # group) are kept.
     points = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 10.0, 20.0, 30.0, 40.0])
     labels = hdbscan_labels(_distances(points), min_cluster_size=6, allow_single_cluster=True)
     assert labels.tolist() == [0] * 6 + [NOISE] * 4
@@ -95,10 +101,23 @@ def test_agrees_with_scikit_learn() -> None:
         distances = _distances(points)
         for min_cluster_size in (2, 3, num_points // 2 + 1):
             for single in (False, True):
-                expected = sklearn_cluster.HDBSCAN(
-                    min_cluster_size=min_cluster_size, min_samples=1, metric="precomputed",
-                    allow_single_cluster=single, copy=True).fit(distances).labels_
+                expected = (
+                    sklearn_cluster.HDBSCAN(
+                        min_cluster_size=min_cluster_size,
+                        min_samples=1,
+                        metric="precomputed",
+                        allow_single_cluster=single,
+                        copy=True,
+                    )
+                    .fit(distances)
+                    .labels_
+                )
                 ours = hdbscan_labels(distances, min_cluster_size, allow_single_cluster=single)
                 np.testing.assert_array_equal(ours == NOISE, expected == -1)
-                pairs = set(zip(ours[ours >= 0].tolist(), expected[expected >= 0].tolist()))
-                assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs}), (trial, pairs)
+                pairs = set(
+                    zip(ours[ours >= 0].tolist(), expected[expected >= 0].tolist(), strict=True)
+                )
+                assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs}), (
+                    trial,
+                    pairs,
+                )

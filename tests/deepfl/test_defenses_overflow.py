@@ -1,5 +1,7 @@
-"""Every registered defense on float32 updates with ONE huge row (1e20, 1e38): a finite aggregate, and the
-rules that select or bound rows keep the huge row out of it (float64 arithmetic in deepfl.defenses.base)."""
+"""Every registered defense on float32 updates with ONE huge row (1e20, 1e38): a finite aggregate,
+and the rules that select or bound rows keep the huge row out of it (float64 arithmetic in
+deepfl.defenses.base)."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,7 +15,8 @@ NUM_ROWS, DIM, HUGE_ROW = 10, 300, 4
 SELECTING = {"krum", "multikrum", "bulyan_krum", "bulyan_trimmed_mean", "dnc"}
 # Rules whose output stays on the benign rows' scale (order statistics, clipping, norm rescaling).
 BOUNDED = SELECTING | {"median", "trimmed_mean", "flame", "fltrust"}
-# Rules with no magnitude defense by design: the mean, FoolsGold (similarity only) and RFA (10 Weiszfeld
+# Rules with no magnitude defense by design: the mean, FoolsGold (similarity only) and RFA (10
+# Weiszfeld
 # steps from the mean cannot walk back from 1e38; each step shrinks the pull by about n - 1).
 # For them only finiteness is required; the engine then refuses what would not be finite.
 UNBOUNDED = {"fedavg", "foolsgold", "rfa"}
@@ -28,9 +31,13 @@ def _rows(huge: float) -> tuple[torch.Tensor, AggregationContext]:
     direction = torch.randn(DIM, generator=generator)
     benign = 0.01 * direction + 0.01 * torch.randn(NUM_ROWS, DIM, generator=generator)
     benign[HUGE_ROW] = huge * torch.randn(DIM, generator=generator).sign()
-    context = AggregationContext(client_ids=list(range(NUM_ROWS)), sample_counts=torch.full((NUM_ROWS,), 50.0),
-                                 global_params=torch.zeros(DIM), server_update=0.01 * direction,
-                                 output_layer=slice(0, 60))
+    context = AggregationContext(
+        client_ids=list(range(NUM_ROWS)),
+        sample_counts=torch.full((NUM_ROWS,), 50.0),
+        global_params=torch.zeros(DIM),
+        server_update=0.01 * direction,
+        output_layer=slice(0, 60),
+    )
     return benign.float(), context
 
 
@@ -60,4 +67,6 @@ def test_krum_picks_the_same_row_with_and_without_a_huge_row() -> None:
     assert torch.equal(winner_with, winner_without)
     distances = pairwise_squared_distances(updates.double())
     exact = ((updates.double()[:, None, :] - updates.double()[None, :, :]) ** 2).sum(-1)
-    torch.testing.assert_close(distances[benign][:, benign], exact[benign][:, benign], rtol=1e-9, atol=0)
+    torch.testing.assert_close(
+        distances[benign][:, benign], exact[benign][:, benign], rtol=1e-9, atol=0
+    )

@@ -1,5 +1,5 @@
-"""Krum, Multi-Krum, Bulyan, median, trimmed mean and RFA: hand-computed cases, independent reference
-code, robustness to arbitrarily large outliers and precondition errors."""
+"""Krum, Multi-Krum, Bulyan, median, trimmed mean and RFA: hand-computed cases, independent
+reference code, robustness to arbitrarily large outliers and precondition errors."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ def _column(values: list[float], dtype: torch.dtype = torch.float64) -> torch.Te
     return torch.tensor(values, dtype=dtype)[:, None]
 
 
-def _honest_and_outliers(num_honest: int, num_outliers: int, dim: int, seed: int, dtype: torch.dtype) -> torch.Tensor:
+def _honest_and_outliers(
+    num_honest: int, num_outliers: int, dim: int, seed: int, dtype: torch.dtype
+) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     honest = torch.randn(num_honest, dim, generator=generator, dtype=dtype)
     outliers = 1e6 * (1.0 + torch.rand(num_outliers, dim, generator=generator, dtype=dtype))
@@ -34,14 +36,17 @@ def test_krum_scores_by_hand() -> None:
     # 0: 1 + 9 = 10;  1: 1 + 4 = 5;  3: 4 + 9 = 13;  10: 49 + 81 = 130.
     points = _column([0.0, 1.0, 3.0, 10.0])
     distances = (points - points.T) ** 2
-    torch.testing.assert_close(krum_scores(distances, 2), torch.tensor([10.0, 5.0, 13.0, 130.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        krum_scores(distances, 2), torch.tensor([10.0, 5.0, 13.0, 130.0], dtype=torch.float64)
+    )
     krum = make_aggregator("krum", 0)
     torch.testing.assert_close(krum(points), torch.tensor([1.0], dtype=torch.float64))
     assert krum.last_accepted == [1]
 
 
 def test_krum_with_no_attackers_uses_n_minus_2_neighbours() -> None:
-    # points 0, 1, 2, 2.5, 100 with 3 = n - 2 neighbours: scores 11.25, 4.25, 5.25, 8.75, ... -> row 1.
+    # points 0, 1, 2, 2.5, 100 with 3 = n - 2 neighbours: scores 11.25, 4.25, 5.25, 8.75, ... -> row
+    # 1.
     # With n - 1 = 4 neighbours the far point would be counted and row 2 would win instead.
     points = _column([0.0, 1.0, 2.0, 2.5, 100.0])
     krum = make_aggregator("krum", 0)
@@ -67,10 +72,14 @@ def test_krum_and_multikrum_ignore_large_outliers(dtype: torch.dtype) -> None:
 
 def test_multikrum_selects_the_m_lowest_scores() -> None:
     points = _column([0.0, 1.0, 2.0, 2.5, 100.0])
-    multikrum = make_aggregator("multikrum", 0, num_selected=2)  # lowest scores: rows 1 (4.25), 2 (5.25)
+    multikrum = make_aggregator(
+        "multikrum", 0, num_selected=2
+    )  # lowest scores: rows 1 (4.25), 2 (5.25)
     assert float(multikrum(points)) == 1.5
     assert multikrum.last_accepted == [1, 2]
-    torch.testing.assert_close(make_aggregator("multikrum", 0, num_selected=5)(points), points.mean(dim=0))
+    torch.testing.assert_close(
+        make_aggregator("multikrum", 0, num_selected=5)(points), points.mean(dim=0)
+    )
 
 
 def test_krum_preconditions() -> None:
@@ -78,7 +87,9 @@ def test_krum_preconditions() -> None:
         make_aggregator("krum", 1)(torch.zeros(3, 2))
     with pytest.raises(ValueError, match="n >= f \\+ 3"):
         make_aggregator("krum", 0)(torch.zeros(2, 2))
-    with pytest.raises(ValueError, match=r"num_selected must be an int in \[1, inf\) or None; got 0"):
+    with pytest.raises(
+        ValueError, match=r"num_selected must be an int in \[1, inf\) or None; got 0"
+    ):
         make_aggregator("multikrum", 1, num_selected=0)
     with pytest.raises(ValueError, match=r"num_selected m must be in \[1, n=5\]"):
         make_aggregator("multikrum", 1, num_selected=6)(torch.randn(5, 2))
@@ -91,7 +102,9 @@ def test_krum_preconditions() -> None:
 
 
 def _reference_bulyan_krum(points: np.ndarray, f: int) -> np.ndarray:
-    """Plain loops over a numpy copy: recursive Krum (max(s-f-2, 1) neighbours) then beta-closest-to-median."""
+    """Plain loops over a numpy copy: recursive Krum (max(s-f-2, 1) neighbours) then
+    beta-closest-to-median.
+    """
     n = len(points)
     theta, beta = n - 2 * f, n - 4 * f
     remaining, selected = list(range(n)), []
@@ -132,18 +145,24 @@ def _reference_bulyan_trimmed_mean(points: np.ndarray, f: int) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("name", "reference"),
-    [("bulyan_krum", _reference_bulyan_krum), ("bulyan_trimmed_mean", _reference_bulyan_trimmed_mean)],
+    [
+        ("bulyan_krum", _reference_bulyan_krum),
+        ("bulyan_trimmed_mean", _reference_bulyan_trimmed_mean),
+    ],
 )
 def test_bulyan_matches_independent_loops(name: str, reference) -> None:
     generator = torch.Generator().manual_seed(3)
     updates = torch.randn(11, 6, generator=generator, dtype=torch.float64)
     updates[:2] += 3.0  # two shifted rows
     result = make_aggregator(name, 2)(updates)
-    np.testing.assert_allclose(result.numpy(), reference(updates.numpy(), 2), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        result.numpy(), reference(updates.numpy(), 2), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_bulyan_second_stage_is_not_a_plain_mean() -> None:
-    # per coordinate: median 2, the beta = 3 closest values are 1, 2, 3 -> 2 (the mean of all five is 3.2)
+    # per coordinate: median 2, the beta = 3 closest values are 1, 2, 3 -> 2 (the mean of all five
+    # is 3.2)
     selected = _column([0.0, 1.0, 2.0, 3.0, 10.0])
     assert float(bulyan_coordinate_stage(selected, beta=3)) == 2.0
     generator = torch.Generator().manual_seed(4)
@@ -161,7 +180,8 @@ def test_bulyan_needs_4f_plus_3() -> None:
         make_aggregator("bulyan_trimmed_mean", 1)(torch.randn(6, 3))
 
 
-# ----------------------------------------------------------------------------- coordinate-wise rules
+# ----------------------------------------------------------------------------- coordinate-wise
+# rules
 
 
 def test_median_by_hand_even_and_odd() -> None:
@@ -207,7 +227,9 @@ def test_coordinatewise_output_within_honest_range(
         updates = _honest_and_outliers(num_honest, num_attackers, 30, seed=seed, dtype=dtype)
         honest = updates[num_attackers:]
         result = make_aggregator(name, num_attackers, **params)(updates)
-        assert bool((result >= honest.min(dim=0).values).all()) and bool((result <= honest.max(dim=0).values).all())
+        assert bool((result >= honest.min(dim=0).values).all()) and bool(
+            (result <= honest.max(dim=0).values).all()
+        )
 
 
 # ----------------------------------------------------------------------------- RFA
@@ -217,17 +239,21 @@ def test_rfa_one_weiszfeld_step_by_hand() -> None:
     points = _column([0.0, 1.0, 10.0])
     start = 11.0 / 3.0
     betas = [1.0 / abs(start - x) for x in (0.0, 1.0, 10.0)]
-    expected = sum(b * x for b, x in zip(betas, (0.0, 1.0, 10.0))) / sum(betas)
+    expected = sum(b * x for b, x in zip(betas, (0.0, 1.0, 10.0), strict=True)) / sum(betas)
     result = make_aggregator("rfa", max_iterations=1)(points)
     assert float(result) == pytest.approx(expected, rel=1e-12)
 
 
 def test_rfa_converges_to_geometric_median_and_uses_sample_counts() -> None:
     points = _column([0.0, 1.0, 10.0])  # 1-D geometric median = median = 1
-    assert float(make_aggregator("rfa", max_iterations=500, ftol=0.0)(points)) == pytest.approx(1.0, abs=1e-3)
+    assert float(make_aggregator("rfa", max_iterations=500, ftol=0.0)(points)) == pytest.approx(
+        1.0, abs=1e-3
+    )
     # weights 1, 1, 3: weighted median is 10
     counts = AggregationContext(sample_counts=torch.tensor([1.0, 1.0, 3.0], dtype=torch.float64))
-    assert float(make_aggregator("rfa", max_iterations=500, ftol=0.0)(points, counts)) == pytest.approx(10.0, abs=1e-3)
+    assert float(
+        make_aggregator("rfa", max_iterations=500, ftol=0.0)(points, counts)
+    ) == pytest.approx(10.0, abs=1e-3)
     ignored = make_aggregator("rfa", max_iterations=500, ftol=0.0, use_sample_counts=False)
     assert float(ignored(points, counts)) == pytest.approx(1.0, abs=1e-3)
 
@@ -241,7 +267,9 @@ def test_rfa_stays_near_honest_updates(dtype: torch.dtype) -> None:
     honest_radius = float((honest - honest_centre).norm(dim=1).max())
     mean_error = float((updates.mean(dim=0) - honest_centre).norm())
     default_error = float((make_aggregator("rfa")(updates) - honest_centre).norm())
-    assert default_error < 1e-3 * mean_error  # 10 Weiszfeld steps from the mean shrink the pull ~(4/7)^10
+    assert (
+        default_error < 1e-3 * mean_error
+    )  # 10 Weiszfeld steps from the mean shrink the pull ~(4/7)^10
     converged = make_aggregator("rfa", max_iterations=200, ftol=0.0)(updates)
     assert float((converged - honest_centre).norm()) < honest_radius
 

@@ -19,7 +19,11 @@ def _reference_foolsgold_weights(histories: np.ndarray) -> np.ndarray:
     cs = np.zeros((n, n))
     for i in range(n):
         for j in range(n):
-            cs[i, j] = histories[i] @ histories[j] / (np.linalg.norm(histories[i]) * np.linalg.norm(histories[j]))
+            cs[i, j] = (
+                histories[i]
+                @ histories[j]
+                / (np.linalg.norm(histories[i]) * np.linalg.norm(histories[j]))
+            )
         cs[i, i] -= 1.0
     maxcs = cs.max(axis=1)
     for i in range(n):
@@ -57,7 +61,9 @@ def test_foolsgold_matches_reference_and_suppresses_sybils() -> None:
     assert max(expected_weights[6:]) < 0.05 < min(expected_weights[:6])
     expected = (expected_weights @ rounds[1].numpy()) / expected_weights.sum()
     np.testing.assert_allclose(result.numpy(), expected, atol=1e-12)
-    by_count = make_aggregator("foolsgold", features="all", use_history=False, normalization="num_clients")
+    by_count = make_aggregator(
+        "foolsgold", features="all", use_history=False, normalization="num_clients"
+    )
     np.testing.assert_allclose(
         by_count(rounds[1]).numpy(),
         _reference_foolsgold_weights(rounds[1].numpy()) @ rounds[1].numpy() / 9,
@@ -108,7 +114,9 @@ def test_fltrust_by_hand() -> None:
 def test_fltrust_needs_server_update_and_handles_zero_trust() -> None:
     with pytest.raises(ValueError, match="needs context.server_update"):
         make_aggregator("fltrust")(torch.randn(3, 2))
-    opposite = make_aggregator("fltrust")(-torch.ones(3, 2), AggregationContext(server_update=torch.ones(2)))
+    opposite = make_aggregator("fltrust")(
+        -torch.ones(3, 2), AggregationContext(server_update=torch.ones(2))
+    )
     assert torch.equal(opposite, torch.zeros(2))
 
 
@@ -155,9 +163,9 @@ def test_dnc_removing_everything_raises() -> None:
 
 
 def _flame_case(dtype: torch.dtype) -> tuple[torch.Tensor, AggregationContext]:
-    """7 benign updates in two nearby tight sub-groups (4 + 3, so HDBSCAN's root splits them evenly and all
-    7 fall out together), at different scales (cosine distance ignores scale; clipping does not), and 3
-    attackers pointing elsewhere."""
+    """7 benign updates in two nearby tight sub-groups (4 + 3, so HDBSCAN's root splits them evenly
+    and all 7 fall out together), at different scales (cosine distance ignores scale; clipping does
+    not), and 3 attackers pointing elsewhere."""
     generator = torch.Generator().manual_seed(4)
     direction = torch.randn(200, generator=generator, dtype=dtype)
     shift = 0.3 * torch.randn(200, generator=generator, dtype=dtype)
@@ -167,7 +175,9 @@ def _flame_case(dtype: torch.dtype) -> tuple[torch.Tensor, AggregationContext]:
     backdoor = 5.0 * torch.randn(200, generator=generator, dtype=dtype) + 0.5 * torch.randn(
         3, 200, generator=generator, dtype=dtype
     )
-    updates = torch.cat([backdoor[:1], benign[:4], backdoor[1:], benign[4:]])  # attackers at rows 0, 5, 6
+    updates = torch.cat(
+        [backdoor[:1], benign[:4], backdoor[1:], benign[4:]]
+    )  # attackers at rows 0, 5, 6
     return updates, AggregationContext(global_params=torch.zeros(200, dtype=dtype))
 
 
@@ -180,7 +190,9 @@ def test_flame_keeps_benign_cluster_and_clips_to_median_norm(dtype: torch.dtype)
     assert flame.last_accepted == benign_rows
     norms = updates.norm(dim=1)
     bound = norms.sort().values[4:6].mean()  # median of 10 norms
-    expected = torch.stack([updates[i] * min(1.0, float(bound / norms[i])) for i in benign_rows]).mean(dim=0)
+    expected = torch.stack(
+        [updates[i] * min(1.0, float(bound / norms[i])) for i in benign_rows]
+    ).mean(dim=0)
     torch.testing.assert_close(result, expected)
     assert flame.last_info["clip_bound"] == pytest.approx(float(bound), rel=1e-6)
 
@@ -191,7 +203,9 @@ def test_flame_noise_scale_and_errors() -> None:
     context = AggregationContext(global_params=torch.zeros(20000, dtype=torch.float64))
     noisy = make_aggregator("flame", noise_lambda=0.01)(updates, context)
     clean = make_aggregator("flame", noise_lambda=0.0)(updates, context)
-    sigma = 0.01 * float(updates.norm(dim=1).median())  # n even: torch's lower median differs slightly
+    sigma = 0.01 * float(
+        updates.norm(dim=1).median()
+    )  # n even: torch's lower median differs slightly
     assert float((noisy - clean).std()) == pytest.approx(sigma, rel=0.05)
     with pytest.raises(ValueError, match="needs context.global_params"):
         make_aggregator("flame")(updates)

@@ -1,23 +1,28 @@
 """FLIP inside the engine at micro scale (issue 17 item 6): modes reach the clients, a planted
 backdoor is reduced, resume is exact with FLIP client state, the adaptive attacker inverts as the
 run's FLIP clients do, and the run writes flip_triggers.npz."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from engine_fixtures import comparable, micro_config, single_thread
 
 from deepfl.flip import MODES, FlipConfig
 from deepfl.io import read_jsonl
 from deepfl.runner import Experiment
-from engine_fixtures import comparable, micro_config, single_thread
 from fldata.triggers import poison_batch
 
 SMALL = {"warmup_steps": 8, "pair_steps": 4, "focus_refresh_steps": 8, "batch_size": 8}
 
 
 def flip_config(tmp_path, mode: str, **sections):
-    defense = {"client": "flip", "client_params": {"mode": mode, **SMALL}, **sections.pop("defense", {})}
+    defense = {
+        "client": "flip",
+        "client_params": {"mode": mode, **SMALL},
+        **sections.pop("defense", {}),
+    }
     return micro_config(tmp_path, defense=defense, **sections)
 
 
@@ -35,19 +40,41 @@ def test_each_mode_reaches_the_clients(tmp_path, mode, monkeypatch) -> None:
     monkeypatch.setattr(exp.benign_trainer, "train", recording)
     with single_thread():
         exp.run()
-    flip_calls = [call for call in calls if "augment" in call]      # FLIP clients (pre-training passes none)
-    assert len(flip_calls) == 2                                        # round 2: 3 clients, 1 attacker
-    expected = {"optimizer": "adam", "lr": 0.01, "betas": (0.5, 0.9), "epochs": 10, "max_steps": 110,
-                "weight_decay": 0.0} if mode == "release" else {}
-    assert all({k: v for k, v in call.items() if k not in ("augment", "generator")} == expected for call in flip_calls)
+    flip_calls = [
+        call for call in calls if "augment" in call
+    ]  # FLIP clients (pre-training passes none)
+    assert len(flip_calls) == 2  # round 2: 3 clients, 1 attacker
+    expected = (
+        {
+            "optimizer": "adam",
+            "lr": 0.01,
+            "betas": (0.5, 0.9),
+            "epochs": 10,
+            "max_steps": 110,
+            "weight_decay": 0.0,
+        }
+        if mode == "release"
+        else {}
+    )
+    assert all(
+        {k: v for k, v in call.items() if k not in ("augment", "generator")} == expected
+        for call in flip_calls
+    )
     states = list(exp.client_states.values())
     assert states and all(state["flip_warmup_round"] == 2 for state in states)
-    if mode == "release":   # the release's distance: the universal mask sizes normalised by the largest
+    if (
+        mode == "release"
+    ):  # the release's distance: the universal mask sizes normalised by the largest
         assert all(np.nanmax(state["flip_mask_size"]) > 0 for state in states)
     triggers = np.load(tmp_path / mode / "flip_triggers.npz")
     assert set(triggers["kind"]) <= {"warmup", "pair"} and "warmup" in set(triggers["kind"])
     assert triggers["masks"].shape[1:] == (28, 28) and triggers["patterns"].shape[1:] == (1, 28, 28)
-    assert len({len(triggers[key]) for key in ("masks", "client", "round", "target", "source", "kind")}) == 1
+    assert (
+        len(
+            {len(triggers[key]) for key in ("masks", "client", "round", "target", "source", "kind")}
+        )
+        == 1
+    )
 
 
 def _plant_backdoor(exp: Experiment, steps: int = 150) -> None:
@@ -69,22 +96,41 @@ def _plant_backdoor(exp: Experiment, steps: int = 150) -> None:
 
 
 def test_fliplab_reduces_a_planted_backdoor(tmp_path) -> None:
-    """Same planted global model, two benign rounds (plain FedAvg, 2 local epochs): plain clients keep
-    the backdoor, fliplab clients (inverting the backdoor target's trigger, never told it) remove
-    most of it (measured: ASR 1.00 -> 1.00 plain, 0.01 fliplab)."""
+    """Same planted global model, two benign rounds (plain FedAvg, 2 local epochs): plain clients
+    keep the backdoor, fliplab clients (inverting the backdoor target's trigger, never told it)
+    remove most of it (measured: ASR 1.00 -> 1.00 plain, 0.01 fliplab)."""
     asr = {}
     for client in ("none", "flip"):
-        params = {"client_params": {"mode": "fliplab", "warmup_steps": 30, "focus_refresh_steps": 30,
-                                    "pair_steps": 5, "batch_size": 8}} if client == "flip" else {}
-        cfg = micro_config(tmp_path, attack={"kind": "none"}, server={"global_lr": 1.0}, benign={"epochs": 2},
-                           run={"pretrain_rounds": 0, "rounds": 2, "cache_dir": str(tmp_path / "nocache")},
-                           defense={"client": client, **params})
+        params = (
+            {
+                "client_params": {
+                    "mode": "fliplab",
+                    "warmup_steps": 30,
+                    "focus_refresh_steps": 30,
+                    "pair_steps": 5,
+                    "batch_size": 8,
+                }
+            }
+            if client == "flip"
+            else {}
+        )
+        cfg = micro_config(
+            tmp_path,
+            attack={"kind": "none"},
+            server={"global_lr": 1.0},
+            benign={"epochs": 2},
+            run={"pretrain_rounds": 0, "rounds": 2, "cache_dir": str(tmp_path / "nocache")},
+            defense={"client": client, **params},
+        )
         exp = Experiment(cfg, tmp_path / client)
         with single_thread():
             _plant_backdoor(exp)
             planted = exp.evaluate().result.asr_at(0.0)
             asr[client] = exp.run()["final"]["asr"]["0.0"]
-    print(f"planted ASR {planted:.3f}; after 2 rounds: FedAvg {asr['none']:.3f}, fliplab {asr['flip']:.3f}")
+    print(
+        f"planted ASR {planted:.3f}; after 2 rounds: FedAvg {asr['none']:.3f}, fliplab "
+        f"{asr['flip']:.3f}"
+    )
     assert planted > 0.9 and asr["none"] > 0.8
     assert asr["flip"] < 0.5 * asr["none"]
 
@@ -100,8 +146,11 @@ def test_resumed_flip_run_matches_an_uninterrupted_one(tmp_path) -> None:
     assert max(state["flip_times_selected"] for state in again.client_states.values()) >= 2
     assert resumed["final"] == full["final"]
     assert comparable(read_jsonl(tmp_path / "killed" / "metrics.jsonl")) == comparable(
-        read_jsonl(tmp_path / "full" / "metrics.jsonl"))
-    assert (tmp_path / "killed" / "flip_triggers.npz").read_bytes() == (tmp_path / "full" / "flip_triggers.npz").read_bytes()
+        read_jsonl(tmp_path / "full" / "metrics.jsonl")
+    )
+    assert (tmp_path / "killed" / "flip_triggers.npz").read_bytes() == (
+        tmp_path / "full" / "flip_triggers.npz"
+    ).read_bytes()
 
 
 def test_adaptive_attacker_inverts_with_the_run_defense_config(tmp_path) -> None:
@@ -111,27 +160,40 @@ def test_adaptive_attacker_inverts_with_the_run_defense_config(tmp_path) -> None
     with single_thread():
         exp.run()
     attacker_state = next(iter(exp.attacker_states.values()))
-    assert attacker_state["flip_warmup_round"] == 2                      # it ran the benign clients' warm-up
+    assert attacker_state["flip_warmup_round"] == 2  # it ran the benign clients' warm-up
     with pytest.raises(ValueError, match="defense.client='flip'"):
         Experiment(micro_config(tmp_path, attack={"behaviour": "adaptive"}), tmp_path / "no-flip")
     with pytest.raises(ValueError, match="unknown key 'warmup_steps' in attack.behaviour_params"):
-        Experiment(flip_config(tmp_path, "paper", attack={"behaviour": "adaptive",
-                                                          "behaviour_params": {"warmup_steps": 5}}), tmp_path / "x")
+        Experiment(
+            flip_config(
+                tmp_path,
+                "paper",
+                attack={"behaviour": "adaptive", "behaviour_params": {"warmup_steps": 5}},
+            ),
+            tmp_path / "x",
+        )
 
 
-def test_vectorised_run_trains_attackers_batched_and_flip_clients_one_by_one(tmp_path, monkeypatch) -> None:
-    """run.vectorise=true with FLIP: the standard attackers train as one batched group, the FLIP clients
-    are prepared (batched inversion) and hardened one by one; the round's updates match the sequential run's."""
+def test_vectorised_run_trains_attackers_batched_and_flip_clients_one_by_one(
+    tmp_path, monkeypatch
+) -> None:
+    """run.vectorise=true with FLIP: the standard attackers train as one batched group, the FLIP
+    clients are prepared (batched inversion) and hardened one by one; the round's updates match the
+    sequential run's."""
     updates, start = {}, None
     for vectorise in (False, True):
         cfg = flip_config(tmp_path, "fliplab", run={"rounds": 2, "vectorise": vectorise})
         exp = Experiment(cfg, tmp_path / f"v{vectorise}")
         prepared: list[int] = []
-        monkeypatch.setattr(exp.client_defense, "prepare_round", _counting(exp.client_defense.prepare_round, prepared))
+        monkeypatch.setattr(
+            exp.client_defense,
+            "prepare_round",
+            _counting(exp.client_defense.prepare_round, prepared),
+        )
         with single_thread():
             exp.run(stop_after=1)
             start = exp.global_state.clone() if start is None else start
-            exp.global_state = start.clone()          # the same round-2 global model in both runs
+            exp.global_state = start.clone()  # the same round-2 global model in both runs
             plan = exp.schedule.plan(2)
             updates[vectorise] = exp._train_clients(plan)
         assert prepared == [len(plan.clients) - len(plan.attackers)] and plan.attackers
@@ -141,7 +203,9 @@ def test_vectorised_run_trains_attackers_batched_and_flip_clients_one_by_one(tmp
 
 def _counting(prepare_round, counts: list[int]):
     """``prepare_round`` that also records how many clients each call prepares."""
+
     def counting(model, datas, *rest):
         counts.append(len(datas))
         return prepare_round(model, datas, *rest)
+
     return counting

@@ -1,4 +1,5 @@
 """Architectures (deepfl.models) and the flat state vector (deepfl.flat)."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,7 +16,9 @@ def count(model: torch.nn.Module) -> int:
 def test_mnist_cnn_has_the_papers_layers() -> None:
     model = build_model("cnn", (1, 28, 28), 10)
     # Conv(1->20,5x5) + Conv(20->50,5x5) + FC 800->500 + FC 500->10, with biases.
-    assert count(model) == (20 * 25 + 20) + (50 * 20 * 25 + 50) + (800 * 500 + 500) + (500 * 10 + 10)
+    assert count(model) == (20 * 25 + 20) + (50 * 20 * 25 + 50) + (800 * 500 + 500) + (
+        500 * 10 + 10
+    )
     assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
 
 

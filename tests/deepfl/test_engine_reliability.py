@@ -1,4 +1,7 @@
-"""The engine under damage: non-finite aggregates refused, huge attacker updates, resume that never loses a row."""
+"""The engine under damage: non-finite aggregates refused, huge attacker updates, resume that never
+loses a row.
+"""
+
 from __future__ import annotations
 
 import json
@@ -9,17 +12,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from engine_fixtures import comparable, micro_config
 
 import deepfl.runner
 from deepfl.io import read_jsonl
 from deepfl.resume import ConfigMismatchError, ResumeError, check_same_config, reconcile_metrics
 from deepfl.run import main
 from deepfl.runner import Experiment
-from engine_fixtures import comparable, micro_config
 
 
 @pytest.mark.slow
-def test_a_non_finite_aggregate_is_refused_and_the_model_kept(tmp_path: Path, monkeypatch, caplog) -> None:
+def test_a_non_finite_aggregate_is_refused_and_the_model_kept(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
     cfg = micro_config(tmp_path)
     experiment = Experiment(cfg, tmp_path / "run")
     experiment.run(stop_after=1)
@@ -36,29 +41,63 @@ def test_a_non_finite_aggregate_is_refused_and_the_model_kept(tmp_path: Path, mo
     assert torch.equal(experiment.global_state, after_pretraining)
     rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [(row["round"], row.get("refused"), row["accepted"]) for row in rows[1:]] == [
-        (2, "non-finite aggregate", []), (3, "non-finite aggregate", [])]
-    assert rows[1]["acc"] == rows[2]["acc"] == rows[0]["acc"] and summary["final"]["acc"] == rows[0]["acc"]
-    assert "round 2 refused (non-finite aggregate): the global model of round 1 is kept" in caplog.text
+        (2, "non-finite aggregate", []),
+        (3, "non-finite aggregate", []),
+    ]
+    assert (
+        rows[1]["acc"] == rows[2]["acc"] == rows[0]["acc"]
+        and summary["final"]["acc"] == rows[0]["acc"]
+    )
+    assert (
+        "round 2 refused (non-finite aggregate): the global model of round 1 is kept" in caplog.text
+    )
 
 
 @pytest.mark.slow
 def test_krum_run_with_attackers_scaled_by_1e20_finishes(tmp_path: Path, capsys) -> None:
     """End to end (the reported failure: a softmax error at round 2): Krum drops the 1e20 rows."""
     out = tmp_path / "krum"
-    assert main(["--preset", "micro", "--device", "cpu", "--out", str(out), "--defense", "krum",
-                 "--set", "defense.num_attackers=1", "--set", "attack.scale=1e20", "--set", "data.train_limit=800",
-                 "--set", "data.test_limit=300", "--set", f'run.cache_dir="{tmp_path / "cache"}"',
-                 "--set", "run.threads=1"]) == 0
+    assert (
+        main(
+            [
+                "--preset",
+                "micro",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+                "--defense",
+                "krum",
+                "--set",
+                "defense.num_attackers=1",
+                "--set",
+                "attack.scale=1e20",
+                "--set",
+                "data.train_limit=800",
+                "--set",
+                "data.test_limit=300",
+                "--set",
+                f'run.cache_dir="{tmp_path / "cache"}"',
+                "--set",
+                "run.threads=1",
+            ]
+        )
+        == 0
+    )
     rows = read_jsonl(out / "metrics.jsonl")
     attack_rows = [row for row in rows if row["attackers"]]
-    assert attack_rows and all(not set(row["accepted"]) & set(row["attackers"]) for row in attack_rows)
+    assert attack_rows and all(
+        not set(row["accepted"]) & set(row["attackers"]) for row in attack_rows
+    )
     assert all("refused" not in row and 0.0 < row["acc"]["0.0"] <= 1.0 for row in rows)
     assert json.loads(capsys.readouterr().out)["acc"] == rows[-1]["acc"]
 
 
 @pytest.fixture(scope="module")
 def stopped_run(tmp_path_factory) -> tuple[Path, list[dict]]:
-    """A micro run stopped after round 2 (checkpoint at 2), and the rows of the same run done in one go."""
+    """A micro run stopped after round 2 (checkpoint at 2), and the rows of the same run done in one
+    go.
+    """
     base = tmp_path_factory.mktemp("stopped")
     cfg = micro_config(base)
     Experiment(cfg, base / "full").run()
@@ -71,10 +110,14 @@ def _copy(stopped: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_metrics_cut_mid_row_are_restored_from_the_checkpoint(stopped_run, tmp_path: Path, caplog) -> None:
+def test_metrics_cut_mid_row_are_restored_from_the_checkpoint(
+    stopped_run, tmp_path: Path, caplog
+) -> None:
     run_dir = _copy(stopped_run[0], tmp_path)
     text = (run_dir / "metrics.jsonl").read_text()
-    (run_dir / "metrics.jsonl").write_text(text[: len(text.splitlines()[0]) + 30])  # row 1, then half of row 2
+    (run_dir / "metrics.jsonl").write_text(
+        text[: len(text.splitlines()[0]) + 30]
+    )  # row 1, then half of row 2
     (run_dir / ".checkpoint.pt.x1y2.tmp").write_bytes(b"killed mid-write")
     with caplog.at_level(logging.WARNING, logger="deepfl"):
         assert main(["--resume", str(run_dir)]) == 0
@@ -101,7 +144,10 @@ def test_resume_of_a_damaged_checkpoint_is_one_line(stopped_run, tmp_path: Path,
     (run_dir / "checkpoint.pt").write_bytes(bytes(raw))
     assert main(["--resume", str(run_dir)]) == 3
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {run_dir / 'checkpoint.pt'} is damaged: its content does not match its SHA-256 header"]
+    assert err == [
+        f"error: {run_dir / 'checkpoint.pt'} is damaged: its content does not match its SHA-256 "
+        "header"
+    ]
 
 
 def _rows(*rounds: int) -> list[dict]:
@@ -109,10 +155,14 @@ def _rows(*rounds: int) -> list[dict]:
 
 
 def test_reconcile_metrics() -> None:
-    assert reconcile_metrics(_rows(1, 2, 3, 4), _rows(1, 2, 3), 3, "m") == _rows(1, 2, 3)  # rows past R dropped
-    assert reconcile_metrics(_rows(1, 4), _rows(1, 2, 3), 3, "m") == _rows(1, 2, 3)        # gap repaired
-    assert reconcile_metrics(_rows(1, 2, 3), None, 3, "m") == _rows(1, 2, 3)               # older checkpoint
-    with pytest.raises(ResumeError, match=r"m does not hold rounds 1..3 in order \(found \[1, 2, 2, 3\]\)"):
+    assert reconcile_metrics(_rows(1, 2, 3, 4), _rows(1, 2, 3), 3, "m") == _rows(
+        1, 2, 3
+    )  # rows past R dropped
+    assert reconcile_metrics(_rows(1, 4), _rows(1, 2, 3), 3, "m") == _rows(1, 2, 3)  # gap repaired
+    assert reconcile_metrics(_rows(1, 2, 3), None, 3, "m") == _rows(1, 2, 3)  # older checkpoint
+    with pytest.raises(
+        ResumeError, match=r"m does not hold rounds 1..3 in order \(found \[1, 2, 2, 3\]\)"
+    ):
         reconcile_metrics(_rows(1, 2, 2, 3), None, 3, "m")
     with pytest.raises(ResumeError, match="copy of the metrics does not hold rounds 1..3"):
         reconcile_metrics(_rows(1, 2, 3), _rows(1, 3), 3, "m")
@@ -126,14 +176,24 @@ def test_check_same_config_names_the_changed_keys() -> None:
         check_same_config(state, {"seed": 0, "run": {"rounds": 6}}, "b", "r")
 
 
-def test_check_same_config_accepts_only_fields_added_at_their_default(caplog: pytest.LogCaptureFixture) -> None:
+def test_check_same_config_accepts_only_fields_added_at_their_default(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     stored = {"seed": 0, "run": {"rounds": 5}}
     state = {"config_digest": "a", "seed": 0, "config_json": json.dumps(stored)}
     defaults = {"seed": 0, "run": {"rounds": 100, "keep_checkpoints": []}}
     with caplog.at_level("WARNING", logger="deepfl"):
-        check_same_config(state, {"seed": 0, "run": {"rounds": 5, "keep_checkpoints": []}}, "b", "r", defaults)
+        check_same_config(
+            state, {"seed": 0, "run": {"rounds": 5, "keep_checkpoints": []}}, "b", "r", defaults
+        )
     assert "predates the config fields run.keep_checkpoints" in caplog.text
-    with pytest.raises(ConfigMismatchError, match=r"run.keep_checkpoints \(checkpoint None, config.json \[3\]\)"):
-        check_same_config(state, {"seed": 0, "run": {"rounds": 5, "keep_checkpoints": [3]}}, "b", "r", defaults)
+    with pytest.raises(
+        ConfigMismatchError, match=r"run.keep_checkpoints \(checkpoint None, config.json \[3\]\)"
+    ):
+        check_same_config(
+            state, {"seed": 0, "run": {"rounds": 5, "keep_checkpoints": [3]}}, "b", "r", defaults
+        )
     with pytest.raises(ConfigMismatchError, match=r"run.rounds"):
-        check_same_config(state, {"seed": 0, "run": {"rounds": 6, "keep_checkpoints": []}}, "b", "r", defaults)
+        check_same_config(
+            state, {"seed": 0, "run": {"rounds": 6, "keep_checkpoints": []}}, "b", "r", defaults
+        )

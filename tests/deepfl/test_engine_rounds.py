@@ -1,4 +1,7 @@
-"""One round of the engine: schedules, client hooks, update scaling, the global rule, FLTrust's root set."""
+"""One round of the engine: schedules, client hooks, update scaling, the global rule, FLTrust's root
+set.
+"""
+
 from __future__ import annotations
 
 import dataclasses
@@ -6,13 +9,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from engine_fixtures import micro_config, single_thread
 
 from deepfl.attacks import AttackSchedule
 from deepfl.client import LocalData, LocalTrainer, build_client_defense
 from deepfl.config import ConfigError, TrainConfig, resolve
 from deepfl.presets import preset
 from deepfl.runner import Experiment
-from engine_fixtures import micro_config, single_thread
 
 
 def test_continuous_schedule_has_the_attackers_in_every_attack_round() -> None:
@@ -43,8 +46,12 @@ def test_random_selection_only_attacks_with_sampled_attackers() -> None:
     cfg = resolve(preset("paper"), {"attack": {"selection": "random"}})
     schedule = AttackSchedule(cfg)
     counts = [len(schedule.plan(r).attackers) for r in range(11, 101)]
-    assert all(set(schedule.plan(r).attackers) <= set(schedule.plan(r).clients) for r in range(11, 30))
-    assert 0 in counts and max(counts) >= 1  # 4 attackers among 100 clients: often none, sometimes some
+    assert all(
+        set(schedule.plan(r).attackers) <= set(schedule.plan(r).clients) for r in range(11, 30)
+    )
+    assert (
+        0 in counts and max(counts) >= 1
+    )  # 4 attackers among 100 clients: often none, sometimes some
     assert np.mean(counts) == pytest.approx(0.4, abs=0.25)
 
 
@@ -54,7 +61,9 @@ def test_local_trainer_is_seeded_and_fits_its_data() -> None:
     labels = (images.mean(dim=(1, 2, 3)) > 0.5).long()
     images[labels == 1, :, :4, :4] = 1.0  # a learnable feature
     data = LocalData(images, labels)
-    trainer = LocalTrainer(TrainConfig(lr=0.05, momentum=0.9, weight_decay=0.0, batch_size=32, epochs=8))
+    trainer = LocalTrainer(
+        TrainConfig(lr=0.05, momentum=0.9, weight_decay=0.0, batch_size=32, epochs=8)
+    )
 
     def trained(seed: int) -> tuple[torch.Tensor, dict]:
         torch.manual_seed(0)
@@ -71,7 +80,9 @@ def test_local_trainer_is_seeded_and_fits_its_data() -> None:
 
 
 class ShiftAll:
-    """A client behaviour that adds ``amount`` to every state entry and counts its calls in ``state``."""
+    """A client behaviour that adds ``amount`` to every state entry and counts its calls in
+    ``state``.
+    """
 
     def __init__(self, amount: float) -> None:
         self.amount = amount
@@ -101,9 +112,13 @@ def test_attack_round_scales_attacker_updates_and_applies_the_global_rule(tmp_pa
     assert cfg.attack.scale == pytest.approx(n / 0.1)
     expected_shift = 0.1 * (cfg.attack.scale + (n - 1) * 1.0) / n
     assert expected_shift == pytest.approx(1.0 + 0.1 * (n - 1) / n)
-    assert torch.allclose(experiment.global_state - before, torch.full_like(before, expected_shift), atol=1e-4)
+    assert torch.allclose(
+        experiment.global_state - before, torch.full_like(before, expected_shift), atol=1e-4
+    )
     assert experiment.attacker_states[attacker[0]] == {"calls": 1}
-    assert all(experiment.client_states[c] == {"calls": 1} for c in row["clients"] if c not in attacker)
+    assert all(
+        experiment.client_states[c] == {"calls": 1} for c in row["clients"] if c not in attacker
+    )
 
 
 @pytest.mark.slow
@@ -123,14 +138,20 @@ def test_sample_weighted_rule_is_plain_fedavg(tmp_path) -> None:
 
     def fake_updates(plan):
         captured["clients"] = plan.clients
-        return torch.stack([torch.full_like(experiment.global_state, float(c)) for c in plan.clients])
+        return torch.stack(
+            [torch.full_like(experiment.global_state, float(c)) for c in plan.clients]
+        )
 
     experiment._train_clients = fake_updates
     before = experiment.global_state.clone()
     experiment.run_round(2)
-    sizes = np.array([len(experiment.federation.clients[c]) for c in captured["clients"]], dtype=float)
+    sizes = np.array(
+        [len(experiment.federation.clients[c]) for c in captured["clients"]], dtype=float
+    )
     expected = float(np.dot(sizes, captured["clients"]) / sizes.sum())
-    assert torch.allclose(experiment.global_state - before, torch.full_like(before, expected), atol=1e-4)
+    assert torch.allclose(
+        experiment.global_state - before, torch.full_like(before, expected), atol=1e-4
+    )
 
 
 @pytest.mark.slow
@@ -145,22 +166,31 @@ def test_root_set_is_removed_from_client_data_for_every_defense(tmp_path) -> Non
     plain = Experiment(micro_config(tmp_path), tmp_path / "plain")
     assert plain.federation.root is None
     # The root set is reserved in every run, so a defense never changes who holds which samples.
-    for fltrust_client, plain_client in zip(federation.clients, plain.federation.clients):
+    for fltrust_client, plain_client in zip(
+        federation.clients, plain.federation.clients, strict=True
+    ):
         assert torch.equal(fltrust_client.labels, plain_client.labels)
         assert torch.equal(fltrust_client.images, plain_client.images)
 
 
 def test_data_subsets_are_random_but_fixed_across_seeds(tmp_path) -> None:
-    # FLTrust so that the (seed-dependent, always reserved) root set is visible: clients + root = the subset.
-    first = Experiment(micro_config(tmp_path, defense={"server": "fltrust"}), tmp_path / "a").federation
+    # FLTrust so that the (seed-dependent, always reserved) root set is visible: clients + root =
+    # the subset.
+    first = Experiment(
+        micro_config(tmp_path, defense={"server": "fltrust"}), tmp_path / "a"
+    ).federation
     cfg = dataclasses.replace(micro_config(tmp_path, defense={"server": "fltrust"}), seed=5)
     second = Experiment(cfg, tmp_path / "b").federation
     assert len(first.eval_sets.clean_labels) == 300
     assert np.array_equal(first.eval_sets.clean_labels, second.eval_sets.clean_labels)
     assert np.bincount(first.eval_sets.clean_labels, minlength=10).min() > 0
     first_train = torch.cat([c.labels for c in [*first.clients, first.root]]).sort().values
-    assert torch.equal(first_train, torch.cat([c.labels for c in [*second.clients, second.root]]).sort().values)
-    assert [len(c) for c in first.clients] != [len(c) for c in second.clients]  # the split does follow the seed
+    assert torch.equal(
+        first_train, torch.cat([c.labels for c in [*second.clients, second.root]]).sort().values
+    )
+    assert [len(c) for c in first.clients] != [
+        len(c) for c in second.clients
+    ]  # the split does follow the seed
 
 
 def test_evaluation_sets_and_metrics(tmp_path) -> None:
@@ -174,7 +204,7 @@ def test_evaluation_sets_and_metrics(tmp_path) -> None:
     predicted = evaluation.clean_probs.argmax(axis=1)
     assert result.acc_at(0.0) == pytest.approx(float(np.mean(predicted == sets.clean_labels)))
     assert result.per_class_acc is not None and len(result.per_class_acc) == 10
-    with pytest.deprecated_call():   # the str-keyed dicts, for one release
+    with pytest.deprecated_call():  # the str-keyed dicts, for one release
         assert evaluation.acc == result.to_dict()["acc"] and set(evaluation.asr) == {"0.0", "0.5"}
 
 
@@ -182,7 +212,9 @@ def test_unknown_client_defense_and_bad_defense_params_are_reported_when_resolve
     # refused by the config itself, before an Experiment reads any data
     with pytest.raises(ConfigError, match="defense.client must be one of none, flip; got 'magic'"):
         micro_config(tmp_path, defense={"client": "magic"})
-    with pytest.raises(ConfigError, match=r"unknown key 'm' in defense.params of defense.server='multikrum'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'm' in defense.params of defense.server='multikrum'"
+    ):
         micro_config(tmp_path, defense={"server": "multikrum", "params": {"m": 3}})
     with pytest.raises(ConfigError, match="defense.server must be one of .*krum.*; got 'krumm'"):
         micro_config(tmp_path, defense={"server": "krumm"})

@@ -1,51 +1,61 @@
 """FLIP trigger inversion and class distance on a model with a PLANTED DBA backdoor (real MNIST)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from flip_fixtures import BackdooredSetup, backdoored_setup  # noqa: F401  (session fixture)
 
 from deepfl.flip import FlipConfig, InversionRequest, invert, invert_abs_many, invert_many
 from deepfl.flip.distance import pairs_by_distance, update_distance_matrix, warmup_distance_matrix
 from deepfl.flip.inversion import SourceLossTracker, _per_source_variance
 
-from flip_fixtures import BackdooredSetup, backdoored_setup  # noqa: F401  (session fixture)
-
 # Slow: every test uses the backdoored model fixture (~7 s to train).
 pytestmark = pytest.mark.slow
 
 CLIENT_SIZE = 600
-TARGETS = (0, 1, 2, 3, 4)   # the backdoor target (0) and four others, to keep the test fast
+TARGETS = (0, 1, 2, 3, 4)  # the backdoor target (0) and four others, to keep the test fast
 CONFIG = FlipConfig(batch_size=16)
 
 
 @pytest.fixture(scope="module")
 def universal_results(backdoored_setup: BackdooredSetup):
-    """The cached warm-up: one universal trigger per target, all of them in ONE batched inversion."""
+    """The cached warm-up: one universal trigger per target, all of them in ONE batched
+    inversion.
+    """
     s = backdoored_setup
     images, labels = s.images[:CLIENT_SIZE], s.labels[:CLIENT_SIZE]
     requests = [InversionRequest(tuple(c for c in range(10) if c != t), t, seed=t) for t in TARGETS]
     return invert_many(s.model, images, labels, requests, config=CONFIG, steps=100)
 
 
-def test_universal_inversion_recovers_planted_trigger(universal_results, backdoored_setup: BackdooredSetup):
+def test_universal_inversion_recovers_planted_trigger(
+    universal_results, backdoored_setup: BackdooredSetup
+):
     truth = backdoored_setup.trigger.mask > 0
     result = universal_results[backdoored_setup.target]
     inside = float((result.trigger.mask * truth).sum() / result.trigger.mask.sum())
     area = float(truth.mean())
-    print(f"mask mass inside the true trigger: {inside:.3f} (chance = area fraction {area:.3f}), "
-          f"|m|_1 = {result.mask_l1:.1f}, attack acc = {result.attack_acc:.3f}")
+    print(
+        f"mask mass inside the true trigger: {inside:.3f} (chance = area fraction {area:.3f}), "
+        f"|m|_1 = {result.mask_l1:.1f}, attack acc = {result.attack_acc:.3f}"
+    )
     assert result.success and result.attack_acc >= 0.9
     assert inside > 10 * area, "inverted mask should concentrate on the planted trigger's pixels"
 
 
-def test_mask_size_distance_ranks_backdoor_target_closest(universal_results, backdoored_setup: BackdooredSetup):
+def test_mask_size_distance_ranks_backdoor_target_closest(
+    universal_results, backdoored_setup: BackdooredSetup
+):
     target = backdoored_setup.target
     distance = warmup_distance_matrix(universal_results, 10, "mask_size")
     assert np.all(np.isnan(np.diag(distance)))
     print("mask L1 per target:", {r.target: round(r.mask_l1, 1) for r in universal_results})
     closest = pairs_by_distance(distance, "smallest")[:9]
-    assert {t for _, t in closest} == {target}, "the 9 pairs into the backdoor target must be the closest"
+    assert {t for _, t in closest} == {target}, (
+        "the 9 pairs into the backdoor target must be the closest"
+    )
     farthest = pairs_by_distance(distance, "largest")[0]
     assert farthest[1] != target
 
@@ -56,7 +66,10 @@ def test_loss_variance_distance_semantics(universal_results, backdoored_setup: B
     distance = warmup_distance_matrix(universal_results, 10, "loss_variance")
     column_means = np.nanmean(distance[:, list(TARGETS)], axis=0)
     target = TARGETS.index(backdoored_setup.target)
-    print("mean loss variance per target:", dict(zip(TARGETS, np.round(column_means, 2))))
+    print(
+        "mean loss variance per target:",
+        dict(zip(TARGETS, np.round(column_means, 2), strict=True)),
+    )
     assert np.all(np.isfinite(column_means))
     assert column_means[target] < np.median(np.delete(column_means, target))
 
@@ -77,13 +90,24 @@ def test_distance_update_moving_average(universal_results):
 def test_batched_inversion_equals_separate_inversions(backdoored_setup: BackdooredSetup):
     s = backdoored_setup
     images, labels = s.images[:300], s.labels[:300]
-    requests = [InversionRequest((1, 2, 3), 0, seed=11), InversionRequest((4,), 7, seed=12),
-                InversionRequest((5, 6), 9, seed=13)]
+    requests = [
+        InversionRequest((1, 2, 3), 0, seed=11),
+        InversionRequest((4,), 7, seed=12),
+        InversionRequest((5, 6), 9, seed=13),
+    ]
     config = FlipConfig(batch_size=16, patience=3)
     batched = invert_many(s.model, images, labels, requests, config=config, steps=15)
-    for request, together in zip(requests, batched):
-        alone = invert(s.model, images, labels, request.source_classes, request.target, config=config,
-                       steps=15, seed=request.seed)
+    for request, together in zip(requests, batched, strict=True):
+        alone = invert(
+            s.model,
+            images,
+            labels,
+            request.source_classes,
+            request.target,
+            config=config,
+            steps=15,
+            seed=request.seed,
+        )
         np.testing.assert_allclose(together.trigger.mask, alone.trigger.mask, atol=1e-4)
         np.testing.assert_allclose(together.trigger.pattern, alone.trigger.pattern, atol=1e-4)
         assert together.success == alone.success
@@ -105,20 +129,26 @@ def test_inversion_keeps_model_mode_and_weights(backdoored_setup: BackdooredSetu
     before = [p.detach().clone() for p in model.parameters()]
     invert(model, backdoored_setup.images[:64], backdoored_setup.labels[:64], (1, 2), 0, steps=3)
     assert model.training
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert all(p.grad is None for p in model.parameters())
 
 
 def test_sample_variance_reading_known_values():
     """Variance over samples (the other reading of the paper's distance): per step, the variance of
     the source's per-sample losses, averaged over the steps where it had >= 2 samples."""
-    tracker = SourceLossTracker(steps=2, count=1, num_classes=2, device=torch.device("cpu"), dtype=torch.float64)
+    tracker = SourceLossTracker(
+        steps=2, count=1, num_classes=2, device=torch.device("cpu"), dtype=torch.float64
+    )
     owner = torch.zeros(3, dtype=torch.long)
-    tracker.add(0, owner, torch.tensor([0, 0, 1]), torch.tensor([1.0, 3.0, 5.0], dtype=torch.float64))
-    tracker.add(1, owner, torch.tensor([0, 0, 0]), torch.tensor([2.0, 2.0, 8.0], dtype=torch.float64))
+    tracker.add(
+        0, owner, torch.tensor([0, 0, 1]), torch.tensor([1.0, 3.0, 5.0], dtype=torch.float64)
+    )
+    tracker.add(
+        1, owner, torch.tensor([0, 0, 0]), torch.tensor([2.0, 2.0, 8.0], dtype=torch.float64)
+    )
     over_steps, over_samples = tracker.variances()
     assert over_samples[0, 0] == pytest.approx((np.var([1.0, 3.0]) + np.var([2.0, 2.0, 8.0])) / 2)
-    assert np.isnan(over_samples[0, 1])                       # class 1 never had 2 samples in a step
+    assert np.isnan(over_samples[0, 1])  # class 1 never had 2 samples in a step
     assert over_steps[0, 0] == pytest.approx(np.var([2.0, 4.0]))
 
 
@@ -136,16 +166,21 @@ def test_abs_inverter_candidates(backdoored_setup: BackdooredSetup):
     requests = [InversionRequest((1, 2, 3), s.target, seed=1), InversionRequest((4,), 5, seed=2)]
     candidates = invert_abs_many(s.model, s.images[:300], s.labels[:300], requests, config=config)
     assert [len(c) for c in candidates] == [3, 3]
-    for group, request in zip(candidates, requests):
+    for group, request in zip(candidates, requests, strict=True):
         accs = [c.attack_acc for c in group]
         assert accs == sorted(accs, reverse=True)
         assert all(c.target == request.target and c.trigger.shape == (1, 28, 28) for c in group)
     sources = torch.isin(s.labels[:300], torch.tensor([1, 2, 3]))
     with torch.no_grad():
         unstamped = float((s.model(s.images[:300][sources]).argmax(1) == s.target).float().mean())
-    print(f"ABS best attack acc toward the backdoor target: {candidates[0][0].attack_acc:.3f} "
-          f"(unstamped: {unstamped:.3f}) after only 50 steps")
+    print(
+        f"ABS best attack acc toward the backdoor target: {candidates[0][0].attack_acc:.3f} "
+        f"(unstamped: {unstamped:.3f}) after only 50 steps"
+    )
     assert candidates[0][0].attack_acc > 0.3 > unstamped
-    # ABS measures the same per-source loss variances as NC, so it feeds FLIP's distance matrix (A.7)
-    assert all(set(c.per_source_loss_variance) == set(r.source_classes) for c, r in zip(
-        [group[0] for group in candidates], requests))
+    # ABS measures the same per-source loss variances as NC, so it feeds FLIP's distance matrix
+    # (A.7)
+    assert all(
+        set(c.per_source_loss_variance) == set(r.source_classes)
+        for c, r in zip([group[0] for group in candidates], requests, strict=True)
+    )

@@ -1,4 +1,7 @@
-"""FLIP's three modes, per-data-set defaults, the release's distance / stamping, docs table (issue 17)."""
+"""FLIP's three modes, per-data-set defaults, the release's distance / stamping, docs table (issue
+17).
+"""
+
 from __future__ import annotations
 
 import dataclasses
@@ -6,6 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from flip_fixtures import BackdooredSetup, backdoored_setup  # noqa: F401  (session fixture)
 
 from deepfl.client import LocalData, LocalTrainer, RoundContext, build_client_defense
 from deepfl.config import TrainConfig
@@ -18,53 +22,106 @@ from deepfl.flip.mode_docs import DOC_PATH, render
 from deepfl.flip.plan import HardeningPlan, _box_initialisation, plan_hardening
 from fldata.triggers import Trigger, dba_trigger
 
-from flip_fixtures import BackdooredSetup, backdoored_setup  # noqa: F401  (session fixture)
-
 
 def context(round_index: int = 1, client_id: int = 0, seed: int = 0) -> RoundContext:
-    return RoundContext(round_index, client_id, 10, torch.device("cpu"), torch.Generator().manual_seed(seed))
+    return RoundContext(
+        round_index, client_id, 10, torch.device("cpu"), torch.Generator().manual_seed(seed)
+    )
 
 
 # --- the modes ----------------------------------------------------------------------------------
 
+
 def test_paper_mode_uses_only_what_the_paper_states():
     paper = FlipConfig.paper()
     assert not paper.warm_start_from_universal and not paper.harden_with_universal
-    assert paper.distance == "loss_variance" and paper.pair_priority == "largest" and paper.exploration_prob == 0
-    assert paper.pairs_per_round is None and paper.pair_schedule == "rotate" and paper.pair_hold_batches == 1
+    assert (
+        paper.distance == "loss_variance"
+        and paper.pair_priority == "largest"
+        and paper.exploration_prob == 0
+    )
+    assert (
+        paper.pairs_per_round is None
+        and paper.pair_schedule == "rotate"
+        and paper.pair_hold_batches == 1
+    )
     assert (paper.min_samples_per_label, paper.symmetric_rule) == (5, "client")
-    assert (paper.augment_mode, paper.num_augmented, paper.hardening_optimizer) == ("append", 64, "sgd")
-    assert paper.hardening_lr is None and paper.hardening_epochs is None and paper.hardening_max_steps is None
+    assert (paper.augment_mode, paper.num_augmented, paper.hardening_optimizer) == (
+        "append",
+        64,
+        "sgd",
+    )
+    assert (
+        paper.hardening_lr is None
+        and paper.hardening_epochs is None
+        and paper.hardening_max_steps is None
+    )
     assert paper.max_mask_fraction == 1.0 and paper.focus_smallest_universal == 0
     assert not paper.leak_true_trigger_box
 
 
-@pytest.mark.parametrize("dataset, portion, threshold, min_samples, lr, epochs, cap", [
-    ("mnist", 0.5, 0.9, 1, 0.01, 10, 0.125),
-    ("fashion-mnist", 0.6, 0.9, 1, 0.01, 5, 0.125),
-    ("cifar10", 0.9, 0.85, 5, 0.001, 8, 0.25),
-])
+@pytest.mark.parametrize(
+    "dataset, portion, threshold, min_samples, lr, epochs, cap",
+    [
+        ("mnist", 0.5, 0.9, 1, 0.01, 10, 0.125),
+        ("fashion-mnist", 0.6, 0.9, 1, 0.01, 5, 0.125),
+        ("cifar10", 0.9, 0.85, 5, 0.001, 8, 0.25),
+    ],
+)
 def test_release_mode_per_data_set(dataset, portion, threshold, min_samples, lr, epochs, cap):
     release = FlipConfig.release(dataset)
-    assert (release.replace_portion, release.attack_success_threshold, release.min_samples_per_label) == (
-        portion, threshold, min_samples)
-    assert (release.hardening_lr, release.hardening_epochs, release.max_mask_fraction) == (lr, epochs, cap)
-    assert (release.distance, release.exploration_prob, release.symmetric_rule) == ("mask_growth", 0.3, "batch")
-    assert (release.augment_mode, release.hardening_optimizer, release.hardening_betas) == ("replace", "adam", (0.5, 0.9))
+    assert (
+        release.replace_portion,
+        release.attack_success_threshold,
+        release.min_samples_per_label,
+    ) == (portion, threshold, min_samples)
+    assert (release.hardening_lr, release.hardening_epochs, release.max_mask_fraction) == (
+        lr,
+        epochs,
+        cap,
+    )
+    assert (release.distance, release.exploration_prob, release.symmetric_rule) == (
+        "mask_growth",
+        0.3,
+        "batch",
+    )
+    assert (release.augment_mode, release.hardening_optimizer, release.hardening_betas) == (
+        "replace",
+        "adam",
+        (0.5, 0.9),
+    )
     assert release.hardening_max_steps == 110 and release.pair_hold_batches == 2
     assert not release.leak_true_trigger_box
 
 
 def test_fliplab_is_the_default_and_modes_take_the_data_set():
-    assert FlipConfig() == FlipConfig.fliplab() == FlipConfig.from_params({}) == FlipConfig.from_params({"mode": "fliplab"})
+    assert (
+        FlipConfig()
+        == FlipConfig.fliplab()
+        == FlipConfig.from_params({})
+        == FlipConfig.from_params({"mode": "fliplab"})
+    )
     assert FlipConfig.fliplab().focus_smallest_universal == 1
     for mode in MODES:
         cifar = FlipConfig.for_mode(mode, "cifar10")
-        assert (cifar.attack_success_threshold, cifar.rejection_tau, cifar.replace_portion) == (0.85, 0.4, 0.9)
+        assert (cifar.attack_success_threshold, cifar.rejection_tau, cifar.replace_portion) == (
+            0.85,
+            0.4,
+            0.9,
+        )
         assert FlipConfig.for_mode(mode, "digits") == FlipConfig.for_mode(mode, "mnist")
-    overridden = FlipConfig.from_params({"mode": "paper", "hardening": False, "warmup_steps": 7}, "cifar10")
-    assert overridden == dataclasses.replace(FlipConfig.paper("cifar10"), hardening=False, warmup_steps=7)
-    assert build_client_defense("flip", {"mode": "release"}, dataset="fashion-mnist").config.replace_portion == 0.6
+    overridden = FlipConfig.from_params(
+        {"mode": "paper", "hardening": False, "warmup_steps": 7}, "cifar10"
+    )
+    assert overridden == dataclasses.replace(
+        FlipConfig.paper("cifar10"), hardening=False, warmup_steps=7
+    )
+    assert (
+        build_client_defense(
+            "flip", {"mode": "release"}, dataset="fashion-mnist"
+        ).config.replace_portion
+        == 0.6
+    )
     with pytest.raises(ValueError, match="unknown FLIP mode"):
         FlipConfig.from_params({"mode": "faithful"})
     with pytest.raises(ValueError, match="unknown key 'mode'"):
@@ -74,7 +131,9 @@ def test_fliplab_is_the_default_and_modes_take_the_data_set():
 
 
 def test_docs_table_is_generated_from_the_classmethods():
-    assert DOC_PATH.read_text() == render(), "docs/flip_modes.md is stale: run python -m deepfl.flip.mode_docs"
+    assert DOC_PATH.read_text() == render(), (
+        "docs/flip_modes.md is stale: run python -m deepfl.flip.mode_docs"
+    )
     assert "| `distance` | loss_variance | mask_growth | loss_variance |" in render()
 
 
@@ -82,8 +141,14 @@ def test_hardening_options_reach_the_trainer():
     settings = TrainConfig(lr=0.1, batch_size=64, epochs=1)
     release, paper = FlipConfig.release(), FlipConfig.paper()
     assert trainer_options(paper) == {}
-    assert trainer_options(release) == {"optimizer": "adam", "betas": (0.5, 0.9), "lr": 0.01, "weight_decay": 0.0,
-                                        "epochs": 10, "max_steps": 110}
+    assert trainer_options(release) == {
+        "optimizer": "adam",
+        "betas": (0.5, 0.9),
+        "lr": 0.01,
+        "weight_decay": 0.0,
+        "epochs": 10,
+        "max_steps": 110,
+    }
     trainer = LocalTrainer(settings)
     assert batch_steps(paper, trainer, 600) == 10 and batch_steps(release, trainer, 600) == 100
     assert batch_steps(release, trainer, 1000) == 110
@@ -91,16 +156,23 @@ def test_hardening_options_reach_the_trainer():
 
 # --- the release's distance and stamping ---------------------------------------------------------
 
+
 def _result(source: int, target: int, l1: float) -> InversionResult:
     trigger = dba_trigger((1, 28, 28))
     return InversionResult(trigger, target, (source,), True, 1.0, 0.0, l1)
 
 
 def test_mask_growth_distance_is_the_release_moving_average_of_relative_growth():
-    universal = [InversionResult(dba_trigger((1, 28, 28)), t, tuple(s for s in range(3) if s != t), True, 1.0, 0.0, l1)
-                 for t, l1 in enumerate([40.0, 80.0, 20.0])]
+    universal = [
+        InversionResult(
+            dba_trigger((1, 28, 28)), t, tuple(s for s in range(3) if s != t), True, 1.0, 0.0, l1
+        )
+        for t, l1 in enumerate([40.0, 80.0, 20.0])
+    ]
     distance = warmup_distance_matrix(universal, 3, "mask_growth")
-    assert distance[0, 1] == pytest.approx(1.0) and distance[1, 0] == pytest.approx(0.5)    # L1 / max L1
+    assert distance[0, 1] == pytest.approx(1.0) and distance[1, 0] == pytest.approx(
+        0.5
+    )  # L1 / max L1
     sizes = warmup_distance_matrix(universal, 3, "mask_size")
     updated = update_distance_matrix(distance, [_result(0, 1, 100.0)], "mask_growth", 0.5, sizes)
     assert updated[0, 1] == pytest.approx((1.0 + (100.0 - 80.0) / 80.0) / 2)
@@ -120,14 +192,14 @@ def test_replace_augment_decides_symmetric_per_batch():
 
     def stamped(labels: list[int]) -> list[int]:
         y = torch.tensor(labels)
-        out, same = augment(x[:len(labels)], y)
+        out, same = augment(x[: len(labels)], y)
         assert torch.equal(same, y)
         changed = out.flatten(1).any(dim=1)
         return [int((changed & (y == c)).sum()) for c in (0, 1, 2)]
 
-    assert stamped([1] * 6 + [2] * 4 + [0] * 2) == [0, 2, 2]      # symmetric: int(0.5 * min(6, 4)) each
-    assert stamped([1] * 6 + [2] * 1 + [0] * 5) == [0, 3, 0]      # target not available: asymmetric
-    assert stamped([1] * 1 + [2] * 6 + [0] * 5) == [0, 0, 0]      # source not available: nothing
+    assert stamped([1] * 6 + [2] * 4 + [0] * 2) == [0, 2, 2]  # symmetric: int(0.5 * min(6, 4)) each
+    assert stamped([1] * 6 + [2] * 1 + [0] * 5) == [0, 3, 0]  # target not available: asymmetric
+    assert stamped([1] * 1 + [2] * 6 + [0] * 5) == [0, 0, 0]  # source not available: nothing
 
 
 def test_rotating_augment_plays_universal_slots_once_then_cycles_pairs():
@@ -137,6 +209,7 @@ def test_rotating_augment_plays_universal_slots_once_then_cycles_pairs():
         def augment(x, y):
             seen.append(name)
             return x, y
+
         return augment
 
     augment = rotating_augment([tag("u0"), tag("u1")], [tag("p0"), tag("p1")], hold=2)
@@ -149,41 +222,56 @@ def test_leak_box_covers_the_true_trigger_bounding_box():
     truth = dba_trigger((3, 32, 32))
     init = _box_initialisation(truth, FlipConfig())
     rows, cols = np.nonzero(truth.mask)
-    box = init.mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    box = init.mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     assert np.all(box == 1.0) and init.mask.sum() == box.size + 0.1 * (init.mask.size - box.size)
     with pytest.raises(ValueError, match="needs the true trigger"):
-        plan_hardening(FlipConfig(leak_true_trigger_box=True), None, LocalData(torch.zeros(4, 3, 32, 32),
-                       torch.arange(4)), {}, context())
+        plan_hardening(
+            FlipConfig(leak_true_trigger_box=True),
+            None,
+            LocalData(torch.zeros(4, 3, 32, 32), torch.arange(4)),
+            {},
+            context(),
+        )
 
 
-# --- modes on the planted-backdoor fixture ---------------------------------------------------------
+# --- modes on the planted-backdoor fixture
+# ---------------------------------------------------------
 
 STEPS = dict(warmup_steps=6, pair_steps=4, focus_refresh_steps=6, batch_size=8)
 
 
-def test_paper_mode_inverts_one_pair_per_batch_from_the_neutral_mask(backdoored_setup: BackdooredSetup):
+def test_paper_mode_inverts_one_pair_per_batch_from_the_neutral_mask(
+    backdoored_setup: BackdooredSetup,
+):
     s = backdoored_setup
     data = LocalData(s.images[:320], s.labels[:320])
     config = FlipConfig.paper(**STEPS)
     state: dict = {}
     plan = plan_hardening(config, s.clone_model(), data, state, context(1), batch_steps=5)
-    assert plan.universal == [] and len(plan.pairs) == 5                # 5 batches, 5 distinct pairs
+    assert plan.universal == [] and len(plan.pairs) == 5  # 5 batches, 5 distinct pairs
     distance = np.nan_to_num(state["flip_distance"], nan=-np.inf)
     chosen = [(int(s_), int(t)) for s_, t, _ in state["flip_last_pairs"]]
-    assert distance[chosen[0]] == distance.max()                        # largest distance first
-    assert all(len(pair) == 1 + int(sym) for pair, (_, _, sym) in zip(plan.pairs, state["flip_last_pairs"]))
+    assert distance[chosen[0]] == distance.max()  # largest distance first
+    assert all(
+        len(pair) == 1 + int(sym)
+        for pair, (_, _, sym) in zip(plan.pairs, state["flip_last_pairs"], strict=True)
+    )
     later = plan_hardening(config, s.clone_model(), data, state, context(2), batch_steps=5)
-    assert later.universal == [] and state["flip_warmup_round"] == 1     # cached: no second warm-up
+    assert later.universal == [] and state["flip_warmup_round"] == 1  # cached: no second warm-up
 
 
 def test_abs_replaces_every_inversion_and_feeds_the_distance(backdoored_setup: BackdooredSetup):
     s = backdoored_setup
     data = LocalData(s.images[:200], s.labels[:200])
-    config = FlipConfig(inverter="abs", abs_steps=8, abs_num_candidates=2, **{**STEPS, "batch_size": 32})
+    config = FlipConfig(
+        inverter="abs", abs_steps=8, abs_num_candidates=2, **{**STEPS, "batch_size": 32}
+    )
     state: dict = {}
     plan = plan_hardening(config, s.clone_model(), data, state, context(1))
-    assert plan.universal and all(d.triggers[0].name.startswith("abs[") for d in plan.universal)   # warm-up
-    assert all(len(d.triggers) == 2 for pair in plan.pairs for d in pair)                          # candidates
+    assert plan.universal and all(
+        d.triggers[0].name.startswith("abs[") for d in plan.universal
+    )  # warm-up
+    assert all(len(d.triggers) == 2 for pair in plan.pairs for d in pair)  # candidates
     assert np.isfinite(state["flip_distance"]).sum() >= 9 * 9
     refresh = plan_hardening(config, s.clone_model(), data, state, context(2))
     assert state["flip_refresh_round"] == 2
@@ -191,7 +279,9 @@ def test_abs_replaces_every_inversion_and_feeds_the_distance(backdoored_setup: B
 
 
 def test_release_mode_rotates_slots_in_place(backdoored_setup: BackdooredSetup):
-    """Release warm-up round: the universal triggers one per batch (in place), then a pair per 2 batches."""
+    """Release warm-up round: the universal triggers one per batch (in place), then a pair per 2
+    batches.
+    """
     s = backdoored_setup
     data = LocalData(s.images[:300], s.labels[:300])
     config = FlipConfig.release(**STEPS, max_mask_fraction=1.0, pairs_per_round=2)
@@ -202,14 +292,18 @@ def test_release_mode_rotates_slots_in_place(backdoored_setup: BackdooredSetup):
     for batch in range(10):
         out, labels = augment(x, y)
         changed = out.flatten(1).any(dim=1) & (out != x).flatten(1).any(dim=1)
-        assert torch.equal(labels, y) and out.shape == x.shape               # in place, true labels
-        assert not changed[y == plan.universal[batch].target].any()          # its target's samples are not sources
+        assert torch.equal(labels, y) and out.shape == x.shape  # in place, true labels
+        assert not changed[
+            y == plan.universal[batch].target
+        ].any()  # its target's samples are not sources
     pair_batch, _ = augment(x, y)
     changed = (pair_batch != x).flatten(1).any(dim=1)
     assert set(y[changed].tolist()) <= {d.sources[0] for d in plan.pairs[0]}
 
 
-def test_flip_defense_passes_the_release_optimiser_to_the_trainer(backdoored_setup: BackdooredSetup):
+def test_flip_defense_passes_the_release_optimiser_to_the_trainer(
+    backdoored_setup: BackdooredSetup,
+):
     s = backdoored_setup
     calls: list[dict] = []
 
@@ -219,7 +313,18 @@ def test_flip_defense_passes_the_release_optimiser_to_the_trainer(backdoored_set
             return {}
 
     defense = FlipDefense(mode="release", **STEPS, pairs_per_round=1)
-    defense.train(s.clone_model(), LocalData(s.images[:100], s.labels[:100]), {}, Recording(TrainConfig()), context())
+    defense.train(
+        s.clone_model(),
+        LocalData(s.images[:100], s.labels[:100]),
+        {},
+        Recording(TrainConfig()),
+        context(),
+    )
     assert {k: calls[0][k] for k in ("optimizer", "lr", "betas", "max_steps", "epochs")} == {
-        "optimizer": "adam", "lr": 0.01, "betas": (0.5, 0.9), "max_steps": 110, "epochs": 10}
+        "optimizer": "adam",
+        "lr": 0.01,
+        "betas": (0.5, 0.9),
+        "max_steps": 110,
+        "epochs": 10,
+    }
     assert HardeningPlan().directions() == []

@@ -1,10 +1,10 @@
 """Refactoring must not change the numbers: fixed-seed micro runs against their stored outputs."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-
 from golden_run import DEFENSES, GOLDEN_PATH, golden_outputs
 
 

@@ -1,14 +1,15 @@
 """deepfl.registry: one mechanism for every named component, one lookup, one error message."""
+
 from __future__ import annotations
 
 import pytest
+from engine_fixtures import micro_config
 
 from deepfl.client import ATTACKER_BEHAVIOURS, CLIENT_DEFENSES, NoClientDefense
 from deepfl.defenses import REGISTRY, make_aggregator
 from deepfl.defenses.krum import Krum
 from deepfl.registry import Registry, UnavailableComponentError, UnknownNameError
 from deepfl.runner import Experiment
-from engine_fixtures import micro_config
 from fldata.params import ConfigError
 
 
@@ -20,16 +21,29 @@ def test_every_component_kind_uses_the_one_registry_type() -> None:
     assert dict(REGISTRY.items())["multikrum"].name == "multikrum"
 
 
-@pytest.mark.parametrize("registry, name, message", [
-    (REGISTRY, "kurm",
-     "unknown server defense 'kurm' (did you mean 'krum'?); known: bulyan_krum, "),
-    (CLIENT_DEFENSES, "flp",
-     "unknown client defense 'flp' (did you mean 'flip'?); known: flip, none"),
-    (ATTACKER_BEHAVIOURS, "sneaky",
-     "unknown attacker behaviour 'sneaky'; known: adaptive, standard"),
-])
+@pytest.mark.parametrize(
+    "registry, name, message",
+    [
+        (
+            REGISTRY,
+            "kurm",
+            "unknown server defense 'kurm' (did you mean 'krum'?); known: bulyan_krum, ",
+        ),
+        (
+            CLIENT_DEFENSES,
+            "flp",
+            "unknown client defense 'flp' (did you mean 'flip'?); known: flip, none",
+        ),
+        (
+            ATTACKER_BEHAVIOURS,
+            "sneaky",
+            "unknown attacker behaviour 'sneaky'; known: adaptive, standard",
+        ),
+    ],
+)
 def test_an_unknown_name_gets_one_message_and_is_a_key_and_config_error(
-        registry: Registry, name: str, message: str) -> None:
+    registry: Registry, name: str, message: str
+) -> None:
     with pytest.raises(UnknownNameError) as raised:
         registry[name]
     assert str(raised.value).startswith(message)
@@ -40,15 +54,16 @@ def test_builders_and_the_engine_look_defenses_up_through_the_registry(tmp_path)
     with pytest.raises(UnknownNameError, match="unknown server defense 'kurm'"):
         make_aggregator("kurm")
     cfg = micro_config(tmp_path)
-    object.__setattr__(cfg.defense, "server", "kurm")   # bypass the config's own check
+    object.__setattr__(cfg.defense, "server", "kurm")  # bypass the config's own check
     with pytest.raises(UnknownNameError, match="unknown server defense 'kurm'"):
         Experiment(cfg, tmp_path / "run")
 
 
 def test_lazy_entries_are_imported_on_lookup_and_a_missing_module_is_reported() -> None:
-    registry: Registry[object] = Registry("widget", {"path": "pathlib:Path",
-                                                     "gone": "no_such_module:Thing"})
-    assert "gone" in registry and list(registry) == ["path", "gone"]   # membership imports nothing
+    registry: Registry[object] = Registry(
+        "widget", {"path": "pathlib:Path", "gone": "no_such_module:Thing"}
+    )
+    assert "gone" in registry and list(registry) == ["path", "gone"]  # membership imports nothing
     from pathlib import Path
 
     assert registry["path"] is Path

@@ -1,4 +1,5 @@
 """Vectorised local training (deepfl.vectorised) against the sequential reference (LocalTrainer)."""
+
 from __future__ import annotations
 
 import functools
@@ -6,6 +7,7 @@ import logging
 
 import pytest
 import torch
+from engine_fixtures import comparable, micro_config, single_thread
 
 from deepfl.client import LocalData, LocalTrainer, trigger_on_device
 from deepfl.config import ConfigError, TrainConfig, parse_override, resolve
@@ -14,7 +16,6 @@ from deepfl.io import read_jsonl
 from deepfl.models import build_model
 from deepfl.runner import Experiment
 from deepfl.vectorised import ClientTask, NotVectorisable, VectorisedTrainer, round_groups
-from engine_fixtures import comparable, micro_config, single_thread
 from fldata.triggers import dba_trigger, poison_batch
 
 # Local sizes with unequal step counts and last batches (batch 16): 40 = 16+16+8, 23 = 16+7,
@@ -42,20 +43,27 @@ def poison_for(name: str, dtype: torch.dtype, piece: int):
     return functools.partial(poison_batch, trigger=trigger, target=2, num_poison=5)
 
 
-def both_trainers(name: str, dtype: torch.dtype, settings: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-client updates (k, d) from the sequential LocalTrainer and from VectorisedTrainer; clients
-    0 and 2 are poisoned with their own DBA piece, each client has its own permutation generator."""
+def both_trainers(
+    name: str, dtype: torch.dtype, settings: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-client updates (k, d) from the sequential LocalTrainer and from VectorisedTrainer;
+    clients 0 and 2 are poisoned with their own DBA piece, each client has its own permutation
+    generator."""
     model, clients = population(name, dtype)
     flat = FlatState(model)
     start = flat.get()
     augments = [poison_for(name, dtype, 0), None, poison_for(name, dtype, 1), None]
     sequential = []
-    for index, (data, augment) in enumerate(zip(clients, augments)):
+    for index, (data, augment) in enumerate(zip(clients, augments, strict=True)):
         flat.set(start)
-        LocalTrainer(settings).train(model, data, augment=augment, generator=torch.Generator().manual_seed(index))
+        LocalTrainer(settings).train(
+            model, data, augment=augment, generator=torch.Generator().manual_seed(index)
+        )
         sequential.append(flat.get() - start)
-    tasks = [ClientTask(data, torch.Generator().manual_seed(index), augment)
-             for index, (data, augment) in enumerate(zip(clients, augments))]
+    tasks = [
+        ClientTask(data, torch.Generator().manual_seed(index), augment)
+        for index, (data, augment) in enumerate(zip(clients, augments, strict=True))
+    ]
     vectorised = VectorisedTrainer(model).train(start, tasks, settings) - start
     return torch.stack(sequential), vectorised
 
@@ -102,7 +110,9 @@ def test_resnet_float32_agrees_on_one_step_and_its_longer_runs_are_chaotic() -> 
         runs = []
         for perturbation in (0.0, 1e-7):
             flat.set(start * (1 + perturbation))
-            LocalTrainer(SETTINGS).train(model, clients[2], generator=torch.Generator().manual_seed(0))
+            LocalTrainer(SETTINGS).train(
+                model, clients[2], generator=torch.Generator().manual_seed(0)
+            )
             runs.append(flat.get() - start * (1 + perturbation))
     assert relative(runs[1][None], runs[0][None]).item() > 1e-4
 
@@ -116,14 +126,19 @@ def test_plain_sgd_without_momentum_or_weight_decay() -> None:
 
 def test_models_that_cannot_be_vectorised_are_refused() -> None:
     with pytest.raises(NotVectorisable, match="dropout"):
-        VectorisedTrainer(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(), torch.nn.Linear(4, 2)))
+        VectorisedTrainer(
+            torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(), torch.nn.Linear(4, 2))
+        )
     with pytest.raises(NotVectorisable, match="momentum=None"):
         VectorisedTrainer(torch.nn.Sequential(torch.nn.BatchNorm1d(4, momentum=None)))
 
 
 @pytest.mark.slow
-def test_engine_falls_back_to_sequential_when_the_batched_step_fails(tmp_path, monkeypatch, caplog) -> None:
+def test_engine_falls_back_to_sequential_when_the_batched_step_fails(
+    tmp_path, monkeypatch, caplog
+) -> None:
     """A batching rule missing on the device shows up in the probe at start-up, not mid-run."""
+
     def missing_rule(self, *args):
         raise RuntimeError("Batching rule not implemented for aten::something")
 
@@ -131,18 +146,25 @@ def test_engine_falls_back_to_sequential_when_the_batched_step_fails(tmp_path, m
     with caplog.at_level(logging.WARNING, logger="deepfl"):
         experiment = Experiment(micro_config(tmp_path, run={"vectorise": True}), tmp_path / "run")
     assert experiment.vectorised is None
-    assert "Batching rule not implemented" in caplog.text and "training clients sequentially" in caplog.text
+    assert (
+        "Batching rule not implemented" in caplog.text
+        and "training clients sequentially" in caplog.text
+    )
     experiment.run_round(2)
 
 
 @pytest.mark.parametrize("model", ["cnn", "linear"])
 @pytest.mark.slow
 def test_engine_round_updates_agree_and_are_deterministic(tmp_path, model: str) -> None:
-    """One attack round (attacker: 2 poison epochs, benign: 1 epoch) through Experiment._train_clients."""
+    """One attack round (attacker: 2 poison epochs, benign: 1 epoch) through
+    Experiment._train_clients.
+    """
     updates = {}
     with single_thread():
         for vectorise, tag in ((False, "seq"), (True, "vec"), (True, "vec-again")):
-            cfg = micro_config(tmp_path, model={"name": model}, attack={"epochs": 2}, run={"vectorise": vectorise})
+            cfg = micro_config(
+                tmp_path, model={"name": model}, attack={"epochs": 2}, run={"vectorise": vectorise}
+            )
             experiment = Experiment(cfg, tmp_path / tag)
             assert (experiment.vectorised is not None) == vectorise
             updates[tag] = experiment._train_clients(experiment.schedule.plan(2))
@@ -152,19 +174,36 @@ def test_engine_round_updates_agree_and_are_deterministic(tmp_path, model: str) 
 
 @pytest.mark.slow
 def test_flip_clients_and_adaptive_attackers_are_left_to_the_sequential_path(tmp_path) -> None:
-    flip = Experiment(micro_config(tmp_path, defense={"client": "flip"}, run={"vectorise": True}), tmp_path / "flip")
+    flip = Experiment(
+        micro_config(tmp_path, defense={"client": "flip"}, run={"vectorise": True}),
+        tmp_path / "flip",
+    )
     plan = flip.schedule.plan(2)
     [attackers] = round_groups(flip, plan)
     assert [plan.clients[row] for row in attackers.rows] == list(plan.attackers)
-    assert attackers.settings.epochs == flip.cfg.attack.epochs and attackers.scale == flip.cfg.attack.scale
+    assert (
+        attackers.settings.epochs == flip.cfg.attack.epochs
+        and attackers.scale == flip.cfg.attack.scale
+    )
     pretrain = round_groups(flip, flip.schedule.plan(1))
     assert len(pretrain) == 1 and len(pretrain[0].rows) == flip.cfg.server.clients_per_round
-    # the adaptive attacker needs FLIP clients (it inverts with their config): nothing of an attack round is
+    # the adaptive attacker needs FLIP clients (it inverts with their config): nothing of an attack
+    # round is
     # vectorisable then, pre-training still is
-    adaptive = Experiment(micro_config(tmp_path, attack={"behaviour": "adaptive"}, defense={"client": "flip"},
-                                       run={"vectorise": True}), tmp_path / "adaptive")
+    adaptive = Experiment(
+        micro_config(
+            tmp_path,
+            attack={"behaviour": "adaptive"},
+            defense={"client": "flip"},
+            run={"vectorise": True},
+        ),
+        tmp_path / "adaptive",
+    )
     assert round_groups(adaptive, plan) == []
-    assert len(round_groups(adaptive, adaptive.schedule.plan(1))[0].rows) == adaptive.cfg.server.clients_per_round
+    assert (
+        len(round_groups(adaptive, adaptive.schedule.plan(1))[0].rows)
+        == adaptive.cfg.server.clients_per_round
+    )
 
 
 @pytest.mark.slow
@@ -189,17 +228,28 @@ def test_vectorise_is_a_bool_setting() -> None:
 
 @pytest.mark.slow
 def test_clients_may_start_from_different_states() -> None:
-    """(k, d) starts, one per client (e.g. the global models of several seeds), train as one population."""
+    """(k, d) starts, one per client (e.g. the global models of several seeds), train as one
+    population.
+    """
     model, clients = population("cnn", torch.float64)
     flat = FlatState(model)
-    starts = flat.get() + 0.01 * torch.randn(len(clients), flat.layout.size, dtype=torch.float64,
-                                            generator=torch.Generator().manual_seed(3))
+    starts = flat.get() + 0.01 * torch.randn(
+        len(clients),
+        flat.layout.size,
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(3),
+    )
     trainer = VectorisedTrainer(model)
     with single_thread():
-        together = trainer.train(starts, [ClientTask(c, torch.Generator().manual_seed(i)) for i, c in enumerate(clients)],
-                                 SETTINGS)
-        alone = [trainer.train(starts[i], [ClientTask(c, torch.Generator().manual_seed(i))], SETTINGS)[0]
-                 for i, c in enumerate(clients)]
+        together = trainer.train(
+            starts,
+            [ClientTask(c, torch.Generator().manual_seed(i)) for i, c in enumerate(clients)],
+            SETTINGS,
+        )
+        alone = [
+            trainer.train(starts[i], [ClientTask(c, torch.Generator().manual_seed(i))], SETTINGS)[0]
+            for i, c in enumerate(clients)
+        ]
     assert relative(together - starts, torch.stack(alone) - starts).max() < 1e-10
 
 
@@ -211,4 +261,6 @@ def test_vectorised_run_resumes_exactly(tmp_path) -> None:
         assert Experiment(cfg, tmp_path / "killed").run(stop_after=2) is None
         resumed = Experiment(cfg, tmp_path / "killed").run()
     assert resumed is not None and resumed["final"] == full["final"]
-    assert comparable(read_jsonl(tmp_path / "killed" / "metrics.jsonl")) == comparable(read_jsonl(tmp_path / "full" / "metrics.jsonl"))
+    assert comparable(read_jsonl(tmp_path / "killed" / "metrics.jsonl")) == comparable(
+        read_jsonl(tmp_path / "full" / "metrics.jsonl")
+    )

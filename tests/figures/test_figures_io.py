@@ -1,4 +1,7 @@
-"""Input validation (clear error naming file and key, exit status 3, no traceback) and atomic writes."""
+"""Input validation (clear error naming file and key, exit status 3, no traceback) and atomic
+writes.
+"""
+
 from __future__ import annotations
 
 import json
@@ -8,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from figures_testdata import make_run_dir, make_theory_result
 from matplotlib.figure import Figure
 
 from figures.__main__ import main
 from figures.io import ResultFileError, load_deep_run, load_theory_result, save_figure, write_text
-from figures_testdata import make_run_dir, make_theory_result
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,11 +44,21 @@ def test_wrong_schema_is_named(tmp_path, capsys):
     data["schema"] = "something.else/2"
     path = _write(tmp_path / "r.json", data)
     status, err = _run_cli(["theory", str(path), "--out", str(tmp_path / "o")], capsys)
-    assert status == 3 and "'schema'" in err and "fliplab.theory.verify/1" in err and str(path) in err
+    assert (
+        status == 3 and "'schema'" in err and "fliplab.theory.verify/1" in err and str(path) in err
+    )
 
 
-@pytest.mark.parametrize("dotted", ["theorem1.backdoor.ub_r2", "theorem2.eps_paper_status", "metrics.defense.asr",
-                                    "metrics.backdoor_total", "attack"])
+@pytest.mark.parametrize(
+    "dotted",
+    [
+        "theorem1.backdoor.ub_r2",
+        "theorem2.eps_paper_status",
+        "metrics.defense.asr",
+        "metrics.backdoor_total",
+        "attack",
+    ],
+)
 def test_missing_nested_key_is_named(tmp_path, dotted):
     data = make_theory_result()
     *parents, leaf = dotted.split(".")
@@ -61,7 +74,9 @@ def test_missing_nested_key_is_named(tmp_path, dotted):
 def test_missing_key_inside_a_list_entry_is_named_with_its_index(tmp_path):
     data = make_theory_result(rounds=3)
     del data["corollary1"][2]["certified_jensen"]["neutralised"]
-    with pytest.raises(ResultFileError, match=r"missing key 'corollary1\[2\]\.certified_jensen\.neutralised'"):
+    with pytest.raises(
+        ResultFileError, match=r"missing key 'corollary1\[2\]\.certified_jensen\.neutralised'"
+    ):
         load_theory_result(_write(tmp_path / "a.json", data))
     data = make_theory_result(rounds=3)
     del data["series"][1]["theorem2"]["delta_inf"]
@@ -127,23 +142,34 @@ def test_deep_run_without_the_requested_tau_lists_the_recorded_ones(tmp_path, ca
 
 def test_bad_confidences_are_reported_as_input_errors(tmp_path, capsys):
     run = make_run_dir(tmp_path, "run")
-    np.savez(run / "confidences.npz", conf_clean=np.array([0.5, np.nan]), conf_backdoor=np.array([0.2]))
+    np.savez(
+        run / "confidences.npz", conf_clean=np.array([0.5, np.nan]), conf_backdoor=np.array([0.2])
+    )
     status, err = _run_cli(["deep", str(run), "--out", str(tmp_path / "o")], capsys)
     assert status == 3 and "confidences.npz: conf_clean contains NaN" in err
     assert not (tmp_path / "o").exists()  # nothing written when one input is bad
     np.savez(run / "confidences.npz", clean_confidence=np.array([0.5]))
     status, err = _run_cli(["deep", str(run), "--out", str(tmp_path / "o")], capsys)
-    assert status == 3 and "missing arrays: need 'clean_confidence' and 'backdoor_confidence'" in err
+    assert (
+        status == 3 and "missing arrays: need 'clean_confidence' and 'backdoor_confidence'" in err
+    )
 
 
 @pytest.mark.slow
 def test_cli_subprocess_prints_no_traceback_and_imports_no_heavy_package(tmp_path):
-    probe = ("import sys, figures.__main__ as cli; "
-             "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'linear_fl', 'deepfl') "
-             "or (m.startswith('theory.') and m != 'theory.paper_reference')]; "
-             "assert not heavy, heavy; sys.exit(cli.main(sys.argv[1:]))")
-    done = subprocess.run([sys.executable, "-c", probe, "theory", str(tmp_path / "x.json"), "--out", str(tmp_path)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    probe = (
+        "import sys, figures.__main__ as cli; "
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'linear_fl', 'deepfl') "
+        "or (m.startswith('theory.') and m != 'theory.paper_reference')]; "
+        "assert not heavy, heavy; sys.exit(cli.main(sys.argv[1:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "theory", str(tmp_path / "x.json"), "--out", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 3, done.stderr
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
 
@@ -175,12 +201,18 @@ def test_deep_run_with_missing_or_repeated_rounds_needs_allow_gaps(tmp_path, cap
     assert not (tmp_path / "o").exists()
     with pytest.warns(UserWarning, match="rounds 4 are missing; plotted anyway"):
         assert main(["deep", str(run), "--out", str(tmp_path / "o"), "--allow-gaps"]) == 0
-    (run / "metrics.jsonl").write_text("\n".join(lines[:3] + lines[2:]) + "\n")  # rounds 1,2,3,3,4,5,6
-    with pytest.raises(ResultFileError, match=r"rounds are repeated or out of order \(1, 2, 3, 3, 4"):
+    (run / "metrics.jsonl").write_text(
+        "\n".join(lines[:3] + lines[2:]) + "\n"
+    )  # rounds 1,2,3,3,4,5,6
+    with pytest.raises(
+        ResultFileError, match=r"rounds are repeated or out of order \(1, 2, 3, 3, 4"
+    ):
         load_deep_run(run)
 
 
 def test_unwritable_out_is_refused_before_any_input_is_read(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
-    status, err = _run_cli(["deep", str(tmp_path / "no-such-run"), "--out", str(tmp_path / "file" / "o")], capsys)
+    status, err = _run_cli(
+        ["deep", str(tmp_path / "no-such-run"), "--out", str(tmp_path / "file" / "o")], capsys
+    )
     assert status == 3 and err.startswith("error: --out") and "no-such-run" not in err

@@ -1,4 +1,5 @@
 """The paper's constants are consistent with each other (THEORY.md section 7.4, Tables 1-4)."""
+
 from __future__ import annotations
 
 from figures.paper_numbers import (
@@ -25,4 +26,6 @@ def test_tables_1_2_cover_the_same_defenses_with_rates_in_percent():
         assert list(table) == list(DEFENSE_LABELS)
         assert all(0 <= value <= 100 for row in table.values() for value in row)
     # Paper section 5.2: single-shot, "FLIP outperforms all the baselines on MNIST" (lowest ASR).
-    assert min(TABLE1_MNIST_SINGLE_SHOT, key=lambda name: TABLE1_MNIST_SINGLE_SHOT[name].asr) == "flip"
+    assert (
+        min(TABLE1_MNIST_SINGLE_SHOT, key=lambda name: TABLE1_MNIST_SINGLE_SHOT[name].asr) == "flip"
+    )

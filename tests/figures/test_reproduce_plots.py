@@ -1,4 +1,7 @@
-"""figures.reproduce_plots and ``python -m figures reproduce`` on the committed cpu-small cells (real results)."""
+"""figures.reproduce_plots and ``python -m figures reproduce`` on the committed cpu-small cells
+(real results).
+"""
+
 from __future__ import annotations
 
 import copy
@@ -19,7 +22,11 @@ pytestmark = pytest.mark.skipif(not CELLS, reason="no committed cpu-small FedAvg
 
 def test_over_rounds_marks_the_first_attack_round_and_plots_the_seed_mean() -> None:
     records = [read_cell(path) for path in CELLS]
-    first = next(r for r, phase in zip(records[0]["rounds"], records[0]["phase"]) if phase != "pretrain")
+    first = next(
+        r
+        for r, phase in zip(records[0]["rounds"], records[0]["phase"], strict=True)
+        if phase != "pretrain"
+    )
     assert _first_attack_round(records, "mnist", "continuous") == first
     assert _first_attack_round(records, "cifar10", "continuous") is None
     figure = plot_over_rounds(records)
@@ -49,13 +56,21 @@ def test_render_reproduce_writes_one_over_rounds_figure_per_data_set(tmp_path: P
 
 def _fake_triggers(masks: np.ndarray, target: int) -> dict[str, np.ndarray]:
     count = len(masks)
-    return {"masks": masks.astype(np.float16), "patterns": np.ones((count, 1, 28, 28), dtype=np.float16),
-            "client": np.arange(count, dtype=np.int64), "round": np.full(count, 11, dtype=np.int64),
-            "target": np.arange(count, dtype=np.int64) % 10, "source": np.full(count, -1, dtype=np.int64),
-            "kind": np.array(["warmup"] * count), "mask_l1": masks.sum(axis=(1, 2)).astype(np.float32)}
+    return {
+        "masks": masks.astype(np.float16),
+        "patterns": np.ones((count, 1, 28, 28), dtype=np.float16),
+        "client": np.arange(count, dtype=np.int64),
+        "round": np.full(count, 11, dtype=np.int64),
+        "target": np.arange(count, dtype=np.int64) % 10,
+        "source": np.full(count, -1, dtype=np.int64),
+        "kind": np.array(["warmup"] * count),
+        "mask_l1": masks.sum(axis=(1, 2)).astype(np.float32),
+    }
 
 
-def test_trigger_figure_shows_the_true_trigger_then_the_targets_universal_trigger(tmp_path: Path) -> None:
+def test_trigger_figure_shows_the_true_trigger_then_the_targets_universal_trigger(
+    tmp_path: Path,
+) -> None:
     from figures.reproduce_plots import plot_inverted_triggers, trigger_figures
     from fldata.triggers import dba_trigger
 
@@ -71,8 +86,10 @@ def test_trigger_figure_shows_the_true_trigger_then_the_targets_universal_trigge
     figures = trigger_figures(tmp_path / "cells")
     assert list(figures) == ["flip_triggers_mnist_continuous_flip_fliplab.png"]
     truth = dba_trigger((1, 28, 28))
-    figure = plot_inverted_triggers(_fake_triggers(masks, target), truth.mask, truth.pattern, target, "t")
+    figure = plot_inverted_triggers(
+        _fake_triggers(masks, target), truth.mask, truth.pattern, target, "t"
+    )
     titles = [axis.get_title() for axis in figure.axes]
     assert titles[0].startswith("true trigger") and f"-> {target}" in titles[0]
-    assert f"all -> {target}" in titles[1]          # the target's universal trigger comes first
+    assert f"all -> {target}" in titles[1]  # the target's universal trigger comes first
     assert len(titles) == 1 + 4

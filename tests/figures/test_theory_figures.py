@@ -1,4 +1,5 @@
 """Theory figures and the Table 3 / Table 4 markdown, from synthetic theory.verify results."""
+
 from __future__ import annotations
 
 import json
@@ -6,14 +7,19 @@ import math
 
 import numpy as np
 import pytest
+from figures_testdata import make_theory_result, png_size
 from matplotlib.figure import Figure
 
-from figures_testdata import make_theory_result, png_size
 from figures.__main__ import main, render_theory
 from figures.io import validate_theory_result
 from figures.paper_numbers import TABLE3_LOGREG, TABLE4_COUNTS
 from figures.tables import theory_tables_markdown
-from figures.theory_plots import plot_acc_asr_rounds, plot_corollary_counts, plot_loss_bounds, plot_radii
+from figures.theory_plots import (
+    plot_acc_asr_rounds,
+    plot_corollary_counts,
+    plot_loss_bounds,
+    plot_radii,
+)
 
 
 def _line(axis, label_start: str):
@@ -70,17 +76,28 @@ def test_corollary_figure_compares_each_certified_count_with_its_actual_set():
         return values
 
     np.testing.assert_allclose(_line(newly_axis, "actual").get_xdata(), taus)
-    np.testing.assert_allclose(_line(newly_axis, "actual").get_ydata(), column("newly_neutralised_actual"))
-    np.testing.assert_allclose(_line(newly_axis, "certified newly neutralised (Jensen").get_ydata(),
-                               column("certified_jensen", "newly_neutralised"))
+    np.testing.assert_allclose(
+        _line(newly_axis, "actual").get_ydata(), column("newly_neutralised_actual")
+    )
+    np.testing.assert_allclose(
+        _line(newly_axis, "certified newly neutralised (Jensen").get_ydata(),
+        column("certified_jensen", "newly_neutralised"),
+    )
     np.testing.assert_allclose(_line(newly_axis, "net").get_ydata(), column("neutralised_actual"))
-    np.testing.assert_allclose(_line(failing_axis, "actual").get_ydata(),
-                               [9020 - n for n in column("defense", "n_asr")])
-    np.testing.assert_allclose(_line(failing_axis, "certified neutralised (Theorem-1").get_ydata(),
-                               column("certified_t1", "neutralised"))
+    np.testing.assert_allclose(
+        _line(failing_axis, "actual").get_ydata(), [9020 - n for n in column("defense", "n_asr")]
+    )
+    np.testing.assert_allclose(
+        _line(failing_axis, "certified neutralised (Theorem-1").get_ydata(),
+        column("certified_t1", "neutralised"),
+    )
     np.testing.assert_allclose(_line(asr_axis, "FLIP").get_ydata(), column("defense", "n_asr"))
-    np.testing.assert_allclose(_line(acc_axis, "no defense").get_ydata(), column("no_defense", "n_acc"))
-    np.testing.assert_allclose(_line(acc_axis, "certified kept (Jensen").get_ydata(), column("certified_jensen", "kept"))
+    np.testing.assert_allclose(
+        _line(acc_axis, "no defense").get_ydata(), column("no_defense", "n_acc")
+    )
+    np.testing.assert_allclose(
+        _line(acc_axis, "certified kept (Jensen").get_ydata(), column("certified_jensen", "kept")
+    )
     assert "UNSOUND" not in newly_axis.get_title()
     entries[1]["sound"] = False
     assert "UNSOUND at tau=0.3" in plot_corollary_counts(result).axes[0].get_title()
@@ -96,7 +113,9 @@ def test_corollary_figure_without_newly_neutralised_fields_still_draws_the_net_c
 
 
 def test_radii_figure_uses_log_axis_and_moves_undefined_values_to_the_strip():
-    result = make_theory_result(rounds=4)  # eps_A is None at round 2; eps_paper alternates -0.5 / None
+    result = make_theory_result(
+        rounds=4
+    )  # eps_A is None at round 2; eps_paper alternates -0.5 / None
     figure = plot_radii(result)
     axis, strip = figure.axes
     assert axis.get_yscale() == "log"
@@ -104,7 +123,9 @@ def test_radii_figure_uses_log_axis_and_moves_undefined_values_to_the_strip():
     assert math.isnan(eps_a[1]) and np.all(np.isfinite(eps_a[[0, 2, 3]]))
     assert np.all(np.isnan(_line(axis, r"$\varepsilon_P$").get_ydata()))
     delta = _line(axis, "realised").get_ydata()
-    np.testing.assert_allclose(delta, [entry["theorem2"]["delta_inf"] for entry in result["series"]])
+    np.testing.assert_allclose(
+        delta, [entry["theorem2"]["delta_inf"] for entry in result["series"]]
+    )
     marked = np.concatenate([collection.get_offsets() for collection in strip.collections])
     rows = {tick.get_text(): tick.get_position()[1] for tick in strip.get_yticklabels()}
     marked_points = {(float(x), float(y)) for x, y in marked}
@@ -115,15 +136,22 @@ def test_radii_figure_uses_log_axis_and_moves_undefined_values_to_the_strip():
 
 def test_acc_asr_rounds_figure_shows_series_rates_in_percent_and_the_paper_lines():
     result = make_theory_result("single-shot", rounds=3)
-    result["series"][2]["metrics"] = {"no_defense": {"acc": 0.5, "asr": 0.25}, "defense": {"acc": 0.4, "asr": 0.01},
-                                      "tau": 0.0}
+    result["series"][2]["metrics"] = {
+        "no_defense": {"acc": 0.5, "asr": 0.25},
+        "defense": {"acc": 0.4, "asr": 0.01},
+        "tau": 0.0,
+    }
     acc_axis, asr_axis = plot_acc_asr_rounds(result).axes
-    np.testing.assert_allclose(_line(asr_axis, "ours: no defense").get_ydata(), [61.23, 61.23, 25.0])
+    np.testing.assert_allclose(
+        _line(asr_axis, "ours: no defense").get_ydata(), [61.23, 61.23, 25.0]
+    )
     np.testing.assert_allclose(_line(acc_axis, "ours: FLIP").get_ydata(), [83.45, 83.45, 40.0])
     paper = _line(asr_axis, "paper Table 3: FLIP").get_ydata()
     np.testing.assert_allclose(paper, TABLE3_LOGREG["single-shot"]["defense"].asr)
     single = make_theory_result("continuous", rounds=0)
-    np.testing.assert_allclose(_line(plot_acc_asr_rounds(single).axes[0], "ours: no defense").get_ydata(), [88.12])
+    np.testing.assert_allclose(
+        _line(plot_acc_asr_rounds(single).axes[0], "ours: no defense").get_ydata(), [88.12]
+    )
 
 
 def test_theory_table_has_ours_and_the_papers_numbers():
@@ -136,10 +164,17 @@ def test_theory_table_has_ours_and_the_papers_numbers():
         for side in ("no_defense", "defense"):
             assert f"{TABLE3_LOGREG[attack][side].acc:.2f}" in text
             assert f"{TABLE3_LOGREG[attack][side].asr:.2f}" in text
-            assert f"| {TABLE4_COUNTS[attack][side].n_asr} " in text or f"{TABLE4_COUNTS[attack][side].n_asr} |" in text
-    entry = next(e for e in continuous["metrics"]["per_tau"] if e["tau"] == continuous["metrics"]["tau"])
+            assert (
+                f"| {TABLE4_COUNTS[attack][side].n_asr} " in text
+                or f"{TABLE4_COUNTS[attack][side].n_asr} |" in text
+            )
+    entry = next(
+        e for e in continuous["metrics"]["per_tau"] if e["tau"] == continuous["metrics"]["tau"]
+    )
     assert f"{entry['defense']['n_asr']} (rejected {entry['defense']['rejected_backdoor']})" in text
-    assert f"{entry['no_defense']['n_acc']} (rejected {entry['no_defense']['rejected_clean']})" in text
+    assert (
+        f"{entry['no_defense']['n_acc']} (rejected {entry['no_defense']['rejected_clean']})" in text
+    )
 
 
 def test_theory_table_without_a_matching_tau_derives_counts_from_rates():
@@ -164,7 +199,9 @@ def test_render_theory_writes_valid_pngs_and_one_table(tmp_path, write_theory_re
     written = render_theory([single, continuous], out)
     names = sorted(path.name for path in written)
     kinds = ("loss_bounds", "corollary1_counts", "radii", "acc_asr")
-    expected = [f"{stem}_{kind}.png" for stem in ("single", "cont") for kind in kinds] + ["table3_table4.md"]
+    expected = [f"{stem}_{kind}.png" for stem in ("single", "cont") for kind in kinds] + [
+        "table3_table4.md"
+    ]
     assert names == sorted(expected)
     for path in written:
         if path.suffix == ".png":

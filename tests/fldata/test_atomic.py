@@ -1,11 +1,13 @@
-"""fldata.atomic: the target is replaced only by complete content, and a failed write leaves it alone."""
+"""fldata.atomic: the target is replaced only by complete content, and a failed write leaves it
+alone.
+"""
+
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-
-import os
 
 from fldata.atomic import atomic_write, write_bytes_atomic, write_json_atomic, write_text_atomic
 
@@ -16,7 +18,7 @@ def test_writes_and_replaces(tmp_path: Path) -> None:
     write_text_atomic(target, "second")
     assert target.read_text() == "second"
     assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()  # a normal file, not mkstemp's 0600
-    assert write_bytes_atomic(tmp_path / "b.bin", b"\x00\x01") .read_bytes() == b"\x00\x01"
+    assert write_bytes_atomic(tmp_path / "b.bin", b"\x00\x01").read_bytes() == b"\x00\x01"
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -41,7 +43,7 @@ def _umask() -> int:
 
 def test_json_formats_of_deepfl_and_theory(tmp_path: Path) -> None:
     payload = {"b": 1.5, "a": [1, 2]}
-    run_style = write_json_atomic(tmp_path / "run.json", payload)   # deepfl: indent 2, sorted keys
+    run_style = write_json_atomic(tmp_path / "run.json", payload)  # deepfl: indent 2, sorted keys
     assert run_style.read_text() == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1.5\n}'
     report_style = write_json_atomic(tmp_path / "report.json", payload, indent=1, sort_keys=False)
     assert report_style.read_text().startswith('{\n "b": 1.5,')
@@ -52,4 +54,7 @@ def test_strict_json_refuses_nan_and_keeps_the_old_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         write_json_atomic(target, {"x": float("nan")}, allow_nan=False)
     assert target.read_text() == '{\n  "x": 1.0\n}'
-    assert write_json_atomic(tmp_path / "loose.json", {"x": float("nan")}).read_text() == '{\n  "x": NaN\n}'
+    assert (
+        write_json_atomic(tmp_path / "loose.json", {"x": float("nan")}).read_text()
+        == '{\n  "x": NaN\n}'
+    )

@@ -1,4 +1,7 @@
-"""Real-data checks of fldata.datasets: MNIST, Fashion-MNIST, CIFAR-10, and the pixel conversions."""
+"""Real-data checks of fldata.datasets: MNIST, Fashion-MNIST, CIFAR-10, and the pixel
+conversions.
+"""
+
 from __future__ import annotations
 
 import gzip
@@ -8,8 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fldata.datasets import (DATASET_NAMES, DataError, DataNotFoundError, Dataset, cache_dir, flatten_unit,
-                             load_dataset, to_float_chw)
+from fldata.datasets import (
+    DATASET_NAMES,
+    DataError,
+    DataNotFoundError,
+    Dataset,
+    cache_dir,
+    flatten_unit,
+    load_dataset,
+    to_float_chw,
+)
 
 MNIST_TEST_CLASS_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # DATA.md
 MNIST_UNCOMPRESSED_MD5 = {  # DATA.md
@@ -64,8 +75,10 @@ def test_fashion_mnist_shapes_and_balanced_classes() -> None:
     try:
         fashion = load_dataset("fashion-mnist")
     except DataNotFoundError as error:
-        pytest.skip(f"Fashion-MNIST is not installed here (apt-get install dataset-fashion-mnist): "
-                    f"{str(error).splitlines()[0]}")
+        pytest.skip(
+            f"Fashion-MNIST is not installed here (apt-get install dataset-fashion-mnist): "
+            f"{str(error).splitlines()[0]}"
+        )
     assert fashion.x_train.shape == (60000, 28, 28) and fashion.x_test.shape == (10000, 28, 28)
     assert fashion.x_train.dtype == np.uint8 and fashion.y_test.dtype == np.int64
     assert np.bincount(fashion.y_train).tolist() == [6000] * 10
@@ -87,7 +100,9 @@ def test_cifar10_real_archive_loads_and_is_cached() -> None:
     if "archive" in cifar.source:
         assert any(cache_dir().glob("cifar10-*.npz"))
         again = load_dataset("cifar10")
-        assert np.array_equal(again.x_test, cifar.x_test) and np.array_equal(again.y_train, cifar.y_train)
+        assert np.array_equal(again.x_test, cifar.x_test) and np.array_equal(
+            again.y_train, cifar.y_train
+        )
 
 
 def test_to_float_chw_grey_and_rgb() -> None:
@@ -123,12 +138,15 @@ def test_flatten_unit_is_channel_first_pixels_over_255(mnist: Dataset) -> None:
     assert flat_rgb.shape == (3, 90)
     # channel-first order: the first H*W entries are the red plane, then green, then blue
     for channel in range(3):
-        np.testing.assert_array_equal(flat_rgb[:, channel * 30:(channel + 1) * 30] * 255,
-                                      rgb[..., channel].reshape(3, -1))
+        np.testing.assert_array_equal(
+            flat_rgb[:, channel * 30 : (channel + 1) * 30] * 255, rgb[..., channel].reshape(3, -1)
+        )
 
 
 def test_unknown_name_and_aliases(mnist: Dataset) -> None:
-    with pytest.raises(ValueError, match="unknown data set 'imagenet'.*mnist, fashion-mnist, cifar10, digits"):
+    with pytest.raises(
+        ValueError, match="unknown data set 'imagenet'.*mnist, fashion-mnist, cifar10, digits"
+    ):
         load_dataset("imagenet")
     assert DATASET_NAMES == ("mnist", "fashion-mnist", "cifar10", "digits")
     assert np.array_equal(load_dataset(" MNIST ").y_test, mnist.y_test)

@@ -1,5 +1,6 @@
 """scikit-learn digits: the seeded split, the pixel scaling, and the error when scikit-learn is
 absent (simulated: scikit-learn is in the test extra, so the real data set is loaded too)."""
+
 from __future__ import annotations
 
 import sys
@@ -24,9 +25,12 @@ def test_split_is_seeded_disjoint_and_complete() -> None:
 
 
 def test_missing_scikit_learn_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "sklearn", None)     # what an environment without it imports
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # what an environment without it imports
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    with pytest.raises(DataNotFoundError, match="needs scikit-learn, which is not installed: pip install scikit-learn"):
+    with pytest.raises(
+        DataNotFoundError,
+        match="needs scikit-learn, which is not installed: pip install scikit-learn",
+    ):
         load_dataset("digits")
 
 
@@ -51,6 +55,6 @@ def test_digits_conversion_with_a_stand_in_loader(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.slow
-def test_real_digits() -> None:   # scikit-learn is in the test extra
+def test_real_digits() -> None:  # scikit-learn is in the test extra
     digits = load_dataset("digits")
     assert len(digits.x_train) + len(digits.x_test) == 1797 and digits.image_shape == (1, 8, 8)

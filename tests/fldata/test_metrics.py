@@ -1,5 +1,10 @@
-"""Tests for fldata.metrics: thresholded ACC/ASR (THEORY.md sections 7.2, 10) and rejection ROC/AUC."""
+"""Tests for fldata.metrics: thresholded ACC/ASR (THEORY.md sections 7.2, 10) and rejection
+ROC/AUC.
+"""
+
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
@@ -38,7 +43,9 @@ def _random_probs(rng: np.random.Generator, n: int, c: int, scale: float = 3.0) 
 def test_hand_computed_counts() -> None:
     counts = threshold_counts(PROBS, LABELS, tau=0.5)
     # conf >= 0.5: rows 0, 1, 3 (all correct); rejected: rows 2, 4.
-    assert counts == ThresholdCounts(tau=0.5, total=5, accepted_correct=3, accepted_wrong=0, rejected=2)
+    assert counts == ThresholdCounts(
+        tau=0.5, total=5, accepted_correct=3, accepted_wrong=0, rejected=2
+    )
     assert counts.rate == pytest.approx(3 / 5)
     counts = threshold_counts(PROBS, LABELS, tau=0.35)
     # conf >= 0.35: rows 0, 1, 2, 3 -> correct 0, 1, 3; wrong 2; rejected 4.
@@ -83,14 +90,16 @@ def test_many_equals_single_and_partitions_total() -> None:
     taus = [0.9, 0.0, 0.3, 0.3, 1.0, float(confidence(probs)[7])]
     many = threshold_counts_many(probs, labels, taus)
     assert [c.tau for c in many] == taus
-    for tau, counts in zip(taus, many):
+    for tau, counts in zip(taus, many, strict=True):
         conf = probs.max(axis=1)
         accepted = conf >= tau
         correct = probs.argmax(axis=1) == labels
         assert counts == threshold_counts(probs, labels, tau)
         assert counts.accepted_correct == np.sum(accepted & correct)
         assert counts.accepted_wrong == np.sum(accepted & ~correct)
-        assert counts.accepted_correct + counts.accepted_wrong + counts.rejected == counts.total == 300
+        assert (
+            counts.accepted_correct + counts.accepted_wrong + counts.rejected == counts.total == 300
+        )
 
 
 @settings(max_examples=60, deadline=None)
@@ -106,7 +115,7 @@ def test_counts_monotone_in_tau(seed: int, n: int, c: int, taus: list[float]) ->
     labels = rng.integers(0, c, size=n)
     ordered = sorted(taus)
     counts = threshold_counts_many(probs, labels, ordered)
-    for lower, higher in zip(counts, counts[1:]):
+    for lower, higher in itertools.pairwise(counts):
         assert higher.accepted_correct <= lower.accepted_correct
         assert higher.accepted_wrong <= lower.accepted_wrong
         assert higher.rejected >= lower.rejected
@@ -195,8 +204,12 @@ def test_roc_thresholds_agree_with_threshold_counts() -> None:
     fpr, tpr, thresholds = roc_curve(conf[:120], conf[120:])
     for index in [0, 5, 37, len(thresholds) - 2]:
         tau = float(thresholds[index])
-        assert threshold_counts(clean_probs, np.zeros(120, int), tau).rejected / 120 == pytest.approx(fpr[index])
-        assert threshold_counts(backdoor_probs, np.zeros(80, int), tau).rejected / 80 == pytest.approx(tpr[index])
+        assert threshold_counts(
+            clean_probs, np.zeros(120, int), tau
+        ).rejected / 120 == pytest.approx(fpr[index])
+        assert threshold_counts(
+            backdoor_probs, np.zeros(80, int), tau
+        ).rejected / 80 == pytest.approx(tpr[index])
 
 
 @settings(max_examples=60, deadline=None)
@@ -206,14 +219,18 @@ def test_roc_thresholds_agree_with_threshold_counts() -> None:
     n_backdoor=st.integers(1, 40),
     levels=st.integers(2, 30),
 )
-def test_auc_equals_trapezoid_area_with_ties(seed: int, n_clean: int, n_backdoor: int, levels: int) -> None:
+def test_auc_equals_trapezoid_area_with_ties(
+    seed: int, n_clean: int, n_backdoor: int, levels: int
+) -> None:
     rng = np.random.default_rng(seed)
     # Few distinct levels force many ties.
     clean = rng.integers(0, levels, size=n_clean) / levels
     backdoor = rng.integers(0, levels, size=n_backdoor) / levels
     fpr, tpr, thresholds = roc_curve(clean, backdoor)
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
-    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0) and np.all(np.diff(thresholds) > 0)
+    assert (
+        np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0) and np.all(np.diff(thresholds) > 0)
+    )
     area = np.trapezoid(tpr, fpr)
     assert auc(clean, backdoor) == pytest.approx(area, abs=1e-12)
     # Brute-force Mann-Whitney over all pairs.

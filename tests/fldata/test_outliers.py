@@ -1,11 +1,13 @@
 """fldata.outliers: median and scaled MAD against a direct evaluation of the definition."""
+
 from __future__ import annotations
 
 import statistics
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fldata.outliers import MAD_NORMAL_CONSISTENCY, median_and_scaled_mad
 

@@ -1,4 +1,7 @@
-"""Tests for fldata.partition: exact coverage, determinism, Dirichlet statistics on real MNIST labels."""
+"""Tests for fldata.partition: exact coverage, determinism, Dirichlet statistics on real MNIST
+labels.
+"""
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -9,14 +12,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fldata.datasets import load_dataset
-from fldata.partition import dirichlet_partition, iid_partition, label_distribution, two_client_split
+from fldata.partition import (
+    dirichlet_partition,
+    iid_partition,
+    label_distribution,
+    two_client_split,
+)
 
 NUM_CLASSES = 10
 
 
 @lru_cache(maxsize=1)
 def mnist_train_labels() -> np.ndarray:
-    """The 60,000 real MNIST training labels (int64), via fldata.datasets (data from FLIPLAB_DATA)."""
+    """The 60,000 real MNIST training labels (int64), via fldata.datasets (data from
+    FLIPLAB_DATA).
+    """
     return np.asarray(load_dataset("mnist").y_train, dtype=np.int64)
 
 
@@ -68,7 +78,9 @@ def test_small_alpha_skews_and_large_alpha_is_near_iid() -> None:
     assert entropy_near_iid > 0.98 * np.log(NUM_CLASSES)
     assert entropy_skewed < 0.5 * entropy_near_iid
     # Large alpha: every client's label proportions are close to the global ones.
-    counts = label_distribution(labels, dirichlet_partition(labels, 10, alpha=1000.0, seed=2), NUM_CLASSES)
+    counts = label_distribution(
+        labels, dirichlet_partition(labels, 10, alpha=1000.0, seed=2), NUM_CLASSES
+    )
     per_client = counts / counts.sum(axis=1, keepdims=True)
     global_proportions = np.bincount(labels) / labels.size
     assert np.abs(per_client - global_proportions).max() < 0.01
@@ -84,7 +96,9 @@ def test_class_shares_follow_dirichlet_moments() -> None:
     class_sizes = np.bincount(labels)
     shares = np.concatenate(
         [
-            label_distribution(labels, dirichlet_partition(labels, num_clients, alpha, seed=s), NUM_CLASSES).ravel()
+            label_distribution(
+                labels, dirichlet_partition(labels, num_clients, alpha, seed=s), NUM_CLASSES
+            ).ravel()
             / np.tile(class_sizes, num_clients)
             for s in range(30)
         ]
@@ -98,7 +112,9 @@ def test_class_shares_follow_dirichlet_moments() -> None:
 
 
 def test_imbalanced_classes_are_sized_by_their_own_count() -> None:
-    """The released code sized every class by class 0's count (DBA bug); here each class is complete."""
+    """The released code sized every class by class 0's count (DBA bug); here each class is
+    complete.
+    """
     labels = np.repeat(np.arange(3), [5, 500, 2000])
     parts = dirichlet_partition(labels, num_clients=7, alpha=0.5, seed=3)
     _assert_exact_cover(parts, labels.size)
@@ -110,8 +126,8 @@ def test_dirichlet_is_deterministic_by_seed() -> None:
     first = dirichlet_partition(labels, 30, 0.5, seed=11)
     second = dirichlet_partition(labels, 30, 0.5, seed=11)
     other = dirichlet_partition(labels, 30, 0.5, seed=12)
-    assert all(np.array_equal(a, b) for a, b in zip(first, second))
-    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
 
 
 def test_min_size_is_honoured_with_redraws() -> None:
@@ -179,8 +195,12 @@ def test_dirichlet_always_covers_exactly(
 
 
 @settings(max_examples=50, deadline=None)
-@given(num_samples=st.integers(1, 2000), num_clients=st.integers(1, 50), seed=st.integers(0, 2**32 - 1))
-def test_iid_partition_covers_with_balanced_sizes(num_samples: int, num_clients: int, seed: int) -> None:
+@given(
+    num_samples=st.integers(1, 2000), num_clients=st.integers(1, 50), seed=st.integers(0, 2**32 - 1)
+)
+def test_iid_partition_covers_with_balanced_sizes(
+    num_samples: int, num_clients: int, seed: int
+) -> None:
     if num_clients > num_samples:
         with pytest.raises(ValueError, match="exceeds num_samples"):
             iid_partition(num_samples, num_clients, seed)
@@ -200,7 +220,7 @@ def test_iid_partition_is_near_global_label_mix_and_seeded() -> None:
     assert np.abs(per_client - np.bincount(labels) / labels.size).max() < 0.015
     assert _mean_client_entropy(labels, parts) > 0.99 * np.log(NUM_CLASSES)
     again = iid_partition(labels.size, 10, seed=5)
-    assert all(np.array_equal(a, b) for a, b in zip(parts, again))
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again, strict=True))
     assert not np.array_equal(parts[0], iid_partition(labels.size, 10, seed=6)[0])
 
 

@@ -1,4 +1,7 @@
-"""Tests for fldata.triggers: stamping formula (paper eq. 1), DBA bars, poisoning, random triggers."""
+"""Tests for fldata.triggers: stamping formula (paper eq. 1), DBA bars, poisoning, random
+triggers.
+"""
+
 from __future__ import annotations
 
 import numpy as np
@@ -247,7 +250,9 @@ def test_random_trigger_white_and_colourful() -> None:
     assert values.shape == (3, 24) and np.all((values >= 0) & (values <= 1))
     assert np.unique(values).size > 24  # not all white: independent colours per channel
     # Deterministic by seed, different across seeds.
-    np.testing.assert_array_equal(random_trigger(shape, 24, True, seed=0).pattern, colourful.pattern)
+    np.testing.assert_array_equal(
+        random_trigger(shape, 24, True, seed=0).pattern, colourful.pattern
+    )
     assert not np.array_equal(random_trigger(shape, 24, False, seed=1).mask, white.mask)
     with pytest.raises(ValueError, match="num_pixels"):
         random_trigger(shape, num_pixels=0, colourful=False, seed=0)
@@ -263,7 +268,9 @@ def test_random_trigger_white_and_colourful() -> None:
     batch=st.integers(1, 4),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_stamp_is_convex_combination(channels: int, height: int, width: int, batch: int, seed: int) -> None:
+def test_stamp_is_convex_combination(
+    channels: int, height: int, width: int, batch: int, seed: int
+) -> None:
     """Each stamped pixel lies between the image pixel and the pattern pixel (m in [0, 1])."""
     rng = np.random.default_rng(seed)
     mask, pattern = _random_trigger_arrays(rng, (channels, height, width))
@@ -274,7 +281,8 @@ def test_stamp_is_convex_combination(channels: int, height: int, width: int, bat
 
 
 def test_torch_tensors_stamp_and_poison() -> None:
-    import torch   # fldata stamps tensors for deepfl; torch (the deep extra) is in the test command
+    import torch  # fldata stamps tensors for deepfl; torch (the deep extra) is in the test command
+
     trigger = dba_trigger((3, 32, 32), pieces=0)
     images_np = np.random.default_rng(7).uniform(size=(8, 3, 32, 32)).astype(np.float32)
     images = torch.from_numpy(images_np.copy())
@@ -298,7 +306,8 @@ def test_torch_tensors_stamp_and_poison() -> None:
 
 def test_trigger_holding_tensors() -> None:
     """deepfl builds a Trigger with mask/pattern already tensors on the training device."""
-    import torch   # fldata stamps tensors for deepfl; torch (the deep extra) is in the test command
+    import torch  # fldata stamps tensors for deepfl; torch (the deep extra) is in the test command
+
     base = dba_trigger((1, 28, 28), pieces=3)
     on_device = Trigger(
         mask=torch.as_tensor(base.mask, dtype=torch.float32),
@@ -315,7 +324,9 @@ def test_trigger_holding_tensors() -> None:
     np.testing.assert_allclose(stamped.numpy(), base.stamp(images.numpy()), atol=0)
     # numpy images with a tensor trigger give numpy back.
     assert isinstance(on_device.stamp(images.numpy()), np.ndarray)
-    _, labels = poison_batch(images, torch.zeros(4, dtype=torch.long), on_device, target=7, num_poison=2)
+    _, labels = poison_batch(
+        images, torch.zeros(4, dtype=torch.long), on_device, target=7, num_poison=2
+    )
     assert labels.tolist() == [7, 7, 0, 0]
     with pytest.raises(ValueError, match=r"allowed range is \[0, 1\]"):
         Trigger(mask=torch.full((28, 28), 2.0), pattern=torch.zeros(1, 28, 28))

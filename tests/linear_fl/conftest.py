@@ -1,10 +1,13 @@
-"""Session fixtures for the linear_fl tests (small MNIST slice, pre-training cached in a temp dir)."""
+"""Session fixtures for the linear_fl tests (small MNIST slice, pre-training cached in a temp
+dir).
+"""
+
 from __future__ import annotations
 
 import pytest
+from linear_fl_fixtures import small_config
 
 from linear_fl.twin import prepare
-from linear_fl_fixtures import small_config
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
 """Config validation, state save/load, NaN refusal."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,17 @@ def test_unknown_key_lists_allowed_keys():
         LinearFLConfig.from_dict({"seed": 1, "learning_rate": 0.1})
 
 
-@pytest.mark.parametrize("bad", [{"weights": "median"}, {"attack": "sometimes"}, {"convention": "x"},
-                                 {"batch_size": 0}, {"benign_fraction": 1.0}, {"lr": -1.0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"weights": "median"},
+        {"attack": "sometimes"},
+        {"convention": "x"},
+        {"batch_size": 0},
+        {"benign_fraction": 1.0},
+        {"lr": -1.0},
+    ],
+)
 def test_bad_values_raise_valueerror_naming_the_field(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         LinearFLConfig.from_dict(bad)
@@ -59,4 +69,6 @@ def test_nan_or_inf_update_is_refused(bad_value):
     W_bad = np.ones((3, 4))
     W_bad[1, 2] = bad_value
     with pytest.raises(ValueError, match="malicious client submitted a model with 1 NaN/inf"):
-        fedavg(W_t, [np.ones((3, 4)), W_bad], [0.5, 0.5], names=["benign client", "malicious client"])
+        fedavg(
+            W_t, [np.ones((3, 4)), W_bad], [0.5, 0.5], names=["benign client", "malicious client"]
+        )

@@ -1,4 +1,5 @@
 """Stamped-input identities, the inversion objective's analytic gradient, and trigger recovery."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,10 +7,9 @@ import pytest
 from scipy.optimize import approx_fprime
 
 from fldata.triggers import Trigger, stamp
-
 from linear_fl.attack import poisoned_gradient
 from linear_fl.data import stamp_flat
-from linear_fl.inversion import invert_trigger, inversion_objective
+from linear_fl.inversion import inversion_objective, invert_trigger
 from linear_fl.model import augment, logits, mean_gradient, mean_loss
 from linear_fl.stamped import augmented_mask_pattern, hardened_mean_gradient, stamped_logits
 from linear_fl.trigger_error import linf_error, mask_overlap, per_sample_delta
@@ -44,7 +44,7 @@ def test_inversion_objective_value_and_gradient():
     v = rng.uniform(size=H * Wd + int(np.prod(SHAPE)))
     lam, target = 0.05, 3
     f, g = inversion_objective(v, W, Xa, target, SHAPE, lam)
-    mask, pattern = v[:H * Wd].reshape(H, Wd), v[H * Wd:].reshape(SHAPE)
+    mask, pattern = v[: H * Wd].reshape(H, Wd), v[H * Wd :].reshape(SHAPE)
     pixels = Xa[:, :-1].reshape((-1, *SHAPE))
     stamped = augment(np.asarray(stamp(pixels, mask, pattern)).reshape(Xa.shape[0], -1))
     assert abs(f - (mean_loss(W, stamped, np.full(Xa.shape[0], target)) + lam * mask.sum())) < 1e-12
@@ -67,19 +67,34 @@ def test_linf_error_is_exact_max_over_samples():
 def test_inversion_recovers_a_known_backdoor(small_setup):
     """Implant a strong backdoor (target 0) by poisoned training, then invert every class blind."""
     s = small_setup
-    grad = poisoned_gradient(s.malicious, s.true_trigger, s.image_shape, target=0, poison_fraction=20 / 64)
+    grad = poisoned_gradient(
+        s.malicious, s.true_trigger, s.image_shape, target=0, poison_fraction=20 / 64
+    )
     W = s.W0.copy()
     for _ in range(40):
         W -= 1.0 * grad(W, np.arange(s.malicious.n))
-    res = invert_trigger(W, s.benign.Xa[:600], s.benign.y[:600], s.image_shape, range(10), lambda_l1=0.03,
-                         maxiter=30)
+    res = invert_trigger(
+        W, s.benign.Xa[:600], s.benign.y[:600], s.image_shape, range(10), lambda_l1=0.03, maxiter=30
+    )
     iou, top = mask_overlap(res.trigger.mask, s.true_trigger.mask)
-    print(f"selected {res.selected_target} mask L1 {res.per_class[0].mask_l1:.1f} IoU {iou:.2f} top-k {top:.2f}")
+    print(
+        f"selected {res.selected_target} mask L1 {res.per_class[0].mask_l1:.1f} IoU {iou:.2f} "
+        f"top-k {top:.2f}"
+    )
     assert res.selected_target == 0
     assert top >= 0.75 and iou >= 0.5
-    # label-specific source -> target inversion: only source-class samples, the source is not a candidate
-    pair = invert_trigger(W, s.benign.Xa[:600], s.benign.y[:600], s.image_shape, range(10), lambda_l1=0.03,
-                          maxiter=30, source=7)
+    # label-specific source -> target inversion: only source-class samples, the source is not a
+    # candidate
+    pair = invert_trigger(
+        W,
+        s.benign.Xa[:600],
+        s.benign.y[:600],
+        s.image_shape,
+        range(10),
+        lambda_l1=0.03,
+        maxiter=30,
+        source=7,
+    )
     assert 7 not in pair.per_class and pair.source == 7
     assert pair.selected_target == 0
 
@@ -87,6 +102,7 @@ def test_inversion_recovers_a_known_backdoor(small_setup):
 def test_poisoned_gradient_matches_fldata_poison_batch():
     from fldata.triggers import dba_trigger, poison_batch
     from linear_fl.data import ClientData
+
     rng = np.random.default_rng(4)
     shape = (1, 28, 28)
     Xa = augment(rng.uniform(size=(64, 784)))
@@ -95,6 +111,10 @@ def test_poisoned_gradient_matches_fldata_poison_batch():
     trig = dba_trigger(shape)
     grad = poisoned_gradient(ClientData(Xa, y), trig, shape, target=0, poison_fraction=20 / 64)
     for idx in (rng.permutation(64), rng.permutation(64)[:32]):
-        images, labels = poison_batch(Xa[idx, :-1].reshape(-1, *shape), y[idx], trig, 0, round(20 / 64 * len(idx)))
-        reference = mean_gradient(W, augment(np.asarray(images).reshape(len(idx), -1)), np.asarray(labels))
+        images, labels = poison_batch(
+            Xa[idx, :-1].reshape(-1, *shape), y[idx], trig, 0, round(20 / 64 * len(idx))
+        )
+        reference = mean_gradient(
+            W, augment(np.asarray(images).reshape(len(idx), -1)), np.asarray(labels)
+        )
         assert np.allclose(grad(W, idx), reference, atol=1e-13)

@@ -1,4 +1,5 @@
 """The unit-box L-BFGS-B driver reproduces scipy.optimize.minimize bit for bit."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,10 +24,19 @@ def _problem(seed: int):
 @pytest.mark.parametrize("seed, maxiter", [(0, 3), (1, 10), (2, 500)])
 def test_matches_scipy_minimize_bitwise(seed, maxiter):
     v0, args = _problem(seed)
-    ref = minimize(inversion_objective, v0, args=args, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * v0.size,
-                   options={"maxiter": maxiter})
+    ref = minimize(
+        inversion_objective,
+        v0,
+        args=args,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(0.0, 1.0)] * v0.size,
+        options={"maxiter": maxiter},
+    )
     ours = minimize_unit_box(inversion_objective, v0, args=args, maxiter=maxiter)
-    assert lbfgsb._SETULB is not None, "this SciPy has no compatible setulb: the fallback path is used"
+    assert lbfgsb._SETULB is not None, (
+        "this SciPy has no compatible setulb: the fallback path is used"
+    )
     assert np.array_equal(ours.x, ref.x) and ours.fun == ref.fun
     assert (ours.nit, ours.nfev) == (ref.nit, ref.nfev)
 

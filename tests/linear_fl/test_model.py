@@ -1,11 +1,19 @@
 """Closed-form loss / gradient of the linear softmax model (THEORY.md section 1)."""
+
 from __future__ import annotations
 
 import numpy as np
 import sympy as sp
 
-from linear_fl.model import (augment, logits, mean_gradient, mean_loss, per_sample_loss, residuals,
-                             softmax_probs)
+from linear_fl.model import (
+    augment,
+    logits,
+    mean_gradient,
+    mean_loss,
+    per_sample_loss,
+    residuals,
+    softmax_probs,
+)
 
 
 def test_augment_appends_bias_one():
@@ -42,7 +50,9 @@ def test_gradient_matches_sympy_derivation():
     loss = loss / n
     W = rng.normal(size=(c, d1))
     subs = {Ws[i, j]: W[i, j] for i in range(c) for j in range(d1)}
-    G_sym = np.array([[float(sp.diff(loss, Ws[i, j]).evalf(subs=subs)) for j in range(d1)] for i in range(c)])
+    G_sym = np.array(
+        [[float(sp.diff(loss, Ws[i, j]).evalf(subs=subs)) for j in range(d1)] for i in range(c)]
+    )
     assert np.allclose(mean_gradient(W, Xa, y), G_sym, rtol=1e-12, atol=1e-12)
     assert abs(mean_loss(W, Xa, y) - float(loss.evalf(subs=subs))) < 1e-12
 

@@ -1,4 +1,7 @@
-"""run_shared: every task once, results in task order, errors re-raised, the helper thread does take tasks."""
+"""run_shared: every task once, results in task order, errors re-raised, the helper thread does take
+tasks.
+"""
+
 from __future__ import annotations
 
 import threading
@@ -15,6 +18,7 @@ def _task(i: int, seen: list):
         seen.append((i, threading.current_thread().name))
         time.sleep(0.01)
         return i * i
+
     return run
 
 
@@ -31,7 +35,11 @@ def test_results_in_order_each_task_once_and_both_threads_work():
 def test_a_failing_task_is_reraised_in_the_caller():
     def boom() -> int:
         raise FloatingPointError("task 3 failed")
+
     tasks = [_task(i, []) for i in range(6)]
     tasks[3] = boom
-    with ThreadPoolExecutor(max_workers=1) as helper, pytest.raises(FloatingPointError, match="task 3"):
+    with (
+        ThreadPoolExecutor(max_workers=1) as helper,
+        pytest.raises(FloatingPointError, match="task 3"),
+    ):
         run_shared(tasks, helper)

@@ -1,16 +1,23 @@
 """THEORY.md section 8, check 19: Corollary 1 counts, probability brackets, certificates."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.special import softmax
+from theory_instances import backdoor_scenario, pair_instances
 
 from fldata.metrics import threshold_counts
-from theory.corollary1 import (certified_neutralised, corollary_counts, probability_bracket,
-                               robust_certified_counts, robust_target_upper)
+from theory.corollary1 import (
+    certified_neutralised,
+    corollary_counts,
+    probability_bracket,
+    robust_certified_counts,
+    robust_target_upper,
+)
 from theory.frozen import frozen_model
-from theory_instances import backdoor_scenario, pair_instances
 
 
 @settings(max_examples=100, deadline=None)
@@ -43,7 +50,10 @@ def test_certified_sets_are_subsets_and_counts_match_metrics(seed, c, tau):
         assert cert["rejected"] <= counts.defense["rejected_backdoor"]
     assert counts.neutralised_actual == counts.no_defense["n_asr"] - counts.defense["n_asr"]
     rej = counts.paper_rejections
-    assert rej["backdoor"] == counts.defense["rejected_backdoor"] - counts.no_defense["rejected_backdoor"]
+    assert (
+        rej["backdoor"]
+        == counts.defense["rejected_backdoor"] - counts.no_defense["rejected_backdoor"]
+    )
 
 
 def test_theorem1_bracket_certifies_no_newly_neutralised_when_target_is_argmin():
@@ -51,16 +61,24 @@ def test_theorem1_bracket_certifies_no_newly_neutralised_when_target_is_argmin()
     z = rng.standard_normal((200, 5)) * 3
     u = rng.standard_normal((200, 5))
     target = 0
-    u[:, target] = u.min(axis=1) - rng.uniform(0.1, 2.0, 200)       # T = argmin u
+    u[:, target] = u.min(axis=1) - rng.uniform(0.1, 2.0, 200)  # T = argmin u
     p = softmax(z, axis=1)
     bracket = probability_bracket(z, u, "theorem1")
-    assert np.allclose(bracket.upper[:, target], p[:, target], rtol=1e-12)   # U_T = p_T exactly
+    assert np.allclose(bracket.upper[:, target], p[:, target], rtol=1e-12)  # U_T = p_T exactly
     for tau in (0.0, 0.4, 0.6, 0.8):
         success_before = (p.argmax(axis=1) == target) & (p.max(axis=1) >= tau)
         assert not np.any(certified_neutralised(bracket, target, tau) & success_before)
     jensen = probability_bracket(z, u, "jensen")
-    newly = sum(int(np.sum(certified_neutralised(jensen, target, tau) & (p.argmax(axis=1) == target)
-                           & (p.max(axis=1) >= tau))) for tau in (0.0, 0.4, 0.6, 0.8))
+    newly = sum(
+        int(
+            np.sum(
+                certified_neutralised(jensen, target, tau)
+                & (p.argmax(axis=1) == target)
+                & (p.max(axis=1) >= tau)
+            )
+        )
+        for tau in (0.0, 0.4, 0.6, 0.8)
+    )
     assert newly > 0
 
 
@@ -72,12 +90,15 @@ def test_robust_counts_non_increasing_and_sound(route, per_sample):
     model = frozen_model(sc.rnd)
     eps_values = np.array([0.0, 0.01, 0.05, 0.1, 0.3, 1.0])
     for tau in (0.4, 0.8, 0.95):
-        counts = robust_certified_counts(model, sc.W, sc.X_backdoor, sc.target, eps_values, tau, route, per_sample,
-                                         sc.support)
+        counts = robust_certified_counts(
+            model, sc.W, sc.X_backdoor, sc.target, eps_values, tau, route, per_sample, sc.support
+        )
         assert np.all(np.diff(counts) <= 0)
-    bound = robust_target_upper(model, sc.W, sc.X_backdoor, sc.target, 0.1, route, per_sample, sc.support)
+    bound = robust_target_upper(
+        model, sc.W, sc.X_backdoor, sc.target, 0.1, route, per_sample, sc.support
+    )
     n_B = sc.rnd.n_B if per_sample else None
-    for _ in range(5):   # valid upper bound on p'_T for deltas in the ball
+    for _ in range(5):  # valid upper bound on p'_T for deltas in the ball
         shape = (sc.support.size,) if n_B is None else (n_B, sc.support.size)
         delta = rng.uniform(-0.1, 0.1, shape) * sc.support
         q = softmax(sc.X_backdoor @ (sc.W + model.deltaW(delta)).T, axis=1)[:, sc.target]

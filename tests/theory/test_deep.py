@@ -1,13 +1,14 @@
 """theory.deep (torch-free): several benign clients' closed form and stacked frozen model against an
 independent simulation, the last-layer bracket of a full round, save / load, and the analysis."""
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
-
 from deep_instances import synthetic_state
+
 from theory.deep.analysis import analyse, trigger_error
 from theory.deep.carry import containment, last_layer_bracket
 from theory.deep.rounds import client_rounds, closed_form_deltaW, pair_order, stacked_frozen_model
@@ -20,10 +21,10 @@ from theory.report import failed_must_hold, json_ready
 def test_closed_form_sums_the_benign_clients(seed):
     state = synthetic_state(seed)
     rounds = client_rounds(state)
-    assert len(rounds) == 2                      # the client without hardening samples adds nothing
+    assert len(rounds) == 2  # the client without hardening samples adds nothing
     simulated = state.protocol_W_def - state.protocol_W_nodef
     assert relative_error(closed_form_deltaW(rounds, simulated.shape), simulated) < 1e-12
-    assert np.allclose(np.ones(simulated.shape[0]) @ simulated, 0.0, atol=1e-15)   # 1^T DeltaW = 0
+    assert np.allclose(np.ones(simulated.shape[0]) @ simulated, 0.0, atol=1e-15)  # 1^T DeltaW = 0
 
 
 def test_stacked_frozen_model_is_the_sum_of_the_clients_models():
@@ -33,10 +34,13 @@ def test_stacked_frozen_model_is_the_sum_of_the_clients_models():
     order = pair_order(state)
     delta = np.random.default_rng(0).normal(size=(len(order), state.W_start.shape[1]))
     parts = np.split(delta, np.cumsum([rnd.n_B for rnd in rounds])[:-1])
-    summed = sum(frozen_model(rnd).deltaW(part) for rnd, part in zip(rounds, parts))
+    summed = sum(frozen_model(rnd).deltaW(part) for rnd, part in zip(rounds, parts, strict=True))
     assert relative_error(stacked.deltaW(delta), summed) < 1e-12
     realised = state.pool_X_hat[order] - state.pool_X_true[order]
-    assert relative_error(stacked.deltaW(realised), state.protocol_W_def - state.protocol_W_nodef) < 1e-12
+    assert (
+        relative_error(stacked.deltaW(realised), state.protocol_W_def - state.protocol_W_nodef)
+        < 1e-12
+    )
     assert abs(stacked.rho.sum()) < 1e-12
 
 
@@ -60,12 +64,22 @@ def test_bracket_is_exact_when_the_features_do_not_move_and_not_otherwise():
 
 def test_last_layer_bracket_uses_the_full_models_loss_change():
     state = synthetic_state(5, features_move=True)
-    bounds = last_layer_bracket(state.full_logits_nodef_clean, state.full_logits_def_clean, state.full_X_clean,
-                                state.full_W_nodef, state.full_W_def, state.y_clean)
+    bounds = last_layer_bracket(
+        state.full_logits_nodef_clean,
+        state.full_logits_def_clean,
+        state.full_X_clean,
+        state.full_W_nodef,
+        state.full_W_def,
+        state.y_clean,
+    )
+
     def ce(z, y):
         z = z - z.max(axis=1, keepdims=True)
         return np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]
-    expected = ce(state.full_logits_def_clean, state.y_clean) - ce(state.full_logits_nodef_clean, state.y_clean)
+
+    expected = ce(state.full_logits_def_clean, state.y_clean) - ce(
+        state.full_logits_nodef_clean, state.y_clean
+    )
     assert np.allclose(bounds.actual, expected, atol=1e-12)
 
 
@@ -74,7 +88,11 @@ def test_containment_counts_and_distances():
     actual = np.array([0.5, -3.0, 2.0, 0.0])
     out = containment(lb, ub, actual, np.ones(4))
     assert (out["outside"], out["below"], out["above"]) == (2, 1, 1)
-    assert out["inside_fraction"] == 0.5 and out["distance_max"] == 2.0 and out["distance_median"] == 1.5
+    assert (
+        out["inside_fraction"] == 0.5
+        and out["distance_max"] == 2.0
+        and out["distance_median"] == 1.5
+    )
     assert out["relative_distance_median"] == pytest.approx(0.75)
 
 
@@ -85,7 +103,10 @@ def test_analysis_must_hold_checks_and_counters():
         assert payload[part]["violations_clean"] == 0 and payload[part]["violations_backdoor"] == 0
     assert payload["last_layer_protocol"]["deltaW_rel_error"] < 1e-10
     assert payload["last_layer_protocol"]["theorem2"]["error_model"] == "per-sample"
-    assert payload["last_layer_protocol"]["theorem2"]["eps_paper_status"] in ("vacuous", "undefined")
+    assert payload["last_layer_protocol"]["theorem2"]["eps_paper_status"] in (
+        "vacuous",
+        "undefined",
+    )
     assert samples["protocol_clean_lb"].shape == (40,)
     json.dumps(json_ready(payload))
 
@@ -102,7 +123,9 @@ def test_state_round_trip_and_validation(tmp_path):
     state = synthetic_state(8)
     save_probe_state(tmp_path, state)
     again = load_probe_state(tmp_path)
-    assert json.dumps(json_ready(analyse(again, [0.0])[0])) == json.dumps(json_ready(analyse(state, [0.0])[0]))
+    assert json.dumps(json_ready(analyse(again, [0.0])[0])) == json.dumps(
+        json_ready(analyse(state, [0.0])[0])
+    )
     arrays = state.to_arrays()
     arrays["X_clean"] = arrays["X_clean"][:, :-1]
     with pytest.raises(ValueError, match="feature columns"):

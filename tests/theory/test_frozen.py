@@ -1,14 +1,24 @@
 """THEORY.md section 8, checks 9-12: closed-form DeltaW, stamp errors, frozen-residual models."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from theory_instances import hardening_round
 
 from fldata.triggers import dba_trigger, stamp
-from theory.frozen import (CONVENTIONS, deltaW_closed_form, deltaW_exact, frozen_model, mean_gradient,
-                           relative_error, shared_delta, taylor_deltaW)
-from theory_instances import hardening_round
+from theory.frozen import (
+    CONVENTIONS,
+    deltaW_closed_form,
+    deltaW_exact,
+    frozen_model,
+    mean_gradient,
+    relative_error,
+    shared_delta,
+    taylor_deltaW,
+)
 
 
 def simulate_round(rnd, W_malicious, p_M):
@@ -18,18 +28,31 @@ def simulate_round(rnd, W_malicious, p_M):
     G_a = mean_gradient(W_t, rnd.X_hat, rnd.y)
     benign_nd = W_t - rnd.eta * G_c
     benign_d = W_t - rnd.eta * (rnd.lambda_c * G_c + rnd.lambda_a * G_a)
+
     def agg(W_B: np.ndarray) -> np.ndarray:
         return W_t + rnd.p_B * (W_B - W_t) + p_M * (W_malicious - W_t)
+
     return agg(benign_nd), agg(benign_d)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.sampled_from(sorted(CONVENTIONS)), st.floats(-2, 1), st.floats(0.05, 0.95))
+@given(
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(sorted(CONVENTIONS)),
+    st.floats(-2, 1),
+    st.floats(0.05, 0.95),
+)
 def test_closed_form_matches_simulated_round(seed, convention, log_scale, p_B):  # check 9
     rng = np.random.default_rng(seed)
-    rnd = hardening_round(rng, c=int(rng.integers(2, 13)), w_scale=10.0 ** log_scale, p_B=p_B,
-                          convention=CONVENTIONS[convention], shared=bool(rng.integers(2)))
-    W_M = 10.0 * rng.standard_normal(rnd.W_start.shape)     # any oblivious malicious model
+    rnd = hardening_round(
+        rng,
+        c=int(rng.integers(2, 13)),
+        w_scale=10.0**log_scale,
+        p_B=p_B,
+        convention=CONVENTIONS[convention],
+        shared=bool(rng.integers(2)),
+    )
+    W_M = 10.0 * rng.standard_normal(rnd.W_start.shape)  # any oblivious malicious model
     W_nd, W_d = simulate_round(rnd, W_M, 1.0 - p_B)
     closed = deltaW_closed_form(rnd)
     assert relative_error(closed, W_d - W_nd) < 1e-10
@@ -51,7 +74,9 @@ def test_correct_mask_stamp_error_is_shared():  # check 10
     delta = (stamp(images, trigger.mask, recovered_pattern) - true_stamped).reshape(7, -1)
     common = shared_delta(delta)
     assert common is not None
-    assert np.allclose(common, (trigger.mask * (recovered_pattern - trigger.pattern)).ravel(), atol=1e-15)
+    assert np.allclose(
+        common, (trigger.mask * (recovered_pattern - trigger.pattern)).ravel(), atol=1e-15
+    )
     wrong_mask = np.roll(trigger.mask, 5, axis=1)
     delta_wrong = (stamp(images, wrong_mask, recovered_pattern) - true_stamped).reshape(7, -1)
     assert shared_delta(delta_wrong) is None
@@ -61,7 +86,9 @@ def test_correct_mask_stamp_error_is_shared():  # check 10
 @given(st.integers(0, 2**32 - 1), st.booleans(), st.sampled_from(sorted(CONVENTIONS)))
 def test_f_hat_reproduces_realised_deltaW_and_affine_law(seed, shared, convention):  # check 11
     rng = np.random.default_rng(seed)
-    rnd = hardening_round(rng, c=int(rng.integers(2, 13)), shared=shared, convention=CONVENTIONS[convention])
+    rnd = hardening_round(
+        rng, c=int(rng.integers(2, 13)), shared=shared, convention=CONVENTIONS[convention]
+    )
     model = frozen_model(rnd, "F-hat")
     assert relative_error(model.deltaW(rnd.delta), deltaW_closed_form(rnd)) < 1e-12
     assert abs(model.rho.sum()) < 1e-12 * (1 + np.abs(model.rho).max())

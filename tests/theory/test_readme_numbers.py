@@ -2,8 +2,10 @@
 
 The "Linear Table 3" section is generated (``theory.readme_table3``, checked by
 ``tests/figures/test_readme.py``); the table of claims above it quotes ``verify-round50*.json``, and
-:func:`claims_values` formats those numbers so the test can check each one appears in README.md as formatted.
+:func:`claims_values` formats those numbers so the test can check each one appears in README.md as
+formatted.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,24 +28,41 @@ def _pair(metrics: dict, side: str) -> str:
 
 
 def claims_values() -> dict[str, str]:
-    """Name -> the text the README's table of claims shows for it (continuous and single-shot, round 50)."""
+    """Name -> the text the README's table of claims shows for it (continuous and single-shot, round
+    50).
+    """
     cont, single = _load("verify-round50.json"), _load("verify-round50-single-shot.json")
     jensen = [str(row["certified_jensen"]["newly_neutralised"]) for row in cont["corollary1"]]
     actual = [str(row["newly_neutralised_actual"]) for row in cont["corollary1"]]
-    probe_b, twin_b, probe = cont["probe"]["theorem1"]["backdoor"], cont["theorem1"]["backdoor"], single["probe"]
-    return {"table3 continuous": f"{_pair(cont['metrics'], 'no_defense')} -> FLIP {_pair(cont['metrics'], 'defense')}",
-            "table3 single-shot probe": f"{_pair(probe['metrics'], 'no_defense')} -> {_pair(probe['metrics'], 'defense')}",
-            "corollary": f"{' / '.join(jensen)} of the {' / '.join(actual)}",
-            "delta": f"||delta||_inf = {cont['theorem2']['delta_inf']:.3f}",
-            "relative error": f"to {cont['theorem2']['deltaW_rel_error']:.0e} relative",
-            "jensen": (f"LB^J_b = {probe_b['lb_jensen']:.2f} on the probe (actual dL_b = {probe_b['actual']:.2f}), "
-                       f"{twin_b['lb_jensen']:.2f} on the twin pair (actual {twin_b['actual']:.2f})")}
+    probe_b, twin_b, probe = (
+        cont["probe"]["theorem1"]["backdoor"],
+        cont["theorem1"]["backdoor"],
+        single["probe"],
+    )
+    return {
+        "table3 continuous": f"{_pair(cont['metrics'], 'no_defense')} -> FLIP "
+        f"{_pair(cont['metrics'], 'defense')}",
+        "table3 single-shot probe": f"{_pair(probe['metrics'], 'no_defense')} -> "
+        f"{_pair(probe['metrics'], 'defense')}",
+        "corollary": f"{' / '.join(jensen)} of the {' / '.join(actual)}",
+        "delta": f"||delta||_inf = {cont['theorem2']['delta_inf']:.3f}",
+        "relative error": f"to {cont['theorem2']['deltaW_rel_error']:.0e} relative",
+        "jensen": (
+            f"LB^J_b = {probe_b['lb_jensen']:.2f} on the probe (actual dL_b = "
+            f"{probe_b['actual']:.2f}), "
+            f"{twin_b['lb_jensen']:.2f} on the twin pair (actual {twin_b['actual']:.2f})"
+        ),
+    }
 
 
 @pytest.mark.parametrize("name, text", sorted(claims_values().items()))
 def test_readme_claims_show_the_committed_number(name, text):
-    assert text in (ROOT / "README.md").read_text(), f"README should show {name} as {text!r} (results/theory)"
+    assert text in (ROOT / "README.md").read_text(), (
+        f"README should show {name} as {text!r} (results/theory)"
+    )
 
 
 def test_linear_table3_section_names_missing_results(tmp_path):
-    assert linear_table3_section(tmp_path).startswith("Not generated yet: missing results/theory/" + FILES[0])
+    assert linear_table3_section(tmp_path).startswith(
+        "Not generated yet: missing results/theory/" + FILES[0]
+    )

@@ -1,4 +1,5 @@
 """theory.report: PASS/FAIL/INFO marks, JSON-safe conversion and atomic JSON writes."""
+
 from __future__ import annotations
 
 import json
@@ -18,13 +19,19 @@ def test_marks_and_failures():
 
 
 def test_json_ready_maps_non_finite_to_null_and_numpy_to_python(tmp_path):
-    payload = {"x": float("inf"), "y": np.float64(2.5), "z": np.arange(3), "n": np.int64(4), "nan": float("nan"),
-               "check": Check("c", float("-inf"), 1.0, True, True)}
+    payload = {
+        "x": float("inf"),
+        "y": np.float64(2.5),
+        "z": np.arange(3),
+        "n": np.int64(4),
+        "nan": float("nan"),
+        "check": Check("c", float("-inf"), 1.0, True, True),
+    }
     path = write_report_json(tmp_path / "sub" / "out.json", payload)
     back = json.loads(path.read_text())
     assert back["x"] is None and back["nan"] is None and back["y"] == 2.5 and back["z"] == [0, 1, 2]
     assert back["n"] == 4 and back["check"]["bound"] is None and back["check"]["pass"] is True
-    assert [p.name for p in path.parent.iterdir()] == ["out.json"]      # no temporary file left behind
+    assert [p.name for p in path.parent.iterdir()] == ["out.json"]  # no temporary file left behind
 
 
 def test_json_ready_rejects_unknown_objects():

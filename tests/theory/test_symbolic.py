@@ -1,11 +1,13 @@
 """Symbolic derivations (sympy) and exact-arithmetic cross-checks of the float64 Theorem-1 code."""
+
 from __future__ import annotations
 
 from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from theory import symbolic
 from theory.theorem1 import bounds_from_logits
@@ -24,13 +26,21 @@ def test_frozen_affine_law():
     assert symbolic.frozen_affine_law_holds(3, 2, 2)
 
 
-positive_rationals = st.fractions(min_value=Fraction(1, 50), max_value=50, max_denominator=60).filter(lambda f: f > 0)
+positive_rationals = st.fractions(
+    min_value=Fraction(1, 50), max_value=50, max_denominator=60
+).filter(lambda f: f > 0)
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(2, 6).flatmap(lambda c: st.tuples(st.lists(positive_rationals, min_size=c, max_size=c),
-                                                      st.lists(positive_rationals, min_size=c, max_size=c),
-                                                      st.integers(0, c - 1))))
+@given(
+    st.integers(2, 6).flatmap(
+        lambda c: st.tuples(
+            st.lists(positive_rationals, min_size=c, max_size=c),
+            st.lists(positive_rationals, min_size=c, max_size=c),
+            st.integers(0, c - 1),
+        )
+    )
+)
 @pytest.mark.slow
 def test_exact_instances_and_float_cross_check(instance):
     a, b, y = instance
@@ -40,7 +50,9 @@ def test_exact_instances_and_float_cross_check(instance):
     u = np.log(np.array([float(v) for v in b]))[None, :]
     floats = bounds_from_logits(z, u, np.array([y]))
     for name in ("lb", "lb_jensen", "actual", "ub", "ub_r2"):
-        assert getattr(floats, name)[0] == pytest.approx(float(getattr(exact, name)), rel=1e-12, abs=1e-13)
+        assert getattr(floats, name)[0] == pytest.approx(
+            float(getattr(exact, name)), rel=1e-12, abs=1e-13
+        )
 
 
 def test_exact_instance_rejects_non_positive():
@@ -49,9 +61,19 @@ def test_exact_instance_rejects_non_positive():
 
 
 @settings(max_examples=15, deadline=None)
-@given(st.integers(2, 4).flatmap(lambda c: st.tuples(
-    st.lists(st.lists(st.fractions(-5, 5, max_denominator=20), min_size=3, max_size=3), min_size=c, max_size=c),
-    st.lists(st.fractions(-2, 2, max_denominator=20), min_size=3, max_size=3), st.integers(0, c - 1))))
+@given(
+    st.integers(2, 4).flatmap(
+        lambda c: st.tuples(
+            st.lists(
+                st.lists(st.fractions(-5, 5, max_denominator=20), min_size=3, max_size=3),
+                min_size=c,
+                max_size=c,
+            ),
+            st.lists(st.fractions(-2, 2, max_denominator=20), min_size=3, max_size=3),
+            st.integers(0, c - 1),
+        )
+    )
+)
 @pytest.mark.slow
 def test_float_gradient_matches_symbolic_derivative(instance):
     from theory.frozen import mean_gradient

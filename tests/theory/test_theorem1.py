@@ -1,13 +1,21 @@
 """THEORY.md section 8, checks 1-8: Theorem 1 (bounds, identity, F1-F6, R1/R2)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
-
-from theory.theorem1 import (bounds_from_logits, cross_entropy, lower_bound, one_hot_bounds, theorem1_bounds,
-                             upper_bound)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from theory_instances import pair_instances
+
+from theory.theorem1 import (
+    bounds_from_logits,
+    cross_entropy,
+    lower_bound,
+    one_hot_bounds,
+    theorem1_bounds,
+    upper_bound,
+)
 
 SETTINGS = settings(max_examples=150, deadline=None)
 
@@ -52,7 +60,8 @@ def test_constant_logit_change_gives_zero_else_strict(inst, seed):  # check 4 (F
     assert np.all(np.abs(const.actual) <= tol)
 
 
-def test_strict_inequalities_when_u_not_constant():  # check 4 (F3), moderate scale so the gaps are resolvable
+# check 4 (F3), moderate scale so the gaps are resolvable
+def test_strict_inequalities_when_u_not_constant():
     rng = np.random.default_rng(3)
     for c in range(2, 13):
         W, dW = rng.standard_normal((c, 5)), rng.standard_normal((c, 5))
@@ -129,12 +138,15 @@ def test_jensen_bound_can_be_positive_while_lb_is_not():  # R1 is the non-degene
     assert b.lb[0] < 0 < b.lb_jensen[0] <= b.actual[0]
 
 
-@pytest.mark.parametrize("bad", [
-    dict(W=np.zeros((3, 2)), Wp=np.zeros((3, 3)), X=np.zeros((1, 2)), y=np.array([0])),
-    dict(W=np.zeros((3, 2)), Wp=np.zeros((3, 2)), X=np.zeros((1, 2)), y=np.array([3])),
-    dict(W=np.zeros((3, 2)), Wp=np.zeros((3, 2)), X=np.full((1, 2), np.nan), y=np.array([0])),
-    dict(W=np.zeros((3, 2)), Wp=np.zeros((3, 2)), X=np.zeros((1, 2)), y=np.array([0.5])),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(W=np.zeros((3, 2)), Wp=np.zeros((3, 3)), X=np.zeros((1, 2)), y=np.array([0])),
+        dict(W=np.zeros((3, 2)), Wp=np.zeros((3, 2)), X=np.zeros((1, 2)), y=np.array([3])),
+        dict(W=np.zeros((3, 2)), Wp=np.zeros((3, 2)), X=np.full((1, 2), np.nan), y=np.array([0])),
+        dict(W=np.zeros((3, 2)), Wp=np.zeros((3, 2)), X=np.zeros((1, 2)), y=np.array([0.5])),
+    ],
+)
 def test_bad_input_raises(bad):
     with pytest.raises(ValueError):
         theorem1_bounds(bad["W"], bad["Wp"], bad["X"], bad["y"])

@@ -1,17 +1,27 @@
-"""THEORY.md section 8, checks 13-18: paper-literal eps_P and the corrected certificates T2-A/B/C."""
+"""THEORY.md section 8, checks 13-18: paper-literal eps_P and the corrected certificates
+T2-A/B/C.
+"""
+
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from theory_instances import backdoor_scenario
 
 from theory.frozen import frozen_model
 from theory.theorem1 import bounds_from_logits, upper_bound
-from theory.theorem2 import (backdoor_lower_bound, clean_bound, frozen_argmin_objective, jensen_certificate,
-                             paper_radius, sign_certificate)
-from theory_instances import backdoor_scenario
+from theory.theorem2 import (
+    backdoor_lower_bound,
+    clean_bound,
+    frozen_argmin_objective,
+    jensen_certificate,
+    paper_radius,
+    sign_certificate,
+)
 
 SEEDS = st.integers(0, 2**32 - 1)
 SETTINGS = settings(max_examples=25, deadline=None)
@@ -24,7 +34,9 @@ def random_deltas(rng, eps, support, count, n_B=None):
 
 def backdoor_loss_change(sc, model, delta):
     z = sc.X_backdoor @ sc.W.T
-    return bounds_from_logits(z, model.logit_change(sc.X_backdoor, delta), np.full(len(z), sc.target)).actual
+    return bounds_from_logits(
+        z, model.logit_change(sc.X_backdoor, delta), np.full(len(z), sc.target)
+    ).actual
 
 
 @SETTINGS
@@ -86,22 +98,30 @@ def test_jensen_certificate(seed, c, per_sample):  # checks 15 and 18
     rng = np.random.default_rng(seed)
     sc = backdoor_scenario(rng, c=c)
     model = frozen_model(sc.rnd)
-    cert = jensen_certificate(model, sc.W, sc.X_backdoor, sc.target, sc.support, per_sample=per_sample)
+    cert = jensen_certificate(
+        model, sc.W, sc.X_backdoor, sc.target, sc.support, per_sample=per_sample
+    )
     n_B = sc.rnd.n_B if per_sample else None
     z = sc.X_backdoor @ sc.W.T
     targets = np.full(len(z), sc.target)
-    for delta in random_deltas(rng, 0.3, sc.support, 5, n_B):   # affine identity
-        direct = bounds_from_logits(z, model.logit_change(sc.X_backdoor, delta), targets).lb_jensen.mean()
+    for delta in random_deltas(rng, 0.3, sc.support, 5, n_B):  # affine identity
+        direct = bounds_from_logits(
+            z, model.logit_change(sc.X_backdoor, delta), targets
+        ).lb_jensen.mean()
         assert cert.lower_bound_at(delta) == pytest.approx(direct, rel=1e-9, abs=1e-12)
     if cert.eps is None:
         assert cert.lbj0 <= 0
         return
-    assert cert.lower_bound_at(-cert.eps * np.sign(cert.h)) == pytest.approx(0.0, abs=1e-12 * (1 + abs(cert.lbj0)))
+    assert cert.lower_bound_at(-cert.eps * np.sign(cert.h)) == pytest.approx(
+        0.0, abs=1e-12 * (1 + abs(cert.lbj0))
+    )
     for delta in random_deltas(rng, cert.eps, sc.support, 10, n_B):
         change = backdoor_loss_change(sc, model, delta).mean()
         assert change >= cert.lower_bound_at(delta) - 1e-12 and cert.lower_bound_at(delta) >= -1e-12
     if per_sample:
-        shared = jensen_certificate(model, sc.W, sc.X_backdoor, sc.target, sc.support, per_sample=False)
+        shared = jensen_certificate(
+            model, sc.W, sc.X_backdoor, sc.target, sc.support, per_sample=False
+        )
         assert cert.eps <= shared.eps * (1 + 1e-12)
 
 
@@ -113,9 +133,13 @@ def test_radii_invariant_to_eta_scaling(seed, factor):  # check 16
     radii = []
     for rnd in (sc.rnd, scaled_rnd):
         model = frozen_model(rnd)
-        radii.append((sign_certificate(model, sc.X_backdoor, sc.target, sc.support).eps,
-                      jensen_certificate(model, sc.W, sc.X_backdoor, sc.target, sc.support).eps))
-    for before, after in zip(*radii):
+        radii.append(
+            (
+                sign_certificate(model, sc.X_backdoor, sc.target, sc.support).eps,
+                jensen_certificate(model, sc.W, sc.X_backdoor, sc.target, sc.support).eps,
+            )
+        )
+    for before, after in zip(*radii, strict=True):
         assert (before is None) == (after is None)
         if before is not None:
             assert after == pytest.approx(before, rel=1e-9)
@@ -126,11 +150,15 @@ def test_radii_invariant_to_spec_factors(factor):  # check 16 with the spec's fa
     sc = backdoor_scenario(np.random.default_rng(11))
     base = frozen_model(sc.rnd)
     scaled = frozen_model(dataclasses.replace(sc.rnd, p_B=sc.rnd.p_B * factor))
-    for cert in (sign_certificate, ):
+    for cert in (sign_certificate,):
         assert cert(scaled, sc.X_backdoor, sc.target, sc.support).eps == pytest.approx(
-            cert(base, sc.X_backdoor, sc.target, sc.support).eps, rel=1e-9)
-    assert jensen_certificate(scaled, sc.W, sc.X_backdoor, sc.target, sc.support).eps == pytest.approx(
-        jensen_certificate(base, sc.W, sc.X_backdoor, sc.target, sc.support).eps, rel=1e-9)
+            cert(base, sc.X_backdoor, sc.target, sc.support).eps, rel=1e-9
+        )
+    assert jensen_certificate(
+        scaled, sc.W, sc.X_backdoor, sc.target, sc.support
+    ).eps == pytest.approx(
+        jensen_certificate(base, sc.W, sc.X_backdoor, sc.target, sc.support).eps, rel=1e-9
+    )
 
 
 @SETTINGS
@@ -154,16 +182,23 @@ def test_clean_bound_chain_and_attained_sup(seed, c, eps, per_sample):  # checks
         best = -np.inf
         for sign in (1.0, -1.0):
             if per_sample:
-                # each delta_j = +-eps sign(r_jk - r_jy) sign(x_i): the sup is attained class by class
+                # each delta_j = +-eps sign(r_jk - r_jy) sign(x_i): the sup is attained class by
+                # class
                 values = []
                 for k in range(c):
                     r = model.residuals
-                    delta = (np.sign(r[:, k] - r[:, sc.y_test[i]]) * sign)[:, None] * direction[None, :]
-                    values.append(upper_bound(model.logit_change(sc.X_test[i:i + 1], delta), sc.y_test[i:i + 1])[0])
+                    delta = (np.sign(r[:, k] - r[:, sc.y_test[i]]) * sign)[:, None] * direction[
+                        None, :
+                    ]
+                    values.append(
+                        upper_bound(
+                            model.logit_change(sc.X_test[i : i + 1], delta), sc.y_test[i : i + 1]
+                        )[0]
+                    )
                 best = max(best, max(values))
             else:
-                u = model.logit_change(sc.X_test[i:i + 1], sign * direction)
-                best = max(best, upper_bound(u, sc.y_test[i:i + 1])[0])
+                u = model.logit_change(sc.X_test[i : i + 1], sign * direction)
+                best = max(best, upper_bound(u, sc.y_test[i : i + 1])[0])
         assert best == pytest.approx(per_sample_sup[i], rel=1e-9, abs=1e-12)
 
 
@@ -184,7 +219,7 @@ def test_support_restriction_is_tighter_and_still_sound(seed, c):  # THEORY.md 6
     sc = backdoor_scenario(rng, c=c)
     model = frozen_model(sc.rnd)
     trigger_only = np.zeros_like(sc.support)
-    trigger_only[:2] = True                                 # errors known to sit on the trigger pixels
+    trigger_only[:2] = True  # errors known to sit on the trigger pixels
     full = sign_certificate(model, sc.X_backdoor, sc.target, None)
     restricted = sign_certificate(model, sc.X_backdoor, sc.target, trigger_only)
     if not full.premise:

@@ -12,7 +12,8 @@ last-layer bracket carries when the features move too.
   benign clients and their stacked frozen-residual model (THEORY.md sections 2, 5).
 * :mod:`theory.deep.carry`: the last-layer bracket against the loss change of a full round.
 * :mod:`theory.deep.analysis`: every check of one probe, JSON-ready.
-* :mod:`theory.deep.cli`: ``python -m theory.verify --deep RUN_DIR --round R`` (torch loaded lazily).
+* :mod:`theory.deep.cli`: ``python -m theory.verify --deep RUN_DIR --round R`` (torch loaded
+  lazily).
 
 The torch side (running the probe rounds of a deepfl run) is :mod:`deepfl.probe`.
 """

@@ -1,4 +1,7 @@
-"""The Flower tests share the engine fixtures of tests/deepfl (micro configs on a real MNIST slice)."""
+"""The Flower tests share the engine fixtures of tests/deepfl (micro configs on a real MNIST
+slice).
+"""
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """Model vectors and client states as Flower records: exact round trips, no pickle, clear errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,7 +42,9 @@ def test_model_arrays_that_do_not_fit_the_model_are_rejected() -> None:
     with pytest.raises(ValueError, match="missing"):
         arrays_to_vector(record, flat.layout)
     with pytest.raises(ValueError, match="NaN or inf"):
-        arrays_to_vector(vector_to_arrays(torch.full_like(vector, float("nan")), flat.layout), flat.layout)
+        arrays_to_vector(
+            vector_to_arrays(torch.full_like(vector, float("nan")), flat.layout), flat.layout
+        )
     with pytest.raises(ValueError, match="shape"):
         vector_to_arrays(vector[:-1], flat.layout)
 
@@ -64,15 +67,26 @@ def _client_state() -> dict:
 
 def test_client_state_survives_flowers_context_serialisation_exactly() -> None:
     state = _client_state()
-    context = Context(run_id=1, node_id=2, node_config={"partition-id": 0}, state=RecordDict(), run_config={})
+    context = Context(
+        run_id=1, node_id=2, node_config={"partition-id": 0}, state=RecordDict(), run_config={}
+    )
     save_state(context.state, "deepfl.client", state)
-    restored = context_from_proto(context_to_proto(context))  # what a SuperNode stores between rounds
+    restored = context_from_proto(
+        context_to_proto(context)
+    )  # what a SuperNode stores between rounds
     assert_same_state(load_state(restored.state, "deepfl.client"), state)
     assert load_state(restored.state, "deepfl.attacker") == {}
 
 
-@pytest.mark.parametrize("value, problem", [((1, 2), "tuple"), ({1: 0.5}, "non-string key"),
-                                            (np.array([object()]), "object array"), ({1, 2}, "set")])
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        ((1, 2), "tuple"),
+        ({1: 0.5}, "non-string key"),
+        (np.array([object()]), "object array"),
+        ({1, 2}, "set"),
+    ],
+)
 def test_values_that_would_not_come_back_unchanged_are_refused(value: object, problem: str) -> None:
     with pytest.raises(TypeError, match=problem):
         save_state(RecordDict(), "deepfl.client", {"bad": value})

@@ -1,4 +1,7 @@
-"""The deployment ServerApp's run config: the README's ``flwr run`` line and the app's defaults resolve."""
+"""The deployment ServerApp's run config: the README's ``flwr run`` line and the app's defaults
+resolve.
+"""
+
 from __future__ import annotations
 
 import shlex
@@ -19,7 +22,11 @@ REPO = Path(__file__).resolve().parents[3]
 
 def _readme_run_config() -> str:
     """The ``--run-config`` value of the README's ``flwr run`` command."""
-    line = next(line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("flwr run "))
+    line = next(
+        line
+        for line in (REPO / "README.md").read_text().splitlines()
+        if line.startswith("flwr run ")
+    )
     words = shlex.split(line.replace("$PWD", "/work/here"))
     return words[words.index("--run-config") + 1]
 
@@ -34,8 +41,10 @@ def test_readme_deployment_command_resolves_to_a_three_node_flip_run() -> None:
 
 def test_app_defaults_resolve_and_bad_run_configs_are_refused() -> None:
     app = tomllib.loads((REPO / "deepfl" / "flower" / "app" / "pyproject.toml").read_text())
-    assert app["tool"]["flwr"]["app"]["components"] == {"serverapp": "deepfl.flower.server_app:app",
-                                                        "clientapp": "deepfl.flower.client_app:app"}
+    assert app["tool"]["flwr"]["app"]["components"] == {
+        "serverapp": "deepfl.flower.server_app:app",
+        "clientapp": "deepfl.flower.client_app:app",
+    }
     cfg, run_dir, _ = config_from_run_config(app["tool"]["flwr"]["app"]["config"])
     assert cfg.attack.kind == "continuous" and run_dir == Path("runs/flower-deployment")
     with pytest.raises(ConfigError, match="'out'"):

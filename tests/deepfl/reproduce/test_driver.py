@@ -1,4 +1,7 @@
-"""The driver end to end at the ``ci`` scale (2 defenses x 2 seeds, micro runs): run, skip, aggregate."""
+"""The driver end to end at the ``ci`` scale (2 defenses x 2 seeds, micro runs): run, skip,
+aggregate.
+"""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +19,19 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def ci_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, int]:
     root = tmp_path_factory.mktemp("grid")
-    code = main(["table2", "--scale", "ci", "--out", str(root / "results"), "--runs", str(root / "runs"),
-                 "--workers", "2"])
+    code = main(
+        [
+            "table2",
+            "--scale",
+            "ci",
+            "--out",
+            str(root / "results"),
+            "--runs",
+            str(root / "runs"),
+            "--workers",
+            "2",
+        ]
+    )
     return root / "results", root / "runs", code
 
 
@@ -26,11 +40,27 @@ def test_ci_table_runs_end_to_end(ci_grid: tuple[Path, Path, int]) -> None:
     assert code == 0
     cells = sorted((results / "ci" / "cells").glob("*/*/*/s*.json"))
     assert [c.relative_to(results / "ci" / "cells").as_posix() for c in cells] == [
-        "mnist/continuous/fedavg/s0.json", "mnist/continuous/fedavg/s1.json",
-        "mnist/continuous/median/s0.json", "mnist/continuous/median/s1.json"]
+        "mnist/continuous/fedavg/s0.json",
+        "mnist/continuous/fedavg/s1.json",
+        "mnist/continuous/median/s0.json",
+        "mnist/continuous/median/s1.json",
+    ]
     table = json.loads((results / "ci" / "table2.json").read_text())
-    keys = {"dataset", "attack", "defense", "variant", "scale", "tau", "seeds", "acc_mean", "acc_std", "asr_mean",
-            "asr_std", "paper_acc", "paper_asr"}
+    keys = {
+        "dataset",
+        "attack",
+        "defense",
+        "variant",
+        "scale",
+        "tau",
+        "seeds",
+        "acc_mean",
+        "acc_std",
+        "asr_mean",
+        "asr_std",
+        "paper_acc",
+        "paper_asr",
+    }
     assert all(keys <= set(row) for row in table["rows"])
     assert [row["seeds"] for row in table["rows"]] == [[0, 1], [0, 1]]
     assert (results / "ci" / "table2.md").read_text().count("| mnist | continuous |") == 2
@@ -47,8 +77,9 @@ def test_compact_record_matches_the_run(ci_grid: tuple[Path, Path, int]) -> None
     assert 0.0 <= record["auc"] <= 1.0 and len(record["roc"]["fpr"]) == 101
 
 
-def test_rerun_skips_finished_cells_and_tables_rebuild_identically(ci_grid: tuple[Path, Path, int],
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_rerun_skips_finished_cells_and_tables_rebuild_identically(
+    ci_grid: tuple[Path, Path, int], capsys: pytest.CaptureFixture[str]
+) -> None:
     results, runs, _ = ci_grid
     before = (results / "ci" / "table2.json").read_text()
     assert main(["table2", "--scale", "ci", "--out", str(results), "--runs", str(runs)]) == 0
@@ -57,9 +88,13 @@ def test_rerun_skips_finished_cells_and_tables_rebuild_identically(ci_grid: tupl
     assert (results / "ci" / "table2.json").read_text() == before
 
 
-def test_list_and_dry_run(ci_grid: tuple[Path, Path, int], capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_and_dry_run(
+    ci_grid: tuple[Path, Path, int], capsys: pytest.CaptureFixture[str]
+) -> None:
     results, runs, _ = ci_grid
-    assert main(["table2", "--scale", "ci", "--out", str(results), "--runs", str(runs), "--list"]) == 0
+    assert (
+        main(["table2", "--scale", "ci", "--out", str(results), "--runs", str(runs), "--list"]) == 0
+    )
     out = capsys.readouterr().out
     assert out.count("done ") == 4 and "# 4 cells, 4 done, 0 to run" in out
     assert main(["table1", "--scale", "ci", "--dry-run", "--out", str(results)]) == 0
@@ -67,14 +102,28 @@ def test_list_and_dry_run(ci_grid: tuple[Path, Path, int], capsys: pytest.Captur
     assert out.count("python -m deepfl.run --preset micro") == 4 and "--attack single-shot" in out
 
 
-def test_a_failing_cell_is_reported_and_the_others_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # Plant a run directory whose config.json is damaged: that cell's resume fails, the other cell still runs.
+def test_a_failing_cell_is_reported_and_the_others_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Plant a run directory whose config.json is damaged: that cell's resume fails, the other cell
+    # still runs.
     runs = tmp_path / "runs"
     broken = runs / "ci" / "mnist/single-shot/fedavg/s0"
     broken.mkdir(parents=True)
     (broken / "config.json").write_text("{not json")
-    code = main(["table1", "--scale", "ci", "--defenses", "fedavg", "--out", str(tmp_path / "results"),
-                 "--runs", str(runs)])
+    code = main(
+        [
+            "table1",
+            "--scale",
+            "ci",
+            "--defenses",
+            "fedavg",
+            "--out",
+            str(tmp_path / "results"),
+            "--runs",
+            str(runs),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1 and "FAILED mnist/single-shot/fedavg/s0" in out
     assert (tmp_path / "results" / "ci" / "cells" / "mnist/single-shot/fedavg/s1.json").exists()

@@ -1,4 +1,5 @@
 """The reproduction grid: every table's rows at every scale resolve to valid deepfl.run configs."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,7 +22,8 @@ def test_every_baseline_cell_resolves(scale_name: str) -> None:
     for spec in TABLES.values():
         for row in spec.build(scale):
             if row.defense == "flip":
-                continue  # FLIP rows need the FLIP modes (issue 17); checked in test_flip_rows_resolve
+                # FLIP rows need the FLIP modes (issue 17); checked in test_flip_rows_resolve
+                continue
             cfg = _resolve(Cell(row, scale, 1))
             assert (cfg.data.dataset, cfg.attack.kind, cfg.seed) == (row.dataset, row.attack, 1)
             assert cfg.defense.server == row.defense and cfg.run.progress is False
@@ -29,8 +31,9 @@ def test_every_baseline_cell_resolves(scale_name: str) -> None:
 
 @pytest.mark.parametrize("scale_name", sorted(SCALES))
 def test_flip_rows_resolve(scale_name: str) -> None:
-    """Every FLIP row runs its mode on its data set: the engine's FlipDefense has exactly the config of
-    ``FlipConfig.<mode>(dataset, **ablation fields)``, and the reported taus are the mode's tau and 0."""
+    """Every FLIP row runs its mode on its data set: the engine's FlipDefense has exactly the config
+    of ``FlipConfig.<mode>(dataset, **ablation fields)``, and the reported taus are the mode's tau
+    and 0."""
     scale = get_scale(scale_name)
     seen: set[str] = set()
     for spec in TABLES.values():
@@ -39,8 +42,14 @@ def test_flip_rows_resolve(scale_name: str) -> None:
                 continue
             cfg = _resolve(Cell(row, scale, 0))
             params = dict(cfg.defense.client_params)
-            assert cfg.defense.client == "flip" and cfg.defense.server == "fedavg" and params.pop("mode") == row.mode
-            defense = build_client_defense("flip", cfg.defense.client_params, dataset=cfg.data.dataset)
+            assert (
+                cfg.defense.client == "flip"
+                and cfg.defense.server == "fedavg"
+                and params.pop("mode") == row.mode
+            )
+            defense = build_client_defense(
+                "flip", cfg.defense.client_params, dataset=cfg.data.dataset
+            )
             expected = FlipConfig.for_mode(row.mode, row.dataset, **params)
             assert defense.config == expected, row.identity
             if row.attack == "continuous" and spec.name != "a6":
@@ -59,8 +68,10 @@ def test_bulyan_rows_fit_n_at_least_4f_plus_3() -> None:
 
 def test_cells_that_differ_only_in_defense_share_everything_else() -> None:
     scale = get_scale("cpu-small")
-    configs = [_resolve(Cell(baseline_row("mnist", "continuous", name), scale, 2)).to_dict()
-               for name in ("fedavg", "krum", "fltrust")]
+    configs = [
+        _resolve(Cell(baseline_row("mnist", "continuous", name), scale, 2)).to_dict()
+        for name in ("fedavg", "krum", "fltrust")
+    ]
     for cfg in configs:
         del cfg["defense"]
     assert configs[0] == configs[1] == configs[2]
@@ -71,10 +82,12 @@ def test_row_keys_paths_and_shared_cells() -> None:
     assert row.variant == "paper-ts2" and row.key == "flip+paper-ts2"
     assert Cell(row, get_scale("cpu-small"), 3).path == "mnist/continuous/flip+paper-ts2/s3"
     assert row.taus == (0.3, 0.0)
-    assert flip_row("cifar10", "continuous", "paper").taus == (0.4, 0.0)   # the release's CIFAR tau
+    assert flip_row("cifar10", "continuous", "paper").taus == (0.4, 0.0)  # the release's CIFAR tau
     # Table 2's FLIP cells are A.4's and A.6's: the same paths, so the driver runs them once.
     scale = get_scale("cpu-small")
-    table2 = {Cell(r, scale, 0).path for r in get_table("table2").build(scale) if r.defense == "flip"}
+    table2 = {
+        Cell(r, scale, 0).path for r in get_table("table2").build(scale) if r.defense == "flip"
+    }
     a6 = {Cell(r, scale, 0).path for r in get_table("a9").build(scale)}
     assert a6 == table2
 
