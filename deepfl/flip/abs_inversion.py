@@ -39,6 +39,7 @@ from .inversion import (
     SourceLossTracker,
     TriggerVariables,
     _finite,
+    image_shape,
     model_in_eval_mode,
 )
 
@@ -71,6 +72,12 @@ class _Penultimate:
     ) -> None:
         self.value = inputs[0]
 
+    def features(self) -> torch.Tensor:
+        """The last forward pass's output-layer input, flattened to (N, D)."""
+        if self.value is None:
+            raise RuntimeError("no forward pass through the hooked layer yet")
+        return self.value.flatten(1)
+
     def close(self) -> None:
         self.handle.remove()
 
@@ -86,7 +93,7 @@ def _candidate_neurons(
     """Step 1: indices of the ``count`` neurons whose stimulation most elevates ``target``."""
     with torch.no_grad():
         logits = model(images)
-        h = hook.value.flatten(1)  # (N, D)
+        h = hook.features()  # (N, D)
         weight = layer.weight  # (classes, D)
         values = h.max() * h.new_tensor(_STIMULATION_MULTIPLIERS)  # (V,)
         shift = values[None, None, :] - h[:, :, None]  # (N, D, V)
@@ -178,7 +185,7 @@ def _invert(
     _, height, width = images.shape[1:]
     bound = _MAX_MASK_FRACTION * height * width
     variables = TriggerVariables.neutral(
-        len(problems), tuple(images.shape[1:]), config.initial_mask_value, device, dtype
+        len(problems), image_shape(images), config.initial_mask_value, device, dtype
     )
     optimizer = torch.optim.Adam(
         variables.parameters(), lr=config.learning_rate, betas=config.betas
@@ -197,7 +204,7 @@ def _invert(
                     logits.detach(), sample_targets, reduction="none"
                 ),
             )
-            h = hook.value.flatten(1)
+            h = hook.features()
             own = h.gather(1, neuron_of_problem[owner][:, None]).squeeze(1)
             others = h.sum(dim=1) - own
             per_problem = (

@@ -18,9 +18,11 @@ from typing import Any, ClassVar
 
 import torch
 
+from deepfl.client import LocalData, LocalTrainer, RoundContext
 from fldata.params import POSITIVE_FLOAT, POSITIVE_INT, Constraints, Options, Table, validate_value
 from fldata.triggers import Trigger, poison_batch
 
+from .config import FlipConfig
 from .defense import FlipDefense, cap_plan
 from .hardening import StampDirection, append_augment, stamped_pool
 from .plan import draw_seed, plan_hardening
@@ -73,18 +75,18 @@ class AdaptiveAttacker:
         self.train_options = dict(options or {})
 
     @property
-    def config(self) -> Any:
+    def config(self) -> FlipConfig:
         """The run's FLIP config (the client defense's own object)."""
         return self.client_defense.config
 
     def inverted_directions(
         self,
         model: torch.nn.Module,
-        data: Any,
+        data: LocalData,
         state: dict,
-        ctx: Any,
+        ctx: RoundContext,
         target: int,
-        trainer: Any = None,
+        trainer: LocalTrainer | None = None,
     ) -> list[StampDirection]:
         """The benign clients' stamping directions on the attacker's data, capped as theirs, minus
         those inverted toward ``target`` (module docstring)."""
@@ -99,13 +101,13 @@ class AdaptiveAttacker:
     def make_augment(
         self,
         model: torch.nn.Module,
-        data: Any,
+        data: LocalData,
         state: dict,
-        ctx: Any,
+        ctx: RoundContext,
         trigger: Trigger,
         target: int,
         num_poison: int,
-        trainer: Any = None,
+        trainer: LocalTrainer | None = None,
     ):
         """Poison then append inverted-trigger samples (true labels, other targets) to every
         batch.
@@ -123,10 +125,10 @@ class AdaptiveAttacker:
     def train(
         self,
         model: torch.nn.Module,
-        data: Any,
+        data: LocalData,
         state: dict,
-        trainer: Any,
-        ctx: Any,
+        trainer: LocalTrainer,
+        ctx: RoundContext,
         trigger: Trigger,
         target: int,
         num_poison: int,

@@ -36,6 +36,7 @@ from deepfl.runner import Experiment
 from . import distance as distance_matrix
 from .config import FlipConfig
 from .plan import ClientRound, _anomalous, _smallest_mask_targets, run_inversions
+from .state import FlipClientState
 
 __all__ = ["main", "pair_ranks", "replay_models"]
 
@@ -279,9 +280,12 @@ def _recorder(exp: Experiment, log: list[dict[str, Any]]) -> Callable[..., None]
     train = exp.client_defense.train
 
     def recording(model: Any, data: Any, state: dict, trainer: Any, ctx: Any) -> None:
-        warm = "flip_distance" not in state
+        warm = FlipClientState.from_dict(state).distance is None
         train(model, data, state, trainer, ctx)
-        masks = state["flip_universal_masks"]
+        flip = FlipClientState.from_dict(state)
+        masks = flip.universal_masks
+        assert masks is not None and flip.universal_success is not None
+        assert flip.focus_targets is not None
         targets = [t for t in range(masks.shape[0]) if np.all(np.isfinite(masks[t]))]
         log.append(
             {
@@ -290,11 +294,9 @@ def _recorder(exp: Experiment, log: list[dict[str, Any]]) -> Callable[..., None]
                 "warm_up": warm,
                 "mask_l1": [float(masks[t].sum()) for t in targets],
                 "targets": targets,
-                "success": state["flip_universal_success"].tolist(),
-                "flagged": state["flip_focus_targets"].tolist(),
-                "suspect": int(state["flip_suspect_target"])
-                if "flip_suspect_target" in state
-                else None,
+                "success": flip.universal_success.tolist(),
+                "flagged": flip.focus_targets.tolist(),
+                "suspect": flip.suspect_target,
             }
         )
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
+from deepfl.client import LocalData, RoundContext
 from fldata.triggers import Trigger
 
 from .config import FlipConfig
@@ -32,7 +32,7 @@ __all__ = ["plan_round"]
 def plan_round(
     config: FlipConfig,
     model: torch.nn.Module,
-    clients: Sequence[tuple[Any, dict, Any]],
+    clients: Sequence[tuple[LocalData, dict, RoundContext]],
     true_trigger: Trigger | None = None,
     batch_steps: Sequence[int] | None = None,
 ) -> list[HardeningPlan]:
@@ -77,7 +77,7 @@ def plan_round(
 class _ConcatenatedPool:
     """The clients' images / labels concatenated; ``offsets[client]`` is where its rows start."""
 
-    def __init__(self, datas: Sequence[Any]) -> None:
+    def __init__(self, datas: Sequence[LocalData]) -> None:
         self.datas = list(datas)
         self.offsets: dict[int, int] = {}
         start = 0

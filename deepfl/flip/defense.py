@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from deepfl.client import LocalData, LocalTrainer, RoundContext
 from deepfl.flip_modes import MODES
 from fldata.params import Constraints, Options
 from fldata.triggers import Trigger
@@ -44,6 +45,7 @@ from .hardening import (
 )
 from .inversion import InversionResult
 from .plan import HardeningPlan, draw_seed, plan_hardening
+from .state import FlipClientState
 
 __all__ = [
     "FlipDefense",
@@ -90,10 +92,10 @@ class FlipDefense:
     def prepare_round(
         self,
         model: torch.nn.Module,
-        datas: list[Any],
+        datas: list[LocalData],
         states: list[dict],
-        contexts: list[Any],
-        trainer: Any,
+        contexts: list[RoundContext],
+        trainer: LocalTrainer,
     ) -> None:
         """Engine hook, before the benign clients of a round train (all on the global ``model``):
         their inversions in one optimisation per stage (:mod:`.batched`, ``batch_clients``).
@@ -116,7 +118,14 @@ class FlipDefense:
             for ctx, plan in zip(contexts, plans, strict=True)
         }
 
-    def train(self, model: torch.nn.Module, data: Any, state: dict, trainer: Any, ctx: Any) -> None:
+    def train(
+        self,
+        model: torch.nn.Module,
+        data: LocalData,
+        state: dict,
+        trainer: LocalTrainer,
+        ctx: RoundContext,
+    ) -> None:
         """Invert, select, harden (module docstring); updates ``model`` in place and ``state``.
         A plan made by :meth:`prepare_round` for this (round, client) is used instead of
         inverting."""
@@ -138,10 +147,10 @@ class FlipDefense:
     def harden(
         self,
         model: torch.nn.Module,
-        data: Any,
+        data: LocalData,
         state: dict,
-        trainer: Any,
-        ctx: Any,
+        trainer: LocalTrainer,
+        ctx: RoundContext,
         plan: HardeningPlan,
         inversion_seconds: float,
     ) -> None:
@@ -149,7 +158,8 @@ class FlipDefense:
         started = time.perf_counter()
         self.last_results = plan.results
         plan, capped = cap_plan(plan, self.config.max_mask_fraction)
-        stats = dict(state.get("flip_last_stats", {}))
+        flip = FlipClientState.from_dict(state)
+        stats = dict(flip.last_stats or {})
         stats.update(
             inversion_seconds=inversion_seconds,
             num_capped=float(capped),
@@ -174,7 +184,8 @@ class FlipDefense:
             model, data, augment=augment, generator=ctx.generator, **trainer_options(self.config)
         )
         stats["round_seconds"] = inversion_seconds + time.perf_counter() - started
-        state["flip_last_stats"] = stats
+        flip.last_stats = stats
+        flip.save_to(state)
 
     def run_artifacts(self, client_states: dict[int, dict]) -> dict[str, dict[str, np.ndarray]]:
         """``{"flip_triggers.npz": arrays}``: a few inverted triggers of the run (Figure 2c), see
@@ -185,7 +196,7 @@ class FlipDefense:
         return {TRIGGERS_FILE: arrays} if arrays["target"].size else {}
 
 
-def batch_steps(config: FlipConfig, trainer: Any, num_samples: int) -> int:
+def batch_steps(config: FlipConfig, trainer: LocalTrainer, num_samples: int) -> int:
     """Mini-batch steps of one client's hardening: epochs x ceil(n / batch), capped by
     ``hardening_max_steps``."""
     settings = trainer.settings
@@ -197,9 +208,9 @@ def batch_steps(config: FlipConfig, trainer: Any, num_samples: int) -> int:
 def hardening_directions(
     config: FlipConfig,
     model: torch.nn.Module,
-    data: Any,
+    data: LocalData,
     state: dict,
-    ctx: Any,
+    ctx: RoundContext,
     true_trigger: Trigger | None = None,
     batch_steps: int = 1,
 ) -> tuple[list[StampDirection], list[InversionResult]]:
@@ -234,7 +245,9 @@ def cap_plan(plan: HardeningPlan, max_fraction: float) -> tuple[HardeningPlan, i
     return HardeningPlan(universal, pairs, plan.results, plan.oracle), dropped
 
 
-def make_hardening_augment(config: FlipConfig, data: Any, plan: HardeningPlan, ctx: Any) -> Augment:
+def make_hardening_augment(
+    config: FlipConfig, data: LocalData, plan: HardeningPlan, ctx: RoundContext
+) -> Augment:
     """The ``augment(x, y)`` of the round: append (paper) or replace (release) stamping, every
     direction in every batch (``pair_schedule="all_batches"``) or one slot per
     ``pair_hold_batches`` batches (``"rotate"``: universal slots once, then the pairs in turn)."""

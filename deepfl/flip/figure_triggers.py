@@ -20,71 +20,66 @@ from __future__ import annotations
 
 import numpy as np
 
+from .state import FlipClientState
+
 __all__ = ["WARMUP_CLIENTS", "collect_triggers"]
 
 WARMUP_CLIENTS = 2
+
+
+Row = tuple[str, int, int, int, int, np.ndarray, np.ndarray]
 
 
 def collect_triggers(client_states: dict[int, dict]) -> dict[str, np.ndarray]:
     """The arrays of ``flip_triggers.npz`` (module docstring); empty arrays when no client warmed
     up.
     """
-    rows: list[tuple[str, int, int, int, int, np.ndarray, np.ndarray]] = []
+    flips = {int(c): FlipClientState.from_dict(s) for c, s in client_states.items()}
     warmed = sorted(
-        (int(s["flip_warmup_round"]), int(c))
-        for c, s in client_states.items()
-        if "flip_warmup_masks" in s
+        (int(f.warmup_round), c)
+        for c, f in flips.items()
+        if f.warmup_masks is not None and f.warmup_round is not None
     )
+    rows: list[Row] = []
     for warmup_round, client in warmed[:WARMUP_CLIENTS]:
-        state = client_states[client]
+        flip = flips[client]
+        assert flip.warmup_masks is not None and flip.warmup_patterns is not None
         rows += _universal_rows(
-            "warmup",
-            client,
-            warmup_round,
-            state["flip_warmup_masks"],
-            state["flip_warmup_patterns"],
+            "warmup", client, warmup_round, flip.warmup_masks, flip.warmup_patterns
         )
     refreshed = sorted(
-        (-int(s["flip_refresh_round"]), int(c))
-        for c, s in client_states.items()
-        if "flip_refresh_round" in s and "flip_universal_masks" in s
+        (-int(f.refresh_round), c)
+        for c, f in flips.items()
+        if f.refresh_round is not None and f.universal_masks is not None
     )
     if refreshed:
         negative_round, client = refreshed[0]
-        state = client_states[client]
+        flip = flips[client]
+        assert flip.universal_masks is not None and flip.universal_patterns is not None
         rows += _universal_rows(
-            "refresh",
-            client,
-            -negative_round,
-            state["flip_universal_masks"],
-            state["flip_universal_patterns"],
+            "refresh", client, -negative_round, flip.universal_masks, flip.universal_patterns
         )
     for _, client in warmed[:WARMUP_CLIENTS]:
-        state = client_states[client]
-        if "flip_pair_masks" in state:
-            for (source, target), mask, pattern in zip(
-                state["flip_pair_directions"],
-                state["flip_pair_masks"],
-                state["flip_pair_patterns"],
-                strict=True,
-            ):
-                rows.append(
-                    (
-                        "pair",
-                        client,
-                        int(state["flip_pair_round"]),
-                        int(target),
-                        int(source),
-                        mask,
-                        pattern,
-                    )
-                )
+        rows += _pair_rows(client, flips[client])
     return _arrays(rows)
+
+
+def _pair_rows(client: int, flip: FlipClientState) -> list[Row]:
+    """The client's last label-specific triggers (none before its first pair inversion)."""
+    if flip.pair_masks is None or flip.pair_patterns is None or flip.pair_directions is None:
+        return []
+    round_index = int(flip.pair_round) if flip.pair_round is not None else -1
+    return [
+        ("pair", client, round_index, int(target), int(source), mask, pattern)
+        for (source, target), mask, pattern in zip(
+            flip.pair_directions, flip.pair_masks, flip.pair_patterns, strict=True
+        )
+    ]
 
 
 def _universal_rows(
     kind: str, client: int, round_index: int, masks: np.ndarray, patterns: np.ndarray
-) -> list[tuple[str, int, int, int, int, np.ndarray, np.ndarray]]:
+) -> list[Row]:
     return [
         (kind, client, round_index, target, -1, masks[target], patterns[target])
         for target in range(masks.shape[0])
@@ -93,7 +88,7 @@ def _universal_rows(
 
 
 def _arrays(
-    rows: list[tuple[str, int, int, int, int, np.ndarray, np.ndarray]],
+    rows: list[Row],
 ) -> dict[str, np.ndarray]:
     if not rows:
         empty = np.zeros(0, dtype=np.int64)

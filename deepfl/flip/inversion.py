@@ -134,10 +134,17 @@ def inversion_model(model: torch.nn.Module) -> torch.nn.Module:
     parameter = next(model.parameters(), None)
     if not convolutional or parameter is None or parameter.device.type != "cpu":
         return model
-    copy = deepcopy(model).eval().to(memory_format=torch.channels_last)
+    # Module.to takes memory_format at run time; torch's stubs do not list it
+    copy = deepcopy(model).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     for weight in copy.parameters():
         weight.requires_grad_(False)
     return copy
+
+
+def image_shape(images: torch.Tensor) -> tuple[int, int, int]:
+    """``(C, H, W)`` of a batch of images ``(N, C, H, W)``."""
+    channels, height, width = (int(s) for s in images.shape[1:])
+    return channels, height, width
 
 
 class TriggerVariables:
@@ -343,7 +350,7 @@ def invert_many(
         pools=[r.pool for r in requests],
     )
     variables = TriggerVariables.neutral(
-        len(requests), tuple(images.shape[1:]), config.initial_mask_value, device, dtype
+        len(requests), image_shape(images), config.initial_mask_value, device, dtype
     )
     for k, request in enumerate(requests):
         if request.init_trigger is not None:

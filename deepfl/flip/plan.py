@@ -14,14 +14,8 @@ The result is a :class:`HardeningPlan`: the universal / focus directions (each i
 slot) and the pairs (one slot each, one or two directions). ``inverter="abs"`` runs ABS in both
 stages (App. A.7); the oracle inverters (App. A.12) skip both.
 
-``state`` keys (numpy / plain values only): ``flip_distance`` (C, C), ``flip_mask_size`` (C, C,
-last mask L1 per direction), ``flip_universal_masks`` (C, H, W), ``flip_universal_patterns``
-(C, C_in, H, W), ``flip_universal_attack_acc`` / ``flip_universal_success`` (per inverted
-target), ``flip_warmup_round``, ``flip_refresh_round``, ``flip_times_selected``,
-``flip_focus_targets`` ((k,) int), ``flip_suspect_*``, ``flip_last_pairs`` ((P, 3) int: source,
-target, symmetric), ``flip_pair_masks`` / ``flip_pair_patterns`` / ``flip_pair_directions`` (the
-last label-specific triggers), ``flip_warmup_masks`` / ``flip_warmup_patterns`` (float32 copy of
-the warm-up's universal triggers, for Figure 2c), ``flip_last_stats`` (dict of floats).
+The client's memory across rounds is a :class:`~.state.FlipClientState`, kept in the engine's
+``state`` dict as ``flip_*`` keys (checkpointed).
 """
 
 from __future__ import annotations
@@ -29,11 +23,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 
+from deepfl.client import LocalData, RoundContext
 from fldata.outliers import median_and_scaled_mad
 from fldata.triggers import Trigger
 
@@ -44,6 +38,7 @@ from .hardening import StampDirection
 from .inversion import InversionRequest, InversionResult, invert_many
 from .oracle import oracle_trigger, true_trigger_for
 from .selection import HardeningPair, select_pairs
+from .state import FlipClientState
 
 __all__ = ["HardeningPlan", "ClientRound", "plan_hardening", "run_inversions", "draw_seed"]
 
@@ -91,9 +86,9 @@ def run_inversions(
 def plan_hardening(
     config: FlipConfig,
     model: torch.nn.Module,
-    data: Any,
+    data: LocalData,
     state: dict,
-    ctx: Any,
+    ctx: RoundContext,
     true_trigger: Trigger | None = None,
     batch_steps: int = 1,
 ) -> HardeningPlan:
@@ -119,24 +114,26 @@ class ClientRound:
     def __init__(
         self,
         config: FlipConfig,
-        data: Any,
+        data: LocalData,
         state: dict,
-        ctx: Any,
+        ctx: RoundContext,
         true_trigger: Trigger | None = None,
         batch_steps: int = 1,
     ) -> None:
         self.config, self.data, self.state, self.ctx = config, data, state, ctx
+        self.flip = flip = FlipClientState.from_dict(state)
         self.num_classes = int(ctx.num_classes)
         channels, height, width = (int(s) for s in data.images.shape[1:])
         self.image_shape = (channels, height, width)
         self.batch_steps = int(batch_steps)
         self.plan = HardeningPlan()
-        state["flip_times_selected"] = int(state.get("flip_times_selected", 0)) + 1
+        flip.times_selected = (flip.times_selected or 0) + 1
         if config.is_oracle:
             trigger = oracle_trigger(
                 config, self.image_shape, ctx.round, ctx.client_id, true_trigger
             )
-            state["flip_last_stats"] = {"oracle": 1.0}
+            flip.last_stats = {"oracle": 1.0}
+            flip.save_to(state)
             self.plan = HardeningPlan(universal=[StampDirection(None, (trigger,))], oracle=True)
             self.stage = "done"
             return
@@ -156,12 +153,13 @@ class ClientRound:
                 "true_trigger= to FlipDefense."
             )
         self.leak_init = _box_initialisation(leak, config) if leak is not None else None
-        selections = state["flip_times_selected"]
+        selections = flip.times_selected
         rewarm = config.rewarm_every > 0 and (selections - 1) % config.rewarm_every == 0
-        self.warming_up = "flip_distance" not in state or rewarm
+        self.warming_up = flip.distance is None or rewarm
         self.refreshing = not self.warming_up and config.focus_smallest_universal > 0
         self.pairs: list[HardeningPair] = []
         self.stage = "universal"
+        flip.save_to(state)
 
     # ---------------------------------------------------------------------------- stage 1
     def universal_steps(self) -> int:
@@ -185,53 +183,48 @@ class ClientRound:
 
     def take_universal(self, candidates: list[list[InversionResult]]) -> None:
         """Cache the universal triggers; warm-up: distances; refresh: Neural Cleanse's focus."""
-        config, state = self.config, self.state
+        config, flip = self.config, self.flip
         universal = [group[0] for group in candidates]
         self.stage = "pairs"
         if universal or self.warming_up:
-            _cache_universal(state, universal, self.num_classes, self.image_shape)
+            _cache_universal(flip, universal, self.num_classes, self.image_shape)
         if self.warming_up:
-            state["flip_distance"] = distance_matrix.warmup_distance_matrix(
+            assert flip.universal_masks is not None and flip.universal_patterns is not None
+            flip.distance = distance_matrix.warmup_distance_matrix(
                 universal, self.num_classes, config.distance
             )
-            state["flip_mask_size"] = distance_matrix.mask_size_matrix(universal, self.num_classes)
-            state["flip_warmup_round"] = int(self.ctx.round)
-            state["flip_warmup_masks"] = state["flip_universal_masks"].astype(np.float32)
-            state["flip_warmup_patterns"] = state["flip_universal_patterns"].astype(np.float32)
+            flip.mask_size = distance_matrix.mask_size_matrix(universal, self.num_classes)
+            flip.warmup_round = int(self.ctx.round)
+            flip.warmup_masks = flip.universal_masks.astype(np.float32)
+            flip.warmup_patterns = flip.universal_patterns.astype(np.float32)
             if config.harden_with_universal:
                 self.plan.universal += [_direction(r) for r in universal]
         elif self.refreshing:
-            state["flip_refresh_round"] = int(self.ctx.round)
+            flip.refresh_round = int(self.ctx.round)
         self._focus(universal)
+        flip.save_to(self.state)
 
     def _focus(self, universal: list[InversionResult]) -> None:
         """``fliplab``'s outlier test on the universal triggers and the remembered suspect."""
-        config, state = self.config, self.state
+        config, flip = self.config, self.flip
         focus = _anomalous(
             _smallest_mask_targets(universal, config.focus_smallest_universal), universal, config
         )
-        state["flip_focus_targets"] = np.array([r.target for r in focus], dtype=np.int64)
+        flip.focus_targets = np.array([r.target for r in focus], dtype=np.int64)
         if focus and config.focus_memory:
             best = focus[0]
-            state["flip_suspect_target"], state["flip_suspect_sources"] = (
-                int(best.target),
-                np.array(best.source_classes),
-            )
-            state["flip_suspect_mask"], state["flip_suspect_pattern"] = (
-                best.trigger.mask,
-                best.trigger.pattern,
-            )
+            flip.suspect_target = int(best.target)
+            flip.suspect_sources = np.array(best.source_classes)
+            flip.suspect_mask, flip.suspect_pattern = best.trigger.mask, best.trigger.pattern
         if not (self.warming_up and config.harden_with_universal):
             if focus:
                 self.plan.universal += [_direction(r) for r in focus]
-            elif config.focus_memory and "flip_suspect_target" in state:
-                target = int(state["flip_suspect_target"])
-                suspect = Trigger(
-                    state["flip_suspect_mask"],
-                    state["flip_suspect_pattern"],
-                    name=f"suspect->{target}",
-                )
-                sources = tuple(int(c) for c in state["flip_suspect_sources"])
+            elif config.focus_memory and flip.suspect_target is not None:
+                target = flip.suspect_target
+                assert flip.suspect_mask is not None and flip.suspect_pattern is not None
+                name = f"suspect->{target}"
+                suspect = Trigger(flip.suspect_mask, flip.suspect_pattern, name=name)
+                sources = tuple(int(c) for c in np.asarray(flip.suspect_sources))
                 self.plan.universal.append(StampDirection(sources, (suspect,), target))
         if universal and config.focus_smallest_universal > 0:
             logger.info(
@@ -241,7 +234,7 @@ class ClientRound:
                 self.ctx.round,
                 [r.target for r in focus],
                 [round(r.mask_l1, 1) for r in focus],
-                state.get("flip_suspect_target"),
+                flip.suspect_target,
             )
         self.focus_stats = (
             {"focus_target": float(focus[0].target), "focus_mask_l1": focus[0].mask_l1}
@@ -254,10 +247,11 @@ class ClientRound:
         """Select this round's pairs from ``D`` and return their directions' inversion requests."""
         if self.stage != "pairs":
             return []
-        config, state = self.config, self.state
+        config, flip = self.config, self.flip
+        assert flip.distance is not None, "the universal stage sets the distance matrix"
         rng = np.random.default_rng(self.seed)
         self.pairs = select_pairs(
-            state["flip_distance"],
+            flip.distance,
             self.counts,
             num_pairs=self.num_pairs(),
             min_samples=config.min_samples_per_label,
@@ -265,9 +259,10 @@ class ClientRound:
             exploration_prob=config.exploration_prob,
             rng=rng,
         )
-        state["flip_last_pairs"] = np.array(
+        flip.last_pairs = np.array(
             [[p.source, p.target, int(p.symmetric)] for p in self.pairs], dtype=np.int64
         ).reshape(-1, 3)
+        flip.save_to(self.state)
         directions = [d for pair in self.pairs for d in pair.directions()]
         return [
             InversionRequest((s,), t, seed=self.seed + 1 + i, init_trigger=self._pair_init(t))
@@ -287,10 +282,11 @@ class ClientRound:
 
     def take_pairs(self, candidates: list[list[InversionResult]]) -> None:
         """Pair slots from the inversions (all ABS candidates stamped), ``D`` updated."""
-        config, state = self.config, self.state
+        config, flip = self.config, self.flip
         self.stage = "done"
         if not self.pairs:
-            state["flip_last_stats"] = {"num_directions": 0.0, **self.focus_stats}
+            flip.last_stats = {"num_directions": 0.0, **self.focus_stats}
+            flip.save_to(self.state)
             return
         results = [group[0] for group in candidates]
         groups = iter(candidates)
@@ -301,20 +297,19 @@ class ClientRound:
                     for s, t in pair.directions()
                 )
             )
-        state["flip_distance"] = distance_matrix.update_distance_matrix(
-            state["flip_distance"],
-            results,
-            config.distance,
-            config.distance_momentum,
-            state.get("flip_mask_size"),
+        assert flip.distance is not None, "the universal stage sets the distance matrix"
+        flip.distance = distance_matrix.update_distance_matrix(
+            flip.distance, results, config.distance, config.distance_momentum, flip.mask_size
         )
-        state["flip_mask_size"] = distance_matrix.update_mask_sizes(
-            state.get("flip_mask_size", np.full_like(state["flip_distance"], np.nan)), results
-        )
-        _cache_pairs(state, results)
-        state["flip_pair_round"] = int(self.ctx.round)
+        previous_sizes = flip.mask_size
+        if previous_sizes is None:
+            previous_sizes = np.full_like(flip.distance, np.nan)
+        flip.mask_size = distance_matrix.update_mask_sizes(previous_sizes, results)
+        _cache_pairs(flip, results)
+        flip.pair_round = int(self.ctx.round)
         self.plan.results = results
-        state["flip_last_stats"] = {**_summary(results, self.pairs), **self.focus_stats}
+        flip.last_stats = {**_summary(results, self.pairs), **self.focus_stats}
+        flip.save_to(self.state)
 
     def run(self, invert: Inverter) -> HardeningPlan:
         """Both stages with ``invert(requests, steps) -> candidates per request``."""
@@ -326,12 +321,12 @@ class ClientRound:
     # ---------------------------------------------------------------------------- initial triggers
     def _universal_init(self, target: int) -> Trigger | None:
         if self.refreshing and self.config.focus_refresh_init == "cached":
-            return _cached_trigger(self.state, target)
+            return _cached_trigger(self.flip, target)
         return self.leak_init
 
     def _pair_init(self, target: int) -> Trigger | None:
         if self.config.warm_start_from_universal:
-            return _cached_trigger(self.state, target) or self.leak_init
+            return _cached_trigger(self.flip, target) or self.leak_init
         return self.leak_init
 
 
@@ -340,26 +335,29 @@ def _direction(result: InversionResult) -> StampDirection:
 
 
 def _cache_universal(
-    state: dict, results: list[InversionResult], num_classes: int, image_shape: tuple[int, ...]
+    flip: FlipClientState,
+    results: list[InversionResult],
+    num_classes: int,
+    image_shape: tuple[int, ...],
 ) -> None:
-    """Store the universal masks / patterns (NaN for targets without a problem) in ``state``."""
+    """Cache the universal masks / patterns (NaN for targets without a problem)."""
     channels, height, width = image_shape
     masks = np.full((num_classes, height, width), np.nan)
     patterns = np.full((num_classes, channels, height, width), np.nan)
     for result in results:
         masks[result.target], patterns[result.target] = result.trigger.mask, result.trigger.pattern
-    state["flip_universal_masks"], state["flip_universal_patterns"] = masks, patterns
-    state["flip_universal_attack_acc"] = np.array([r.attack_acc for r in results])
-    state["flip_universal_success"] = np.array([r.success for r in results], dtype=bool)
+    flip.universal_masks, flip.universal_patterns = masks, patterns
+    flip.universal_attack_acc = np.array([r.attack_acc for r in results])
+    flip.universal_success = np.array([r.success for r in results], dtype=bool)
 
 
-def _cache_pairs(state: dict, results: list[InversionResult]) -> None:
+def _cache_pairs(flip: FlipClientState, results: list[InversionResult]) -> None:
     """The last label-specific triggers (float32), for Figure 2c
     (:meth:`FlipDefense.export_triggers`).
     """
-    state["flip_pair_masks"] = np.stack([r.trigger.mask for r in results]).astype(np.float32)
-    state["flip_pair_patterns"] = np.stack([r.trigger.pattern for r in results]).astype(np.float32)
-    state["flip_pair_directions"] = np.array(
+    flip.pair_masks = np.stack([r.trigger.mask for r in results]).astype(np.float32)
+    flip.pair_patterns = np.stack([r.trigger.pattern for r in results]).astype(np.float32)
+    flip.pair_directions = np.array(
         [[r.source_classes[0], r.target] for r in results], dtype=np.int64
     )
 
@@ -400,11 +398,11 @@ def _anomalous(
     ]
 
 
-def _cached_trigger(state: dict, target: int) -> Trigger | None:
+def _cached_trigger(flip: FlipClientState, target: int) -> Trigger | None:
     """The cached universal trigger of ``target`` (None if not cached or NaN)."""
-    if "flip_universal_masks" not in state:
+    if flip.universal_masks is None or flip.universal_patterns is None:
         return None
-    mask, pattern = state["flip_universal_masks"][target], state["flip_universal_patterns"][target]
+    mask, pattern = flip.universal_masks[target], flip.universal_patterns[target]
     if not (np.all(np.isfinite(mask)) and np.all(np.isfinite(pattern))):
         return None
     return Trigger(mask, pattern, name=f"universal->{target}")

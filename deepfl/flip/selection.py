@@ -70,13 +70,14 @@ def select_pairs(
     chosen: list[HardeningPair] = []
     used: set[frozenset[int]] = set()
     while len(chosen) < num_pairs:
-        explore = exploration_prob > 0 and rng.random() < exploration_prob
+        explore = rng is not None and exploration_prob > 0 and rng.random() < exploration_prob
         pool = [p for p in (eligible if explore else ranked) if frozenset(p) not in used]
         if not pool and explore:
             pool = [p for p in ranked if frozenset(p) not in used]
         if not pool:
             break
-        source, target = pool[int(rng.integers(len(pool)))] if explore else pool[0]
-        used.add(frozenset((source, target)))
+        pick = int(rng.integers(len(pool))) if rng is not None and explore else 0
+        source, target = pool[pick]
+        used.add(frozenset((int(source), int(target))))
         chosen.append(HardeningPair(int(source), int(target), symmetric=bool(available[target])))
     return chosen

@@ -16,17 +16,34 @@ from typing import Any
 
 GOLDEN_PATH = Path(__file__).parent / "data" / "micro_runs_golden.json"
 
-# server defense -> its defense.params: a plain mean, a row-selecting rule and a seeded clustering
-# rule
-DEFENSES: dict[str, dict[str, Any]] = {"fedavg": {}, "krum": {}, "flame": {}}
+# FLIP at micro size: few inversion steps, small inversion batches
+_FLIP_MICRO = {"warmup_steps": 8, "pair_steps": 6, "focus_refresh_steps": 6, "batch_size": 16}
+
+# run name -> its defense section: a plain mean, a row-selecting rule, a seeded clustering rule,
+# and FLIP on the benign clients in two of its modes
+DEFENSES: dict[str, dict[str, Any]] = {
+    "fedavg": {"server": "fedavg"},
+    "krum": {"server": "krum"},
+    "flame": {"server": "flame"},
+    "flip+paper": {
+        "server": "fedavg",
+        "client": "flip",
+        "client_params": {"mode": "paper", **_FLIP_MICRO},
+    },
+    "flip+fliplab": {
+        "server": "fedavg",
+        "client": "flip",
+        "client_params": {"mode": "fliplab", **_FLIP_MICRO},
+    },
+}
 TAUS = [0.0, 0.3, 0.5]
 SUMMARY_KEYS = ("rounds", "final", "max_asr", "attack", "defense", "attacker_ids")
 
 
-def run_micro(defense: str, params: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """One micro run (``engine_fixtures.micro_config``, continuous attack) under ``defense`` in
-    ``folder / defense`` (pre-training cache ``folder / "cache"``, shared by the runs): its metrics
-    rows without ``seconds`` and the summary's entries that hold no timing or digest."""
+def run_micro(name: str, defense: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """One micro run (``engine_fixtures.micro_config``, continuous attack) with the ``defense``
+    section in ``folder / name`` (pre-training cache ``folder / "cache"``, shared by the runs): its
+    metrics rows without ``seconds`` and the summary's entries that hold no timing or digest."""
     from engine_fixtures import comparable, micro_config, single_thread
 
     from deepfl.io import read_jsonl
@@ -34,7 +51,7 @@ def run_micro(defense: str, params: dict[str, Any], folder: Path) -> dict[str, A
 
     cfg = micro_config(
         folder,
-        defense={"server": defense, "params": params},
+        defense=defense,
         data={"train_limit": 2000},
         benign={"epochs": 2},
         server={"clients_per_round": 5, "rule": "sample-weighted"},
@@ -42,16 +59,16 @@ def run_micro(defense: str, params: dict[str, Any], folder: Path) -> dict[str, A
         run={"taus": TAUS, "rounds": 4, "pretrain_rounds": 2},
     )
     with single_thread():
-        summary = Experiment(cfg, folder / defense).run()
+        summary = Experiment(cfg, folder / name).run()
     assert summary is not None
-    rows = comparable(read_jsonl(folder / defense / METRICS_NAME))
+    rows = comparable(read_jsonl(folder / name / METRICS_NAME))
     return {"rows": rows, "summary": {key: summary[key] for key in SUMMARY_KEYS}}
 
 
 def golden_outputs(folder: Path) -> dict[str, Any]:
-    """``{defense: run_micro(defense, ...)}`` for every defense of :data:`DEFENSES`, in ``folder``
+    """``{name: run_micro(name, ...)}`` for every run of :data:`DEFENSES`, in ``folder``
     (the first run pre-trains, the others start from its cached pre-training)."""
-    outputs = {defense: run_micro(defense, params, folder) for defense, params in DEFENSES.items()}
+    outputs = {name: run_micro(name, defense, folder) for name, defense in DEFENSES.items()}
     # exactly what a JSON file gives back (tuples become lists, ...)
     return json.loads(json.dumps(outputs, sort_keys=True))
 
