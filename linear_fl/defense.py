@@ -21,7 +21,7 @@ from fldata.triggers import Trigger
 
 from .config import LinearFLConfig
 from .data import ClientData
-from .inversion import InversionResult, invert_trigger
+from .inversion import NeuralCleanseChoice, invert_trigger
 from .training import LocalTraining, clean_gradient, hardened_gradient, local_train
 
 
@@ -38,7 +38,7 @@ def recover_trigger(
     rng: np.random.Generator,
     warm: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
     helper: Executor | None = None,
-) -> InversionResult:
+) -> NeuralCleanseChoice:
     """Step 1: inversion on ``min(inversion_subsample, n)`` rows drawn without replacement from
     ``rng`` (``helper``: see :func:`linear_fl.inversion.invert_trigger`)."""
     size = min(cfg.inversion_subsample, data.n)

@@ -34,6 +34,7 @@ from functools import partial
 
 import numpy as np
 
+from fldata.inversion import InversionResult
 from fldata.metrics import softmax
 from fldata.outliers import median_and_scaled_mad
 from fldata.triggers import Trigger
@@ -48,25 +49,11 @@ DEFAULT_INIT_PATTERN = 0.5
 
 
 @dataclass(frozen=True)
-class ClassInversion:
-    """The inverted trigger for one candidate target class."""
+class NeuralCleanseChoice:
+    """Every candidate target's inversion (:class:`fldata.inversion.InversionResult`) and the
+    Neural-Cleanse choice among them (module docstring)."""
 
-    target: int
-    mask: np.ndarray  # (H, W)
-    pattern: np.ndarray  # (C, H, W)
-    objective: float  # J(m, p) at the solution
-    cross_entropy: float  # mean CE part of J
-    mask_l1: float  # |m|_1
-    success_rate: float  # fraction of stamped samples classified as target
-    iterations: int
-    evaluations: int
-
-
-@dataclass(frozen=True)
-class InversionResult:
-    """All candidates' inversions and the Neural-Cleanse choice."""
-
-    per_class: dict[int, ClassInversion]
+    per_class: dict[int, InversionResult]
     selected_target: int
     anomaly_index: float  # (median L1 - selected L1) / (1.4826 * MAD) over candidates
     source: int | None = None
@@ -75,14 +62,14 @@ class InversionResult:
     @property
     def trigger(self) -> Trigger:
         """The recovered trigger of the selected class, as an ``fldata.triggers.Trigger``."""
-        best = self.per_class[self.selected_target]
+        best = self.per_class[self.selected_target].trigger
         return Trigger(
             mask=best.mask, pattern=best.pattern, name=f"inverted->{self.selected_target}"
         )
 
     def warm_starts(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """``{class: (mask, pattern)}`` to warm-start the next round's inversion."""
-        return {t: (r.mask, r.pattern) for t, r in self.per_class.items()}
+        return {t: (r.trigger.mask, r.trigger.pattern) for t, r in self.per_class.items()}
 
 
 def _split(v: np.ndarray, image_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -139,9 +126,12 @@ def invert_class(
     lambda_l1: float,
     maxiter: int,
     init: tuple[np.ndarray, np.ndarray] | None = None,
-) -> ClassInversion:
+    source_classes: tuple[int, ...] = (),
+    success_threshold: float = 0.5,
+) -> InversionResult:
     """Box-constrained L-BFGS-B on ``J(m, p)`` for one target over the rows of ``Xa``
-    (:mod:`linear_fl.lbfgsb`).
+    (:mod:`linear_fl.lbfgsb`); ``source_classes`` names the rows' classes in the result, and
+    ``success`` is ``attack_acc >= success_threshold``.
     """
     if Xa.shape[0] == 0:
         raise ValueError(
@@ -161,32 +151,34 @@ def invert_class(
     )
     mask, pattern = _split(np.clip(res.x, 0.0, 1.0), image_shape)
     l1 = float(mask.sum())
-    return ClassInversion(
+    success_rate = stamped_success_rate(W, Xa, mask, pattern, target)
+    return InversionResult(
+        trigger=Trigger(mask=mask, pattern=pattern, name=f"inverted->{target}"),
         target=target,
-        mask=mask,
-        pattern=pattern,
-        objective=float(res.fun),
-        cross_entropy=float(res.fun) - lambda_l1 * l1,
+        source_classes=source_classes,
+        success=success_rate >= success_threshold,
+        attack_acc=success_rate,
+        final_loss=float(res.fun) - lambda_l1 * l1,
         mask_l1=l1,
-        success_rate=stamped_success_rate(W, Xa, mask, pattern, target),
-        iterations=int(res.nit),
+        steps=int(res.nit),
+        objective=float(res.fun),
         evaluations=int(res.nfev),
     )
 
 
 def select_target(
-    per_class: Mapping[int, ClassInversion], success_threshold: float
+    per_class: Mapping[int, InversionResult], success_threshold: float
 ) -> tuple[int, float]:
     """Neural-Cleanse rule: smallest mask L1 among successful candidates; returns (class, anomaly
     index).
     """
     classes = sorted(per_class)
     l1 = np.array([per_class[t].mask_l1 for t in classes])
-    ok = np.array([per_class[t].success_rate >= success_threshold for t in classes])
+    ok = np.array([per_class[t].attack_acc >= success_threshold for t in classes])
     if ok.any():
         chosen = classes[int(np.argmin(np.where(ok, l1, np.inf)))]
     else:
-        chosen = classes[int(np.argmax([per_class[t].success_rate for t in classes]))]
+        chosen = classes[int(np.argmax([per_class[t].attack_acc for t in classes]))]
     med, mad = median_and_scaled_mad(l1)
     anomaly = (med - per_class[chosen].mask_l1) / mad if mad > 0 else 0.0
     return chosen, anomaly
@@ -204,7 +196,7 @@ def invert_trigger(
     source: int | None = None,
     warm: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
     helper: Executor | None = None,
-) -> InversionResult:
+) -> NeuralCleanseChoice:
     """Invert a trigger for every candidate target and pick one (module docstring).
 
     Universal (``source=None``): for target ``t`` use the rows with ``y != t``.
@@ -217,6 +209,7 @@ def invert_trigger(
         raise ValueError("invert_trigger needs at least one candidate target class")
     warm = warm or {}
     classes = [int(t) for t in candidates if source is None or t != source]
+    all_classes = [int(c) for c in np.unique(y)]
     tasks = [
         partial(
             invert_class,
@@ -227,15 +220,17 @@ def invert_trigger(
             lambda_l1,
             maxiter,
             warm.get(t),
+            (source,) if source is not None else tuple(c for c in all_classes if c != t),
+            success_threshold,
         )
         for t in classes
     ]
-    per_class: dict[int, ClassInversion] = dict(
+    per_class: dict[int, InversionResult] = dict(
         zip(classes, run_shared(tasks, helper), strict=True)
     )
     if not per_class:
         raise ValueError(f"no candidate target differs from the source class {source}")
     chosen, anomaly = select_target(per_class, success_threshold)
-    return InversionResult(
+    return NeuralCleanseChoice(
         per_class=per_class, selected_target=chosen, anomaly_index=anomaly, source=source
     )

@@ -25,7 +25,7 @@ from fldata.triggers import Trigger
 from .attack import malicious_update
 from .data import role_streams, stamp_flat
 from .defense import benign_training, benign_update, recover_trigger
-from .inversion import InversionResult
+from .inversion import NeuralCleanseChoice
 from .model import mean_gradient
 from .server import fedavg
 from .trigger_error import TriggerError, trigger_error
@@ -62,7 +62,7 @@ class Probe:
     G_aug: np.ndarray  # G_bar_a at W_t
     deltaW_closed: np.ndarray
     deltaW_simulated: np.ndarray
-    inversion: InversionResult | None
+    inversion: NeuralCleanseChoice | None
     trigger_error: TriggerError
 
     @property

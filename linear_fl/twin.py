@@ -30,7 +30,7 @@ from .attack import backdoor_test_set, malicious_update, true_trigger
 from .config import LinearFLConfig
 from .data import ClientData, augmented_images, data_fingerprint, role_streams
 from .defense import benign_update, recover_trigger
-from .inversion import InversionResult
+from .inversion import NeuralCleanseChoice
 from .model import softmax_probs
 from .pretrain import PretrainResult, pretrain
 from .server import aggregation_weights, fedavg
@@ -165,7 +165,7 @@ class Trajectory:
     recovered_triggers: list[Trigger] = field(default_factory=list)
     trigger_errors: list[float] = field(default_factory=list)
     trigger_details: list[TriggerError] = field(default_factory=list)
-    inversions: list[InversionResult] = field(default_factory=list)
+    inversions: list[NeuralCleanseChoice] = field(default_factory=list)
 
 
 @dataclass

@@ -34,12 +34,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from copy import deepcopy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fldata.inversion import InversionResult
 from fldata.triggers import Trigger, stamp
 
 from .config import FlipConfig
@@ -76,37 +77,6 @@ class InversionRequest:
     seed: int = 0
     init_trigger: Trigger | None = None
     pool: tuple[int, int] | None = None
-
-
-@dataclass(frozen=True)
-class InversionResult:
-    """An inverted trigger and its optimisation statistics.
-
-    Attributes:
-        trigger: the returned (smallest successful) trigger, numpy,
-            :class:`fldata.triggers.Trigger`.
-        target, source_classes: the problem.
-        success: whether some step reached ``attack_success_threshold``.
-        attack_acc: fraction of the problem's source samples (up to 128) classified as ``target``
-            once stamped with the returned trigger.
-        final_loss: mean CE toward ``target`` on those samples.
-        mask_l1: ``|m|_1`` of the returned mask (pixels, in [0, H*W]).
-        per_source_loss_variance: {source class: variance over steps of its mean CE loss}.
-        per_source_sample_variance: {source class: mean over steps of the variance over its
-            samples of their CE loss}.
-        steps: optimisation steps run.
-    """
-
-    trigger: Trigger
-    target: int
-    source_classes: tuple[int, ...]
-    success: bool
-    attack_acc: float
-    final_loss: float
-    mask_l1: float
-    per_source_loss_variance: dict[int, float] = field(default_factory=dict)
-    steps: int = 0
-    per_source_sample_variance: dict[int, float] = field(default_factory=dict)
 
 
 class model_in_eval_mode:

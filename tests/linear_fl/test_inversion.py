@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import approx_fprime
 
+from fldata.inversion import InversionResult
 from fldata.triggers import Trigger, stamp
 from linear_fl.attack import poisoned_gradient
 from linear_fl.data import stamp_flat
@@ -118,3 +119,17 @@ def test_poisoned_gradient_matches_fldata_poison_batch():
             W, augment(np.asarray(images).reshape(len(idx), -1)), np.asarray(labels)
         )
         assert np.allclose(grad(W, idx), reference, atol=1e-13)
+
+
+def test_every_candidate_is_the_shared_inversion_result_type(small_setup) -> None:
+    """linear_fl's inverter returns fldata.inversion.InversionResult per candidate, as deepfl's."""
+    s = small_setup
+    X, y = s.benign.Xa[:200], s.benign.y[:200]
+    universal = invert_trigger(s.W0, X, y, s.image_shape, [1, 2], 0.03, maxiter=3)
+    for target, result in universal.per_class.items():
+        assert isinstance(result, InversionResult) and result.target == target
+        assert result.source_classes == tuple(int(c) for c in np.unique(y) if c != target)
+        assert result.success == (result.attack_acc >= 0.5) and result.steps <= 3
+        assert result.objective == pytest.approx(result.final_loss + 0.03 * result.mask_l1)
+    pair = invert_trigger(s.W0, X, y, s.image_shape, [1, 2], 0.03, maxiter=3, source=2)
+    assert list(pair.per_class) == [1] and pair.per_class[1].source_classes == (2,)
