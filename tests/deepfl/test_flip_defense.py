@@ -7,10 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from flip_fixtures import (
+from flip_fixtures import (  # noqa: F401  (backdoored_setup, make_clean_model: fixtures)
     BackdooredSetup,
+    backdoored_setup,
     clone,
-    make_clean_model,  # noqa: F401
+    make_clean_model,
     target_probability_on_triggered,
 )
 
