@@ -8,7 +8,7 @@ constraints once (``parameter_constraints``, :mod:`fldata.params`), so ``defense
 anything. So are the rules that involve the rest of the config:
 
 * a server defense's conditions on ``n`` = ``server.clients_per_round`` and ``f`` =
-  ``defense.num_attackers`` (else the attackers per attack round): Krum's ``n >= f + 3``,
+  ``defense.assumed_attackers`` (else the attackers per attack round): Krum's ``n >= f + 3``,
   Bulyan's ``n >= 4f + 3``, ... (``Aggregator.check_setting``, the same functions the rules run);
 * a component that needs the attack's true trigger (FLIP's ground-truth oracle) gets one: the
   engine hands it only to a client defense, and only in a run with an attack.
@@ -43,8 +43,8 @@ def checked_component_params(cfg: ExperimentConfig) -> tuple[Params, Params, Par
 
 def assumed_attackers(cfg: ExperimentConfig) -> tuple[int, str]:
     """``f`` given to the server defense, and the config key it comes from."""
-    if cfg.defense.num_attackers >= 0:
-        return cfg.defense.num_attackers, "defense.num_attackers"
+    if cfg.defense.assumed_attackers >= 0:
+        return cfg.defense.assumed_attackers, "defense.assumed_attackers"
     return cfg.attackers_per_round, "the attackers per attack round"
 
 
@@ -132,7 +132,7 @@ def _named_params(
     if given:
         raise ConfigError(
             f"{key}.{given[0]} is set by the config, not in {key}; remove it "
-            f"(for a server defense's f: defense.num_attackers)"
+            f"(for a server defense's f: defense.assumed_attackers)"
         )
     allowed = [param for param in component.parameter_constraints if param not in exclude]
     if params and not allowed:

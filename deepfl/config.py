@@ -192,7 +192,7 @@ class ServerConfig:
 class DefenseConfig:
     server: str = "fedavg"  # a name in deepfl.defenses.REGISTRY
     params: dict[str, Any] = field(default_factory=dict)
-    num_attackers: int = -1  # f given to the server defense (-1 = attackers per attack round)
+    assumed_attackers: int = -1  # f given to the server defense (-1 = attackers per attack round)
     client: str = "none"  # a name in deepfl.client.CLIENT_DEFENSES ("none" | "flip")
     client_params: dict[str, Any] = field(default_factory=dict)
 
@@ -200,10 +200,13 @@ class DefenseConfig:
     parameter_constraints: ClassVar[Constraints] = {
         "server": [Options(source=_defense_names)],
         "params": [Table()],
-        "num_attackers": [Interval(int, -1, None, closed="left")],
+        "assumed_attackers": [Interval(int, -1, None, closed="left")],
         "client": [Options(source=_client_defense_names)],
         "client_params": [Table()],
     }
+    # "num_attackers" read as the attacker population (attack.num_attackers); accepted, with a
+    # DeprecationWarning, for one release
+    renamed_parameters: ClassVar[dict[str, str]] = {"num_attackers": "assumed_attackers"}
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fldata.cli import InputOutputError, UsageError
@@ -53,34 +54,18 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
     ]
 
 
-def added_at_default(
-    stored: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any]
-) -> list[str] | None:
-    """The dotted keys that are new since the checkpoint and sit at their default, or ``None``.
-
-    ``None`` when any difference is something else (a changed value, a removed key, or a new key
-    set away from its default): only a field added to the config by a later version of fliplab,
-    left at the value the older version behaved with, is harmless to resume over.
-    """
-    old, new, base = _flatten(stored), _flatten(current), _flatten(defaults)
-    changed = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
-    if all(key not in old and key in base and new.get(key) == base[key] for key in changed):
-        return changed
-    return None
-
-
 def check_same_config(
     state: dict[str, Any],
     config: dict[str, Any],
     digest: str,
     run_dir: str,
-    defaults: dict[str, Any] | None = None,
+    upgrade: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> None:
     """Refuse to resume when the checkpoint's config digest or seed differs from the current config.
 
-    A checkpoint of an older version without a stored config is accepted with a warning, and so is
-    one whose config lacks only fields added since, when ``config.json`` has them at ``defaults``
-    (the config's default values).
+    A checkpoint of an older version without a stored config is accepted with a warning. So is one
+    whose stored config, read by the current version (``upgrade``: renamed keys mapped, fields
+    added since at their defaults; ``None`` if it cannot be read), equals ``config``.
     """
     if "config_digest" not in state:
         LOGGER.warning(
@@ -91,14 +76,15 @@ def check_same_config(
     if state["config_digest"] == digest and state.get("seed") == config.get("seed"):
         return
     stored = json.loads(state.get("config_json", "{}"))
-    added = added_at_default(stored, config, defaults) if stored and defaults is not None else None
-    if added and state.get("seed") == config.get("seed"):
-        LOGGER.warning(
-            "%s: the checkpoint predates the config fields %s; resuming with their defaults",
-            run_dir,
-            ", ".join(added),
-        )
-        return
+    if stored and upgrade is not None and state.get("seed") == config.get("seed"):
+        if upgrade(stored) == config:
+            LOGGER.warning(
+                "%s: the checkpoint's config was written by an older fliplab (%s); it reads as "
+                "config.json today, resuming",
+                run_dir,
+                "; ".join(config_differences(stored, config)[:5]),
+            )
+            return
     changed = (
         config_differences(stored, config)
         if stored

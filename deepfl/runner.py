@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,17 @@ def load_run_config(run_dir: str | Path) -> ExperimentConfig:
     return from_dict(raw)
 
 
+def read_as_today(stored: dict[str, Any]) -> dict[str, Any] | None:
+    """A config stored by an older fliplab as this version reads it (renamed keys mapped, fields
+    added since at their defaults), or None if it can no longer be read."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return from_dict(stored).to_dict()
+        except (ConfigError, TypeError, ValueError):
+            return None
+
+
 def check_resumable(run_dir: Path, cfg: ExperimentConfig) -> None:
     """Before any data is read: the run's checkpoint loads safely and was written with this config.
 
@@ -148,9 +160,7 @@ def check_resumable(run_dir: Path, cfg: ExperimentConfig) -> None:
     path = run_dir / checkpoint.CHECKPOINT_NAME
     if path.exists():
         state = checkpoint.load(path, torch.device("cpu"), require_hash=False)
-        check_same_config(
-            state, cfg.to_dict(), cfg.digest(), str(run_dir), ExperimentConfig().to_dict()
-        )
+        check_same_config(state, cfg.to_dict(), cfg.digest(), str(run_dir), read_as_today)
 
 
 def max_asr(rows: list[dict[str, Any]], tau: float) -> float | None:
@@ -204,7 +214,9 @@ class Experiment:
             for k in range(len(self.schedule.attacker_ids))
         ]
         num_attackers = (
-            cfg.defense.num_attackers if cfg.defense.num_attackers >= 0 else cfg.attackers_per_round
+            cfg.defense.assumed_attackers
+            if cfg.defense.assumed_attackers >= 0
+            else cfg.attackers_per_round
         )
         self.aggregator = build_aggregator(
             cfg, cfg.defense.server, cfg.defense.params, num_attackers
@@ -371,7 +383,7 @@ class Experiment:
             self.cfg.to_dict(),
             self.cfg.digest(),
             str(self.run_dir),
-            ExperimentConfig().to_dict(),
+            read_as_today,
         )
         done = int(state["round"])
         self.metrics_rows = reconcile_metrics(

@@ -18,10 +18,15 @@ Anything else (a bug) keeps its traceback: hiding it behind a one-line message w
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from fldata.params import RENAMED_KEY_WARNING
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -81,6 +86,19 @@ def one_line(error: BaseException) -> str:
     return f"{lines[0].rstrip(':')}; {lines[-1]}"
 
 
+def _renamed_key_shower(previous: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints a renamed-key warning as one stderr line
+    (``warning: <message>``) and hands every other warning to ``previous``."""
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, DeprecationWarning) and re.match(RENAMED_KEY_WARNING, str(message)):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            previous(message, category, *args, **kwargs)
+
+    return show
+
+
 def main_guard(body: Callable[[], int], usage: ErrorTypes = (), data: ErrorTypes = ()) -> int:
     """Run ``body()`` and return its exit status; expected errors become one stderr line and their
     code.
@@ -91,7 +109,11 @@ def main_guard(body: Callable[[], int], usage: ErrorTypes = (), data: ErrorTypes
         :func:`exit_code`).
     """
     try:
-        return body()
+        with warnings.catch_warnings():
+            # a renamed config key is the user's to fix: say so on the command line, once each
+            warnings.filterwarnings("default", RENAMED_KEY_WARNING, DeprecationWarning)
+            warnings.showwarning = _renamed_key_shower(warnings.showwarning)
+            return body()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -49,6 +49,7 @@ __all__ = [
     "BOOLEAN",
     "NON_NEGATIVE_FLOAT",
     "NON_NEGATIVE_INT",
+    "RENAMED_KEY_WARNING",
     "POSITIVE_FLOAT",
     "POSITIVE_INT",
     "UNIT_FLOAT",
@@ -351,6 +352,10 @@ def renamed_parameters(owner: type) -> Mapping[str, str]:
     """``owner.renamed_parameters`` (``{old name: new name}``; empty if it declares none)."""
     renamed: Mapping[str, str] = getattr(owner, "renamed_parameters", {})
     return renamed
+
+
+# Every renamed-key warning matches this (fldata.cli.main_guard shows them on the CLIs).
+RENAMED_KEY_WARNING = r".* is deprecated and will be removed in the next release; use .*"
 
 
 def upgrade_renamed(

@@ -47,7 +47,7 @@ def flip(client_params: dict[str, Any], **layer: Any) -> Callable[[], object]:
 def server(
     name: str, base: str = "paper", num_attackers: int = -1, **params: Any
 ) -> Callable[[], object]:
-    defense = {"server": name, "params": params, "num_attackers": num_attackers}
+    defense = {"server": name, "params": params, "assumed_attackers": num_attackers}
     return deep({"defense": defense}, base)
 
 
@@ -135,8 +135,8 @@ BAD: list[tuple[str, Callable[[], object], str]] = [
     ),
     (
         "deepfl",
-        deep({"defense": {"num_attackers": -2}}),
-        "defense.num_attackers must be an int in [-1, inf)",
+        deep({"defense": {"assumed_attackers": -2}}),
+        "defense.assumed_attackers must be an int in [-1, inf)",
     ),
     (
         "deepfl",
@@ -266,7 +266,7 @@ BAD: list[tuple[str, Callable[[], object], str]] = [
     (
         "server",
         server("bulyan_trimmed_mean", num_attackers=2),
-        "with f=2 (defense.num_attackers): bulyan needs n >= 4f + 3",
+        "with f=2 (defense.assumed_attackers): bulyan needs n >= 4f + 3",
     ),
     (
         "server",
@@ -538,7 +538,7 @@ def test_presets_datasets_and_attacks_resolve() -> None:
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_defense_resolves_with_its_defaults(name: str) -> None:
     f = 1 if name.startswith("bulyan") else -1  # Bulyan: n = 10 needs f <= 1
-    cfg = resolve(preset("paper"), {"defense": {"server": name, "num_attackers": f}})
+    cfg = resolve(preset("paper"), {"defense": {"server": name, "assumed_attackers": f}})
     assert cfg.defense.server == name and cfg.defense.params == {}
     resolve(
         preset("paper"),
@@ -607,6 +607,14 @@ def _print_config(argv: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def _renamed(config: dict[str, Any]) -> dict[str, Any]:
+    """A fixture config with the keys renamed since (same values): defense.num_attackers."""
+    defense = dict(config["defense"])
+    if "num_attackers" in defense:
+        defense["assumed_attackers"] = defense.pop("num_attackers")
+    return {**config, "defense": defense}
+
+
 def test_print_config_output_is_unchanged_from_main() -> None:
     """The fixture holds main's output (commit 4fe4d89) for presets x datasets x attacks x defenses;
     regenerate it only for an intended change of defaults. Two so far: ``run.cache_dir`` "" (was
@@ -619,7 +627,7 @@ def test_print_config_output_is_unchanged_from_main() -> None:
         if argv in NEWLY_REFUSED:
             assert expected["exit"] == 0 and code == 2 and NEWLY_REFUSED[argv] in err, argv
         elif expected["exit"] == 0:
-            assert code == 0 and json.loads(out) == expected["config"], argv
+            assert code == 0 and json.loads(out) == _renamed(expected["config"]), argv
         else:
             assert code == expected["exit"], argv
 
@@ -678,3 +686,20 @@ def test_junk_values_anywhere_give_a_config_error_or_a_valid_config() -> None:
         for value in JUNK:
             with contextlib.suppress(ConfigError):
                 LinearFLConfig.from_dict({item.name: value})
+
+
+def test_the_renamed_defense_key_is_accepted_with_a_deprecation_for_one_release() -> None:
+    """``defense.num_attackers`` (the assumed f) is ``defense.assumed_attackers`` now."""
+    with pytest.warns(DeprecationWarning, match="use defense.assumed_attackers"):
+        cfg = resolve(preset("micro"), {"defense": {"num_attackers": 1}})
+    assert cfg.defense.assumed_attackers == 1
+    with pytest.raises(ConfigError, match="give only defense.assumed_attackers"):
+        resolve(preset("micro"), {"defense": {"num_attackers": 1, "assumed_attackers": 1}})
+
+
+def test_the_cli_shows_the_deprecation(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--preset", "micro", "--print-config", "--set", "defense.num_attackers=1"]
+    assert deepfl_main(argv) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["defense"]["assumed_attackers"] == 1
+    assert "warning: defense.num_attackers is deprecated" in captured.err

@@ -175,7 +175,7 @@ def baseline_row(
     (continuous).
     """
     if defense in BULYAN and attack == "continuous":
-        sets = ("defense.num_attackers=1", *sets)
+        sets = ("defense.assumed_attackers=1", *sets)
     return Row(dataset, attack, defense, setting=setting, sets=sets)
 
 

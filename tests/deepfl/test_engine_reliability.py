@@ -69,7 +69,7 @@ def test_krum_run_with_attackers_scaled_by_1e20_finishes(tmp_path: Path, capsys)
                 "--defense",
                 "krum",
                 "--set",
-                "defense.num_attackers=1",
+                "defense.assumed_attackers=1",
                 "--set",
                 "attack.scale=1e20",
                 "--set",
@@ -176,24 +176,40 @@ def test_check_same_config_names_the_changed_keys() -> None:
         check_same_config(state, {"seed": 0, "run": {"rounds": 6}}, "b", "r")
 
 
-def test_check_same_config_accepts_only_fields_added_at_their_default(
+def test_check_same_config_accepts_an_older_config_that_reads_as_today(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    stored = {"seed": 0, "run": {"rounds": 5}}
-    state = {"config_digest": "a", "seed": 0, "config_json": json.dumps(stored)}
-    defaults = {"seed": 0, "run": {"rounds": 100, "keep_checkpoints": []}}
+    """A checkpoint written before a field was added or a key renamed still resumes, when the
+    current version reads its stored config as config.json; any other difference is refused."""
+    old = {"seed": 0, "run": {"rounds": 5}, "defense": {"num_attackers": 1}}
+    state = {"config_digest": "a", "seed": 0, "config_json": json.dumps(old)}
+    today = {"seed": 0, "run": {"rounds": 5, "keep": []}, "defense": {"assumed_attackers": 1}}
+
+    def upgrade(stored: dict) -> dict:
+        defense = {"assumed_attackers": stored["defense"]["num_attackers"]}
+        return {"seed": 0, "run": {**stored["run"], "keep": []}, "defense": defense}
+
     with caplog.at_level("WARNING", logger="deepfl"):
-        check_same_config(
-            state, {"seed": 0, "run": {"rounds": 5, "keep_checkpoints": []}}, "b", "r", defaults
-        )
-    assert "predates the config fields run.keep_checkpoints" in caplog.text
-    with pytest.raises(
-        ConfigMismatchError, match=r"run.keep_checkpoints \(checkpoint None, config.json \[3\]\)"
-    ):
-        check_same_config(
-            state, {"seed": 0, "run": {"rounds": 5, "keep_checkpoints": [3]}}, "b", "r", defaults
-        )
-    with pytest.raises(ConfigMismatchError, match=r"run.rounds"):
-        check_same_config(
-            state, {"seed": 0, "run": {"rounds": 6, "keep_checkpoints": []}}, "b", "r", defaults
-        )
+        check_same_config(state, today, "b", "r", upgrade)
+    assert "written by an older fliplab" in caplog.text
+    changed = {**today, "run": {"rounds": 6, "keep": []}}
+    with pytest.raises(ConfigMismatchError, match=r"run.rounds \(checkpoint 5, config.json 6\)"):
+        check_same_config(state, changed, "b", "r", upgrade)
+    with pytest.raises(ConfigMismatchError, match="defense.assumed_attackers"):
+        check_same_config(state, today, "b", "r", lambda stored: None)
+
+
+def test_read_as_today_maps_the_renamed_defense_key() -> None:
+    from deepfl.config import ExperimentConfig
+    from deepfl.runner import read_as_today
+
+    stored = ExperimentConfig().to_dict()
+    stored["defense"] = {
+        **{k: v for k, v in stored["defense"].items() if k != "assumed_attackers"},
+        "num_attackers": 1,
+    }
+    del stored["run"]["keep_checkpoints"]
+    today = read_as_today(stored)
+    assert today is not None and today["defense"]["assumed_attackers"] == 1
+    assert today["run"]["keep_checkpoints"] == []
+    assert read_as_today({"defense": {"no_such_key": 1}}) is None

@@ -62,7 +62,7 @@ def test_flip_rows_resolve(scale_name: str) -> None:
 def test_bulyan_rows_fit_n_at_least_4f_plus_3() -> None:
     scale = get_scale("cpu-small")
     cfg = _resolve(Cell(baseline_row("mnist", "continuous", "bulyan_krum"), scale, 0))
-    f = cfg.defense.num_attackers
+    f = cfg.defense.assumed_attackers
     assert cfg.server.clients_per_round >= 4 * f + 3
 
 
