@@ -26,12 +26,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import softmax
 
 from theory.validation import check_labels, check_matrix, check_same_shape
+
+if TYPE_CHECKING:
+    from linear_fl.probe import Probe
 
 FROZEN_MODELS: tuple[str, ...] = ("F-hat", "F0")
 CONVENTIONS: dict[str, tuple[float, float]] = {"paper": (1.0, 1.0), "union-mean": (0.5, 0.5)}
@@ -90,7 +93,7 @@ class HardeningRound:
         return self.X_hat - self.X_true
 
     @classmethod
-    def from_probe(cls, probe: Any) -> HardeningRound:
+    def from_probe(cls, probe: Probe) -> HardeningRound:
         """Build from a ``linear_fl.probe.Probe`` (fields W_start, X_benign, y_benign,
         X_benign_true, X_benign_hat, eta, p_B, lambda_c, lambda_a)."""
         return cls(

@@ -20,7 +20,7 @@ number").
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,10 @@ from theory.analysis import (
     threshold_metrics,
 )
 from theory.frozen import HardeningRound
+
+if TYPE_CHECKING:
+    from linear_fl.probe import Probe
+    from linear_fl.twin import Setup
 
 STATE_NAME = "state"
 
@@ -56,10 +60,10 @@ def _exact_bytes(X: np.ndarray) -> np.ndarray | None:
 
 def save_verification_state(
     directory: str | Path,
-    setup: Any,
+    setup: Setup,
     W_nodef: np.ndarray,
     W_def: np.ndarray,
-    probe: Any,
+    probe: Probe,
     meta: dict[str, Any],
 ) -> Path:
     """Write ``directory/state.npz`` and its sidecar (layout in the module docstring); returns the

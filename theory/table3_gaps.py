@@ -38,7 +38,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,12 @@ from theory.analysis import EvaluationSets, threshold_metrics
 from theory.paper_reference import TABLE3
 from theory.protocols import PROTOCOLS
 from theory.report import write_report_json
+
+if TYPE_CHECKING:
+    from fldata.triggers import Trigger
+    from linear_fl.config import LinearFLConfig
+    from linear_fl.data import ClientData
+    from linear_fl.twin import Setup
 
 TAUS = (0.0, 0.4)
 METRICS_TAU = 0.4
@@ -164,9 +170,9 @@ SCAN_PROTOCOLS: tuple[ScanProtocol, ...] = (
 
 def hardened_update(
     W_t: np.ndarray,
-    data: Any,
-    cfg: Any,
-    trigger: Any,
+    data: ClientData,
+    cfg: LinearFLConfig,
+    trigger: Trigger,
     lambdas: tuple[float, float],
     stamped_fraction: float | None,
     rng: np.random.Generator,
@@ -200,7 +206,7 @@ def hardened_update(
     return local_train(W_t, data.n, gradient, training, rng)
 
 
-def defense_model(setup: Any, rounds: int, hardening: Hardening) -> tuple[np.ndarray, list[int]]:
+def defense_model(setup: Setup, rounds: int, hardening: Hardening) -> tuple[np.ndarray, list[int]]:
     """``W^d_rounds`` of the defense process with ``hardening`` (same streams as the twin run: the
     default variant reproduces ``run_twin``'s defense twin bit for bit) and the classes the
     inversion selected."""
@@ -245,7 +251,9 @@ def defense_model(setup: Any, rounds: int, hardening: Hardening) -> tuple[np.nda
     return W, selected
 
 
-def no_defense_models(setup: Any, rounds: int, checkpoints: Sequence[int]) -> dict[int, np.ndarray]:
+def no_defense_models(
+    setup: Setup, rounds: int, checkpoints: Sequence[int]
+) -> dict[int, np.ndarray]:
     """``W^nd_r`` of the undefended process at each checkpoint round ``r`` (the twin run's
     no-defense twin).
     """
@@ -275,7 +283,7 @@ def no_defense_models(setup: Any, rounds: int, checkpoints: Sequence[int]) -> di
     return out
 
 
-def evaluation_sets(setup: Any) -> EvaluationSets:
+def evaluation_sets(setup: Setup) -> EvaluationSets:
     return EvaluationSets(
         X_clean=setup.test_Xa,
         y_clean=setup.test_y,
@@ -284,7 +292,7 @@ def evaluation_sets(setup: Any) -> EvaluationSets:
     )
 
 
-def acc_asr(setup: Any, W_nodef: np.ndarray, W_def: np.ndarray) -> dict[str, dict[str, float]]:
+def acc_asr(setup: Setup, W_nodef: np.ndarray, W_def: np.ndarray) -> dict[str, dict[str, float]]:
     """``{"no_defense"|"defense": {"acc@0", "asr@0", "acc@0.4", "asr@0.4"}}`` in percent
     (theory.analysis metrics).
     """

@@ -33,7 +33,7 @@ pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -52,6 +52,8 @@ from theory.results import ProbeResult, RoundResult
 
 if TYPE_CHECKING:
     from linear_fl.config import LinearFLConfig
+    from linear_fl.probe import Probe
+    from linear_fl.twin import Setup, TwinResult
 
 DEFAULT_TAUS = (0.0, 0.4, 0.6, 0.8)
 # Threshold of the Table 3 analogue: the released config's comment says 0.4 for the continuous
@@ -76,16 +78,16 @@ class Verification:
     (``result``) with its raw ``linear_fl.probe.Probe``, and with ``all_rounds`` the ``series``
     ``[(r, result_r)]`` for r = 1..R plus the series check (already in ``checks``)."""
 
-    setup: Any
-    twin: Any
+    setup: Setup
+    twin: TwinResult
     round: int
     result: RoundResult
-    raw_probe: Any
+    raw_probe: Probe
     series: list[tuple[int, RoundResult]] | None
     checks: list[Check]
 
 
-def probe_inputs(probe: Any) -> ProbeInputs:
+def probe_inputs(probe: Probe) -> ProbeInputs:
     """Adapt a ``linear_fl.probe.Probe`` to the theory's :class:`ProbeInputs`."""
     return ProbeInputs(
         rnd=HardeningRound.from_probe(probe),
@@ -97,7 +99,7 @@ def probe_inputs(probe: Any) -> ProbeInputs:
 
 
 def analyse_round(
-    setup: Any,
+    setup: Setup,
     W_nodef: np.ndarray,
     W_def: np.ndarray,
     probe: ProbeInputs,
@@ -146,8 +148,8 @@ def analyse_round(
 
 
 def analyse_twin_round(
-    setup: Any, twin: Any, r: int, settings: AnalysisSettings
-) -> tuple[RoundResult, Any]:
+    setup: Setup, twin: TwinResult, r: int, settings: AnalysisSettings
+) -> tuple[RoundResult, Probe]:
     """Probe the round that starts from ``W^{nd}_r`` (round r+1) and analyse it with the twin pair
     after r rounds; returns the result and the raw probe. The probe's inversion is warm-started from
     the defense twin's inversion of round r (as the twin itself would do)."""
