@@ -27,6 +27,7 @@ def flip_config(tmp_path, mode: str, **sections):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.slow
 def test_each_mode_reaches_the_clients(tmp_path, mode, monkeypatch) -> None:
     exp = Experiment(flip_config(tmp_path, mode, run={"rounds": 2}), tmp_path / mode)
     assert exp.client_defense.config == FlipConfig.for_mode(mode, "mnist", **SMALL)
@@ -95,6 +96,7 @@ def _plant_backdoor(exp: Experiment, steps: int = 150) -> None:
     exp.global_state = exp.flat.get()
 
 
+@pytest.mark.slow
 def test_fliplab_reduces_a_planted_backdoor(tmp_path) -> None:
     """Same planted global model, two benign rounds (plain FedAvg, 2 local epochs): plain clients
     keep the backdoor, fliplab clients (inverting the backdoor target's trigger, never told it)
@@ -135,6 +137,7 @@ def test_fliplab_reduces_a_planted_backdoor(tmp_path) -> None:
     assert asr["flip"] < 0.5 * asr["none"]
 
 
+@pytest.mark.slow
 def test_resumed_flip_run_matches_an_uninterrupted_one(tmp_path) -> None:
     cfg = flip_config(tmp_path, "fliplab", run={"rounds": 4})
     with single_thread():
@@ -153,6 +156,7 @@ def test_resumed_flip_run_matches_an_uninterrupted_one(tmp_path) -> None:
     ).read_bytes()
 
 
+@pytest.mark.slow
 def test_adaptive_attacker_inverts_with_the_run_defense_config(tmp_path) -> None:
     cfg = flip_config(tmp_path, "paper", attack={"behaviour": "adaptive"}, run={"rounds": 2})
     exp = Experiment(cfg, tmp_path / "adaptive")
@@ -174,6 +178,7 @@ def test_adaptive_attacker_inverts_with_the_run_defense_config(tmp_path) -> None
         )
 
 
+@pytest.mark.slow
 def test_vectorised_run_trains_attackers_batched_and_flip_clients_one_by_one(
     tmp_path, monkeypatch
 ) -> None:

@@ -4,6 +4,7 @@ per stage agree with client-by-client inversion, in the component and in the eng
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from engine_fixtures import micro_config, single_thread
 from flip_fixtures import BackdooredSetup, backdoored_setup  # noqa: F401  (session fixture)
@@ -45,6 +46,7 @@ def _compare(per_client: dict, batched: dict) -> None:
         np.testing.assert_array_equal(batched[key], per_client[key], err_msg=key)
 
 
+@pytest.mark.slow
 def test_batched_plans_agree_with_per_client_plans(backdoored_setup: BackdooredSetup):
     """Round 1: clients 0 and 1 warm up; round 2: they refresh (12 steps) while client 2 warms up
     (15 steps): two step groups in the universal stage, every client's pairs in one optimisation."""
@@ -84,6 +86,7 @@ def test_batched_paper_mode_sizes_pairs_per_client(backdoored_setup: BackdooredS
             np.testing.assert_allclose(a.triggers[0].mask, b.triggers[0].mask, atol=ATOL)
 
 
+@pytest.mark.slow
 def test_engine_batches_the_benign_clients_and_matches_client_by_client(tmp_path, monkeypatch):
     calls = {"per_client": 0}
     original = flip_defense.plan_hardening

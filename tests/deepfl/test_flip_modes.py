@@ -260,6 +260,7 @@ def test_paper_mode_inverts_one_pair_per_batch_from_the_neutral_mask(
     assert later.universal == [] and state["flip_warmup_round"] == 1  # cached: no second warm-up
 
 
+@pytest.mark.slow
 def test_abs_replaces_every_inversion_and_feeds_the_distance(backdoored_setup: BackdooredSetup):
     s = backdoored_setup
     data = LocalData(s.images[:200], s.labels[:200])

@@ -38,6 +38,7 @@ def test_save_to_keeps_the_engines_other_keys() -> None:
     assert engine_state == {"other": 1, "flip_refresh_round": 3}
 
 
+@pytest.mark.slow
 def test_a_real_client_state_round_trips_through_a_checkpoint(
     backdoored_setup: BackdooredSetup, tmp_path
 ) -> None:
