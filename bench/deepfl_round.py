@@ -233,10 +233,9 @@ def report_comparison(
     }
     sizes = [len(experiment.federation.clients[c]) for c in plan.clients]
     print(
-        f"\ndevice {experiment.device}, torch threads {torch.get_num_threads()}, "
-        f"repeats {len(seconds['sequential'])}, clients {len(plan.clients)} ({len(plan.attackers)} "
-        "attackers), "
-        f"local sizes {min(sizes)}-{max(sizes)}"
+        f"\ndevice {experiment.device}, torch threads {torch.get_num_threads()}, repeats "
+        f"{len(seconds['sequential'])}, clients {len(plan.clients)} ({len(plan.attackers)} "
+        f"attackers), local sizes {min(sizes)}-{max(sizes)}"
     )
     print(
         "median seconds of client training: " + ", ".join(f"{k} {v:.2f}" for k, v in median.items())
@@ -252,8 +251,7 @@ def report_comparison(
     floor = flops / (gemm * 1e9)
     print(
         f"round training FLOPs {flops / 1e9:.0f} GFLOP; plain matmul {gemm:.0f} GFLOP/s -> floor "
-        f"{floor:.2f} s "
-        f"at the GEMM rate; achieved: "
+        f"{floor:.2f} s at the GEMM rate; achieved: "
         + ", ".join(
             f"{k} {flops / v / 1e9:.0f} GFLOP/s ({100 * floor / v:.0f}% of GEMM)"
             for k, v in median.items()
@@ -265,16 +263,14 @@ def report_comparison(
     )
     print(
         f"steps: sequential {steps[0]} client steps, vectorised {steps[1]} batched steps -> bound "
-        "on the "
-        "speed-up where a step's cost is fixed overhead (kernel launches, as on a GPU): "
+        "on the speed-up where a step's cost is fixed overhead (kernel launches, as on a GPU): "
         f"{steps[0] / steps[1]:.2f}x"
     )
     saved = (steps[0] - steps[1]) * fixed
     print(
         f"fixed cost of a sequential step <= {1000 * fixed:.1f} ms (one-sample step): batching "
-        "removes at most "
-        f"{saved:.2f} s of the sequential {median['sequential']:.2f} s -> bound here at equal "
-        "kernel FLOP rates: "
+        f"removes at most {saved:.2f} s of the sequential {median['sequential']:.2f} s -> bound "
+        "here at equal kernel FLOP rates: "
         f"{median['sequential'] / max(median['sequential'] - saved, 1e-9):.2f}x"
     )
     print(f"vectorised/sequential speed-up: {median['sequential'] / median['vectorised']:.2f}x")
@@ -361,9 +357,9 @@ def main() -> None:
         f"{sum(mean.values()) - mean['evaluate']:.2f})"
     )
     print(
-        f"client training: {ours:.0f} samples/s; plain loop: {plain:.0f} samples/s "
-        f"(before {plain_before:.0f}, after {plain_after:.0f}) "
-        f"(6 000-sample epoch in {6000 / plain:.2f} s); ratio plain/ours = {plain / ours:.2f}"
+        f"client training: {ours:.0f} samples/s; plain loop: {plain:.0f} samples/s (before "
+        f"{plain_before:.0f}, after {plain_after:.0f}) (6 000-sample epoch in {6000 / plain:.2f} "
+        f"s); ratio plain/ours = {plain / ours:.2f}"
     )
     print("reference (authors' release, this 2-core machine): 38 s per round without defense")
 

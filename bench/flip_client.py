@@ -126,9 +126,8 @@ def main() -> None:
     defense, state = FlipDefense(**params), {}
     print(
         f"FlipConfig: warmup_steps={defense.config.warmup_steps} "
-        f"pair_steps={defense.config.pair_steps} "
-        f"batch_size={defense.config.batch_size} pairs_per_round={defense.config.pairs_per_round} "
-        f"threads={torch.get_num_threads()}"
+        f"pair_steps={defense.config.pair_steps} batch_size={defense.config.batch_size} "
+        f"pairs_per_round={defense.config.pairs_per_round} threads={torch.get_num_threads()}"
     )
     truth = dba_trigger((1, 28, 28)).mask > 0
     added, added_cpu = [], []
@@ -152,11 +151,9 @@ def main() -> None:
         stats = state["flip_last_stats"]
         line = (
             f"round {round_index} ({'warm-up' if round_index == 1 else 'cached'}): FLIP {flip:.2f} "
-            "s "
-            f"(inversion {stats['inversion_seconds']:.2f} s), plain {plain:.2f} s, added "
-            f"{flip - plain:.2f} s "
-            f"[process CPU time added: {flip_cpu - plain_cpu:.2f} s]; "
-            f"pairs {state['flip_last_pairs'].tolist()}, pair triggers attack acc "
+            f"s (inversion {stats['inversion_seconds']:.2f} s), plain {plain:.2f} s, added "
+            f"{flip - plain:.2f} s [process CPU time added: {flip_cpu - plain_cpu:.2f} s]; pairs "
+            f"{state['flip_last_pairs'].tolist()}, pair triggers attack acc "
             f"{stats.get('mean_attack_acc', float('nan')):.3f}, |m|_1 "
             f"{stats.get('mean_mask_l1', float('nan')):.1f}"
         )
@@ -167,10 +164,9 @@ def main() -> None:
             inside = float((masks[TARGET] * truth).sum() / masks[TARGET].sum())
             print(
                 "  universal triggers: attack acc "
-                f"{np.round(state['flip_universal_attack_acc'], 3).tolist()}, "
-                f"|m|_1 {np.round(l1, 1).tolist()}; backdoor target {TARGET}: mask mass inside "
-                "true trigger "
-                f"{inside:.2f} (area {truth.mean():.3f}), smallest mask = target "
+                f"{np.round(state['flip_universal_attack_acc'], 3).tolist()}, |m|_1 "
+                f"{np.round(l1, 1).tolist()}; backdoor target {TARGET}: mask mass inside true "
+                f"trigger {inside:.2f} (area {truth.mean():.3f}), smallest mask = target "
                 f"{int(np.argmin(l1))}"
             )
     cpu_warm, cpu_later = (
@@ -179,21 +175,18 @@ def main() -> None:
     )
     print(
         "process CPU seconds added (all threads; divide by --threads for an idle machine's wall "
-        "time): "
-        f"warm-up {cpu_warm:.2f} s, later {cpu_later:.2f} s"
+        f"time): warm-up {cpu_warm:.2f} s, later {cpu_later:.2f} s"
     )
     warm, later = added[0], float(np.mean(added[1:])) if len(added) > 1 else float("nan")
     print(
         f"\nFLIP added time per benign client: warm-up round {warm:.2f} s, later rounds "
-        f"{later:.2f} s "
-        f"(reference release: {REFERENCE_SECONDS_PER_CLIENT:.0f} s per client-round)"
+        f"{later:.2f} s (reference release: {REFERENCE_SECONDS_PER_CLIENT:.0f} s per client-round)"
     )
     print(
         f"per round with {BENIGN_PER_ROUND} benign clients: all warming up "
         f"{BENIGN_PER_ROUND * warm:.1f} s "
         f"({REFERENCE_SECONDS_PER_ROUND / (BENIGN_PER_ROUND * warm):.1f}x faster than "
-        f"{REFERENCE_SECONDS_PER_ROUND:.0f} s), "
-        f"all cached {BENIGN_PER_ROUND * later:.1f} s "
+        f"{REFERENCE_SECONDS_PER_ROUND:.0f} s), all cached {BENIGN_PER_ROUND * later:.1f} s "
         f"({REFERENCE_SECONDS_PER_ROUND / (BENIGN_PER_ROUND * later):.1f}x faster)"
     )
 
@@ -225,8 +218,8 @@ def compare(args: argparse.Namespace, params: dict) -> None:
             inversion[name].append(sum(i for _, i in seconds))
             print(
                 f"repeat {repeat} {name:10s}: warm-up round {seconds[0][0]:.2f} s (inversion "
-                f"{seconds[0][1]:.2f} s), "
-                f"later round {seconds[1][0]:.2f} s (inversion {seconds[1][1]:.2f} s)",
+                f"{seconds[0][1]:.2f} s), later round {seconds[1][0]:.2f} s (inversion "
+                f"{seconds[1][1]:.2f} s)",
                 flush=True,
             )
     drawn = _DRAWN["images"]
@@ -234,28 +227,25 @@ def compare(args: argparse.Namespace, params: dict) -> None:
     _DRAWN["images"] = drawn
     print(
         "channels-last frozen inversion copy (both paths above use it) / plain model: "
-        f"{layout:.2f}x "
-        f"(one client's warm-up inversion)"
+        f"{layout:.2f}x (one client's warm-up inversion)"
     )
     median = {name: float(np.median(values)) for name, values in totals.items()}
     median_inv = {name: float(np.median(values)) for name, values in inversion.items()}
     gflop = _DRAWN["images"] / (2 * args.repeats) * _flops_per_image(model) / 1e9
     print(
         f"inversion only: per-client {median_inv['per-client']:.2f} s, batched "
-        f"{median_inv['batched']:.2f} s, "
-        f"speed-up {median_inv['per-client'] / median_inv['batched']:.2f}x"
+        f"{median_inv['batched']:.2f} s, speed-up "
+        f"{median_inv['per-client'] / median_inv['batched']:.2f}x"
     )
     print(
         f"inversion work per FLIP round pair: {gflop:.0f} GFLOP (stamped-image forward + trigger "
-        "gradient, "
-        "torch.utils.flop_counter), the same in both paths: "
-        f"{gflop / median_inv['per-client']:.1f} GFLOP/s "
-        f"per-client, {gflop / median_inv['batched']:.1f} GFLOP/s batched"
+        "gradient, torch.utils.flop_counter), the same in both paths: "
+        f"{gflop / median_inv['per-client']:.1f} GFLOP/s per-client, "
+        f"{gflop / median_inv['batched']:.1f} GFLOP/s batched"
     )
     print(
         "FLIP round (warm-up + later round, inversion + hardening): per-client "
-        f"{median['per-client']:.2f} s, "
-        f"batched {median['batched']:.2f} s"
+        f"{median['per-client']:.2f} s, batched {median['batched']:.2f} s"
     )
     print(f"batched/per-client speed-up: {median['per-client'] / median['batched']:.2f}x")
 

@@ -86,8 +86,7 @@ def main() -> int:
     cfg = LinearFLConfig.from_dict(overrides)
     print(
         f"BLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}; CPUs visible: "
-        f"{os.cpu_count()}; "
-        f"load average: {os.getloadavg()[0]:.1f}"
+        f"{os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}"
     )
     t0 = time.perf_counter()
     setup = prepare(cfg)
@@ -95,9 +94,8 @@ def main() -> int:
     pre = setup.pretrain
     print(
         f"prepare: {t_prepare:.2f} s (pre-training "
-        f"{'from cache' if pre.from_cache else 'computed'}: "
-        f"{pre.rounds} rounds, converged={pre.converged}); n_B={setup.benign.n}, "
-        f"n_M={setup.malicious.n}"
+        f"{'from cache' if pre.from_cache else 'computed'}: {pre.rounds} rounds, "
+        f"converged={pre.converged}); n_B={setup.benign.n}, n_M={setup.malicious.n}"
     )
 
     t0 = time.perf_counter()
@@ -107,8 +105,7 @@ def main() -> int:
     tm = result.timings
     print(
         f"\ntwin run: {ARGS.rounds} rounds x 2 twins in {wall:.2f} s ({wall / R:.3f} s/round); per "
-        "round: "
-        f"training {tm['training'] / R:.3f} s, inversion {tm['inversion'] / R:.3f} s, "
+        f"round: training {tm['training'] / R:.3f} s, inversion {tm['inversion'] / R:.3f} s, "
         f"evaluation {tm['evaluation'] / R:.3f} s"
     )
     print(f"whole run incl. prepare: {wall + t_prepare:.2f} s (target: under 60 s on 2 cores)")
@@ -116,16 +113,14 @@ def main() -> int:
     nd, df = result.nodef, result.defense
     print(
         f"\nafter {ARGS.rounds} rounds ({cfg.attack}): no defense ACC {nd.accuracy[-1]:.4f} ASR "
-        f"{nd.asr[-1]:.4f} | "
-        f"FLIP ACC {df.accuracy[-1]:.4f} ASR {df.asr[-1]:.4f}   (pre-trained ACC "
-        f"{nd.accuracy[0]:.4f})"
+        f"{nd.asr[-1]:.4f} | FLIP ACC {df.accuracy[-1]:.4f} ASR {df.asr[-1]:.4f}   (pre-trained "
+        f"ACC {nd.accuracy[0]:.4f})"
     )
     for name, traj in (("no defense", nd), ("FLIP", df)):
         peak = int(np.argmax(traj.asr))
         print(
             f"  {name}: peak ASR {traj.asr[peak]:.4f} at round {peak} (ACC there "
-            f"{traj.accuracy[peak]:.4f}); "
-            f"ASR at rounds 1/5/10/25: "
+            f"{traj.accuracy[peak]:.4f}); ASR at rounds 1/5/10/25: "
             + "/".join(f"{traj.asr[r]:.3f}" for r in (1, 5, 10, 25) if r <= ARGS.rounds)
         )
     if df.trigger_details:
@@ -135,8 +130,7 @@ def main() -> int:
         print(
             f"inversion: selected the attack target in {np.mean(sel == cfg.target):.0%} of rounds; "
             f"top-k overlap mean {top.mean():.2f} (max {top.max():.2f}); IoU mean "
-            f"{iou.mean():.2f}; "
-            f"||delta||_inf last round {df.trigger_errors[-1]:.3f}"
+            f"{iou.mean():.2f}; ||delta||_inf last round {df.trigger_errors[-1]:.3f}"
         )
 
     Xa, y = setup.benign.Xa, setup.benign.y
@@ -153,9 +147,8 @@ def main() -> int:
     assert np.allclose(G_loop, mean_gradient(W, Xa[:m], y[:m]))
     print(
         f"\ntraining step (full-batch gradient, n={Xa.shape[0]}): vectorised {t_vec * 1e3:.1f} ms; "
-        "per-sample "
-        f"Python loop {t_loop:.2f} s (timed on {m} samples, scaled x{Xa.shape[0] / m:.0f}); "
-        f"speed-up {t_loop / t_vec:.0f}x"
+        f"per-sample Python loop {t_loop:.2f} s (timed on {m} samples, scaled "
+        f"x{Xa.shape[0] / m:.0f}); speed-up {t_loop / t_vec:.0f}x"
     )
     return 0
 

@@ -68,8 +68,7 @@ def main() -> int:
     verify_args = verify_parser().parse_args(["--round", str(args.round), "--attack", args.attack])
     print(
         f"CPUs visible: {len(os.sched_getaffinity(0))}; load average before: "
-        f"{os.getloadavg()[0]:.1f}; "
-        f"BLAS threads: {os.environ['OPENBLAS_NUM_THREADS']}"
+        f"{os.getloadavg()[0]:.1f}; BLAS threads: {os.environ['OPENBLAS_NUM_THREADS']}"
     )
     clock, phases = Clock(), {}
     setup = prepare(make_config(verify_args))
@@ -101,8 +100,7 @@ def main() -> int:
     critical = cpu - twin_cpu + max(twin_main, twin_cpu - twin_main)
     print(
         f"twin threads: main {twin_main:.1f} s CPU, background {twin_cpu - twin_main:.1f} s CPU; "
-        "load average "
-        f"after: {os.getloadavg()[0]:.1f}"
+        f"load average after: {os.getloadavg()[0]:.1f}"
     )
     if args.compare_threads:
         clock.lap()
@@ -122,8 +120,7 @@ def main() -> int:
         )
     print(
         f"theory.verify --round {R} ({args.attack}): wall {wall:.1f} s, CPU {cpu:.1f} s, critical "
-        "path "
-        f"{critical:.1f} s CPU (about the wall time on 2 free cores; target 30 s)"
+        f"path {critical:.1f} s CPU (about the wall time on 2 free cores; target 30 s)"
     )
     return 0
 

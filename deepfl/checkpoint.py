@@ -66,8 +66,8 @@ def to_plain(value: Any) -> Any:
     if value is None or isinstance(value, (torch.Tensor, bool, int, float, str)):
         return value
     raise TypeError(
-        f"cannot checkpoint a value of type {type(value).__name__}; keep states to tensors, "
-        "numpy arrays, numbers, strings and dict/list/tuple of them"
+        f"cannot checkpoint a value of type {type(value).__name__}; keep states to tensors, numpy "
+        "arrays, numbers, strings and dict/list/tuple of them"
     )
 
 

@@ -112,8 +112,8 @@ def _attacker_params(cfg: ExperimentConfig) -> Params:
     required = getattr(ATTACKER_BEHAVIOURS[name], "client_defense_required", None)
     if required is not None and cfg.defense.client != required:
         raise ConfigError(
-            f"attack.behaviour={name!r} needs defense.client={required!r} (it inverts with "
-            f"the run's client-defense config); got defense.client={cfg.defense.client!r}"
+            f"attack.behaviour={name!r} needs defense.client={required!r} (it inverts with the "
+            f"run's client-defense config); got defense.client={cfg.defense.client!r}"
         )
     return params
 
@@ -131,8 +131,8 @@ def _named_params(
     given = [param for param in params if param in exclude]
     if given:
         raise ConfigError(
-            f"{key}.{given[0]} is set by the config, not in {key}; remove it "
-            f"(for a server defense's f: defense.assumed_attackers)"
+            f"{key}.{given[0]} is set by the config, not in {key}; remove it (for a server "
+            "defense's f: defense.assumed_attackers)"
         )
     allowed = [param for param in component.parameter_constraints if param not in exclude]
     if params and not allowed:
@@ -181,6 +181,6 @@ def _check_true_trigger(
     reason = need(params) if need is not None and not handed_over else None
     if reason:
         raise ConfigError(
-            f"{key}: {reason} needs the attack's true trigger, which the engine "
-            "hands over only to a client defense in a run with an attack"
+            f"{key}: {reason} needs the attack's true trigger, which the engine hands over only to "
+            "a client defense in a run with an attack"
         )

@@ -449,8 +449,8 @@ def _check_federation(cfg: ExperimentConfig) -> None:
     server = cfg.server
     _require(
         server.clients_per_round <= cfg.data.num_clients,
-        f"server.clients_per_round must be in [1, data.num_clients={cfg.data.num_clients}], "
-        f"got {server.clients_per_round}",
+        f"server.clients_per_round must be in [1, data.num_clients={cfg.data.num_clients}], got "
+        f"{server.clients_per_round}",
     )
 
 
@@ -467,24 +467,24 @@ def _check_attack(cfg: ExperimentConfig) -> None:
     attack, run = cfg.attack, cfg.run
     _require(
         1 <= attack.num_attackers < cfg.data.num_clients,
-        f"attack.num_attackers must be in [1, data.num_clients-1={cfg.data.num_clients - 1}], "
-        f"got {attack.num_attackers}",
+        f"attack.num_attackers must be in [1, data.num_clients-1={cfg.data.num_clients - 1}], got "
+        f"{attack.num_attackers}",
     )
     seats = min(attack.num_attackers, cfg.server.clients_per_round)
     _require(
         1 <= cfg.attackers_per_round <= seats,
-        f"attack.per_round must be in [1, min(num_attackers, clients_per_round)], "
-        f"got {attack.per_round}",
+        "attack.per_round must be in [1, min(num_attackers, clients_per_round)], got "
+        f"{attack.per_round}",
     )
     _require(
         cfg.attack_start > run.pretrain_rounds,
-        f"attack.start_round must be after the clean pre-training (> {run.pretrain_rounds}), "
-        f"got {attack.start_round}",
+        f"attack.start_round must be after the clean pre-training (> {run.pretrain_rounds}), got "
+        f"{attack.start_round}",
     )
     _require(
         cfg.attack_start <= cfg.attack_end <= run.rounds,
-        f"attack rounds must satisfy start <= end <= run.rounds={run.rounds}, "
-        f"got start={cfg.attack_start}, end={cfg.attack_end}",
+        f"attack rounds must satisfy start <= end <= run.rounds={run.rounds}, got "
+        f"start={cfg.attack_start}, end={cfg.attack_end}",
     )
     if attack.kind == "single-shot":
         bad = [r for r in cfg.single_shot_rounds if not cfg.attack_start <= r <= cfg.attack_end]
@@ -493,8 +493,8 @@ def _check_attack(cfg: ExperimentConfig) -> None:
         )
     _require(
         attack.num_poison <= attack.batch_size,
-        f"attack.num_poison must be in [0, attack.batch_size={attack.batch_size}], "
-        f"got {attack.num_poison}",
+        f"attack.num_poison must be in [0, attack.batch_size={attack.batch_size}], got "
+        f"{attack.num_poison}",
     )
 
 

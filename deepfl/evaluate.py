@@ -110,8 +110,8 @@ def evaluate(model: nn.Module, sets: EvalSets, taus: list[float], batch_size: in
     if not (np.isfinite(clean).all() and np.isfinite(backdoor).all()):
         largest = max(float(p.detach().abs().max()) for p in model.parameters())
         raise DivergedModelError(
-            f"the global model diverged: its outputs are not finite (largest "
-            f"|weight| {largest:.3g}): an aggregate let a huge update through"
+            "the global model diverged: its outputs are not finite (largest |weight| "
+            f"{largest:.3g}): an aggregate let a huge update through"
         )
     taus = list(dict.fromkeys(taus))  # a tau listed twice is evaluated once
     acc = [c.rate for c in threshold_counts_many(clean, sets.clean_labels, taus)]

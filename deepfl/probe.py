@@ -182,16 +182,14 @@ class ProbeRound:
         if cfg.defense.server != "fedavg":
             raise ValueError(
                 "the deep probe needs the linear aggregator fedavg (G += sum_i p_i Delta_i); the "
-                "run "
-                f"uses {cfg.defense.server!r}"
+                f"run uses {cfg.defense.server!r}"
             )
         self.start, self.cfg = start, cfg
         self.exp = Experiment(cfg, run_dir, device)  # a toolbox: nothing is written to run_dir
         if has_batch_norm(self.exp.model):
             raise ValueError(
                 f"model {cfg.model.name!r} uses BatchNorm: freezing its weights does not freeze "
-                "its "
-                "features, so the last-layer probe (part a) does not apply"
+                "its features, so the last-layer probe (part a) does not apply"
             )
         self.round = start.round_index + 1
         self.plan = self.exp.schedule.plan(self.round)

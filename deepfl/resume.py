@@ -92,8 +92,8 @@ def check_same_config(
     )
     raise ConfigMismatchError(
         f"{run_dir}/config.json differs from the config of its checkpoint: "
-        f"{'; '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; restore it, "
-        "or start a new run with another --out"
+        f"{'; '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; restore it, or start a new "
+        "run with another --out"
     )
 
 

@@ -134,8 +134,8 @@ def _resume_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path]:
     ]
     if extra:
         raise ConfigError(
-            "--resume continues the stored config; it accepts only --device and --stop-after, "
-            f"not {', '.join(extra)}"
+            "--resume continues the stored config; it accepts only --device and --stop-after, not "
+            f"{', '.join(extra)}"
         )
     return load_run_config(args.resume), Path(args.resume)
 
@@ -160,8 +160,8 @@ def run(args: argparse.Namespace) -> int:
             check_resumable(run_dir, cfg)
         elif (run_dir / CONFIG_NAME).exists():
             raise ConfigError(
-                f"{run_dir} already holds a run; continue it with --resume {run_dir} "
-                "or choose another --out"
+                f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose "
+                "another --out"
             )
         summary = Experiment(cfg, run_dir, device).run(stop_after=args.stop_after)
     if summary is None:

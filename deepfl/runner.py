@@ -591,8 +591,8 @@ class Experiment:
             evaluation = self.evaluate()
         except DivergedModelError as error:
             raise DivergedModelError(
-                f"round {row['round']}: {error}; rows of rounds 1..{row['round'] - 1} "
-                f"are in {self.run_dir / METRICS_NAME}"
+                f"round {row['round']}: {error}; rows of rounds 1..{row['round'] - 1} are in "
+                f"{self.run_dir / METRICS_NAME}"
             ) from None
         row["seconds"]["evaluate"] = time.perf_counter() - start
         row.update(evaluation.result.to_dict())  # acc, asr ({str(tau): rate}) and per_class_acc

@@ -89,8 +89,8 @@ def unsupported_reason(model: nn.Module) -> str | None:
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.dropout._DropoutNd):
             return (
-                f"{name} is a dropout layer (per-client random masks are not drawn as "
-                "sequential training draws them)"
+                f"{name} is a dropout layer (per-client random masks are not drawn as sequential "
+                "training draws them)"
             )
         if (
             isinstance(module, nn.modules.batchnorm._BatchNorm)

@@ -91,8 +91,7 @@ def reproduction_status(results_root: Path) -> str:
             f"#### Scale `{scale.name}`",
             "",
             "| table | data set | attack | defense (variant) | tau | seeds | ours: ACC / ASR | "
-            "paper: ACC / ASR "
-            "| difference | why (where > 5 points or 2 std) |",
+            "paper: ACC / ASR | difference | why (where > 5 points or 2 std) |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         missing: list[str] = []

@@ -217,8 +217,8 @@ def plot_inverted_triggers(
             vmax=1,
         )
         axis.set_title(
-            f"{arrays['kind'][row]} c{int(arrays['client'][row])} r{int(arrays['round'][row])}\n"
-            f"{pair}, L1 {float(arrays['mask_l1'][row]):.0f}",
+            f"{arrays['kind'][row]} c{int(arrays['client'][row])} "
+            f"r{int(arrays['round'][row])}\n{pair}, L1 {float(arrays['mask_l1'][row]):.0f}",
             fontsize=7,
         )
     for axis in axes:

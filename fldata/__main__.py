@@ -28,8 +28,7 @@ def describe(dataset: Dataset, seconds: float) -> list[str]:
         counts = np.bincount(labels, minlength=dataset.num_classes)
         lines.append(
             f"  {split:5s} images {images.shape} {images.dtype}, labels {labels.shape} "
-            f"{labels.dtype}, "
-            f"class counts {' '.join(map(str, counts))}"
+            f"{labels.dtype}, class counts {' '.join(map(str, counts))}"
         )
     lines.append(
         f"  image_shape (C,H,W) = {dataset.image_shape}, num_classes = {dataset.num_classes}"

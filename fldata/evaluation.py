@@ -119,8 +119,8 @@ class EvaluationResult:
         acc, asr = raw.get("acc"), raw.get("asr")
         if not isinstance(acc, Mapping) or not isinstance(asr, Mapping):
             raise ValueError(
-                "'acc' and 'asr' must be objects of tau -> rate; got "
-                f"{type(acc).__name__} and {type(asr).__name__}"
+                f"'acc' and 'asr' must be objects of tau -> rate; got {type(acc).__name__} and "
+                f"{type(asr).__name__}"
             )
         taus = _parse_taus(acc, "acc")
         by_tau = dict(zip(_parse_taus(asr, "asr"), asr.values(), strict=True))

@@ -207,8 +207,7 @@ def _validated_probs(probs: np.ndarray) -> np.ndarray:
     if abs(row_sums[worst] - 1.0) > _ROW_SUM_ATOL:
         raise ValueError(
             f"probs rows must sum to 1 (within {_ROW_SUM_ATOL:g}); row {worst} sums to "
-            f"{row_sums[worst]:.6g}. "
-            "Did you pass logits? Apply fldata.metrics.softmax first."
+            f"{row_sums[worst]:.6g}. Did you pass logits? Apply fldata.metrics.softmax first."
         )
     return p
 
@@ -224,8 +223,8 @@ def _validated_labels(labels: np.ndarray, probs_shape: tuple[int, int]) -> np.nd
         raise ValueError(f"labels must be integers; got dtype {y.dtype}.")
     if y.min() < 0 or y.max() >= num_classes:
         raise ValueError(
-            f"labels must be in 0..{num_classes - 1} (probs has {num_classes} classes); "
-            f"got values in [{y.min()}, {y.max()}]."
+            f"labels must be in 0..{num_classes - 1} (probs has {num_classes} classes); got values "
+            f"in [{y.min()}, {y.max()}]."
         )
     return y
 

@@ -373,12 +373,12 @@ def upgrade_renamed(
             continue
         if new in upgraded:
             raise ConfigError(
-                f"{prefix}{old} and {prefix}{new} are the same setting ({prefix}{old} is "
-                f"its deprecated name); give only {prefix}{new}"
+                f"{prefix}{old} and {prefix}{new} are the same setting ({prefix}{old} is its "
+                f"deprecated name); give only {prefix}{new}"
             )
         warnings.warn(
-            f"{prefix}{old!s} is deprecated and will be removed in the next release; "
-            f"use {prefix}{new} (same meaning)",
+            f"{prefix}{old!s} is deprecated and will be removed in the next release; use "
+            f"{prefix}{new} (same meaning)",
             DeprecationWarning,
             stacklevel=3,
         )
@@ -445,8 +445,8 @@ def validate_params(
     """
     if not isinstance(values, Mapping):
         raise ConfigError(
-            f"{where or prefix.rstrip('.') or 'parameters'} must be a table of "
-            f"keys (dict); got {values!r}"
+            f"{where or prefix.rstrip('.') or 'parameters'} must be a table of keys (dict); got "
+            f"{values!r}"
         )
     if renamed:
         values = upgrade_renamed(values, renamed, prefix=prefix)

@@ -220,9 +220,8 @@ def dba_piece_boxes(height: int, width: int, scale: int = 1) -> list[tuple[int, 
             else "no scale fits this image"
         )
         raise ValueError(
-            f"DBA trigger at scale {scale} needs {needed_rows}x{needed_cols} pixels "
-            f"(bars {thickness}x{length}, row gap {row_gap}, column gap {col_gap}) but the image "
-            "is "
+            f"DBA trigger at scale {scale} needs {needed_rows}x{needed_cols} pixels (bars "
+            f"{thickness}x{length}, row gap {row_gap}, column gap {col_gap}) but the image is "
             f"{height}x{width}; {hint}."
         )
     top, bottom = 0, thickness + row_gap
@@ -274,8 +273,7 @@ def dba_trigger(
     if not selected or any(k < 0 or k >= NUM_DBA_PIECES for k in selected):
         raise ValueError(
             f"pieces must be None, an int in 0..{NUM_DBA_PIECES - 1}, or a non-empty tuple of such "
-            "ints; "
-            f"got {pieces!r}."
+            f"ints; got {pieces!r}."
         )
     mask = np.zeros((height, width))
     for k in selected:
@@ -391,8 +389,7 @@ def _check_image_shape(images: Any, expected: tuple[int, int, int]) -> None:
     if not is_float:
         raise ValueError(
             f"images must be floating point in [0, 1] (got dtype {images.dtype}); convert uint8 "
-            "images "
-            "with fldata.datasets.to_float_chw first."
+            "images with fldata.datasets.to_float_chw first."
         )
 
 

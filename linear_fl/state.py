@@ -106,8 +106,8 @@ def load_state(
         a = arrays[name]
         if list(a.shape) != info["shape"] or a.dtype.str != info["dtype"]:
             raise StateError(
-                f"array {name!r} in {npz_path} has shape {a.shape} dtype {a.dtype.str}; "
-                f"sidecar says {tuple(info['shape'])} {info['dtype']}"
+                f"array {name!r} in {npz_path} has shape {a.shape} dtype {a.dtype.str}; sidecar "
+                f"says {tuple(info['shape'])} {info['dtype']}"
             )
         if verify_hash and array_sha256(a) != info["sha256"]:
             raise StateError(

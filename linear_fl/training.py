@@ -77,8 +77,8 @@ def local_train(
             W -= training.lr * gradient(W, idx)
     if not np.all(np.isfinite(W)):
         raise FloatingPointError(
-            "local training produced NaN/inf weights; lower the learning rate (lr / malicious_lr / "
-            "pretrain_lr)"
+            "local training produced NaN/inf weights; lower the learning rate (lr / malicious_lr "
+            "/ pretrain_lr)"
         )
     return W
 

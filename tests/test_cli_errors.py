@@ -65,8 +65,8 @@ class Case:
 def lock_held_elsewhere(places: dict[str, str]) -> Iterator[None]:
     """Another process holds ``{locked}``'s run lock for the duration."""
     code = (
-        "import sys, time; from deepfl.rundir import hold_run_dir\n"
-        "with hold_run_dir(sys.argv[1]):\n    print('held', flush=True); time.sleep(120)"
+        "import sys, time; from deepfl.rundir import hold_run_dir\nwith "
+        "hold_run_dir(sys.argv[1]):\n    print('held', flush=True); time.sleep(120)"
     )
     env = {
         **os.environ,
@@ -347,8 +347,8 @@ def summary_line(tried: int, clean: int, tracebacks: int, silent: int) -> str:
     clis = ", ".join(f"`{name}`" for name in MAINS)
     return (
         f"{tried} bad-input cases tried on {len(MAINS)} CLIs ({clis}): {clean} clean one-line "
-        "errors with the "
-        f"documented exit code, {tracebacks} tracebacks, {silent} silent wrong results."
+        f"errors with the documented exit code, {tracebacks} tracebacks, {silent} silent wrong "
+        "results."
     )
 
 

@@ -148,15 +148,15 @@ BAD: list[tuple[str, Callable[[], object], str]] = [
     (
         "client",
         flip({"warmup_stpes": 5}),
-        "unknown key 'warmup_stpes' (did you mean 'warmup_steps'?) in "
-        "defense.client_params of defense.client='flip'",
+        "unknown key 'warmup_stpes' (did you mean 'warmup_steps'?) in defense.client_params of "
+        "defense.client='flip'",
     ),
     (
         "client",
         deep({"defense": {"client_params": {"warmup_stpes": 5}}}),
         "unknown key 'warmup_stpes' (did you mean 'warmup_steps'?) in defense.client_params: "
-        "defense.client='none' "
-        "takes no parameters; 'warmup_steps' is a parameter of defense.client='flip'",
+        "defense.client='none' takes no parameters; 'warmup_steps' is a parameter of "
+        "defense.client='flip'",
     ),
     ("client", flip({"hardening": "off"}), "defense.client_params.hardening must be a boolean"),
     ("client", flip({"focus_memory": 0}), "defense.client_params.focus_memory must be a boolean"),
@@ -200,8 +200,7 @@ BAD: list[tuple[str, Callable[[], object], str]] = [
         "client",
         flip({"inverter": "oracle-ground-truth"}, attack={"kind": "none"}),
         "defense.client_params: inverter='oracle-ground-truth' without true_trigger_dba_scale "
-        "needs "
-        "the attack's true trigger",
+        "needs the attack's true trigger",
     ),
     # deepfl: server defense params and their conditions on n = clients_per_round and f
     ("server", server("fedavg", weighted="1"), "defense.params.weighted must be a boolean"),
@@ -260,8 +259,8 @@ BAD: list[tuple[str, Callable[[], object], str]] = [
     (
         "server",
         server("bulyan_krum"),
-        "defense.server='bulyan_krum' cannot aggregate server.clients_per_round=10 "
-        "updates with f=4 (the attackers per attack round): bulyan needs n >= 4f + 3",
+        "defense.server='bulyan_krum' cannot aggregate server.clients_per_round=10 updates with "
+        "f=4 (the attackers per attack round): bulyan needs n >= 4f + 3",
     ),
     (
         "server",
@@ -271,8 +270,8 @@ BAD: list[tuple[str, Callable[[], object], str]] = [
     (
         "server",
         server("krum", "micro"),
-        "defense.server='krum' cannot aggregate server.clients_per_round=4 updates with "
-        "f=2 (the attackers per attack round): krum needs n - f - 2 >= 1",
+        "defense.server='krum' cannot aggregate server.clients_per_round=4 updates with f=2 (the "
+        "attackers per attack round): krum needs n - f - 2 >= 1",
     ),
     (
         "server",
@@ -294,8 +293,8 @@ BAD: list[tuple[str, Callable[[], object], str]] = [
     (
         "attacker",
         adaptive({"train_options": {"generator": 1}}),
-        "unknown key 'generator' in attack.behaviour_params.train_options; "
-        "allowed keys: epochs, lr, optimizer, max_steps",
+        "unknown key 'generator' in attack.behaviour_params.train_options; allowed keys: epochs, "
+        "lr, optimizer, max_steps",
     ),
     (
         "attacker",
@@ -313,8 +312,8 @@ BAD: list[tuple[str, Callable[[], object], str]] = [
         "attacker",
         deep({"attack": {"behaviour_params": {"train_optionz": {}}}}),
         "unknown key 'train_optionz' (did you mean 'train_options'?) in attack.behaviour_params: "
-        "attack.behaviour='standard' "
-        "takes no parameters; 'train_options' is a parameter of attack.behaviour='adaptive'",
+        "attack.behaviour='standard' takes no parameters; 'train_options' is a parameter of "
+        "attack.behaviour='adaptive'",
     ),
     # FlipConfig built directly
     ("flip", lambda: FlipConfig.from_dict({"hardening": "off"}), "hardening must be a boolean"),

@@ -71,9 +71,8 @@ class HardeningRound:
         check_labels(self.y, self.X_clean.shape[0], self.W_start.shape[0])
         if not (self.eta > 0 and self.p_B > 0 and self.lambda_a > 0 and self.lambda_c >= 0):
             raise ValueError(
-                "need eta > 0, p_B > 0, lambda_a > 0 and lambda_c >= 0, got "
-                f"eta={self.eta}, p_B={self.p_B}, lambda_c={self.lambda_c}, "
-                f"lambda_a={self.lambda_a}"
+                f"need eta > 0, p_B > 0, lambda_a > 0 and lambda_c >= 0, got eta={self.eta}, "
+                f"p_B={self.p_B}, lambda_c={self.lambda_c}, lambda_a={self.lambda_a}"
             )
 
     @property
@@ -145,8 +144,8 @@ def _per_sample(delta: np.ndarray, rnd: HardeningRound) -> np.ndarray:
         return np.broadcast_to(delta, rnd.X_true.shape)
     if delta.shape != rnd.X_true.shape:
         raise ValueError(
-            f"delta must have shape ({rnd.W_start.shape[1]},) (shared) or {rnd.X_true.shape} "
-            f"(one row per benign sample), got {delta.shape}"
+            f"delta must have shape ({rnd.W_start.shape[1]},) (shared) or {rnd.X_true.shape} (one "
+            f"row per benign sample), got {delta.shape}"
         )
     return delta
 
@@ -199,8 +198,8 @@ class FrozenResidualModel:
         if delta.shape == (self.residuals.shape[0], self.base.shape[1]):
             return self.base - self.eta_a * self.residuals.T @ delta
         raise ValueError(
-            f"delta must have shape ({self.base.shape[1]},) or "
-            f"({self.residuals.shape[0]}, {self.base.shape[1]}), got {delta.shape}"
+            f"delta must have shape ({self.base.shape[1]},) or ({self.residuals.shape[0]}, "
+            f"{self.base.shape[1]}), got {delta.shape}"
         )
 
     def logit_change(self, X: np.ndarray, delta: np.ndarray | None = None) -> np.ndarray:

@@ -52,8 +52,8 @@ PROTOCOLS: dict[str, Protocol] = {
     "default": Protocol("default", "the engine's protocol (THEORY.md 10)"),
     "paper-table3": Protocol(
         "paper-table3",
-        "fitted to the paper's no-defense pair: continuous poison 0.6 at round 5, "
-        "single-shot poison 0.2",
+        "fitted to the paper's no-defense pair: continuous poison 0.6 at round 5, single-shot "
+        "poison 0.2",
         overrides={"continuous": {"poison_fraction": 0.6}, "single-shot": {"poison_fraction": 0.2}},
         rounds={"continuous": 5},
     ),

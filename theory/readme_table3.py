@@ -114,10 +114,9 @@ def readme_values(results: Path) -> dict[str, str]:
         "FIT_D": f"{_pair(fit, 'defense')} (a cost of {cost:.2f} points)",
         "FIT_SS": (
             f"{_pair(fit_ss['metrics'], 'no_defense')} -> FLIP "
-            f"{_pair(fit_ss['metrics'], 'defense')} right "
-            f"after the poisoning, {_pair(probe, 'no_defense')} -> {_pair(probe, 'defense')} in "
-            "the first "
-            "hardening round"
+            f"{_pair(fit_ss['metrics'], 'defense')} right after the poisoning, "
+            f"{_pair(probe, 'no_defense')} -> {_pair(probe, 'defense')} in the first hardening "
+            "round"
         ),
     }
 

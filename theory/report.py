@@ -118,10 +118,8 @@ def theorem1_line(label: str, summary: dict[str, Any]) -> str:
     """``LB <= LB^J <= dL <= min(UB,R2) <= UB`` averages of one set."""
     return (
         f"{label} (n={summary['n']}): LB={fmt(summary['lb'])} <= LB^J={fmt(summary['lb_jensen'])} "
-        "<= "
-        f"dL={fmt(summary['actual'])} <= min(UB,R2)={fmt(summary['ub_r2'])} <= "
-        f"UB={fmt(summary['ub'])}; "
-        f"per-sample ordering violations={summary['violations']}"
+        f"<= dL={fmt(summary['actual'])} <= min(UB,R2)={fmt(summary['ub_r2'])} <= "
+        f"UB={fmt(summary['ub'])}; per-sample ordering violations={summary['violations']}"
     )
 
 

@@ -89,8 +89,8 @@ def logit_change(delta_W: np.ndarray, X: np.ndarray) -> np.ndarray:
     check_matrix("X", X)
     if X.shape[1] != delta_W.shape[1]:
         raise ValueError(
-            f"X has {X.shape[1]} columns but delta_W has {delta_W.shape[1]}; "
-            "both must use the same input dimension (bias included or not in both)"
+            f"X has {X.shape[1]} columns but delta_W has {delta_W.shape[1]}; both must use the "
+            "same input dimension (bias included or not in both)"
         )
     return X @ delta_W.T
 

@@ -104,8 +104,7 @@ def _table3_rows(title: str, metrics: dict[str, Any], attack: str) -> list[str]:
         ours = metrics[name]
         lines.append(
             f"  {label:12s} {100 * ours['acc']:9.2f} {paper[name][0]:9.2f} "
-            f"{100 * ours['asr']:9.2f} "
-            f"{paper[name][1]:9.2f}"
+            f"{100 * ours['asr']:9.2f} {paper[name][1]:9.2f}"
         )
     return lines
 
@@ -113,23 +112,20 @@ def _table3_rows(title: str, metrics: dict[str, Any], attack: str) -> list[str]:
 def _table4_rows(metrics: dict[str, Any], attack: str) -> list[str]:
     lines = [
         f"Table 4 counts (N^acc of {metrics['clean_total']} clean, N^asr of "
-        f"{metrics['backdoor_total']} "
-        "backdoor; paper = round(Table-3 % x 10000 / 9020))"
+        f"{metrics['backdoor_total']} backdoor; paper = round(Table-3 % x 10000 / 9020))"
     ]
     for entry in metrics["per_tau"]:
         nd, d = entry["no_defense"], entry["defense"]
         lines.append(
             f"  tau={entry['tau']:.2f}  no defense: N^acc={nd['n_acc']} N^asr={nd['n_asr']} "
-            "rejected "
-            f"clean/backdoor={nd['rejected_clean']}/{nd['rejected_backdoor']} | FLIP: "
-            f"N^acc={d['n_acc']} "
-            f"N^asr={d['n_asr']} rejected={d['rejected_clean']}/{d['rejected_backdoor']}"
+            f"rejected clean/backdoor={nd['rejected_clean']}/{nd['rejected_backdoor']} | FLIP: "
+            f"N^acc={d['n_acc']} N^asr={d['n_asr']} "
+            f"rejected={d['rejected_clean']}/{d['rejected_backdoor']}"
         )
     nd, d = table4(attack)["no_defense"], table4(attack)["defense"]
     lines.append(
         f"  paper      no defense: N^acc={nd['n_acc']} N^asr={nd['n_asr']} | FLIP: "
-        f"N^acc={d['n_acc']} "
-        f"N^asr={d['n_asr']}"
+        f"N^acc={d['n_acc']} N^asr={d['n_asr']}"
     )
     return lines
 
@@ -165,11 +161,9 @@ def _header(payload: dict[str, Any]) -> str:
     return (
         f"FLIP theory verification: dataset={payload['dataset']} attack={payload['attack']} "
         f"seed={payload['seed']} round R={payload['round']}{attack_round}\n  twin pair = models "
-        "after R rounds "
-        f"without/with defense; probe = round {probe['round']} from W^nd_{probe['start_round']}, "
-        "with and "
-        f"without hardening ({'malicious client poisons' if probe['poisoned'] else 'no poisoning'} "
-        "in it)"
+        f"after R rounds without/with defense; probe = round {probe['round']} from "
+        f"W^nd_{probe['start_round']}, with and without hardening "
+        f"({'malicious client poisons' if probe['poisoned'] else 'no poisoning'} in it)"
     )
 
 

@@ -25,8 +25,8 @@ def bulyan_sizes(num_rows: int, num_attackers: int) -> tuple[int, int]:
     r"""``(theta, beta) = (n - 2f, n - 4f)``; ``ValueError`` unless :math:`n \ge 4f + 3`."""
     if num_rows < 4 * num_attackers + 3:
         raise ValueError(
-            f"bulyan needs n >= 4f + 3 updates; got n={num_rows}, f={num_attackers} "
-            f"(with n={num_rows}, f may be at most {max((num_rows - 3) // 4, 0)})"
+            f"bulyan needs n >= 4f + 3 updates; got n={num_rows}, f={num_attackers} (with "
+            f"n={num_rows}, f may be at most {max((num_rows - 3) // 4, 0)})"
             if num_rows >= 3
             else f"bulyan needs n >= 4f + 3 >= 3 updates; got n={num_rows}"
         )

@@ -49,8 +49,7 @@ class FLTrust(Aggregator):
         if context.server_update is None:
             raise ValueError(
                 "fltrust needs context.server_update (the server's root-set update g_0); the "
-                "engine "
-                "computes it when the defense class has needs_server_update = True"
+                "engine computes it when the defense class has needs_server_update = True"
             )
         server_update = context.server_update.to(device=updates.device, dtype=updates.dtype)
         server_norm = server_update.norm()

@@ -28,9 +28,8 @@ def krum_num_neighbours(num_rows: int, num_attackers: int) -> int:
     if neighbours < 1:
         raise ValueError(
             f"krum needs n - f - 2 >= 1 neighbours per score, i.e. n >= f + 3; got n={num_rows}, "
-            f"f={num_attackers} "
-            "(Blanchard et al.'s guarantee further needs n > 2f + 2: lower num_attackers or add "
-            "clients)"
+            f"f={num_attackers} (Blanchard et al.'s guarantee further needs n > 2f + 2: lower "
+            "num_attackers or add clients)"
         )
     return neighbours
 
@@ -71,8 +70,7 @@ def guarantee_holds(num_rows: int, num_attackers: int, aggregator: Aggregator) -
         aggregator._warned_guarantee = True  # type: ignore[attr-defined]  # a once-only flag on any aggregator
         LOGGER.warning(
             "%s: n=%d <= 2f+2=%d, so Blanchard et al.'s resilience guarantee does not hold (the "
-            "rule still runs; "
-            "warned once)",
+            "rule still runs; warned once)",
             aggregator.name,
             num_rows,
             2 * num_attackers + 2,

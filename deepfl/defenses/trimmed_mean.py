@@ -43,8 +43,7 @@ def check_trim(num_rows: int, trim_per_tail: int) -> None:
     if trim_per_tail < 0 or 2 * trim_per_tail >= num_rows:
         raise ValueError(
             f"trimmed mean: trimming {trim_per_tail} per tail from n={num_rows} rows leaves "
-            "nothing; "
-            f"need 0 <= trim_per_tail < n/2"
+            "nothing; need 0 <= trim_per_tail < n/2"
         )
 
 

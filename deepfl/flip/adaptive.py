@@ -64,8 +64,7 @@ class AdaptiveAttacker:
         if not isinstance(client_defense, FlipDefense):
             raise TypeError(
                 "attack.behaviour='adaptive' runs the inversion of the run's FLIP clients (App. "
-                "A.3): "
-                "set defense.client='flip' (the attacker reads its config from "
+                "A.3): set defense.client='flip' (the attacker reads its config from "
                 "defense.client_params)"
             )
         options = validate_value(

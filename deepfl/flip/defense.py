@@ -319,8 +319,8 @@ def _warn_if_cap_below(config: FlipConfig, true_trigger: Trigger | None) -> None
     if area > config.max_mask_fraction:
         logger.warning(
             "FLIP max_mask_fraction=%g is below the attack trigger's area (%.3f of the image): "
-            "inverted "
-            "triggers of its size are not stamped (counted in flip_last_stats['num_capped'])",
+            "inverted triggers of its size are not stamped (counted in "
+            "flip_last_stats['num_capped'])",
             config.max_mask_fraction,
             area,
         )

@@ -52,8 +52,8 @@ def render() -> str:
         for dataset, values in shared.items()
     ]
     parts.append(
-        "## Per-data-set values of every mode\n\nTaken from the run's `data.dataset` "
-        "(grey-scale sets without their own take MNIST's):\n\n" + "\n".join(rows) + "\n"
+        "## Per-data-set values of every mode\n\nTaken from the run's `data.dataset` (grey-scale "
+        "sets without their own take MNIST's):\n\n" + "\n".join(rows) + "\n"
     )
     return "\n".join(parts)
 

@@ -149,8 +149,7 @@ class ClientRound:
         if config.leak_true_trigger_box and leak is None:
             raise ValueError(
                 "leak_true_trigger_box=True needs the true trigger: set true_trigger_dba_scale or "
-                "pass "
-                "true_trigger= to FlipDefense."
+                "pass true_trigger= to FlipDefense."
             )
         self.leak_init = _box_initialisation(leak, config) if leak is not None else None
         selections = flip.times_selected

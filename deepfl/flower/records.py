@@ -86,9 +86,8 @@ def _check_plain(value: Any, where: str) -> None:
             _check_plain(item, f"{where}[{key!r}]")
         return
     raise TypeError(
-        f"client state {where} is a {type(value).__name__}; allowed: numpy arrays/scalars, "
-        "torch tensors, and JSON-plain values (None, bool, int, float, str, list, dict with str "
-        "keys)"
+        f"client state {where} is a {type(value).__name__}; allowed: numpy arrays/scalars, torch "
+        "tensors, and JSON-plain values (None, bool, int, float, str, list, dict with str keys)"
     )
 
 

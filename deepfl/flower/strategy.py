@@ -98,13 +98,13 @@ class DefenseStrategy(Strategy):
             client = config_int(reply.content.config_records[PARTITION_KEY], PARTITION_ID)
             if not 0 <= client < num_clients:
                 raise RuntimeError(
-                    f"node {reply.metadata.src_node_id} has partition-id {client}, "
-                    f"outside [0, data.num_clients={num_clients})"
+                    f"node {reply.metadata.src_node_id} has partition-id {client}, outside [0, "
+                    f"data.num_clients={num_clients})"
                 )
             if client in mapping:
                 raise RuntimeError(
-                    f"two nodes ({mapping[client]}, {reply.metadata.src_node_id}) "
-                    f"have partition-id {client}"
+                    f"two nodes ({mapping[client]}, {reply.metadata.src_node_id}) have "
+                    f"partition-id {client}"
                 )
             mapping[client] = reply.metadata.src_node_id
         missing = sorted(set(range(num_clients)) - set(mapping))
@@ -173,8 +173,8 @@ class DefenseStrategy(Strategy):
             node = reply.metadata.src_node_id
             if reply.has_error():
                 raise RuntimeError(
-                    f"round {plan.round}: client {client_of_node.get(node)} (node {node}) "
-                    f"failed: {reply.error.reason}"
+                    f"round {plan.round}: client {client_of_node.get(node)} (node {node}) failed: "
+                    f"{reply.error.reason}"
                 )
             client = client_of_node[node]
             reported = config_int(reply.content.metric_records[METRICS_KEY], "num-examples")
@@ -182,8 +182,7 @@ class DefenseStrategy(Strategy):
             if reported != expected:
                 raise RuntimeError(
                     f"round {plan.round}: client {client} trained on {reported} samples, its "
-                    "partition "
-                    f"has {expected}: the nodes' data or config differ from the server's"
+                    f"partition has {expected}: the nodes' data or config differ from the server's"
                 )
             by_client[client] = arrays_to_vector(
                 reply.content.array_records[UPDATE_KEY], self.engine.flat.layout, self.engine.device
@@ -191,8 +190,8 @@ class DefenseStrategy(Strategy):
         missing = [client for client in plan.clients if client not in by_client]
         if missing:
             raise RuntimeError(
-                f"round {plan.round}: no update from client(s) {missing} "
-                f"(timeout {self.reply_timeout:g} s)"
+                f"round {plan.round}: no update from client(s) {missing} (timeout "
+                f"{self.reply_timeout:g} s)"
             )
         return torch.stack([by_client[client] for client in plan.clients])
 
@@ -218,7 +217,7 @@ def _wait_for_nodes(grid: Grid, count: int, wait_seconds: float) -> list[int]:
             return node_ids
         if time.monotonic() > deadline:
             raise RuntimeError(
-                f"{len(node_ids)} of data.num_clients={count} SuperNodes connected "
-                f"within {wait_seconds:g} s"
+                f"{len(node_ids)} of data.num_clients={count} SuperNodes connected within "
+                f"{wait_seconds:g} s"
             )
         time.sleep(0.5)

@@ -29,9 +29,8 @@ from fldata.atomic import write_text_atomic
 
 CONVENTION = (
     "value at the run's last round (the paper reports ACC / ASR at least 60 rounds after the "
-    "attack "
-    "starts, section A.1); tau = 0 except FLIP under the continuous attack, shown at tau = 0.3 "
-    "(App. A.9) and at tau = 0 (App. A.6)"
+    "attack starts, section A.1); tau = 0 except FLIP under the continuous attack, shown at tau = "
+    "0.3 (App. A.9) and at tau = 0 (App. A.6)"
 )
 LAST_ROUNDS = 30
 FLAG_POINTS = 5.0
@@ -193,8 +192,8 @@ def table_markdown(spec: TableSpec, scale: Scale, rows: list[TableRow]) -> str:
     head = [
         f"# {spec.title} ({spec.source}), scale `{scale.name}`",
         "",
-        f"Convention: {CONVENTION}. Rates in %, mean ± sample std over the seeds listed. "
-        f"`!` marks a difference from the paper above {FLAG_POINTS:g} points or 2 std.",
+        f"Convention: {CONVENTION}. Rates in %, mean ± sample std over the seeds listed. `!` marks "
+        f"a difference from the paper above {FLAG_POINTS:g} points or 2 std.",
         "",
     ]
     columns = [

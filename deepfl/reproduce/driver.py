@@ -70,8 +70,7 @@ def run_grid(cells: list[Cell], args: argparse.Namespace, results_root: Path) ->
         return 2
     print(
         f"{len(cells)} cells, {len(cells) - len(jobs)} already in {results_root}, {len(jobs)} to "
-        "run "
-        f"on {args.workers} worker(s)"
+        f"run on {args.workers} worker(s)"
     )
     start = time.perf_counter()
     outcomes = run_jobs(jobs, args.workers)
@@ -84,8 +83,7 @@ def run_grid(cells: list[Cell], args: argparse.Namespace, results_root: Path) ->
     if own > 0 and not failed:
         print(
             f"driver overhead: {100 * (busy - own) / own:.1f}% ({busy:.0f} worker-seconds for "
-            "cells whose "
-            f"own rounds took {own:.0f} s)"
+            f"cells whose own rounds took {own:.0f} s)"
         )
     return 1 if failed else 0
 

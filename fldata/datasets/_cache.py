@@ -88,8 +88,8 @@ def cached_arrays(
         _write_entry(entry, identity, arrays)
     except OSError as error:
         warnings.warn(
-            f"could not write cache entry {entry} ({error}); CIFAR-10 will be decoded "
-            f"again next time (set {CACHE_ENV_VAR} to a writable folder)",
+            f"could not write cache entry {entry} ({error}); CIFAR-10 will be decoded again next "
+            f"time (set {CACHE_ENV_VAR} to a writable folder)",
             RuntimeWarning,
             stacklevel=3,
         )

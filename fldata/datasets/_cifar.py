@@ -50,8 +50,8 @@ def parse_binary_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray
     """
     if len(data) == 0 or len(data) % RECORD_SIZE:
         raise DataError(
-            f"{source}: wrong length {len(data)} bytes: a CIFAR-10 binary batch is a whole "
-            f"number of {RECORD_SIZE}-byte records (1 label byte + {PIXELS_PER_IMAGE} pixel bytes)"
+            f"{source}: wrong length {len(data)} bytes: a CIFAR-10 binary batch is a whole number "
+            f"of {RECORD_SIZE}-byte records (1 label byte + {PIXELS_PER_IMAGE} pixel bytes)"
         )
     records = np.frombuffer(data, dtype=np.uint8).reshape(-1, RECORD_SIZE)
     labels = records[:, 0].astype(np.int64)
@@ -124,8 +124,8 @@ def read_archive(archive: Path) -> tuple[str, dict[str, bytes]]:
                     found[base] = stream.read()
     except (tarfile.TarError, lzma.LZMAError, zlib.error, EOFError, OSError) as error:
         raise DataError(
-            f"{archive}: corrupt or truncated archive ({type(error).__name__}: {error}); "
-            "delete it and fetch it again"
+            f"{archive}: corrupt or truncated archive ({type(error).__name__}: {error}); delete it "
+            "and fetch it again"
         ) from error
     for layout, members in LAYOUTS.items():
         if all(name in found for name in members):
@@ -135,8 +135,8 @@ def read_archive(archive: Path) -> tuple[str, dict[str, bytes]]:
         for layout, members in LAYOUTS.items()
     }
     raise DataError(
-        f"{archive}: not a CIFAR-10 archive: missing binary members {missing['binary']} "
-        f"and python members {missing['python']}"
+        f"{archive}: not a CIFAR-10 archive: missing binary members {missing['binary']} and python "
+        f"members {missing['python']}"
     )
 
 

@@ -63,8 +63,8 @@ class Dataset:
                 or images.ndim not in (3, 4)
             ):
                 raise DataError(
-                    f"{where}: images must be a uint8 array (N,H,W) or (N,H,W,C), "
-                    f"got {_describe(images)}"
+                    f"{where}: images must be a uint8 array (N,H,W) or (N,H,W,C), got "
+                    f"{_describe(images)}"
                 )
             if not isinstance(labels, np.ndarray) or labels.dtype != np.int64 or labels.ndim != 1:
                 raise DataError(
@@ -74,8 +74,8 @@ class Dataset:
             check_counts(len(images), len(labels), where)
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise DataError(
-                f"{self.source}: train images are {self.x_train.shape[1:]} "
-                f"but test images are {self.x_test.shape[1:]}"
+                f"{self.source}: train images are {self.x_train.shape[1:]} but test images are "
+                f"{self.x_test.shape[1:]}"
             )
 
     @property
@@ -136,8 +136,8 @@ def to_float_chw(images: np.ndarray, dtype: npt.DTypeLike = np.float32) -> np.nd
     """
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise ValueError(
-            "to_float_chw expects a uint8 array of shape (N,H,W) or (N,H,W,C), "
-            f"got {_describe(images)}"
+            "to_float_chw expects a uint8 array of shape (N,H,W) or (N,H,W,C), got "
+            f"{_describe(images)}"
         )
     out_dtype = np.dtype(dtype)
     if not np.issubdtype(out_dtype, np.floating):

@@ -38,8 +38,8 @@ def load_digits_dataset() -> Dataset:
         from sklearn.datasets import load_digits
     except ImportError as error:
         raise DataNotFoundError(
-            "data set 'digits' needs scikit-learn, which is not installed: "
-            "pip install scikit-learn (load_digits ships inside it, no download)"
+            "data set 'digits' needs scikit-learn, which is not installed: pip install "
+            "scikit-learn (load_digits ships inside it, no download)"
         ) from error
     bunch = load_digits()
     values = np.asarray(bunch.images, dtype=np.float64)

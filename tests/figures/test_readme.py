@@ -74,8 +74,8 @@ def test_status_rows_mean_std_difference_and_reasons(tmp_path: Path) -> None:
 
 def test_render_replaces_only_registered_sections(tmp_path: Path) -> None:
     readme = (
-        "intro\n<!-- BEGIN reproduction-status -->\nold\n<!-- END reproduction-status -->\n"
-        "<!-- BEGIN other -->\nkept\n<!-- END other -->\n"
+        "intro\n<!-- BEGIN reproduction-status -->\nold\n<!-- END reproduction-status -->\n<!-- "
+        "BEGIN other -->\nkept\n<!-- END other -->\n"
     )
     rendered = render(readme, tmp_path)
     assert (

@@ -134,9 +134,8 @@ def test_unknown_keys_get_the_closest_allowed_one() -> None:
     with pytest.raises(ConfigError) as error:
         validate_params(constraints, {"warmup_stpes": 5}, prefix="flip.", where="[flip]")
     assert str(error.value) == (
-        "unknown key 'warmup_stpes' (did you mean 'warmup_steps'?) in "
-        "[flip]; "
-        "allowed keys: warmup_steps, pair_steps"
+        "unknown key 'warmup_stpes' (did you mean 'warmup_steps'?) in [flip]; allowed keys: "
+        "warmup_steps, pair_steps"
     )
     with pytest.raises(ConfigError, match="pair_steps must be an int"):
         validate_params(constraints, {"pair_steps": 0})

@@ -49,8 +49,8 @@ def claims_values() -> dict[str, str]:
         "relative error": f"to {cont['theorem2']['deltaW_rel_error']:.0e} relative",
         "jensen": (
             f"LB^J_b = {probe_b['lb_jensen']:.2f} on the probe (actual dL_b = "
-            f"{probe_b['actual']:.2f}), "
-            f"{twin_b['lb_jensen']:.2f} on the twin pair (actual {twin_b['actual']:.2f})"
+            f"{probe_b['actual']:.2f}), {twin_b['lb_jensen']:.2f} on the twin pair (actual "
+            f"{twin_b['actual']:.2f})"
         ),
     }
 

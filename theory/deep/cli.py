@@ -193,21 +193,18 @@ def print_deep_report(payload: dict[str, Any], checks: list[Check]) -> None:
     error = payload["trigger_error"]
     print(
         f"FLIP theory on a deep model's last layer: run={payload['run_dir']} "
-        f"({payload['dataset']}, {payload['model']}, "
-        f"{payload['attack']} attack, seed {payload['seed']}), round R={payload['round']}\n"
-        f"  probe = round {payload['probe_round']} from G_{payload['round']} "
-        f"({payload['source']}), with FLIP on the "
-        f"benign clients {payload['benign']} and without; attackers {payload['attackers']} "
+        f"({payload['dataset']}, {payload['model']}, {payload['attack']} attack, seed "
+        f"{payload['seed']}), round R={payload['round']}\n  probe = round {payload['probe_round']} "
+        f"from G_{payload['round']} ({payload['source']}), with FLIP on the benign clients "
+        f"{payload['benign']} and without; attackers {payload['attackers']} "
         f"{'poison' if payload['poisoned'] else 'do not poison'} in it; features phi = "
-        f"{payload['features']['dim']} "
-        f"({payload['feature_layer']}), float64"
+        f"{payload['features']['dim']} ({payload['feature_layer']}), float64"
     )
     if error["n_pairs"]:
         print(
             f"  feature-space trigger error over {error['n_pairs']} hardening pairs: "
-            "||delta_phi||_inf max "
-            f"{fmt(error['feature_inf_max'])}, median {fmt(error['feature_inf_median'])} (median "
-            "||phi||_inf "
+            f"||delta_phi||_inf max {fmt(error['feature_inf_max'])}, median "
+            f"{fmt(error['feature_inf_median'])} (median ||phi||_inf "
             f"{fmt(error['feature_true_inf_median'])}); input space ||delta||_inf max "
             f"{fmt(error['input_inf_max'])}"
         )

@@ -43,8 +43,8 @@ def require(module: str) -> ModuleType:
             return __import__(module)
         except ImportError as error:
             raise ImportError(
-                f"{REQUIRE_ENV}=1 but {module!r} is not importable ({error}); "
-                "install the extra: pip install -e '.[flower]'"
+                f"{REQUIRE_ENV}=1 but {module!r} is not importable ({error}); install the extra: "
+                "pip install -e '.[flower]'"
             ) from error
     return pytest.importorskip(
         module,
