@@ -2,10 +2,12 @@
 
 Examples
     python -m deepfl.run --preset cpu-small --attack continuous --defense fedavg --out runs/cs-cont
-    python -m deepfl.run --preset paper --dataset mnist --defense krum --set run.eval_every=5 --out
-    runs/krum python -m deepfl.run --resume runs/cs-cont        # continue a killed run from its
-    last checkpoint python -m deepfl.run --preset cpu-small --set run.keep_checkpoints=[20,40]
-    --stop-after 40 --out runs/cs
+    python -m deepfl.run --preset paper --dataset mnist --defense krum --set run.eval_every=5 \\
+        --out runs/krum
+    # continue a killed run from its last checkpoint
+    python -m deepfl.run --resume runs/cs-cont
+    python -m deepfl.run --preset cpu-small --set run.keep_checkpoints=[20,40] --stop-after 40 \\
+        --out runs/cs
 
 Layers (lowest first): defaults < dataset defaults < --preset < --config < flags < --set.
 

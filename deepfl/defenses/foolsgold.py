@@ -28,10 +28,12 @@ def foolsgold_weights(histories: Tensor) -> tuple[Tensor, Tensor]:
 
     .. math::
         cs_{ij} &= \cos(H_i, H_j) - [i = j], \qquad v_i = \max_j cs_{ij} \\
-        cs_{ij} &\leftarrow cs_{ij}\, v_i / v_j \quad \text{if } v_i < v_j \ (\text{pardoning};
-        \text{only for } v_j > 0) \\ \alpha_i &= 1 - \max_j cs_{ij} \text{ clipped to } [0,1],
-        \qquad \alpha \leftarrow \alpha / \max_j \alpha_j, \ \alpha_i = 1 \mapsto 0.99 \\ \alpha_i
-        &\leftarrow \operatorname{clip}_{[0,1]}\bigl(\ln(\alpha_i / (1 - \alpha_i)) + 0.5\bigr)
+        cs_{ij} &\leftarrow cs_{ij}\, v_i / v_j \quad \text{if } v_i < v_j
+            \ (\text{pardoning}; \text{only for } v_j > 0) \\
+        \alpha_i &= 1 - \max_j cs_{ij} \text{ clipped to } [0,1], \qquad
+            \alpha \leftarrow \alpha / \max_j \alpha_j, \ \alpha_i = 1 \mapsto 0.99 \\
+        \alpha_i &\leftarrow
+            \operatorname{clip}_{[0,1]}\bigl(\ln(\alpha_i / (1 - \alpha_i)) + 0.5\bigr)
 
     (Fung et al. 2020, Algorithm 1, confidence :math:`\kappa = 1`).  :math:`1 - \max_j cs_{ij}`
     below 10 machine epsilons counts as 0 (an exact twin up to rounding).  When every

@@ -82,8 +82,10 @@ def guarantee_holds(num_rows: int, num_attackers: int, aggregator: Aggregator) -
 class Krum(Aggregator):
     r"""Krum: return the update with the lowest score
 
-    .. math:: s(i) = \sum_{j \in N_i} \lVert g_i - g_j \rVert_2^2, \qquad \hat g = g_{i^*},\ i^* =
-    \arg\min_i s(i),
+    .. math::
+
+        s(i) = \sum_{j \in N_i} \lVert g_i - g_j \rVert_2^2, \qquad
+        \hat g = g_{i^*},\ i^* = \arg\min_i s(i),
 
     where :math:`N_i` are the :math:`n - f - 2` rows closest to :math:`g_i` (``j != i``).
     Squared distances and :math:`n-f-2` neighbours as in Blanchard et al. 2017
@@ -134,8 +136,10 @@ class Krum(Aggregator):
 class MultiKrum(Aggregator):
     r"""Multi-Krum: the mean of the ``m`` updates with the lowest Krum scores (computed once),
 
-    .. math:: \hat g = \frac{1}{m} \sum_{i \in S_m} g_i, \qquad S_m = \text{the } m \text{ lowest }
-    s(i),
+    .. math::
+
+        \hat g = \frac{1}{m} \sum_{i \in S_m} g_i, \qquad
+        S_m = \text{the } m \text{ lowest } s(i),
 
     with :math:`s(i)` Krum's score (squared distances, :math:`n-f-2` nearest neighbours;
     Blanchard et al. 2017, Section 5).  Default ``m = n - f``.  ``m = 1`` is Krum and

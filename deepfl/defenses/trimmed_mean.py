@@ -51,9 +51,10 @@ def check_trim(num_rows: int, trim_per_tail: int) -> None:
 class TrimmedMean(Aggregator):
     r"""Coordinate-wise :math:`\beta`-trimmed mean (Yin et al. 2018, Definition 2):
 
-    .. math:: \hat g_k = \frac{1}{n - 2t} \sum_{i=t+1}^{n-t} g_{(i),k}, \qquad t = \lfloor \beta n
-    \rfloor
-              \ (\text{or } t = f),
+    .. math::
+
+        \hat g_k = \frac{1}{n - 2t} \sum_{i=t+1}^{n-t} g_{(i),k}, \qquad
+        t = \lfloor \beta n \rfloor \ (\text{or } t = f),
 
     Args:
         num_attackers: ``f``; used as ``t`` when ``trim_by="num_attackers"``.

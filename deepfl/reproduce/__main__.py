@@ -1,13 +1,15 @@
-"""Command line: ``python -m deepfl.reproduce TABLE [TABLE ...] --scale SCALE --seeds 0 1 2
---workers N``.
+"""Command line:
+``python -m deepfl.reproduce TABLE [TABLE ...] --scale SCALE --seeds 0 1 2 --workers N``.
 
 Examples
-    python -m deepfl.reproduce table2 --scale cpu-small --list                 # the grid, one line
-    per cell python -m deepfl.reproduce table2 --scale cpu-small --dry-run              # the
-    deepfl.run commands python -m deepfl.reproduce table1 table2 --scale cpu-small --seeds 0 1 2
-    --workers 2 --out results/ python -m deepfl.reproduce table2 --scale paper --device cuda
-    --workers 6 --defenses fedavg flip python -m deepfl.reproduce table2 --scale cpu-small
-    --aggregate-only       # rebuild the tables from results/
+    python -m deepfl.reproduce table2 --scale cpu-small --list      # the grid, one line per cell
+    python -m deepfl.reproduce table2 --scale cpu-small --dry-run   # the deepfl.run commands
+    python -m deepfl.reproduce table1 table2 --scale cpu-small --seeds 0 1 2 --workers 2 \\
+        --out results/
+    python -m deepfl.reproduce table2 --scale paper --device cuda --workers 6 \\
+        --defenses fedavg flip
+    # rebuild the tables from results/
+    python -m deepfl.reproduce table2 --scale cpu-small --aggregate-only
 
 Cells already in ``results/<scale>/cells/`` are skipped (``--force`` reruns them); killed runs
 resume from their run directories under ``--runs``. After running,
