@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from theory.corollary1 import (
+    CorollaryCounts,
     code_semantics_counts,
     corollary_counts,
     pair_probabilities,
@@ -40,9 +41,12 @@ from theory.results import (
     Theorem1Summary,
     Theorem2Result,
 )
-from theory.theorem1 import theorem1_bounds
+from theory.theorem1 import LossChangeBounds, theorem1_bounds
+from theory.theorem2 import CleanBound as CleanBoundCertificate
 from theory.theorem2 import (
     JensenCertificate,
+    PaperRadius,
+    SignCertificate,
     clean_bound,
     jensen_certificate,
     paper_radius,
@@ -209,17 +213,7 @@ def frozen_certificates(
         max(delta_rows.max(), -delta_rows.min())
     )  # = max |delta|, without an |delta| copy
     rel_frozen = relative_error(model.deltaW(delta_used), pair.W_def - pair.W_nodef)
-    checks = [
-        Check(
-            f"{model.name} model at realised delta reproduces DeltaW",
-            DELTA_W_RTOL,
-            rel_frozen,
-            passed=rel_frozen < DELTA_W_RTOL,
-            must_hold=rigorous,
-            detail=f"relative error {fmt(rel_frozen, 2)}"
-            + ("" if rigorous else " (approximate model)"),
-        )
-    ]
+    checks = [_frozen_exactness_check(model.name, rel_frozen, rigorous)]
     radii, radius_checks, jensen = _radii(model, pair, sets, support, per_sample, delta_inf)
     checks += radius_checks
     sound_checks, clean = _soundness(
@@ -250,6 +244,19 @@ def frozen_certificates(
     )
 
 
+def _frozen_exactness_check(name: str, rel_frozen: float, rigorous: bool) -> Check:
+    """The check that the frozen model at the realised errors reproduces ``\\Delta W``."""
+    return Check(
+        f"{name} model at realised delta reproduces DeltaW",
+        DELTA_W_RTOL,
+        rel_frozen,
+        passed=rel_frozen < DELTA_W_RTOL,
+        must_hold=rigorous,
+        detail=f"relative error {fmt(rel_frozen, 2)}"
+        + ("" if rigorous else " (approximate model)"),
+    )
+
+
 def _radii(
     model: FrozenResidualModel,
     pair: ModelPair,
@@ -263,24 +270,7 @@ def _radii(
     """
     Xb, T = sets.X_backdoor, sets.target
     paper = paper_radius(model, Xb, T, support)
-    checks = [
-        Check(
-            "Thm 2 paper f(0) = LB_b(0) <= 0",
-            0.0,
-            paper.f0,
-            passed=paper.f0 <= 0,
-            must_hold=True,
-            detail=f"f(0)={fmt(paper.f0)}, ||grad f||_1={fmt(paper.grad_l1)}",
-        ),
-        Check(
-            "Thm 2 paper eps_P = f(0)/||grad f||_1",
-            None,
-            paper.eps,
-            passed=paper.status == "positive",
-            must_hold=False,
-            detail=f"eps_P={fmt(paper.eps)}: {paper.status}" + PAPER_STATUS_NOTE[paper.status],
-        ),
-    ]
+    checks = _paper_radius_checks(paper)
     cert_a = sign_certificate(model, Xb, T, support, per_sample)
     cert_b = jensen_certificate(model, pair.W_nodef, Xb, T, support, per_sample)
     if per_sample:  # the paper's shared-delta reading, for comparison (not sound for these errors)
@@ -290,37 +280,8 @@ def _radii(
         shared_a, shared_b = cert_a.eps, cert_b.eps
     inside_a = cert_a.eps is not None and delta_inf <= cert_a.eps
     inside_b = cert_b.eps is not None and delta_inf <= cert_b.eps
-    ball = "per-sample ||delta_j||_inf" if per_sample else "shared ||delta||_inf"
-    checks.append(
-        Check(
-            "T2-A sign certificate eps*_A",
-            cert_a.eps,
-            delta_inf,
-            passed=inside_a,
-            must_hold=False,
-            detail=(
-                f"premise (T in argmin u_i(0) for all i) {'holds' if cert_a.premise else 'fails'} "
-                f"(min margin {fmt(cert_a.min_margin)}); eps*_A={fmt(cert_a.eps)} vs {ball}="
-                f"{fmt(delta_inf)}: {'inside' if inside_a else 'not certified'}"
-                + (f" [shared-delta reading: {fmt(shared_a)}]" if per_sample else "")
-            ),
-        )
-    )
-    checks.append(
-        Check(
-            "T2-B Jensen certificate eps*_B",
-            cert_b.eps,
-            delta_inf,
-            passed=inside_b,
-            must_hold=False,
-            detail=(
-                f"LB^J_b(0)={fmt(cert_b.lbj0)}, ||h||_1={fmt(cert_b.h_l1)}, "
-                f"eps*_B={fmt(cert_b.eps)}"
-                f" vs {fmt(delta_inf)}: {'inside' if inside_b else 'not certified'}"
-                + (f" [shared-delta reading: {fmt(shared_b)}]" if per_sample else "")
-            ),
-        )
-    )
+    checks.append(_sign_certificate_check(cert_a, delta_inf, inside_a, per_sample, shared_a))
+    checks.append(_jensen_certificate_check(cert_b, delta_inf, inside_b, per_sample, shared_b))
     result = CertificateRadii(
         eps_paper=paper.eps,
         eps_paper_status=paper.status,
@@ -340,6 +301,75 @@ def _radii(
     return result, checks, cert_b
 
 
+def _paper_radius_checks(paper: PaperRadius) -> list[Check]:
+    """The checks on the paper-literal radius: ``f(0) <= 0`` and the sign of ``\\varepsilon_P``."""
+    return [
+        Check(
+            "Thm 2 paper f(0) = LB_b(0) <= 0",
+            0.0,
+            paper.f0,
+            passed=paper.f0 <= 0,
+            must_hold=True,
+            detail=f"f(0)={fmt(paper.f0)}, ||grad f||_1={fmt(paper.grad_l1)}",
+        ),
+        Check(
+            "Thm 2 paper eps_P = f(0)/||grad f||_1",
+            None,
+            paper.eps,
+            passed=paper.status == "positive",
+            must_hold=False,
+            detail=f"eps_P={fmt(paper.eps)}: {paper.status}" + PAPER_STATUS_NOTE[paper.status],
+        ),
+    ]
+
+
+def _sign_certificate_check(
+    cert_a: SignCertificate,
+    delta_inf: float,
+    inside_a: bool,
+    per_sample: bool,
+    shared_a: float | None,
+) -> Check:
+    """The check comparing the T2-A sign-certificate radius with ``delta_inf``."""
+    ball = "per-sample ||delta_j||_inf" if per_sample else "shared ||delta||_inf"
+    return Check(
+        "T2-A sign certificate eps*_A",
+        cert_a.eps,
+        delta_inf,
+        passed=inside_a,
+        must_hold=False,
+        detail=(
+            f"premise (T in argmin u_i(0) for all i) {'holds' if cert_a.premise else 'fails'} "
+            f"(min margin {fmt(cert_a.min_margin)}); eps*_A={fmt(cert_a.eps)} vs {ball}="
+            f"{fmt(delta_inf)}: {'inside' if inside_a else 'not certified'}"
+            + (f" [shared-delta reading: {fmt(shared_a)}]" if per_sample else "")
+        ),
+    )
+
+
+def _jensen_certificate_check(
+    cert_b: JensenCertificate,
+    delta_inf: float,
+    inside_b: bool,
+    per_sample: bool,
+    shared_b: float | None,
+) -> Check:
+    """The check comparing the T2-B Jensen-certificate radius with ``delta_inf``."""
+    return Check(
+        "T2-B Jensen certificate eps*_B",
+        cert_b.eps,
+        delta_inf,
+        passed=inside_b,
+        must_hold=False,
+        detail=(
+            f"LB^J_b(0)={fmt(cert_b.lbj0)}, ||h||_1={fmt(cert_b.h_l1)}, "
+            f"eps*_B={fmt(cert_b.eps)}"
+            f" vs {fmt(delta_inf)}: {'inside' if inside_b else 'not certified'}"
+            + (f" [shared-delta reading: {fmt(shared_b)}]" if per_sample else "")
+        ),
+    )
+
+
 def _soundness(
     model: FrozenResidualModel,
     pair: ModelPair,
@@ -356,13 +386,27 @@ def _soundness(
     """Realised-run soundness of T2-A / T2-B (the realised error lies in the ball of radius
     ``delta_inf``) and the T2-C clean bound ``dL_c <= UB_c <= C(eps) <= UB_c(0) + eps eta_a kappa``
     (THEORY.md 6.3)."""
-    Xb, T, checks = sets.X_backdoor, sets.target, []
-    inside_a, inside_b = inside
+    Xb, T = sets.X_backdoor, sets.target
     probe_b = theorem1_bounds(pair.W_nodef, pair.W_def, Xb, np.full(len(Xb), T))
     probe_c = theorem1_bounds(pair.W_nodef, pair.W_def, sets.X_clean, sets.y_clean)
+    checks = _backdoor_soundness_checks(probe_b, delta_used, cert_b, inside, rigorous)
+    bound_c = clean_bound(model, sets.X_clean, sets.y_clean, support, per_sample)
+    clean_checks, clean = _clean_bound_checks(bound_c, probe_c, delta_inf, rigorous, clean_budget)
+    return checks + clean_checks, clean
+
+
+def _backdoor_soundness_checks(
+    probe_b: LossChangeBounds,
+    delta_used: np.ndarray,
+    cert_b: JensenCertificate,
+    inside: tuple[bool, bool],
+    rigorous: bool,
+) -> list[Check]:
+    """T2-A / T2-B soundness and the T2-B affine law on the realised backdoor-set bounds."""
+    inside_a, inside_b = inside
     tol_b = SOUNDNESS_RTOL * float(probe_b.scale.max())
     max_abs_lb = float(np.abs(probe_b.lb).max())
-    checks.append(
+    checks = [
         Check(
             "T2-A soundness: delta inside eps*_A => all lb_b,i = 0",
             0.0,
@@ -375,7 +419,7 @@ def _soundness(
                 else "not applicable (delta outside the radius)"
             ),
         )
-    )
+    ]
     lbj_realised = cert_b.lower_bound_at(delta_used)
     lbj_direct = float(probe_b.lb_jensen.mean())
     affine_ok = abs(lbj_realised - lbj_direct) <= SOUNDNESS_RTOL * (1 + abs(lbj_direct)) + tol_b
@@ -404,12 +448,23 @@ def _soundness(
             ),
         )
     )
-    bound_c = clean_bound(model, sets.X_clean, sets.y_clean, support, per_sample)
+    return checks
+
+
+def _clean_bound_checks(
+    bound_c: CleanBoundCertificate,
+    probe_c: LossChangeBounds,
+    delta_inf: float,
+    rigorous: bool,
+    clean_budget: float,
+) -> tuple[list[Check], CleanBound]:
+    """The T2-C clean-bound chain at ``eps = delta_inf`` and the radius for ``clean_budget``."""
     c_eps, c_simple = bound_c.bound(delta_inf), bound_c.simple_bound(delta_inf)
     ub_c, dl_c = float(probe_c.ub.mean()), float(probe_c.actual.mean())
     tol_c = SOUNDNESS_RTOL * float(probe_c.scale.max())
     chain_ok = dl_c <= ub_c + tol_c and ub_c <= c_eps + tol_c and c_eps <= c_simple + tol_c
-    checks.append(
+    eps_for_c = bound_c.radius_for(clean_budget)
+    checks = [
         Check(
             "T2-C clean bound at eps=||delta||_inf",
             c_eps,
@@ -420,10 +475,7 @@ def _soundness(
                 f"dL_c={fmt(dl_c)} <= UB_c={fmt(ub_c)} <= C(eps)={fmt(c_eps)} <= "
                 f"UB_c(0)+eps*eta_a*kappa={fmt(c_simple)}"
             ),
-        )
-    )
-    eps_for_c = bound_c.radius_for(clean_budget)
-    checks.append(
+        ),
         Check(
             f"T2-C radius for UB_c <= C={clean_budget:g}",
             eps_for_c,
@@ -434,8 +486,8 @@ def _soundness(
                 f"UB_c(0)={fmt(bound_c.ub0)}, kappa={fmt(bound_c.kappa)}, eps={fmt(eps_for_c)} vs "
                 f"{fmt(delta_inf)}"
             ),
-        )
-    )
+        ),
+    ]
     clean = CleanBound(
         C_eps=c_eps,
         C_simple=c_simple,
@@ -485,44 +537,52 @@ def corollary_round(
             tau,
             pair,
         )
-        rows.append(
-            CorollaryRow(
-                tau=tau,
-                no_defense=ModelCounts.from_dict(counts.no_defense),
-                defense=ModelCounts.from_dict(counts.defense),
-                neutralised_actual=counts.neutralised_actual,
-                newly_neutralised_actual=counts.newly_neutralised_actual,
-                certified_t1=CertifiedCounts.from_dict(counts.certified["theorem1"]),
-                certified_jensen=CertifiedCounts.from_dict(counts.certified["jensen"]),
-                paper_rejections=counts.paper_rejections,
-                sound=counts.sound,
-                robust_jensen_at_delta_inf=None
-                if robust_upper is None
-                else int(np.sum(robust_upper < tau)),
-            )
-        )
-        t1, jn = counts.certified["theorem1"], counts.certified["jensen"]
-        checks.append(
-            Check(
-                f"Cor 1 tau={tau:g} certified <= actual",
-                float(jn["newly_neutralised"]),
-                float(counts.newly_neutralised_actual),
-                passed=counts.sound,
-                must_hold=True,
-                detail=(
-                    f"N^asr {counts.no_defense['n_asr']} -> {counts.defense['n_asr']} (neutralised "
-                    f"{counts.neutralised_actual}, newly {counts.newly_neutralised_actual}); "
-                    "certified newly "
-                    f"neutralised T1={t1['newly_neutralised']} Jensen={jn['newly_neutralised']}; "
-                    "kept "
-                    f"N^acc={counts.defense['n_acc']} certified T1={t1['kept']} "
-                    f"Jensen={jn['kept']}; rejected "
-                    f"backdoor {counts.defense['rejected_backdoor']} certified T1={t1['rejected']} "
-                    f"Jensen={jn['rejected']}; R'_b-R_b={counts.paper_rejections['backdoor']}"
-                ),
-            )
-        )
+        rows.append(_corollary_row(tau, counts, robust_upper))
+        checks.append(_corollary_check(tau, counts))
     return rows, checks
+
+
+def _corollary_row(
+    tau: float, counts: CorollaryCounts, robust_upper: np.ndarray | None
+) -> CorollaryRow:
+    """One Corollary-1 row at ``tau``, with the robust Jensen count when ``robust_upper`` is set."""
+    return CorollaryRow(
+        tau=tau,
+        no_defense=ModelCounts.from_dict(counts.no_defense),
+        defense=ModelCounts.from_dict(counts.defense),
+        neutralised_actual=counts.neutralised_actual,
+        newly_neutralised_actual=counts.newly_neutralised_actual,
+        certified_t1=CertifiedCounts.from_dict(counts.certified["theorem1"]),
+        certified_jensen=CertifiedCounts.from_dict(counts.certified["jensen"]),
+        paper_rejections=counts.paper_rejections,
+        sound=counts.sound,
+        robust_jensen_at_delta_inf=None
+        if robust_upper is None
+        else int(np.sum(robust_upper < tau)),
+    )
+
+
+def _corollary_check(tau: float, counts: CorollaryCounts) -> Check:
+    """The Corollary-1 soundness check at ``tau``: certified counts never exceed actual ones."""
+    t1, jn = counts.certified["theorem1"], counts.certified["jensen"]
+    return Check(
+        f"Cor 1 tau={tau:g} certified <= actual",
+        float(jn["newly_neutralised"]),
+        float(counts.newly_neutralised_actual),
+        passed=counts.sound,
+        must_hold=True,
+        detail=(
+            f"N^asr {counts.no_defense['n_asr']} -> {counts.defense['n_asr']} (neutralised "
+            f"{counts.neutralised_actual}, newly {counts.newly_neutralised_actual}); "
+            "certified newly "
+            f"neutralised T1={t1['newly_neutralised']} Jensen={jn['newly_neutralised']}; "
+            "kept "
+            f"N^acc={counts.defense['n_acc']} certified T1={t1['kept']} "
+            f"Jensen={jn['kept']}; rejected "
+            f"backdoor {counts.defense['rejected_backdoor']} certified T1={t1['rejected']} "
+            f"Jensen={jn['rejected']}; R'_b-R_b={counts.paper_rejections['backdoor']}"
+        ),
+    )
 
 
 def threshold_metrics(
