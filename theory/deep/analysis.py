@@ -145,18 +145,7 @@ def last_layer_protocol(
     rounds = client_rounds(state)
     closed = closed_form_deltaW(rounds, simulated.shape)
     rel = relative_error(closed, simulated) if np.any(simulated) or np.any(closed) else 0.0
-    checks.append(
-        Check(
-            "DeltaW closed form vs simulated",
-            DELTA_W_RTOL,
-            rel,
-            passed=rel < DELTA_W_RTOL,
-            must_hold=True,
-            detail=f"relative error {fmt(rel, 2)} (< {DELTA_W_RTOL:g} required; "
-            f"{len(rounds)} hardening clients, "
-            f"||DeltaW||_F={fmt(float(np.linalg.norm(simulated)))})",
-        )
-    )
+    checks.append(_closed_form_check(rel, len(rounds), simulated))
     result.update(
         deltaW_rel_error=rel,
         deltaW_norm=float(np.linalg.norm(simulated)),
@@ -166,16 +155,7 @@ def last_layer_protocol(
         ),
     )
     if not rounds:
-        checks.append(
-            Check(
-                "Thm 2",
-                None,
-                None,
-                passed=False,
-                must_hold=False,
-                detail="no benign client hardened (no FLIP stamping direction): nothing to certify",
-            )
-        )
+        checks.append(_nothing_to_certify_check())
         cor, cor_checks = corollary_round(pair, sets, taus)
         result.update(theorem2=None, corollary1=[row.to_dict() for row in cor])
         return result, checks + [_renamed(c, "(a) protocol ") for c in cor_checks]
@@ -190,6 +170,32 @@ def last_layer_protocol(
     )
     result.update(theorem2=t2.result.to_dict(), corollary1=[row.to_dict() for row in cor])
     return result, checks + t2.checks + [_renamed(c, "(a) protocol ") for c in cor_checks]
+
+
+def _closed_form_check(rel: float, hardening_clients: int, simulated: np.ndarray) -> Check:
+    """The must-hold check that the closed-form ``\\Delta W`` matches the simulated one."""
+    return Check(
+        "DeltaW closed form vs simulated",
+        DELTA_W_RTOL,
+        rel,
+        passed=rel < DELTA_W_RTOL,
+        must_hold=True,
+        detail=f"relative error {fmt(rel, 2)} (< {DELTA_W_RTOL:g} required; "
+        f"{hardening_clients} hardening clients, "
+        f"||DeltaW||_F={fmt(float(np.linalg.norm(simulated)))})",
+    )
+
+
+def _nothing_to_certify_check() -> Check:
+    """The INFO line for a round in which no benign client hardened (no Theorem 2 to check)."""
+    return Check(
+        "Thm 2",
+        None,
+        None,
+        passed=False,
+        must_hold=False,
+        detail="no benign client hardened (no FLIP stamping direction): nothing to certify",
+    )
 
 
 def trigger_error(state: DeepProbeState) -> dict[str, Any]:
@@ -230,21 +236,7 @@ def all_layers(
     nothing here must hold."""
     result: dict[str, Any] = {}
     checks, samples = [], {}
-    labels = {"clean": state.y_clean, "backdoor": np.full(len(state.X_backdoor), state.target)}
-    inputs = {
-        "clean": (
-            state.full_logits_nodef_clean,
-            state.full_logits_def_clean,
-            state.full_X_clean,
-            state.X_clean,
-        ),
-        "backdoor": (
-            state.full_logits_nodef_backdoor,
-            state.full_logits_def_backdoor,
-            state.full_X_backdoor,
-            state.X_backdoor,
-        ),
-    }
+    labels, inputs = _all_layers_inputs(state)
     for part in PARTS:
         z_nd, z_d, features, features_R = inputs[part]
         bounds = last_layer_bracket(
@@ -263,16 +255,7 @@ def all_layers(
                 for key in ("lb", "lb_jensen", "actual", "ub")
             }
         )
-        checks.append(
-            Check(
-                f"(b) all layers {part}: inside the last-layer bracket",
-                summary["lb"],
-                summary["actual"],
-                passed=summary["violations"] == 0,
-                must_hold=False,
-                detail=_carry_detail(summary),
-            )
-        )
+        checks.append(_all_layers_check(part, summary))
     result["metrics"] = pair_metrics(
         {
             "no_defense": (state.full_logits_nodef_clean, state.full_logits_nodef_backdoor),
@@ -283,6 +266,40 @@ def all_layers(
         taus,
     )
     return result, checks, samples
+
+
+def _all_layers_inputs(
+    state: DeepProbeState,
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, ...]]]:
+    """Per set: labels, full-round logits (no defense, defense), full and round-R features."""
+    labels = {"clean": state.y_clean, "backdoor": np.full(len(state.X_backdoor), state.target)}
+    inputs = {
+        "clean": (
+            state.full_logits_nodef_clean,
+            state.full_logits_def_clean,
+            state.full_X_clean,
+            state.X_clean,
+        ),
+        "backdoor": (
+            state.full_logits_nodef_backdoor,
+            state.full_logits_def_backdoor,
+            state.full_X_backdoor,
+            state.X_backdoor,
+        ),
+    }
+    return labels, inputs
+
+
+def _all_layers_check(part: str, summary: dict[str, Any]) -> Check:
+    """The INFO check that the full round's loss change on ``part`` is in the last-layer bracket."""
+    return Check(
+        f"(b) all layers {part}: inside the last-layer bracket",
+        summary["lb"],
+        summary["actual"],
+        passed=summary["violations"] == 0,
+        must_hold=False,
+        detail=_carry_detail(summary),
+    )
 
 
 def _carry_detail(summary: dict[str, Any]) -> str:
