@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -104,14 +105,7 @@ def one_round_probe(
     Random streams: spawned from ``(seed, round_index)``, identical for both branches.
     """
     cfg = setup.config
-    W_start = np.asarray(W_start, dtype=np.float64)
-    expected = (setup.num_classes, setup.benign.Xa.shape[1])
-    if W_start.shape != expected:
-        raise ValueError(f"W_start must have shape {expected} (classes, d+1), got {W_start.shape}")
-    if not isinstance(round_index, int) or round_index < 1:
-        raise ValueError(
-            f"round_index must be an int >= 1 (rounds after pre-training), got {round_index!r}"
-        )
+    W_start = _checked_start(setup, W_start, round_index)
     streams = role_streams(cfg.seed, round_index)
     inversion = None
     if recovered_trigger is None:
@@ -126,28 +120,80 @@ def one_round_probe(
         )
         recovered_trigger = inversion.trigger
     if malicious_model is None:
-        W_M = malicious_update(
-            W_start,
-            setup.malicious,
-            setup.malicious_training(),
-            streams["malicious"],
-            setup.true_trigger,
-            setup.image_shape,
-            cfg.target,
-            cfg.poison_fraction,
-            setup.poisons_in(round_index),
-            setup.replacement_scale(round_index),
-        )
+        W_M = _malicious_model(setup, W_start, round_index, streams["malicious"])
     else:
         W_M = np.asarray(malicious_model, dtype=np.float64)
-    benign_state = streams["benign"].bit_generator.state
-    W_B_nodef = benign_update(W_start, setup.benign, cfg, streams["benign"])
-    streams["benign"].bit_generator.state = benign_state
-    W_B_def = benign_update(W_start, setup.benign, cfg, streams["benign"], recovered_trigger)
+    W_B_nodef, W_B_def = _benign_branches(setup, W_start, streams["benign"], recovered_trigger)
     names = ("benign client", "malicious client")
     W_nodef = fedavg(W_start, [W_B_nodef, W_M], setup.weights, names)
     W_def = fedavg(W_start, [W_B_def, W_M], setup.weights, names)
+    models = _RoundModels(W_M, W_B_nodef, W_B_def, W_nodef, W_def)
+    return _probe_record(setup, W_start, round_index, models, recovered_trigger, inversion)
 
+
+class _RoundModels(NamedTuple):
+    """The submitted and aggregated models of one probe round, without and with hardening."""
+
+    W_M: np.ndarray
+    W_B_nodef: np.ndarray
+    W_B_def: np.ndarray
+    W_nodef: np.ndarray
+    W_def: np.ndarray
+
+
+def _checked_start(setup: Setup, W_start: np.ndarray, round_index: int) -> np.ndarray:
+    """``W_start`` as float64, after checking its shape and that ``round_index`` is an int >= 1."""
+    W_start = np.asarray(W_start, dtype=np.float64)
+    expected = (setup.num_classes, setup.benign.Xa.shape[1])
+    if W_start.shape != expected:
+        raise ValueError(f"W_start must have shape {expected} (classes, d+1), got {W_start.shape}")
+    if not isinstance(round_index, int) or round_index < 1:
+        raise ValueError(
+            f"round_index must be an int >= 1 (rounds after pre-training), got {round_index!r}"
+        )
+    return W_start
+
+
+def _malicious_model(
+    setup: Setup, W_start: np.ndarray, round_index: int, rng: np.random.Generator
+) -> np.ndarray:
+    """The malicious client's submitted model ``W_M`` for round ``round_index``."""
+    cfg = setup.config
+    return malicious_update(
+        W_start,
+        setup.malicious,
+        setup.malicious_training(),
+        rng,
+        setup.true_trigger,
+        setup.image_shape,
+        cfg.target,
+        cfg.poison_fraction,
+        setup.poisons_in(round_index),
+        setup.replacement_scale(round_index),
+    )
+
+
+def _benign_branches(
+    setup: Setup, W_start: np.ndarray, rng: np.random.Generator, recovered_trigger: Trigger
+) -> tuple[np.ndarray, np.ndarray]:
+    """The benign local model without and with hardening, both from the same ``rng`` state."""
+    benign_state = rng.bit_generator.state
+    W_B_nodef = benign_update(W_start, setup.benign, setup.config, rng)
+    rng.bit_generator.state = benign_state
+    W_B_def = benign_update(W_start, setup.benign, setup.config, rng, recovered_trigger)
+    return W_B_nodef, W_B_def
+
+
+def _probe_record(
+    setup: Setup,
+    W_start: np.ndarray,
+    round_index: int,
+    models: _RoundModels,
+    recovered_trigger: Trigger,
+    inversion: NeuralCleanseChoice | None,
+) -> Probe:
+    """The :class:`Probe` of one round: stamped rows, gradients, ``Delta W`` and trigger error."""
+    cfg = setup.config
     X, y = setup.benign.Xa, setup.benign.y
     X_true = stamp_flat(X, setup.true_trigger, setup.image_shape)
     X_hat = stamp_flat(X, recovered_trigger, setup.image_shape)
@@ -158,11 +204,11 @@ def one_round_probe(
     return Probe(
         round_index=round_index,
         W_start=W_start,
-        W_nodef=W_nodef,
-        W_def=W_def,
-        W_M=W_M,
-        W_B_nodef=W_B_nodef,
-        W_B_def=W_B_def,
+        W_nodef=models.W_nodef,
+        W_def=models.W_def,
+        W_M=models.W_M,
+        W_B_nodef=models.W_B_nodef,
+        W_B_def=models.W_B_def,
         X_benign=X,
         y_benign=y,
         X_benign_true=X_true,
@@ -183,7 +229,7 @@ def one_round_probe(
         deltaW_closed=closed_form_delta_w(
             G_clean, G_aug, training.lr, setup.p_B, lambda_c, lambda_a
         ),
-        deltaW_simulated=W_def - W_nodef,
+        deltaW_simulated=models.W_def - models.W_nodef,
         inversion=inversion,
         trigger_error=trigger_error(
             recovered_trigger,
