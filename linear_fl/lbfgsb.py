@@ -60,29 +60,86 @@ def minimize_unit_box(
     0, 1)``.
     """
     if _SETULB is None:
-        res = minimize(
-            objective,
-            v0,
-            args=args,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=[(0.0, 1.0)] * v0.size,
-            options={"maxiter": maxiter},
+        return _minimize_scipy(objective, v0, args, maxiter)
+    return _minimize_setulb(objective, v0, args, maxiter)
+
+
+def _minimize_scipy(objective: Objective, v0: np.ndarray, args: tuple, maxiter: int) -> BoxResult:
+    """:func:`minimize_unit_box` through ``scipy.optimize.minimize`` (SciPy before 1.15)."""
+    res = minimize(
+        objective,
+        v0,
+        args=args,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(0.0, 1.0)] * v0.size,
+        options={"maxiter": maxiter},
+    )
+    return BoxResult(x=res.x, fun=float(res.fun), nit=int(res.nit), nfev=int(res.nfev))
+
+
+@dataclass(frozen=True)
+class _SetulbWork:
+    """The unit-box bounds and the work arrays ``setulb`` updates in place, for ``n`` variables."""
+
+    low: np.ndarray
+    up: np.ndarray
+    nbd: np.ndarray
+    wa: np.ndarray
+    iwa: np.ndarray
+    task: np.ndarray
+    ln_task: np.ndarray
+    lsave: np.ndarray
+    isave: np.ndarray
+    dsave: np.ndarray
+
+    @classmethod
+    def for_size(cls, n: int) -> _SetulbWork:
+        """Bounds ``[0, 1]`` on each of ``n`` variables and zeroed work arrays (SciPy's sizes)."""
+        return cls(
+            low=np.zeros(n),
+            up=np.ones(n),
+            nbd=np.full(n, 2, dtype=np.int32),  # 2 = bounded on both sides
+            wa=np.zeros(2 * MAXCOR * n + 5 * n + 11 * MAXCOR * MAXCOR + 8 * MAXCOR),
+            iwa=np.zeros(3 * n, dtype=np.int32),
+            task=np.zeros(2, dtype=np.int32),
+            ln_task=np.zeros(2, dtype=np.int32),
+            lsave=np.zeros(4, dtype=np.int32),
+            isave=np.zeros(44, dtype=np.int32),
+            dsave=np.zeros(29),
         )
-        return BoxResult(x=res.x, fun=float(res.fun), nit=int(res.nit), nfev=int(res.nfev))
+
+    def step(self, x: np.ndarray, f: Any, g: np.ndarray, factr: float) -> None:
+        """One call of the compiled ``setulb`` (updates ``x``, ``task`` and the work arrays)."""
+        _SETULB(
+            MAXCOR,
+            x,
+            self.low,
+            self.up,
+            self.nbd,
+            f,
+            g,
+            factr,
+            GTOL,
+            self.wa,
+            self.iwa,
+            self.task,
+            self.lsave,
+            self.isave,
+            self.dsave,
+            MAXLS,
+            self.ln_task,
+        )
+
+
+def _minimize_setulb(objective: Objective, v0: np.ndarray, args: tuple, maxiter: int) -> BoxResult:
+    """:func:`minimize_unit_box` by the compiled ``setulb`` in SciPy's ``_minimize_lbfgsb`` loop."""
     n = v0.size
     x = np.array(np.clip(np.asarray(v0, dtype=np.float64).ravel(), 0.0, 1.0), dtype=np.float64)
-    low, up, nbd = (
-        np.zeros(n),
-        np.ones(n),
-        np.full(n, 2, dtype=np.int32),
-    )  # 2 = bounded on both sides
+    work = _SetulbWork.for_size(n)
+    task = work.task
     f: Any = np.array(0.0)
     g = np.zeros(n)
-    wa = np.zeros(2 * MAXCOR * n + 5 * n + 11 * MAXCOR * MAXCOR + 8 * MAXCOR)
-    iwa = np.zeros(3 * n, dtype=np.int32)
-    task, ln_task = np.zeros(2, dtype=np.int32), np.zeros(2, dtype=np.int32)
-    lsave, isave, dsave = np.zeros(4, dtype=np.int32), np.zeros(44, dtype=np.int32), np.zeros(29)
     factr = FTOL / np.finfo(float).eps
 
     def evaluate(at: np.ndarray) -> tuple[float, np.ndarray]:
@@ -94,25 +151,7 @@ def minimize_unit_box(
     evaluated_at, cached, nfev, nit = x.copy(), evaluate(x), 1, 0
     while True:
         g = g.astype(np.float64)
-        _SETULB(
-            MAXCOR,
-            x,
-            low,
-            up,
-            nbd,
-            f,
-            g,
-            factr,
-            GTOL,
-            wa,
-            iwa,
-            task,
-            lsave,
-            isave,
-            dsave,
-            MAXLS,
-            ln_task,
-        )
+        work.step(x, f, g, factr)
         if task[0] == _TASK_FG:
             if not np.array_equal(x, evaluated_at):
                 evaluated_at, cached, nfev = x.copy(), evaluate(x), nfev + 1
