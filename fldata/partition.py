@@ -74,6 +74,28 @@ def dirichlet_partition(
         ``max_tries`` draws.
     """
     y = np.asarray(labels)
+    _check_dirichlet_args(y, num_clients, alpha, min_size, max_tries)
+    rng = np.random.default_rng(seed)
+    class_indices = [np.flatnonzero(y == c) for c in np.unique(y)]
+    smallest = 0
+    for _ in range(max_tries):
+        parts = _dirichlet_draw(class_indices, num_clients, float(alpha), rng)
+        smallest = min(part.size for part in parts)
+        if smallest >= min_size:
+            return parts
+    raise ValueError(
+        f"dirichlet_partition: no draw in {max_tries} tries gave every client >= {min_size} "
+        "samples "
+        f"(last draw's smallest client: {smallest}) with alpha={alpha}, {num_clients} clients, "
+        f"{y.size} samples; "
+        "raise alpha or max_tries, or lower min_size."
+    )
+
+
+def _check_dirichlet_args(
+    y: np.ndarray, num_clients: int, alpha: float, min_size: int, max_tries: int
+) -> None:
+    """Raise ``ValueError`` for arguments :func:`dirichlet_partition` cannot split with."""
     if y.ndim != 1 or y.size == 0:
         raise ValueError(f"labels must be a non-empty 1-D array; got shape {y.shape}.")
     if y.dtype.kind not in "iu" or y.min() < 0:
@@ -96,26 +118,11 @@ def dirichlet_partition(
             f"are only {y.size}; lower min_size or num_clients."
         )
 
-    rng = np.random.default_rng(seed)
-    class_indices = [np.flatnonzero(y == c) for c in np.unique(y)]
-    smallest = 0
-    for _ in range(max_tries):
-        parts = _dirichlet_draw(class_indices, num_clients, float(alpha), rng)
-        smallest = min(part.size for part in parts)
-        if smallest >= min_size:
-            return parts
-    raise ValueError(
-        f"dirichlet_partition: no draw in {max_tries} tries gave every client >= {min_size} "
-        "samples "
-        f"(last draw's smallest client: {smallest}) with alpha={alpha}, {num_clients} clients, "
-        f"{y.size} samples; "
-        "raise alpha or max_tries, or lower min_size."
-    )
-
 
 def _dirichlet_draw(
     class_indices: list[np.ndarray], num_clients: int, alpha: float, rng: np.random.Generator
 ) -> list[np.ndarray]:
+    """One Dirichlet draw: per class, shuffle its indices and cut them by ``q_c ~ Dir(alpha)``."""
     num_samples = sum(indices.size for indices in class_indices)
     client_of_sample = np.empty(num_samples, dtype=np.int64)
     for indices in class_indices:
