@@ -155,23 +155,11 @@ def _invert(
     num_classes: int,
     steps: int,
 ) -> list[list[InversionResult]]:
+    """Steps 1-2 for all problems: candidate neurons, one batched trigger optimisation, ranking."""
     device, dtype = images.device, images.dtype
-    probe_sampler = ProblemSampler(
-        labels,
-        [r.source_classes for r in requests],
-        [r.seed for r in requests],
-        1,
-        pools=[r.pool for r in requests],
+    neuron_of_problem, owners = _stimulated_candidates(
+        model, layer, hook, images, labels, requests, config
     )
-    neurons, owners = [], []
-    for k, (request, members) in enumerate(zip(requests, probe_sampler.members, strict=True)):
-        probe = images[members[:_STIMULATION_SAMPLES].to(device)]
-        chosen = _candidate_neurons(
-            model, layer, hook, probe, request.target, config.abs_num_candidates
-        )
-        neurons.append(chosen)
-        owners.extend([k] * chosen.numel())
-    neuron_of_problem = torch.cat(neurons).to(device)
     problems = [requests[k] for k in owners]
     sampler = ProblemSampler(
         labels,
@@ -180,47 +168,23 @@ def _invert(
         config.batch_size,
         pools=[p.pool for p in problems],
     )
-    owner = sampler.owner.to(device)
-    counts = torch.as_tensor(sampler.batch_sizes, device=device, dtype=dtype)
-    _, height, width = images.shape[1:]
-    bound = _MAX_MASK_FRACTION * height * width
     variables = TriggerVariables.neutral(
         len(problems), image_shape(images), config.initial_mask_value, device, dtype
     )
-    optimizer = torch.optim.Adam(
-        variables.parameters(), lr=config.learning_rate, betas=config.betas
-    )
     tracker = SourceLossTracker(steps, len(problems), num_classes, device, dtype)
-    sample_targets = torch.as_tensor([p.target for p in problems], device=device)[owner]
-    with torch.enable_grad():
-        for step in range(steps):
-            indices = sampler.draw()
-            logits = model(variables.stamp(images[indices], owner))
-            tracker.add(
-                step,
-                owner,
-                labels[indices],
-                torch.nn.functional.cross_entropy(
-                    logits.detach(), sample_targets, reduction="none"
-                ),
-            )
-            h = hook.features()
-            own = h.gather(1, neuron_of_problem[owner][:, None]).squeeze(1)
-            others = h.sum(dim=1) - own
-            per_problem = (
-                torch.zeros(len(problems), device=device, dtype=dtype).index_add_(
-                    0, owner, -own + _OTHER_NEURON_WEIGHT * others
-                )
-                / counts
-            )
-            mask_l1 = variables.masks().sum(dim=(1, 2))
-            loss = (
-                per_problem + _MASK_PENALTY * torch.relu(mask_l1 - bound) / (height * width)
-            ).sum()
-            grads = torch.autograd.grad(loss, variables.parameters())
-            for variable, grad in zip(variables.parameters(), grads, strict=True):
-                variable.grad = grad
-            optimizer.step()
+    _optimise_triggers(
+        model,
+        hook,
+        images,
+        labels,
+        problems,
+        sampler,
+        variables,
+        tracker,
+        neuron_of_problem,
+        config,
+        steps,
+    )
     return _ranked_results(
         model,
         images,
@@ -234,6 +198,101 @@ def _invert(
         tracker,
         steps,
     )
+
+
+def _optimise_triggers(
+    model: nn.Module,
+    hook: _Penultimate,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    problems: list[InversionRequest],
+    sampler: ProblemSampler,
+    variables: TriggerVariables,
+    tracker: SourceLossTracker,
+    neuron_of_problem: torch.Tensor,
+    config: FlipConfig,
+    steps: int,
+) -> None:
+    """Step 2: ``steps`` Adam steps on every candidate's trigger, tracking CE toward the target."""
+    device, dtype = images.device, images.dtype
+    owner = sampler.owner.to(device)
+    counts = torch.as_tensor(sampler.batch_sizes, device=device, dtype=dtype)
+    _, height, width = images.shape[1:]
+    bound = _MAX_MASK_FRACTION * height * width
+    area = height * width
+    optimizer = torch.optim.Adam(
+        variables.parameters(), lr=config.learning_rate, betas=config.betas
+    )
+    sample_targets = torch.as_tensor([p.target for p in problems], device=device)[owner]
+    with torch.enable_grad():
+        for step in range(steps):
+            indices = sampler.draw()
+            logits = model(variables.stamp(images[indices], owner))
+            tracker.add(
+                step,
+                owner,
+                labels[indices],
+                torch.nn.functional.cross_entropy(
+                    logits.detach(), sample_targets, reduction="none"
+                ),
+            )
+            loss = _abs_loss(
+                hook.features(), neuron_of_problem[owner], owner, counts, variables, bound, area
+            )
+            grads = torch.autograd.grad(loss, variables.parameters())
+            for variable, grad in zip(variables.parameters(), grads, strict=True):
+                variable.grad = grad
+            optimizer.step()
+
+
+def _stimulated_candidates(
+    model: nn.Module,
+    layer: nn.Linear,
+    hook: _Penultimate,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    requests: Sequence[InversionRequest],
+    config: FlipConfig,
+) -> tuple[torch.Tensor, list[int]]:
+    """Step 1: the candidate neurons of every request, and the request each candidate belongs to."""
+    probe_sampler = ProblemSampler(
+        labels,
+        [r.source_classes for r in requests],
+        [r.seed for r in requests],
+        1,
+        pools=[r.pool for r in requests],
+    )
+    neurons, owners = [], []
+    for k, (request, members) in enumerate(zip(requests, probe_sampler.members, strict=True)):
+        probe = images[members[:_STIMULATION_SAMPLES].to(images.device)]
+        chosen = _candidate_neurons(
+            model, layer, hook, probe, request.target, config.abs_num_candidates
+        )
+        neurons.append(chosen)
+        owners.extend([k] * chosen.numel())
+    return torch.cat(neurons).to(images.device), owners
+
+
+def _abs_loss(
+    h: torch.Tensor,
+    own_neuron: torch.Tensor,
+    owner: torch.Tensor,
+    counts: torch.Tensor,
+    variables: TriggerVariables,
+    bound: float,
+    area: int,
+) -> torch.Tensor:
+    """Step 2's objective summed over problems: candidate activation, other neurons, mask size."""
+    own = h.gather(1, own_neuron[:, None]).squeeze(1)
+    others = h.sum(dim=1) - own
+    per_problem = (
+        torch.zeros(len(counts), device=h.device, dtype=h.dtype).index_add_(
+            0, owner, -own + _OTHER_NEURON_WEIGHT * others
+        )
+        / counts
+    )
+    mask_l1 = variables.masks().sum(dim=(1, 2))
+    return (per_problem + _MASK_PENALTY * torch.relu(mask_l1 - bound) / area).sum()
 
 
 def _ranked_results(
