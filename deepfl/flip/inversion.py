@@ -319,12 +319,7 @@ def invert_many(
         config.batch_size,
         pools=[r.pool for r in requests],
     )
-    variables = TriggerVariables.neutral(
-        len(requests), image_shape(images), config.initial_mask_value, device, dtype
-    )
-    for k, request in enumerate(requests):
-        if request.init_trigger is not None:
-            variables.set_row(k, request.init_trigger)
+    variables = _initial_variables(images, requests, config)
     targets = torch.as_tensor([r.target for r in requests], device=device)
     tracker = SourceLossTracker(steps, len(requests), num_classes, device, dtype)
     network = inversion_model(model)
@@ -333,6 +328,32 @@ def invert_many(
             network, images, labels, sampler, variables, targets, config, steps, tracker
         )
     evaluation = _evaluate(network, images, labels, requests, sampler, final_mask, final_pattern)
+    return _results(requests, final_mask, final_pattern, success, evaluation, tracker, steps)
+
+
+def _initial_variables(
+    images: torch.Tensor, requests: Sequence[InversionRequest], config: FlipConfig
+) -> TriggerVariables:
+    """One neutral mask and pattern per request, or the request's ``init_trigger`` when given."""
+    variables = TriggerVariables.neutral(
+        len(requests), image_shape(images), config.initial_mask_value, images.device, images.dtype
+    )
+    for k, request in enumerate(requests):
+        if request.init_trigger is not None:
+            variables.set_row(k, request.init_trigger)
+    return variables
+
+
+def _results(
+    requests: Sequence[InversionRequest],
+    final_mask: torch.Tensor,
+    final_pattern: torch.Tensor,
+    success: torch.Tensor,
+    evaluation: list[tuple[float, float]],
+    tracker: SourceLossTracker,
+    steps: int,
+) -> list[InversionResult]:
+    """One :class:`InversionResult` per request from the final triggers and their statistics."""
     variances, sample_variances = tracker.variances()
     results = []
     for k, request in enumerate(requests):
