@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from figures.io import as_float
@@ -165,27 +166,44 @@ def plot_corollary_counts(result: Mapping[str, Any]) -> Figure:
     )
     figure.suptitle(title)
     if not entries:
-        for axis in figure.axes:
-            axis.text(
-                0.5,
-                0.5,
-                "no corollary1 entries",
-                ha="center",
-                va="center",
-                transform=axis.transAxes,
-            )
+        _mark_empty(figure)
         return figure
     taus = _values(entries, "tau")
-    backdoor_total = float(result["metrics"]["backdoor_total"])
+    _plot_newly_neutralised(newly, taus, entries)
+    _plot_not_accepted(failing, taus, entries, float(result["metrics"]["backdoor_total"]))
+    _plot_accepted(asr_counts, acc_counts, taus, entries, result["metrics"])
+    for axis in figure.axes:
+        axis.set_xlabel(r"confidence threshold $\tau$")
+        axis.set_ylabel("samples")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    return figure
+
+
+def _mark_empty(figure: Figure) -> None:
+    """Write "no corollary1 entries" in every axis of ``figure``."""
+    for axis in figure.axes:
+        axis.text(
+            0.5,
+            0.5,
+            "no corollary1 entries",
+            ha="center",
+            va="center",
+            transform=axis.transAxes,
+        )
+
+
+def _plot_newly_neutralised(axis: Axes, taus: np.ndarray, entries: list[Mapping[str, Any]]) -> None:
+    """Top left: newly neutralised backdoor samples, actual and certified, and the net change."""
     if all("newly_neutralised_actual" in entry for entry in entries):
-        newly.plot(
+        axis.plot(
             taus, _values(entries, "newly_neutralised_actual"), "ko-", linewidth=2, label="actual"
         )
-        _certified_lines(newly, taus, entries, "newly_neutralised")
-        newly.set_title("backdoor samples newly neutralised")
+        _certified_lines(axis, taus, entries, "newly_neutralised")
+        axis.set_title("backdoor samples newly neutralised")
     else:
-        newly.set_title("backdoor samples newly neutralised: not in this file")
-    newly.plot(
+        axis.set_title("backdoor samples newly neutralised: not in this file")
+    axis.plot(
         taus,
         _values(entries, "neutralised_actual"),
         "x-",
@@ -195,18 +213,34 @@ def plot_corollary_counts(result: Mapping[str, Any]) -> Figure:
     )
     unsound = [f"{entry['tau']:g}" for entry in entries if entry.get("sound") is False]
     if unsound:
-        newly.set_title(
-            newly.get_title() + f" - UNSOUND at tau={', '.join(unsound)}", color="tab:red"
+        axis.set_title(
+            axis.get_title() + f" - UNSOUND at tau={', '.join(unsound)}", color="tab:red"
         )
-    failing.plot(
+
+
+def _plot_not_accepted(
+    axis: Axes, taus: np.ndarray, entries: list[Mapping[str, Any]], backdoor_total: float
+) -> None:
+    """Top right: backdoor samples not accepted as the target under W', actual and certified."""
+    axis.plot(
         taus,
         backdoor_total - _values(entries, "defense", "n_asr"),
         "ko-",
         linewidth=2,
         label=r"actual: $\#$backdoor $-$ $N^{asr}(W')$",
     )
-    _certified_lines(failing, taus, entries, "neutralised")
-    failing.set_title("backdoor samples not accepted as the target under W'")
+    _certified_lines(axis, taus, entries, "neutralised")
+    axis.set_title("backdoor samples not accepted as the target under W'")
+
+
+def _plot_accepted(
+    asr_counts: Axes,
+    acc_counts: Axes,
+    taus: np.ndarray,
+    entries: list[Mapping[str, Any]],
+    metrics: Mapping[str, Any],
+) -> None:
+    """Bottom: N^asr and N^acc without and with defense, and certified-kept clean samples."""
     for axis, key, total_key, name in (
         (asr_counts, "n_asr", "backdoor_total", "$N^{asr}$ (backdoor -> target)"),
         (acc_counts, "n_acc", "clean_total", "$N^{acc}$ (clean correct)"),
@@ -218,20 +252,14 @@ def plot_corollary_counts(result: Mapping[str, Any]) -> Figure:
             taus, _values(entries, "defense", key), "o-", color="tab:green", label="FLIP (W')"
         )
         axis.axhline(
-            float(result["metrics"][total_key]),
+            float(metrics[total_key]),
             color="0.5",
             linewidth=0.8,
             linestyle="--",
-            label=f"total = {result['metrics'][total_key]}",
+            label=f"total = {metrics[total_key]}",
         )
         axis.set_title(f"{name}, accepted (conf >= tau)")
     _certified_lines(acc_counts, taus, entries, "kept")
-    for axis in figure.axes:
-        axis.set_xlabel(r"confidence threshold $\tau$")
-        axis.set_ylabel("samples")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    return figure
 
 
 def plot_radii(result: Mapping[str, Any]) -> Figure:
@@ -246,27 +274,7 @@ def plot_radii(result: Mapping[str, Any]) -> Figure:
     rounds = _values(entries, "round")
     figure = Figure(figsize=(9, 6), layout="constrained")
     axis, strip = figure.subplots(2, 1, sharex=True, height_ratios=[5, 1.2])
-    drawable_any = False
-    for row, (key, label, colour) in enumerate(_RADII):
-        raw = [entry["theorem2"].get(key) for entry in entries]
-        values = np.array([as_float(value) for value in raw])
-        drawable = np.isfinite(values) & (values > 0)
-        drawable_any |= bool(drawable.any())
-        suffix = "" if drawable.any() else " - never positive"
-        axis.plot(
-            rounds,
-            np.where(drawable, values, np.nan),
-            "o-",
-            color=colour,
-            label=label + suffix,
-            markersize=5,
-        )
-        undefined = np.isnan(values)
-        vacuous = ~drawable & ~undefined
-        strip.scatter(
-            rounds[undefined], np.full(undefined.sum(), row), marker="x", color=colour, s=40
-        )
-        strip.scatter(rounds[vacuous], np.full(vacuous.sum(), row), marker="v", color=colour, s=40)
+    drawable_any = _plot_radii_rows(axis, strip, rounds, entries)
     delta = _values(entries, "theorem2", "delta_inf")
     positive_delta = np.isfinite(delta) & (delta > 0)
     drawable_any |= bool(positive_delta.any())
@@ -298,6 +306,41 @@ def plot_radii(result: Mapping[str, Any]) -> Figure:
     axis.set_ylabel(r"radius / trigger error ($\ell_\infty$)")
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=8, loc="best")
+    _label_strip(strip, rounds)
+    figure.suptitle(f"Theorem 2 radii vs realised trigger error - {_title(result)}")
+    return figure
+
+
+def _plot_radii_rows(
+    axis: Axes, strip: Axes, rounds: np.ndarray, entries: list[Mapping[str, Any]]
+) -> bool:
+    """Draw each radius over rounds (undrawable values on the strip); True if any is positive."""
+    drawable_any = False
+    for row, (key, label, colour) in enumerate(_RADII):
+        raw = [entry["theorem2"].get(key) for entry in entries]
+        values = np.array([as_float(value) for value in raw])
+        drawable = np.isfinite(values) & (values > 0)
+        drawable_any |= bool(drawable.any())
+        suffix = "" if drawable.any() else " - never positive"
+        axis.plot(
+            rounds,
+            np.where(drawable, values, np.nan),
+            "o-",
+            color=colour,
+            label=label + suffix,
+            markersize=5,
+        )
+        undefined = np.isnan(values)
+        vacuous = ~drawable & ~undefined
+        strip.scatter(
+            rounds[undefined], np.full(undefined.sum(), row), marker="x", color=colour, s=40
+        )
+        strip.scatter(rounds[vacuous], np.full(vacuous.sum(), row), marker="v", color=colour, s=40)
+    return drawable_any
+
+
+def _label_strip(strip: Axes, rounds: np.ndarray) -> None:
+    """Ticks, limits, title and round axis of the strip of values a log axis cannot show."""
     strip.set_yticks(range(len(_RADII)), [key for key, _, _ in _RADII])
     strip.set_ylim(-0.6, len(_RADII) - 0.4)
     strip.set_title(
@@ -307,8 +350,6 @@ def plot_radii(result: Mapping[str, Any]) -> Figure:
     strip.grid(alpha=0.3, axis="x")
     strip.set_xlabel("round after pre-training")
     _round_axis(strip, rounds)
-    figure.suptitle(f"Theorem 2 radii vs realised trigger error - {_title(result)}")
-    return figure
 
 
 def plot_acc_asr_rounds(result: Mapping[str, Any]) -> Figure:
