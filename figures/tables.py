@@ -91,46 +91,8 @@ def theory_tables_markdown(results: Sequence[tuple[str, Mapping[str, Any]]]) -> 
         metrics = result["metrics"]
         tau = float(metrics["tau"])
         origin = f"{source} (round {result['round']}, tau {tau:g})"
-        paper3 = TABLE3_LOGREG.get(attack)
-        for metric in ("acc", "asr"):
-            paper_cells = (
-                ["n/a", "n/a"]
-                if paper3 is None
-                else [f"{getattr(paper3[side], metric):.2f}" for side in ("no_defense", "defense")]
-            )
-            table3.append(
-                f"| {attack} | {metric.upper()} | {_percent(metrics['no_defense'][metric])} | "
-                f"{_percent(metrics['defense'][metric])} | {paper_cells[0]} | {paper_cells[1]} | "
-                f"{origin} |"
-            )
-        entry = _per_tau_entry(metrics, tau)
-        paper4 = TABLE4_COUNTS.get(attack)
-        rows = (
-            ("clean", "n_acc", "rejected_clean", "acc", "clean_total", TABLE4_CLEAN_TOTAL),
-            (
-                "poisoned",
-                "n_asr",
-                "rejected_backdoor",
-                "asr",
-                "backdoor_total",
-                TABLE4_BACKDOOR_TOTAL,
-            ),
-        )
-        for set_name, count_key, rejected_key, metric, total_key, paper_total in rows:
-            total = int(metrics[total_key])
-            ours = [
-                _count_cell(entry, side, count_key, rejected_key, metrics[side][metric], total)
-                for side in ("no_defense", "defense")
-            ]
-            paper_cells = (
-                ["n/a", "n/a"]
-                if paper4 is None
-                else [str(getattr(paper4[side], count_key)) for side in ("no_defense", "defense")]
-            )
-            table4.append(
-                f"| {attack} | {set_name} | {total} / {paper_total} | {ours[0]} | {ours[1]} | "
-                f"{paper_cells[0]} | {paper_cells[1]} |"
-            )
+        table3 += _table3_rows(attack, metrics, origin)
+        table4 += _table4_rows(attack, metrics, tau)
     header = [
         "# Table 3 / Table 4 reproduction: logistic regression on MNIST",
         "",
@@ -140,6 +102,58 @@ def theory_tables_markdown(results: Sequence[tuple[str, Mapping[str, Any]]]) -> 
         "",
     ]
     return "\n".join(header + table3 + [""] + table4) + "\n"
+
+
+def _table3_rows(attack: str, metrics: Mapping[str, Any], origin: str) -> list[str]:
+    """Table 3 rows (ACC, ASR in %) of one result beside the paper's values for ``attack``."""
+    rows = []
+    paper3 = TABLE3_LOGREG.get(attack)
+    for metric in ("acc", "asr"):
+        paper_cells = (
+            ["n/a", "n/a"]
+            if paper3 is None
+            else [f"{getattr(paper3[side], metric):.2f}" for side in ("no_defense", "defense")]
+        )
+        rows.append(
+            f"| {attack} | {metric.upper()} | {_percent(metrics['no_defense'][metric])} | "
+            f"{_percent(metrics['defense'][metric])} | {paper_cells[0]} | {paper_cells[1]} | "
+            f"{origin} |"
+        )
+    return rows
+
+
+def _table4_rows(attack: str, metrics: Mapping[str, Any], tau: float) -> list[str]:
+    """Table 4 rows (N^acc, N^asr with rejected counts) of one result beside the paper's."""
+    lines = []
+    entry = _per_tau_entry(metrics, tau)
+    paper4 = TABLE4_COUNTS.get(attack)
+    rows = (
+        ("clean", "n_acc", "rejected_clean", "acc", "clean_total", TABLE4_CLEAN_TOTAL),
+        (
+            "poisoned",
+            "n_asr",
+            "rejected_backdoor",
+            "asr",
+            "backdoor_total",
+            TABLE4_BACKDOOR_TOTAL,
+        ),
+    )
+    for set_name, count_key, rejected_key, metric, total_key, paper_total in rows:
+        total = int(metrics[total_key])
+        ours = [
+            _count_cell(entry, side, count_key, rejected_key, metrics[side][metric], total)
+            for side in ("no_defense", "defense")
+        ]
+        paper_cells = (
+            ["n/a", "n/a"]
+            if paper4 is None
+            else [str(getattr(paper4[side], count_key)) for side in ("no_defense", "defense")]
+        )
+        lines.append(
+            f"| {attack} | {set_name} | {total} / {paper_total} | {ours[0]} | {ours[1]} | "
+            f"{paper_cells[0]} | {paper_cells[1]} |"
+        )
+    return lines
 
 
 def deep_table_markdown(runs: Sequence[RunSummary]) -> str:
