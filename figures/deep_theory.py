@@ -15,12 +15,13 @@ validates the files (schema ``fliplab.theory.deep/1``) and reads each one's ``.s
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from figures.io import ResultFileError, load_json, require
@@ -186,6 +187,43 @@ def _symlog(axis: Any, which: str, values: Any) -> None:
     getattr(axis, f"set_{which}lim")(-limit, limit)
 
 
+def _scatter_panel(axis: Axes, arrays: Mapping[str, np.ndarray], title: str) -> None:
+    """One panel: per-sample ``lb`` and ``ub`` against the actual change, wrong sides marked."""
+    actual = arrays["actual"]
+    below, above = arrays["lb"] > actual, arrays["ub"] < actual
+    outside = below | above
+    axis.scatter(actual, arrays["ub"], s=2, color="tab:red", alpha=0.3, label="UB", rasterized=True)
+    axis.scatter(
+        actual, arrays["lb"], s=2, color="tab:blue", alpha=0.3, label="LB", rasterized=True
+    )
+    axis.scatter(
+        np.concatenate([actual[below], actual[above]]),
+        np.concatenate([arrays["lb"][below], arrays["ub"][above]]),
+        s=5,
+        color="tab:orange",
+        label="bound on the wrong side (sample outside [LB, UB])",
+        rasterized=True,
+    )
+    values = np.concatenate(list(arrays.values())) if actual.size else np.ones(1)
+    limit = float(np.abs(values).max()) * 2
+    axis.plot(
+        [-limit, limit],
+        [-limit, limit],
+        color="black",
+        linewidth=0.8,
+        label="bound = actual",
+    )
+    _symlog(axis, "x", values)
+    _symlog(axis, "y", values)
+    axis.set_title(
+        f"{title}\n{int(outside.sum())} of {actual.size} samples outside [LB, UB]",
+        fontsize=10,
+    )
+    axis.set_xlabel(r"actual per-sample $\Delta\ell$")
+    axis.set_ylabel("bound")
+    axis.grid(alpha=0.3)
+
+
 def plot_deep_scatter(
     results: Sequence[DeepTheoryResult], row_keys: tuple[str, str] = ("sgd", "full")
 ) -> Figure:
@@ -205,42 +243,7 @@ def plot_deep_scatter(
                 )
                 for k in ("lb", "actual", "ub")
             }
-            actual = arrays["actual"]
-            below, above = arrays["lb"] > actual, arrays["ub"] < actual
-            outside = below | above
-            axis.scatter(
-                actual, arrays["ub"], s=2, color="tab:red", alpha=0.3, label="UB", rasterized=True
-            )
-            axis.scatter(
-                actual, arrays["lb"], s=2, color="tab:blue", alpha=0.3, label="LB", rasterized=True
-            )
-            axis.scatter(
-                np.concatenate([actual[below], actual[above]]),
-                np.concatenate([arrays["lb"][below], arrays["ub"][above]]),
-                s=5,
-                color="tab:orange",
-                label="bound on the wrong side (sample outside [LB, UB])",
-                rasterized=True,
-            )
-            values = np.concatenate(list(arrays.values())) if actual.size else np.ones(1)
-            limit = float(np.abs(values).max()) * 2
-            axis.plot(
-                [-limit, limit],
-                [-limit, limit],
-                color="black",
-                linewidth=0.8,
-                label="bound = actual",
-            )
-            _symlog(axis, "x", values)
-            _symlog(axis, "y", values)
-            axis.set_title(
-                f"{row_title}: {part}\n{int(outside.sum())} of {actual.size} samples outside [LB, "
-                "UB]",
-                fontsize=10,
-            )
-            axis.set_xlabel(r"actual per-sample $\Delta\ell$")
-            axis.set_ylabel("bound")
-            axis.grid(alpha=0.3)
+            _scatter_panel(axis, arrays, f"{row_title}: {part}")
     handles, labels = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=8, markerscale=3)
     figure.suptitle(
