@@ -68,11 +68,22 @@ _clean_budget = argparse_type(NON_NEGATIVE_FLOAT, float)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m theory.verify`` (linear and ``--deep`` options)."""
     parser = argparse.ArgumentParser(
         prog="python -m theory.verify",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_setting_arguments(parser)
+    _add_analysis_arguments(parser)
+    _add_output_arguments(parser)
+    _add_data_arguments(parser)
+    add_deep_arguments(parser)
+    return parser
+
+
+def _add_setting_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options choosing the experiment: round, protocol, data set and attack."""
     parser.add_argument(
         "--round",
         type=_positive_int,
@@ -98,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="continuous: poisons every round; single-shot: poisons once (round R by default), "
         "update scaled by 'scale' (default 1/p_M = model replacement)",
     )
+
+
+def _add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the analysis: thresholds, seed, frozen model and the T2-C budget."""
     parser.add_argument(
         "--tau",
         type=_tau,
@@ -124,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.05,
         help="the constant C of T2-C (UB_c <= C), in nats (default 0.05)",
     )
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of what is written and shown: JSON, saved state, per-round series, progress."""
     parser.add_argument(
         "--json", type=Path, default=None, help="write the results to this JSON file (atomic)"
     )
@@ -140,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="also a per-round series for rounds 1..R (a probe per round)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options limiting the data, the pre-training cache and extra LinearFLConfig fields."""
     parser.add_argument(
         "--train-limit",
         type=_positive_int,
@@ -159,8 +182,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra LinearFLConfig fields, e.g. lr=0.5 inversion_maxiter=5 (values parsed as JSON)",
     )
-    add_deep_arguments(parser)
-    return parser
 
 
 def _config_overrides(pairs: Sequence[str]) -> dict[str, Any]:
