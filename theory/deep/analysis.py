@@ -268,9 +268,13 @@ def all_layers(
     return result, checks, samples
 
 
+_SetInputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Full-round logits without and with defense, full-round features, round-R features."""
+
+
 def _all_layers_inputs(
     state: DeepProbeState,
-) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, ...]]]:
+) -> tuple[dict[str, np.ndarray], dict[str, _SetInputs]]:
     """Per set: labels, full-round logits (no defense, defense), full and round-R features."""
     labels = {"clean": state.y_clean, "backdoor": np.full(len(state.X_backdoor), state.target)}
     inputs = {
