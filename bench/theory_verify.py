@@ -115,8 +115,8 @@ def main() -> int:
             f"models: {same}"
         )
         print(
-            f"2-thread/1-thread twin speed-up: {one_wall / phases['twin'][0]:.2f}x (wall, this "
-            "load)"
+            "2-thread/1-thread twin speed-up: "
+            f"{one_wall / phases['twin'][0]:.2f}x (wall, this load)"
         )
     print(
         f"theory.verify --round {R} ({args.attack}): wall {wall:.1f} s, CPU {cpu:.1f} s, critical "

@@ -96,8 +96,8 @@ class Registry(Mapping[str, T], Generic[T]):
             component: T = getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError) as error:
             raise UnavailableComponentError(
-                f"{self.kind} {name!r} needs {module_name}.{attribute}, which is not available: "
-                f"{error}"
+                f"{self.kind} {name!r} needs {module_name}.{attribute}, "
+                f"which is not available: {error}"
             ) from error
         return component
 

@@ -165,8 +165,7 @@ def plot_deep_loss_bounds(results: Sequence[DeepTheoryResult]) -> Figure:
     figure.suptitle(
         f"Theorem 1 on the CNN's last layer - {results[0].data['dataset']}, "
         f"{results[0].data['attack']} attack, seed{'s' if len(seeds) > 1 else ''} "
-        f"{', '.join(map(str, seeds))} "
-        "(lines: mean over seeds, dots: seeds)"
+        f"{', '.join(map(str, seeds))} (lines: mean over seeds, dots: seeds)"
     )
     return figure
 

@@ -55,8 +55,8 @@ def last_layer_table(results: Sequence[DeepTheoryResult]) -> list[str]:
         f"{TABLE_TAU:g}: backdoor samples newly neutralised, actual / certified by the Jensen "
         "bracket / by the Theorem-1 bracket)",
         "",
-        "| seed | R | ASR(G_R) % | round | clean | backdoor | newly neutralised (actual / Jensen "
-        "/ T1) |",
+        "| seed | R | ASR(G_R) % | round | clean | backdoor "
+        "| newly neutralised (actual / Jensen / T1) |",
         "|---|---|---|---|---|---|---|",
     ]
     for result in results:

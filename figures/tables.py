@@ -169,8 +169,8 @@ def deep_table_markdown(runs: Sequence[RunSummary]) -> str:
         "Paper: Table 1 (single-shot) and Table 2 (continuous), MNIST columns, FLIP (ICLR 2023) "
         "section 5.2.",
         "",
-        "| attack | defense | ours: ACC | ours: ASR | paper: ACC | paper: ASR | dataset | tau | "
-        "run |",
+        "| attack | defense | ours: ACC | ours: ASR | "
+        "paper: ACC | paper: ASR | dataset | tau | run |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in sorted(
@@ -183,8 +183,7 @@ def deep_table_markdown(runs: Sequence[RunSummary]) -> str:
         )
         lines.append(
             f"| {run.attack} | {DEFENSE_LABELS.get(run.defense, run.defense)} | "
-            f"{_percent(run.final_acc)} | "
-            f"{_percent(run.final_asr)} | {paper_acc} | {paper_asr} | {run.dataset} | {run.tau:g} "
-            f"| {run.name} |"
+            f"{_percent(run.final_acc)} | {_percent(run.final_asr)} | {paper_acc} | {paper_asr} | "
+            f"{run.dataset} | {run.tau:g} | {run.name} |"
         )
     return "\n".join(lines) + "\n"

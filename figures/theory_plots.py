@@ -161,8 +161,7 @@ def plot_corollary_counts(result: Mapping[str, Any]) -> Figure:
     (newly, failing), (asr_counts, acc_counts) = figure.subplots(2, 2)
     title = (
         "Corollary 1 counts, probe pair (one round from the no-defense model at round "
-        f"{result['round']})"
-        f" - {_title(result)}"
+        f"{result['round']}) - {_title(result)}"
     )
     figure.suptitle(title)
     if not entries:
@@ -298,9 +297,8 @@ def plot_radii(result: Mapping[str, Any]) -> Figure:
         )
     theorem2 = result["theorem2"]
     verdict = (
-        f"round {result['round']}: inside A = {theorem2.get('inside_A')}, "
-        f"inside B = {theorem2.get('inside_B')}, paper-literal eps is "
-        f"{theorem2['eps_paper_status']}"
+        f"round {result['round']}: inside A = {theorem2.get('inside_A')}, inside B = "
+        f"{theorem2.get('inside_B')}, paper-literal eps is {theorem2['eps_paper_status']}"
     )
     axis.set_title(verdict, fontsize=10)
     axis.set_ylabel(r"radius / trigger error ($\ell_\infty$)")

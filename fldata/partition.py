@@ -33,8 +33,7 @@ def iid_partition(num_samples: int, num_clients: int, seed: int) -> list[np.ndar
     if num_clients > num_samples:
         raise ValueError(
             f"num_clients ({num_clients}) exceeds num_samples ({num_samples}): every client needs "
-            "at least "
-            "one sample; use fewer clients."
+            "at least one sample; use fewer clients."
         )
     permutation = np.random.default_rng(seed).permutation(num_samples)
     return [np.sort(part).astype(np.int64) for part in np.array_split(permutation, num_clients)]
@@ -85,10 +84,8 @@ def dirichlet_partition(
             return parts
     raise ValueError(
         f"dirichlet_partition: no draw in {max_tries} tries gave every client >= {min_size} "
-        "samples "
-        f"(last draw's smallest client: {smallest}) with alpha={alpha}, {num_clients} clients, "
-        f"{y.size} samples; "
-        "raise alpha or max_tries, or lower min_size."
+        f"samples (last draw's smallest client: {smallest}) with alpha={alpha}, {num_clients} "
+        f"clients, {y.size} samples; raise alpha or max_tries, or lower min_size."
     )
 
 
@@ -114,8 +111,7 @@ def _check_dirichlet_args(
     if min_size * num_clients > y.size:
         raise ValueError(
             f"min_size={min_size} for {num_clients} clients needs {min_size * num_clients} samples "
-            "but there "
-            f"are only {y.size}; lower min_size or num_clients."
+            f"but there are only {y.size}; lower min_size or num_clients."
         )
 
 

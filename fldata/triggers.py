@@ -65,8 +65,8 @@ def _validated_values(values: Any, what: str, ndim: int, layout: str) -> Any:
         )
     if array.size and (array.min() < 0 or array.max() > 1):
         raise ValueError(
-            f"Trigger {what} has values in [{array.min():g}, {array.max():g}]; allowed range is "
-            "[0, 1]."
+            f"Trigger {what} has values in [{array.min():g}, "
+            f"{array.max():g}]; allowed range is [0, 1]."
         )
     return values if _is_tensor(values) else np.array(array, dtype=np.float64, copy=True)
 

@@ -347,8 +347,8 @@ def summary_line(tried: int, clean: int, tracebacks: int, silent: int) -> str:
     clis = ", ".join(f"`{name}`" for name in MAINS)
     return (
         f"{tried} bad-input cases tried on {len(MAINS)} CLIs ({clis}): {clean} clean one-line "
-        f"errors with the documented exit code, {tracebacks} tracebacks, {silent} silent wrong "
-        "results."
+        f"errors with the documented exit code, {tracebacks} "
+        f"tracebacks, {silent} silent wrong results."
     )
 
 

@@ -383,8 +383,8 @@ BAD: list[tuple[str, Callable[[], object], str]] = [
     (
         "linear",
         lambda: LinearFLConfig.from_dict({"trigger_pieces": 4}),
-        "trigger_pieces must be an int in [0, 3] or a non-empty list of ints in [0, 3] or None; "
-        "got 4",
+        "trigger_pieces must be an int in [0, 3] or a "
+        "non-empty list of ints in [0, 3] or None; got 4",
     ),
     (
         "linear",

@@ -92,9 +92,9 @@ def theorem1_pair(
                 must_hold=True,
                 detail=(
                     f"LB={fmt(summary.lb)} <= LB^J={fmt(summary.lb_jensen)} <= "
-                    f"dL={fmt(summary.actual)}"
-                    f" <= min(UB,R2)={fmt(summary.ub_r2)} <= UB={fmt(summary.ub)}  (n={summary.n}, "
-                    f"per-sample violations={summary.violations})"
+                    f"dL={fmt(summary.actual)} <= min(UB,R2)={fmt(summary.ub_r2)} <= "
+                    f"UB={fmt(summary.ub)}  (n={summary.n}, per-sample "
+                    f"violations={summary.violations})"
                 ),
             )
         )
@@ -339,9 +339,9 @@ def _sign_certificate_check(
         passed=inside_a,
         must_hold=False,
         detail=(
-            f"premise (T in argmin u_i(0) for all i) {'holds' if cert_a.premise else 'fails'} "
-            f"(min margin {fmt(cert_a.min_margin)}); eps*_A={fmt(cert_a.eps)} vs {ball}="
-            f"{fmt(delta_inf)}: {'inside' if inside_a else 'not certified'}"
+            f"premise (T in argmin u_i(0) for all i) {'holds' if cert_a.premise else 'fails'} (min "
+            f"margin {fmt(cert_a.min_margin)}); eps*_A={fmt(cert_a.eps)} vs "
+            f"{ball}={fmt(delta_inf)}: {'inside' if inside_a else 'not certified'}"
             + (f" [shared-delta reading: {fmt(shared_a)}]" if per_sample else "")
         ),
     )
@@ -362,9 +362,8 @@ def _jensen_certificate_check(
         passed=inside_b,
         must_hold=False,
         detail=(
-            f"LB^J_b(0)={fmt(cert_b.lbj0)}, ||h||_1={fmt(cert_b.h_l1)}, "
-            f"eps*_B={fmt(cert_b.eps)}"
-            f" vs {fmt(delta_inf)}: {'inside' if inside_b else 'not certified'}"
+            f"LB^J_b(0)={fmt(cert_b.lbj0)}, ||h||_1={fmt(cert_b.h_l1)}, eps*_B={fmt(cert_b.eps)} "
+            f"vs {fmt(delta_inf)}: {'inside' if inside_b else 'not certified'}"
             + (f" [shared-delta reading: {fmt(shared_b)}]" if per_sample else "")
         ),
     )
@@ -573,14 +572,12 @@ def _corollary_check(tau: float, counts: CorollaryCounts) -> Check:
         must_hold=True,
         detail=(
             f"N^asr {counts.no_defense['n_asr']} -> {counts.defense['n_asr']} (neutralised "
-            f"{counts.neutralised_actual}, newly {counts.newly_neutralised_actual}); "
-            "certified newly "
-            f"neutralised T1={t1['newly_neutralised']} Jensen={jn['newly_neutralised']}; "
-            "kept "
-            f"N^acc={counts.defense['n_acc']} certified T1={t1['kept']} "
-            f"Jensen={jn['kept']}; rejected "
-            f"backdoor {counts.defense['rejected_backdoor']} certified T1={t1['rejected']} "
-            f"Jensen={jn['rejected']}; R'_b-R_b={counts.paper_rejections['backdoor']}"
+            f"{counts.neutralised_actual}, newly {counts.newly_neutralised_actual}); certified "
+            f"newly neutralised T1={t1['newly_neutralised']} Jensen={jn['newly_neutralised']}; "
+            f"kept N^acc={counts.defense['n_acc']} certified T1={t1['kept']} Jensen={jn['kept']}; "
+            f"rejected backdoor {counts.defense['rejected_backdoor']} certified "
+            f"T1={t1['rejected']} Jensen={jn['rejected']}; "
+            f"R'_b-R_b={counts.paper_rejections['backdoor']}"
         ),
     )
 

@@ -115,8 +115,8 @@ def readme_values(results: Path) -> dict[str, str]:
         "FIT_SS": (
             f"{_pair(fit_ss['metrics'], 'no_defense')} -> FLIP "
             f"{_pair(fit_ss['metrics'], 'defense')} right after the poisoning, "
-            f"{_pair(probe, 'no_defense')} -> {_pair(probe, 'defense')} in the first hardening "
-            "round"
+            f"{_pair(probe, 'no_defense')} -> "
+            f"{_pair(probe, 'defense')} in the first hardening round"
         ),
     }
 

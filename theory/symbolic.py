@@ -124,8 +124,8 @@ def exact_theorem1(
     b = [sp.Rational(Fraction(v)) for v in exp_logit_change]
     if len(a) != len(b) or len(a) < 2 or not all(v > 0 for v in a + b):
         raise ValueError(
-            "exp_logits and exp_logit_change must be equal-length (>= 2) sequences of positive "
-            "numbers"
+            "exp_logits and exp_logit_change must be "
+            "equal-length (>= 2) sequences of positive numbers"
         )
     if not 0 <= label < len(a):
         raise ValueError(f"label must lie in 0..{len(a) - 1}, got {label}")

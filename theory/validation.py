@@ -21,8 +21,8 @@ def check_same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> 
     """Require ``a.shape == b.shape``."""
     if np.shape(a) != np.shape(b):
         raise ValueError(
-            f"{name_a} has shape {np.shape(a)} but {name_b} has shape {np.shape(b)}; they must "
-            "match"
+            f"{name_a} has shape {np.shape(a)} but {name_b} "
+            f"has shape {np.shape(b)}; they must match"
         )
 
 

@@ -35,15 +35,15 @@ def dnc_kept_rows(num_rows: int, num_attackers: int, filter_frac: float) -> tupl
     unless at least one row is kept."""
     if not math.isfinite(filter_frac * num_attackers):  # c f overflows: nothing would remain
         raise ValueError(
-            f"dnc: n - c*f = {num_rows} - inf < 1 rows would remain; need floor(filter_frac * f) < "
-            "n"
+            f"dnc: n - c*f = {num_rows} - inf < 1 rows "
+            "would remain; need floor(filter_frac * f) < n"
         )
     removed = count_from_fraction(filter_frac, num_attackers)
     keep = num_rows - removed
     if keep < 1:
         raise ValueError(
-            f"dnc: n - c*f = {num_rows} - {removed} < 1 rows would remain; need floor(filter_frac "
-            "* f) < n"
+            f"dnc: n - c*f = {num_rows} - {removed} < 1 rows "
+            "would remain; need floor(filter_frac * f) < n"
         )
     return removed, keep
 

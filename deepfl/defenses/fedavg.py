@@ -63,8 +63,8 @@ class FedAvg(Aggregator):
         total = weights.sum()
         if not bool(total > 0):
             raise ValueError(
-                "fedavg(weighted=True): context.sample_counts sum to 0; at least one client needs "
-                "samples"
+                "fedavg(weighted=True): context.sample_counts "
+                "sum to 0; at least one client needs samples"
             )
         return AggregationResult(
             (weights / total) @ updates, accepted, {"weights": (weights / total).tolist()}

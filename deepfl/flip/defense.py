@@ -167,8 +167,8 @@ class FlipDefense:
         )
         if capped:
             logger.info(
-                "FLIP client %s round %s: %d inverted trigger(s) above max_mask_fraction=%g not "
-                "stamped",
+                "FLIP client %s round %s: %d inverted trigger(s) "
+                "above max_mask_fraction=%g not stamped",
                 ctx.client_id,
                 ctx.round,
                 capped,

@@ -203,8 +203,8 @@ class ProblemSampler:
         if empty:
             raise ValueError(
                 f"inversion problems {empty} have no local samples of their source classes "
-                f"{[tuple(sources[k]) for k in empty]}; pass only problems whose sources are "
-                "present."
+                f"{[tuple(sources[k]) for k in empty]}; pass "
+                "only problems whose sources are present."
             )
         self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.batch_sizes = [min(int(batch_size), int(m.numel())) for m in self.members]

@@ -48,8 +48,8 @@ def partition_id(context: Context) -> int:
     value = context.node_config.get(PARTITION_ID)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(
-            f"this SuperNode needs --node-config '{PARTITION_ID}=<client id>' (an int >= 0), got "
-            f"{value!r}"
+            "this SuperNode needs --node-config "
+            f"'{PARTITION_ID}=<client id>' (an int >= 0), got {value!r}"
         )
     return value
 

@@ -80,8 +80,8 @@ def _check_plain(value: Any, where: str) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(
-                    f"client state {where} has a non-string key {key!r}; it cannot travel in a "
-                    "record"
+                    f"client state {where} has a non-string "
+                    f"key {key!r}; it cannot travel in a record"
                 )
             _check_plain(item, f"{where}[{key!r}]")
         return

@@ -60,8 +60,8 @@ def load_mnist_pickle(
             or not np.issubdtype(x.dtype, np.floating)
         ):
             raise DataError(
-                f"{where}: images must be float (N, {image_hw[0] * image_hw[1]}), got {x.dtype} "
-                f"{x.shape}"
+                f"{where}: images must be float (N, "
+                f"{image_hw[0] * image_hw[1]}), got {x.dtype} {x.shape}"
             )
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{where}: labels must be a 1-D integer array, got {y.dtype} {y.shape}")

@@ -145,8 +145,8 @@ def test_resume_of_a_damaged_checkpoint_is_one_line(stopped_run, tmp_path: Path,
     assert main(["--resume", str(run_dir)]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        f"error: {run_dir / 'checkpoint.pt'} is damaged: its content does not match its SHA-256 "
-        "header"
+        f"error: {run_dir / 'checkpoint.pt'} is damaged: "
+        "its content does not match its SHA-256 header"
     ]
 
 

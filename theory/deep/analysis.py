@@ -310,14 +310,11 @@ def _carry_detail(summary: dict[str, Any]) -> str:
     frozen = summary["frozen_round"]
     return (
         f"{100 * summary['inside_fraction']:.1f}% inside [LB, UB] ({summary['outside']} of "
-        f"{summary['n']} outside: "
-        f"{summary['below']} below, {summary['above']} above; distance median "
-        f"{fmt(summary['distance_median'], 2)}, "
-        f"max {fmt(summary['distance_max'], 2)} nats); averages LB={fmt(summary['lb'])} "
-        f"LB^J={fmt(summary['lb_jensen'])} "
+        f"{summary['n']} outside: {summary['below']} below, {summary['above']} above; distance "
+        f"median {fmt(summary['distance_median'], 2)}, max {fmt(summary['distance_max'], 2)} "
+        f"nats); averages LB={fmt(summary['lb'])} LB^J={fmt(summary['lb_jensen'])} "
         f"dL={fmt(summary['actual'])} UB={fmt(summary['ub'])}; inside the last-layer-only round's "
-        "bracket: "
-        f"{100 * frozen['inside_fraction']:.1f}%"
+        f"bracket: {100 * frozen['inside_fraction']:.1f}%"
     )
 
 

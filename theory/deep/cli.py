@@ -87,8 +87,8 @@ def _probe_state(args: argparse.Namespace) -> DeepProbeState | int:
         return load_probe_state(args.from_state)
     if importlib.util.find_spec("torch") is None:
         print(
-            "error: --deep needs PyTorch: pip install -e '.[deep]' (the linear check runs without "
-            "it)",
+            "error: --deep needs PyTorch: pip install -e "
+            "'.[deep]' (the linear check runs without it)",
             file=sys.stderr,
         )
         return 3
