@@ -1,4 +1,4 @@
-"""Two measurements behind FLIP's modes (issue 17), written to ``results/flip/`` as markdown + JSON.
+"""Measurements behind FLIP's modes (issue 17), written to ``results/flip/`` as markdown + JSON.
 
 ``python -m deepfl.flip.analysis ranks``: where the backdoor pairs ``(s -> target)`` rank in a
 benign client's warm-up distance matrix. The global models are replayed deterministically from
@@ -16,6 +16,9 @@ rule), and when the smallest is.
 test flags a class on a run with NO attack (cpu-small, seed 0, the first ``--rounds`` rounds after
 pre-training), per client-round and per test (MAD index, mask/median ratio, either), and the clean
 accuracy that costs against the same rounds without a defense.
+
+``python -m deepfl.flip.analysis run-state RUN_DIR [RUN_DIR ...]``: what the benign clients of
+finished FLIP runs did, read from their checkpoints (:mod:`.run_state`).
 """
 
 from __future__ import annotations
@@ -422,6 +425,13 @@ def run_false_positives(args: argparse.Namespace) -> None:
     _write("outlier_false_positives", report, fp_markdown(report), args.out)
 
 
+def run_states(args: argparse.Namespace) -> None:
+    from .run_state import run_state_markdown, run_state_report
+
+    reports = [run_state_report(run_dir) for run_dir in args.run_dirs]
+    _write(args.name, {"runs": reports}, run_state_markdown(reports), args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m deepfl.flip.analysis",
@@ -438,13 +448,20 @@ def main(argv: list[str] | None = None) -> int:
     fp = sub.add_parser("false-positives", help="fliplab's outlier test on a run without attack")
     fp.add_argument("--rounds", type=int, default=10)
     for command in (ranks, fp):
-        command.add_argument("--out", type=Path, default=RESULTS)
         command.add_argument(
             "--preset", default="cpu-small", help="the run's preset (micro: a smoke test)"
         )
+    state = sub.add_parser(
+        "run-state", help="what the benign clients of finished FLIP runs hardened (checkpoints)"
+    )
+    state.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    state.add_argument("--name", default="run_state", help="output file stem under --out")
+    for command in (ranks, fp, state):
+        command.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    (run_ranks if args.command == "ranks" else run_false_positives)(args)
+    commands = {"ranks": run_ranks, "false-positives": run_false_positives, "run-state": run_states}
+    commands[args.command](args)
     return 0
 
 
