@@ -23,7 +23,6 @@ import numpy as np
 
 from fldata.triggers import Trigger
 
-from .attack import malicious_update
 from .data import role_streams, stamp_flat
 from .defense import benign_training, benign_update, recover_trigger
 from .inversion import NeuralCleanseChoice
@@ -158,19 +157,7 @@ def _malicious_model(
     setup: Setup, W_start: np.ndarray, round_index: int, rng: np.random.Generator
 ) -> np.ndarray:
     """The malicious client's submitted model ``W_M`` for round ``round_index``."""
-    cfg = setup.config
-    return malicious_update(
-        W_start,
-        setup.malicious,
-        setup.malicious_training(),
-        rng,
-        setup.true_trigger,
-        setup.image_shape,
-        cfg.target,
-        cfg.poison_fraction,
-        setup.poisons_in(round_index),
-        setup.replacement_scale(round_index),
-    )
+    return setup.malicious_model(W_start, round_index, rng)
 
 
 def _benign_branches(

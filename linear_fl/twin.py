@@ -88,6 +88,30 @@ class Setup:
         single = self.config.attack == "single-shot" and round_index == self.config.attack_round
         return self.config.replacement_factor(self.p_M) if single else 1.0
 
+    def malicious_model(
+        self,
+        W_t: np.ndarray,
+        round_index: int,
+        rng: np.random.Generator,
+        attack: LinearFLConfig | None = None,
+    ) -> np.ndarray:
+        """The malicious client's submitted model ``W_M`` for round ``round_index`` from ``W_t``
+        (:func:`linear_fl.attack.malicious_update` with this setup's data, trigger and schedule;
+        ``attack`` overrides the config that gives the target and the poison fraction)."""
+        cfg = attack or self.config
+        return malicious_update(
+            W_t,
+            self.malicious,
+            self.malicious_training(),
+            rng,
+            self.true_trigger,
+            self.image_shape,
+            cfg.target,
+            cfg.poison_fraction,
+            self.poisons_in(round_index),
+            self.replacement_scale(round_index),
+        )
+
 
 def prepare(config: LinearFLConfig | dict[str, Any] | None = None) -> Setup:
     """Load the data, split it between the clients, build test sets and the true trigger, pre-train
@@ -239,19 +263,8 @@ class _Twin:
         """The malicious client's submission in round ``round_index`` from ``W_t`` (its own
         stream).
         """
-        s, cfg, t0 = self.setup, self.setup.config, time.perf_counter()
-        W_M = malicious_update(
-            W_t,
-            s.malicious,
-            s.malicious_training(),
-            self.streams["malicious"],
-            s.true_trigger,
-            s.image_shape,
-            cfg.target,
-            cfg.poison_fraction,
-            s.poisons_in(round_index),
-            s.replacement_scale(round_index),
-        )
+        t0 = time.perf_counter()
+        W_M = self.setup.malicious_model(W_t, round_index, self.streams["malicious"])
         return W_M, time.perf_counter() - t0
 
     def invert(

@@ -210,7 +210,6 @@ def defense_model(setup: Setup, rounds: int, hardening: Hardening) -> tuple[np.n
     """``W^d_rounds`` of the defense process with ``hardening`` (same streams as the twin run: the
     default variant reproduces ``run_twin``'s defense twin bit for bit) and the classes the
     inversion selected."""
-    from linear_fl.attack import malicious_update
     from linear_fl.data import role_streams
     from linear_fl.defense import recover_trigger
     from linear_fl.server import fedavg
@@ -219,18 +218,7 @@ def defense_model(setup: Setup, rounds: int, hardening: Hardening) -> tuple[np.n
     lambdas = cfg.lambdas if hardening.lambdas is None else hardening.lambdas
     streams, W, warm, selected = role_streams(cfg.seed), setup.W0.copy(), None, []
     for r in range(1, rounds + 1):
-        W_M = malicious_update(
-            W,
-            setup.malicious,
-            setup.malicious_training(),
-            streams["malicious"],
-            setup.true_trigger,
-            setup.image_shape,
-            cfg.target,
-            cfg.poison_fraction,
-            setup.poisons_in(r),
-            setup.replacement_scale(r),
-        )
+        W_M = setup.malicious_model(W, r, streams["malicious"], cfg)
         trigger = setup.true_trigger
         if hardening.trigger == "inverted":
             inv = recover_trigger(
@@ -257,25 +245,13 @@ def no_defense_models(
     """``W^nd_r`` of the undefended process at each checkpoint round ``r`` (the twin run's
     no-defense twin).
     """
-    from linear_fl.attack import malicious_update
     from linear_fl.data import role_streams
     from linear_fl.defense import benign_update
     from linear_fl.server import fedavg
 
     cfg, streams, W, out = setup.config, role_streams(setup.config.seed), setup.W0.copy(), {}
     for r in range(1, rounds + 1):
-        W_M = malicious_update(
-            W,
-            setup.malicious,
-            setup.malicious_training(),
-            streams["malicious"],
-            setup.true_trigger,
-            setup.image_shape,
-            cfg.target,
-            cfg.poison_fraction,
-            setup.poisons_in(r),
-            setup.replacement_scale(r),
-        )
+        W_M = setup.malicious_model(W, r, streams["malicious"], cfg)
         W_B = benign_update(W, setup.benign, cfg, streams["benign"])
         W = fedavg(W, [W_B, W_M], setup.weights, names=("benign client", "malicious client"))
         if r in checkpoints:
