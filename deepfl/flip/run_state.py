@@ -89,6 +89,30 @@ def _touches_target(pairs: np.ndarray, target: int) -> bool:
     return any(t == target or (s == target and bool(sym)) for s, t, sym in pairs.tolist())
 
 
+def _universal_overlap(
+    flips: list[FlipClientState], target: int, true_mask: np.ndarray
+) -> dict[str, Any]:
+    """The clients' last universal triggers toward ``target`` (warm-up or ``fliplab``'s refresh):
+    how many clients' outlier test flagged ``target`` last, and the median share of the mask's L1
+    on the true trigger's pixels / top-k overlap."""
+    support = true_mask > 0
+    shares, tops, flagged = [], [], 0
+    for flip in flips:
+        if flip.focus_targets is not None and target in flip.focus_targets.tolist():
+            flagged += 1
+        if flip.universal_masks is None or not np.all(np.isfinite(flip.universal_masks[target])):
+            continue
+        mask = flip.universal_masks[target]
+        shares.append(float(mask[support].sum() / max(float(mask.sum()), 1e-12)))
+        tops.append(mask_overlap(mask, true_mask)[1])
+    return {
+        "clients_flagging_target": flagged,
+        "triggers": len(shares),
+        "median_l1_share_on_true_trigger": float(np.median(shares)) if shares else None,
+        "median_top_k_overlap": float(np.median(tops)) if tops else None,
+    }
+
+
 def run_state_report(run_dir: str | Path) -> dict[str, Any]:
     """Coverage, hardened pairs and backdoor-pair ranks of one FLIP run (module docstring)."""
     from .analysis import pair_ranks
@@ -132,6 +156,9 @@ def run_state_report(run_dir: str | Path) -> dict[str, Any]:
             "clients": len(ranked),
         },
         "last_pair_triggers": _overlaps([flips[c] for c in warmed], target, facts.true_mask),
+        "universal_toward_target": _universal_overlap(
+            [flips[c] for c in warmed], target, facts.true_mask
+        ),
     }
 
 
@@ -145,6 +172,17 @@ def _overlap_cell(overlaps: dict[str, Any]) -> str:
     return f"{one(overlaps['to_target'])}; others {one(overlaps['to_other'])}"
 
 
+def _universal_cell(report: dict[str, Any]) -> str:
+    entry = report["universal_toward_target"]
+    if not entry["triggers"]:
+        return "none"
+    share, top = entry["median_l1_share_on_true_trigger"], entry["median_top_k_overlap"]
+    return (
+        f"{share:.2f} / {top:.2f} ({entry['triggers']} clients; flagged by "
+        f"{entry['clients_flagging_target']})"
+    )
+
+
 def run_state_markdown(reports: list[dict[str, Any]]) -> str:
     """One table row per run (module docstring)."""
     lines = [
@@ -154,8 +192,9 @@ def run_state_markdown(reports: list[dict[str, Any]]) -> str:
         "| run | round | benign clients warmed up | selections per benign client (median / max) "
         "| last pairs touching the target | backdoor pair's best rank, largest first (median; "
         "first; top 10) | last triggers toward the target: median share of mask L1 on the true "
-        "trigger / top-k overlap (others) |",
-        "|---|---|---|---|---|---|---|",
+        "trigger / top-k overlap (others) | last universal triggers toward the target: same "
+        "(clients whose outlier test flagged it last) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in reports:
         rank = r["backdoor_rank_largest_first"]
@@ -165,6 +204,6 @@ def run_state_markdown(reports: list[dict[str, Any]]) -> str:
             f"{r['benign_clients']} | {r['selections']['median']:.0f} / {r['selections']['max']} "
             f"| {r['last_pairs_touching_target']} of {r['warmed_up_clients']} | {median}; "
             f"{rank['first']} of {rank['clients']}; {rank['top_10']} of {rank['clients']} | "
-            f"{_overlap_cell(r['last_pair_triggers'])} |"
+            f"{_overlap_cell(r['last_pair_triggers'])} | {_universal_cell(r)} |"
         )
     return "\n".join(lines) + "\n"

@@ -30,6 +30,9 @@ def test_report_of_a_micro_flip_run_is_consistent(tmp_path) -> None:
     assert 0 <= report["last_pairs_touching_target"] <= report["warmed_up_clients"]
     triggers = report["last_pair_triggers"]
     assert triggers["to_target"]["triggers"] + triggers["to_other"]["triggers"] >= 1
+    universal = report["universal_toward_target"]
+    assert universal["triggers"] <= report["warmed_up_clients"]
+    assert 0 <= universal["clients_flagging_target"] <= report["warmed_up_clients"]
     out = tmp_path / "out"
     assert analysis_main(["run-state", str(run_dir), "--out", str(out), "--name", "rs"]) == 0
     assert (out / "rs.json").exists() and "| round |" in (out / "rs.md").read_text()
