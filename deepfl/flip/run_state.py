@@ -59,29 +59,32 @@ def _run_facts(run_dir: Path) -> RunFacts:
         return RunFacts(counts, attackers, int(cfg.attack.target), classes, mask)
 
 
+def _fit(mask: np.ndarray, true_mask: np.ndarray) -> tuple[float, float]:
+    """How much of an inverted ``mask`` lies on the true trigger: the share of its L1 on the true
+    trigger's pixels, and the top-k overlap (:func:`linear_fl.trigger_error.mask_overlap`)."""
+    share = float(mask[true_mask > 0].sum() / max(float(mask.sum()), 1e-12))
+    return share, mask_overlap(mask, true_mask)[1]
+
+
+def _fit_summary(fits: list[tuple[float, float]]) -> dict[str, Any]:
+    """Count and medians of :func:`_fit` over some triggers (None when there are none)."""
+    return {
+        "triggers": len(fits),
+        "median_l1_share_on_true_trigger": float(np.median([f[0] for f in fits])) if fits else None,
+        "median_top_k_overlap": float(np.median([f[1] for f in fits])) if fits else None,
+    }
+
+
 def _overlaps(flips: list[FlipClientState], target: int, true_mask: np.ndarray) -> dict[str, Any]:
-    """How much of the last label-specific triggers toward (and not toward) ``target`` lies on
-    the true trigger: median share of the mask's L1 on its pixels, and median top-k overlap
-    (:func:`linear_fl.trigger_error.mask_overlap`)."""
-    support = true_mask > 0
-    rows: dict[str, list[tuple[float, float]]] = {"to_target": [], "to_other": []}
+    """:func:`_fit_summary` of the last label-specific triggers toward ``target`` and of the
+    others."""
+    fits: dict[str, list[tuple[float, float]]] = {"to_target": [], "to_other": []}
     for flip in flips:
         if flip.pair_masks is None or flip.pair_directions is None:
             continue
         for (_, t), mask in zip(flip.pair_directions.tolist(), flip.pair_masks, strict=True):
-            share = float(mask[support].sum() / max(float(mask.sum()), 1e-12))
-            top_k = mask_overlap(mask, true_mask)[1]
-            rows["to_target" if t == target else "to_other"].append((share, top_k))
-    return {
-        kind: {
-            "triggers": len(values),
-            "median_l1_share_on_true_trigger": float(np.median([v[0] for v in values]))
-            if values
-            else None,
-            "median_top_k_overlap": float(np.median([v[1] for v in values])) if values else None,
-        }
-        for kind, values in rows.items()
-    }
+            fits["to_target" if t == target else "to_other"].append(_fit(mask, true_mask))
+    return {kind: _fit_summary(values) for kind, values in fits.items()}
 
 
 def _touches_target(pairs: np.ndarray, target: int) -> bool:
@@ -93,24 +96,14 @@ def _universal_overlap(
     flips: list[FlipClientState], target: int, true_mask: np.ndarray
 ) -> dict[str, Any]:
     """The clients' last universal triggers toward ``target`` (warm-up or ``fliplab``'s refresh):
-    how many clients' outlier test flagged ``target`` last, and the median share of the mask's L1
-    on the true trigger's pixels / top-k overlap."""
-    support = true_mask > 0
-    shares, tops, flagged = [], [], 0
-    for flip in flips:
-        if flip.focus_targets is not None and target in flip.focus_targets.tolist():
-            flagged += 1
-        if flip.universal_masks is None or not np.all(np.isfinite(flip.universal_masks[target])):
-            continue
-        mask = flip.universal_masks[target]
-        shares.append(float(mask[support].sum() / max(float(mask.sum()), 1e-12)))
-        tops.append(mask_overlap(mask, true_mask)[1])
-    return {
-        "clients_flagging_target": flagged,
-        "triggers": len(shares),
-        "median_l1_share_on_true_trigger": float(np.median(shares)) if shares else None,
-        "median_top_k_overlap": float(np.median(tops)) if tops else None,
-    }
+    :func:`_fit_summary`, and how many clients' outlier test flagged ``target`` last."""
+    flagged = sum(f.focus_targets is not None and target in f.focus_targets.tolist() for f in flips)
+    fits = [
+        _fit(f.universal_masks[target], true_mask)
+        for f in flips
+        if f.universal_masks is not None and np.all(np.isfinite(f.universal_masks[target]))
+    ]
+    return {"clients_flagging_target": flagged, **_fit_summary(fits)}
 
 
 def run_state_report(run_dir: str | Path) -> dict[str, Any]:
@@ -162,25 +155,22 @@ def run_state_report(run_dir: str | Path) -> dict[str, Any]:
     }
 
 
-def _overlap_cell(overlaps: dict[str, Any]) -> str:
-    def one(entry: dict[str, Any]) -> str:
-        if not entry["triggers"]:
-            return "none"
-        share, top = entry["median_l1_share_on_true_trigger"], entry["median_top_k_overlap"]
-        return f"{share:.2f} / {top:.2f} ({entry['triggers']})"
+def _fit_cell(entry: dict[str, Any], count: str = "") -> str:
+    """``share / top-k (count)`` of a :func:`_fit_summary`, or ``none``."""
+    if not entry["triggers"]:
+        return "none"
+    share, top = entry["median_l1_share_on_true_trigger"], entry["median_top_k_overlap"]
+    return f"{share:.2f} / {top:.2f} ({entry['triggers']}{count})"
 
-    return f"{one(overlaps['to_target'])}; others {one(overlaps['to_other'])}"
+
+def _overlap_cell(overlaps: dict[str, Any]) -> str:
+    return f"{_fit_cell(overlaps['to_target'])}; others {_fit_cell(overlaps['to_other'])}"
 
 
 def _universal_cell(report: dict[str, Any]) -> str:
     entry = report["universal_toward_target"]
-    if not entry["triggers"]:
-        return "none"
-    share, top = entry["median_l1_share_on_true_trigger"], entry["median_top_k_overlap"]
-    return (
-        f"{share:.2f} / {top:.2f} ({entry['triggers']} clients; flagged by "
-        f"{entry['clients_flagging_target']})"
-    )
+    flagged = f" clients; flagged by {entry['clients_flagging_target']}"
+    return _fit_cell(entry, flagged)
 
 
 def run_state_markdown(reports: list[dict[str, Any]]) -> str:
