@@ -87,6 +87,7 @@ def main() -> None:
     )
     parser.add_argument("--mode", default="fliplab", help="--compare: FLIP mode")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds timed (1 warm-up + later ones)"
     )
@@ -115,13 +116,16 @@ def main() -> None:
     images = torch.from_numpy(to_float_chw(data.x_train))
     labels = torch.from_numpy(np.asarray(data.y_train, dtype=np.int64))
     started = time.perf_counter()
-    model = backdoored_cnn(images[:12000], labels[:12000], args.pretrain_steps, args.seed)
+    device = torch.device(args.device)
+    model = _copy(
+        backdoored_cnn(images[:12000], labels[:12000], args.pretrain_steps, args.seed), device
+    )
     print(
         f"backdoored CNN trained in {time.perf_counter() - started:.1f} s; client {args.client}: "
         f"{len(client)} samples, class counts "
         f"{np.bincount(data.y_train[client], minlength=10).tolist()}"
     )
-    local = LocalData(images[client], labels[client])
+    local = LocalData(images[client].to(device), labels[client].to(device))
     trainer = LocalTrainer(TrainConfig())
     defense, state = FlipDefense(**params), {}
     print(
@@ -136,15 +140,17 @@ def main() -> None:
             round_index,
             args.client,
             10,
-            torch.device("cpu"),
+            device,
             torch.Generator().manual_seed(round_index),
         )
         plain_model, flip_model = _copy(model), _copy(model)
         t0, c0 = time.perf_counter(), time.process_time()
         trainer.train(plain_model, local, generator=torch.Generator().manual_seed(round_index))
+        _synchronize(device)
         plain, plain_cpu = time.perf_counter() - t0, time.process_time() - c0
         t0, c0 = time.perf_counter(), time.process_time()
         defense.train(flip_model, local, state, trainer, ctx)
+        _synchronize(device)
         flip, flip_cpu = time.perf_counter() - t0, time.process_time() - c0
         added.append(flip - plain)
         added_cpu.append(flip_cpu - plain_cpu)
@@ -199,12 +205,17 @@ def compare(args: argparse.Namespace, params: dict) -> None:
     parts = dirichlet_partition(data.y_train, 100, 0.5, seed=args.seed)
     images = torch.from_numpy(to_float_chw(data.x_train))
     labels = torch.from_numpy(np.asarray(data.y_train, dtype=np.int64))
-    model = backdoored_cnn(images[:12000], labels[:12000], args.pretrain_steps, args.seed)
-    datas = [LocalData(images[parts[i]], labels[parts[i]]) for i in range(BENIGN_PER_ROUND)]
+    device = torch.device(args.device)
+    cpu_model = backdoored_cnn(images[:12000], labels[:12000], args.pretrain_steps, args.seed)
+    model = _copy(cpu_model, device)
+    datas = [
+        LocalData(images[parts[i]].to(device), labels[parts[i]].to(device))
+        for i in range(BENIGN_PER_ROUND)
+    ]
     trainer = LocalTrainer(TrainConfig())
     print(
         f"{BENIGN_PER_ROUND} clients of {[len(d) for d in datas]} samples, mode {args.mode}, "
-        f"threads {torch.get_num_threads()}, params {params}"
+        f"device {_device_label(device)}, threads {torch.get_num_threads()}, params {params}"
     )
     totals: dict[str, list[float]] = {"per-client": [], "batched": []}
     inversion: dict[str, list[float]] = {"per-client": [], "batched": []}
@@ -223,7 +234,7 @@ def compare(args: argparse.Namespace, params: dict) -> None:
                 flush=True,
             )
     drawn = _DRAWN["images"]
-    layout = _layout_speedup(model, datas[0], repeats=args.repeats)
+    layout = _layout_speedup(model, datas[0], args.repeats, {"mode": args.mode, **params})
     _DRAWN["images"] = drawn
     print(
         "channels-last frozen inversion copy (both paths above use it) / plain model: "
@@ -231,7 +242,7 @@ def compare(args: argparse.Namespace, params: dict) -> None:
     )
     median = {name: float(np.median(values)) for name, values in totals.items()}
     median_inv = {name: float(np.median(values)) for name, values in inversion.items()}
-    gflop = _DRAWN["images"] / (2 * args.repeats) * _flops_per_image(model) / 1e9
+    gflop = _DRAWN["images"] / (2 * args.repeats) * _flops_per_image(cpu_model) / 1e9
     print(
         f"inversion only: per-client {median_inv['per-client']:.2f} s, batched "
         f"{median_inv['batched']:.2f} s, speed-up "
@@ -260,21 +271,22 @@ def _flip_rounds(
     """(wall seconds, inversion seconds) of a warm-up round and a later round of all clients."""
     defense = FlipDefense(**params, batch_clients=batched)
     states: list[dict] = [{} for _ in datas]
+    device = next(model.parameters()).device
     out = []
     for round_index in (1, 2):
         contexts = [
-            RoundContext(
-                round_index, i, 10, torch.device("cpu"), torch.Generator().manual_seed(round_index)
-            )
+            RoundContext(round_index, i, 10, device, torch.Generator().manual_seed(round_index))
             for i in range(len(datas))
         ]
+        _synchronize(device)
         started = time.perf_counter()
         defense.prepare_round(model, datas, states, contexts, trainer)
         prepared = time.perf_counter() - started
         inverted = prepared
         for data, state, ctx in zip(datas, states, contexts, strict=True):
-            defense.train(_copy(model), data, state, trainer, ctx)
+            defense.train(_copy(model, device), data, state, trainer, ctx)
             inverted += 0.0 if batched else state["flip_last_stats"]["inversion_seconds"]
+        _synchronize(device)
         out.append((time.perf_counter() - started, inverted))
     return out
 
@@ -319,14 +331,16 @@ def _flops_per_image(model: torch.nn.Module) -> float:
     return counter.get_total_flops() / 16
 
 
-def _layout_speedup(model: torch.nn.Module, data: LocalData, repeats: int) -> float:
-    """Time of one warm-up inversion on the plain model over the channels-last copy's
-    (deepfl.flip.inversion.inversion_model), interleaved, median of ``repeats``."""
+def _layout_speedup(model: torch.nn.Module, data: LocalData, repeats: int, params: dict) -> float:
+    """Time of one warm-up inversion (FLIP config ``params``) on the plain model over the
+    channels-last copy's (deepfl.flip.inversion.inversion_model), interleaved, median of
+    ``repeats``."""
     from deepfl.flip import inversion
     from deepfl.flip.plan import ClientRound
 
-    config = FlipDefense().config
-    ctx = RoundContext(1, 0, 10, torch.device("cpu"), torch.Generator().manual_seed(0))
+    config = FlipDefense(**params).config
+    device = next(model.parameters()).device
+    ctx = RoundContext(1, 0, 10, device, torch.Generator().manual_seed(0))
     requests = ClientRound(config, data, {}, ctx).universal_requests()
     times: dict[bool, list[float]] = {True: [], False: []}
     original = inversion.inversion_model
@@ -334,6 +348,7 @@ def _layout_speedup(model: torch.nn.Module, data: LocalData, repeats: int) -> fl
         for _ in range(repeats):
             for fast in (True, False):
                 inversion.inversion_model = original if fast else (lambda net: net)  # type: ignore[assignment]
+                _synchronize(device)
                 started = time.perf_counter()
                 inversion.invert_many(
                     model,
@@ -344,16 +359,27 @@ def _layout_speedup(model: torch.nn.Module, data: LocalData, repeats: int) -> fl
                     steps=config.warmup_steps,
                     num_classes=10,
                 )
+                _synchronize(device)
                 times[fast].append(time.perf_counter() - started)
     finally:
         inversion.inversion_model = original
     return float(np.median(times[False]) / np.median(times[True]))
 
 
-def _copy(model: torch.nn.Module) -> torch.nn.Module:
+def _copy(model: torch.nn.Module, device: torch.device | None = None) -> torch.nn.Module:
     clone = build_model("cnn", (1, 28, 28), 10)
     clone.load_state_dict(model.state_dict())
-    return clone
+    return clone.to(device or next(model.parameters()).device)
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for the device's queued kernels, so that wall-clock times cover the work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _device_label(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def _literal(text: str):

@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import platform
 import re
 import time
 import warnings
@@ -104,6 +105,14 @@ def resolve_device(name: str) -> torch.device:
             f"device {name!r} requested but CUDA is not available; use --device cpu or auto"
         )
     return device
+
+
+def device_name(device: torch.device) -> str:
+    """What ran the run, for its summary: the GPU's name (``torch.cuda.get_device_name``) on CUDA,
+    else the CPU's architecture and core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.machine() or 'cpu'} CPU, {os.cpu_count()} cores"
 
 
 def configure_torch(cfg: ExperimentConfig, device: torch.device) -> None:
@@ -680,6 +689,7 @@ class Experiment:
             "attacker_ids": self.schedule.attacker_ids,
             "pretrain_cache": {"key": self.pretrain_key(), "hit": self.pretrain_cache_hit},
             "device": str(self.device),
+            "device_name": device_name(self.device),
             "seconds_total": totals,
             "config_digest": self.cfg.digest(),
         }

@@ -95,15 +95,24 @@ def reproduction_status(results_root: Path) -> str:
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         missing: list[str] = []
+        machines: set[str] = set()
         for spec in TABLES.values():
             if spec.metric != "acc_asr":
                 continue
             rows = aggregate_table(spec, scale, spec.build(scale), seeds, results_root)
             shown = [row for row in rows if row.seeds]
             out += [_status_line(scale, spec.name, row, reasons) for row in shown]
+            machines.update(name for row in shown for name in row.ran_on)
             if len(shown) < len(rows):
                 missing.append(f"{spec.name} {len(rows) - len(shown)}/{len(rows)}")
-        out += ["", f"Rows not yet run at `{scale.name}`: {', '.join(missing) or 'none'}.", ""]
+        out += [
+            "",
+            f"Cells ran on: {'; '.join(sorted(machines))} (each table in `results/{scale.name}/` "
+            "names the machine per row).",
+            "",
+            f"Rows not yet run at `{scale.name}`: {', '.join(missing) or 'none'}.",
+            "",
+        ]
     if not out:
         return "No deep results are committed yet.\n"
     return "\n".join(out).rstrip() + "\n"

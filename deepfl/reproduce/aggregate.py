@@ -61,6 +61,7 @@ class TableRow:
     paper_auc: float | None
     missing_seeds: list[int]
     flag: str
+    ran_on: list[str]
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -93,6 +94,16 @@ def _seed_values(record: dict[str, Any], tau: float) -> dict[str, float]:
     if "auc" in record:
         values["auc"] = float(record["auc"])
     return values
+
+
+def ran_on(record: dict[str, Any]) -> str:
+    """What ran a cell: the summary's ``device_name`` (the GPU's name on CUDA), else, for cells
+    written before it was recorded, the CPU's architecture and core count from the provenance."""
+    if record.get("device_name"):
+        return str(record["device_name"])
+    if str(record.get("device", "cpu")).startswith("cuda"):
+        return "CUDA GPU (name not recorded)"
+    return f"{record.get('machine') or 'cpu'} CPU, {record.get('cpu_count')} cores"
 
 
 def _flag(mean: float | None, std: float | None, paper: float | None) -> bool:
@@ -146,6 +157,7 @@ def aggregate_row(
         paper_auc,
         [seed for seed in seeds if seed not in records],
         " ".join(flags),
+        sorted({ran_on(records[seed]) for seed in present}),
     )
 
 
@@ -212,10 +224,11 @@ def table_markdown(spec: TableSpec, scale: Scale, rows: list[TableRow]) -> str:
         "mean ACC / ASR, last 30 rounds",
         "source",
         "!",
+        "ran on",
     ]
     if auc:
         columns[6:8] = ["AUC", "paper AUC"]
-        columns = columns[:8] + ["source"]
+        columns = columns[:8] + ["source", "ran on"]
     lines = head + ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         seeds = ",".join(map(str, r.seeds)) or "none yet"
@@ -225,6 +238,7 @@ def table_markdown(spec: TableSpec, scale: Scale, rows: list[TableRow]) -> str:
                 _fmt(r.auc_mean, r.auc_std, 3),
                 "-" if r.paper_auc is None else f"{r.paper_auc:.2f}",
                 "Figure 3" if r.paper_auc is not None else "-",
+                "; ".join(r.ran_on) or "-",
             ]
         else:
             cells = [
@@ -239,6 +253,7 @@ def table_markdown(spec: TableSpec, scale: Scale, rows: list[TableRow]) -> str:
                 else f"{r.acc_last30_mean:.2f} / {r.asr_last30_mean:.2f}",
                 r.paper_source or "-",
                 r.flag,
+                "; ".join(r.ran_on) or "-",
             ]
         lines.append("| " + " | ".join(ident + cells) + " |")
     return "\n".join(lines) + "\n"

@@ -130,6 +130,7 @@ def compact_run(run_dir: str | os.PathLike[str], cell: dict[str, Any]) -> dict[s
             k: round(float(v), 3) for k, v in (run.summary.get("seconds_total") or {}).items()
         },
         "device": run.summary.get("device"),
+        "device_name": run.summary.get("device_name"),
         **_provenance(Path(run_dir)),
     }
     if run.conf_clean is not None and run.conf_backdoor is not None:

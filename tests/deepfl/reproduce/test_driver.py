@@ -75,6 +75,10 @@ def test_compact_record_matches_the_run(ci_grid: tuple[Path, Path, int]) -> None
     tau_index = record["taus"].index(0.0)
     assert record["asr"][tau_index] == [round(row["asr"]["0.0"], 6) for row in metrics]
     assert 0.0 <= record["auc"] <= 1.0 and len(record["roc"]["fpr"]) == 101
+    # what ran the cell is named in the record and in the table's row
+    assert record["device"] == "cpu" and record["device_name"].endswith(" cores")
+    table = json.loads((results / "ci" / "table2.json").read_text())
+    assert all(row["ran_on"] == [record["device_name"]] for row in table["rows"])
 
 
 def test_rerun_skips_finished_cells_and_tables_rebuild_identically(
