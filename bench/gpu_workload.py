@@ -170,12 +170,21 @@ def device_info(out: Path, device: str) -> StepOutcome:
 
 
 def driver_command(
-    plan: Plan, rows: list[str], seeds: list[str], workers: int, out: Path, runs: Path
+    plan: Plan,
+    rows: list[str],
+    seeds: list[str],
+    workers: int,
+    out: Path,
+    runs: Path,
+    total_workers: int | None = None,
 ) -> list[str]:
-    """``python -m deepfl.reproduce table2`` on MNIST for ``rows`` (FLIP in all three modes)."""
+    """``python -m deepfl.reproduce table2`` on MNIST for ``rows`` (FLIP in all three modes), the
+    CPU cores shared among ``total_workers`` cell processes (default ``workers``)."""
+    total_workers = total_workers or workers
     command = [sys.executable, "-m", "deepfl.reproduce", "table2", "--scale", plan.scale]
     command += ["--datasets", "mnist", "--defenses", *rows, "--seeds", *seeds]
     command += ["--workers", str(workers), "--device", plan.device]
+    command += ["--threads", str(max(1, (os.cpu_count() or 1) // total_workers))]
     return command + ["--out", str(out / "results"), "--runs", str(runs)]
 
 
@@ -211,9 +220,11 @@ def grid_step(
     """The FLIP and the baseline drivers side by side until ``limit_s``."""
     flip_workers = max(1, workers // 2)
     commands = {
-        "grid-flip": driver_command(plan, FLIP_ROWS, plan.seeds_grid, flip_workers, out, runs),
+        "grid-flip": driver_command(
+            plan, FLIP_ROWS, plan.seeds_grid, flip_workers, out, runs, workers
+        ),
         "grid-baselines": driver_command(
-            plan, BASELINE_ROWS, plan.seeds_grid, max(1, workers - flip_workers), out, runs
+            plan, BASELINE_ROWS, plan.seeds_grid, max(1, workers - flip_workers), out, runs, workers
         ),
     }
     started = time.perf_counter()
