@@ -20,13 +20,22 @@ is read.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from deepfl.config import ConfigError, ExperimentConfig, load_file, parse_override, resolve
+from deepfl.config import (
+    ConfigError,
+    ExperimentConfig,
+    from_dict,
+    load_file,
+    parse_override,
+    resolve,
+)
+from deepfl.population import SeedPopulation, population_dirs
 from deepfl.presets import PRESETS, preset
 from deepfl.rundir import hold_run_dir
 from deepfl.runner import (
@@ -69,9 +78,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--seed", type=int)
     parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="S",
+        help="run these seeds together, their vectorisable clients as one batched model "
+        "(deepfl.population; run.vectorise is switched on); --out must contain {seed}",
+    )
+    parser.add_argument(
         "--out", help="run directory (default runs/<dataset>-<attack>-<defense>-s<seed>)"
     )
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run stored in RUN_DIR")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        nargs="+",
+        help="continue the run stored in RUN_DIR (several: continue them as one population)",
+    )
     parser.add_argument(
         "--stop-after",
         type=argparse_type(POSITIVE_INT, int),
@@ -130,6 +152,7 @@ def _resume_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path]:
             ("--attack", args.attack),
             ("--client-defense", args.client_defense),
             ("--seed", args.seed),
+            ("--seeds", args.seeds),
             ("--out", args.out),
         )
         if value
@@ -139,13 +162,15 @@ def _resume_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path]:
             "--resume continues the stored config; it accepts only --device and --stop-after, not "
             f"{', '.join(extra)}"
         )
-    return load_run_config(args.resume), Path(args.resume)
+    return load_run_config(args.resume[0]), Path(args.resume[0])
 
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config, check device, folders and lock (before any data is read), run; exit
     status.
     """
+    if (args.resume and len(args.resume) > 1) or args.seeds:
+        return run_population(args)
     if args.resume:
         cfg, run_dir = _resume_config(args)
     else:
@@ -170,6 +195,50 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"run_dir": str(run_dir), "stopped_after": args.stop_after}))
         return 0
     print(json.dumps({"run_dir": str(run_dir), **summary["final"]}, indent=2))
+    return 0
+
+
+def _population_configs(args: argparse.Namespace) -> list[tuple[ExperimentConfig, Path, bool]]:
+    """(config, run folder, resumed) of every run of ``--seeds`` / several ``--resume``."""
+    if args.resume:
+        _resume_config(argparse.Namespace(**{**vars(args), "resume": args.resume[:1]}))
+        return [(load_run_config(folder), Path(folder), True) for folder in args.resume]
+    if args.seed is not None:
+        raise ConfigError("give --seed or --seeds, not both")
+    if args.print_config:
+        raise ConfigError("--print-config takes one --seed, not --seeds")
+    base = config_from_args(args).to_dict()
+    configs = [
+        from_dict({**base, "seed": seed, "run": {**base["run"], "vectorise": True}})
+        for seed in args.seeds
+    ]
+    folders = (
+        population_dirs(args.out, args.seeds)
+        if args.out
+        else [Path(f"runs/{cfg.run_name()}") for cfg in configs]
+    )
+    return [(cfg, folder, False) for cfg, folder in zip(configs, folders, strict=True)]
+
+
+def run_population(args: argparse.Namespace) -> int:
+    """``--seeds`` or several ``--resume``: the runs as one :class:`SeedPopulation`."""
+    runs = _population_configs(args)
+    device = resolve_device(args.device or runs[0][0].device)
+    for cfg, _, _ in runs[:1]:
+        if cfg.run.pretrain_rounds:
+            check_writable_dir(pretrain_cache_dir(cfg), "the pre-training cache folder")
+    with contextlib.ExitStack() as stack:
+        for cfg, run_dir, resumed in runs:
+            stack.enter_context(hold_run_dir(run_dir))
+            if resumed:
+                check_resumable(run_dir, cfg)
+            elif (run_dir / CONFIG_NAME).exists():
+                raise ConfigError(f"{run_dir} already holds a run; continue it with --resume")
+        population = SeedPopulation([Experiment(cfg, folder, device) for cfg, folder, _ in runs])
+        summaries = population.run(stop_after=args.stop_after)
+    for (_, run_dir, _), summary in zip(runs, summaries, strict=True):
+        final = summary["final"] if summary else {"stopped_after": args.stop_after}
+        print(json.dumps({"run_dir": str(run_dir), **final}))
     return 0
 
 

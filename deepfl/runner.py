@@ -410,16 +410,25 @@ class Experiment:
         return done
 
     # ----------------------------------------------------------------------------- one round
-    def _train_clients(self, plan: RoundPlan) -> torch.Tensor:
+    def new_updates(self, plan: RoundPlan) -> torch.Tensor:
+        """An empty (clients of ``plan``, d) update matrix on the run's device."""
+        return torch.empty(len(plan.clients), self.flat.layout.size, device=self.device)
+
+    def _train_clients(
+        self, plan: RoundPlan, trained: tuple[torch.Tensor, set[int]] | None = None
+    ) -> torch.Tensor:
+        """Every client's update of ``plan`` (rows in ``plan.clients`` order). ``trained``: an
+        update matrix whose rows in the set are already trained (by a batched population of seeds,
+        deepfl.population); otherwise the vectorisable clients train here as one batched model."""
         cfg, fed = self.cfg, self.federation
-        updates = torch.empty(len(plan.clients), self.flat.layout.size, device=self.device)
-        done = set()
-        if (
-            self.vectorised is not None
-        ):  # the rest (FLIP clients, adaptive attackers) one by one below
-            done = train_groups(
-                self.vectorised, round_groups(self, plan), self.global_state, updates
-            )
+        if trained is not None:
+            updates, done = trained
+        else:
+            updates, done = self.new_updates(plan), set()
+            if self.vectorised is not None:  # the rest (FLIP, adaptive attackers) one by one below
+                done = train_groups(
+                    self.vectorised, round_groups(self, plan), self.global_state, updates
+                )
         contexts = {
             client: RoundContext(
                 plan.round,
@@ -501,13 +510,20 @@ class Experiment:
         )
         return self.flat.get() - self.global_state
 
-    def run_round(self, round_index: int) -> dict[str, Any]:
-        """Train, aggregate and apply one round; return its metrics row (without evaluation)."""
+    def run_round(
+        self,
+        round_index: int,
+        trained: tuple[torch.Tensor, set[int]] | None = None,
+        trained_seconds: float = 0.0,
+    ) -> dict[str, Any]:
+        """Train, aggregate and apply one round; return its metrics row (without evaluation).
+        ``trained`` / ``trained_seconds``: rows already trained elsewhere and this run's share of
+        their time (see :meth:`_train_clients`)."""
         plan = self.schedule.plan(round_index)
         seconds: dict[str, float] = {}
         start = time.perf_counter()
-        updates = self._train_clients(plan)
-        seconds["train"] = time.perf_counter() - start
+        updates = self._train_clients(plan, trained)
+        seconds["train"] = time.perf_counter() - start + trained_seconds
         return self.aggregate_round(plan, updates, seconds)
 
     def aggregate_round(
@@ -623,6 +639,26 @@ class Experiment:
 
     def _run_locked(self, stop_after: int | None) -> dict[str, Any] | None:
         """:meth:`run`'s body, called with the run folder's lock held."""
+        done = self.open_run()
+        last = self.last_round(stop_after)
+        evaluation = None
+        bar = tqdm(
+            range(done + 1, last + 1),
+            initial=done,
+            total=self.cfg.run.rounds,
+            desc="rounds",
+            disable=not self.cfg.run.progress,
+            dynamic_ncols=True,
+        )
+        for round_index in bar:
+            evaluated = self.close_round(self.run_round(round_index), last, bar)
+            evaluation = evaluated if evaluated is not None else evaluation
+        bar.close()
+        return self.close_run(last, evaluation)
+
+    def open_run(self) -> int:
+        """Resume (or start) the run: store its config, take the pre-training cache when it fits;
+        return the last round done."""
         cfg = self.cfg
         done = self._resume()
         write_json_atomic(self.run_dir / CONFIG_NAME, cfg.to_dict())
@@ -632,36 +668,38 @@ class Experiment:
             self._save_checkpoint(done)
             if done in cfg.run.keep_checkpoints:
                 self._save_checkpoint(done, checkpoint.kept_name(done))
-        last = cfg.run.rounds if stop_after is None else min(stop_after, cfg.run.rounds)
-        evaluation = None
-        bar = tqdm(
-            range(done + 1, last + 1),
-            initial=done,
-            total=cfg.run.rounds,
-            desc="rounds",
-            disable=not cfg.run.progress,
-            dynamic_ncols=True,
-        )
-        for round_index in bar:
-            row = self.run_round(round_index)
-            if self.is_evaluation_round(round_index):
-                evaluation = self.record_evaluation(row)
-                tau = cfg.run.taus[0]
-                acc, asr = evaluation.result.rates_at(tau)
+        return done
+
+    def last_round(self, stop_after: int | None) -> int:
+        """The round this invocation stops after: ``run.rounds`` or ``stop_after`` if earlier."""
+        return self.cfg.run.rounds if stop_after is None else min(stop_after, self.cfg.run.rounds)
+
+    def close_round(
+        self, row: dict[str, Any], last: int, bar: tqdm | None = None
+    ) -> Evaluation | None:
+        """Evaluate (on evaluation rounds), record the row, cache and checkpoint; return the
+        evaluation, if any."""
+        cfg, round_index, evaluation = self.cfg, row["round"], None
+        if self.is_evaluation_round(round_index):
+            evaluation = self.record_evaluation(row)
+            tau = cfg.run.taus[0]
+            acc, asr = evaluation.result.rates_at(tau)
+            if bar is not None:
                 bar.set_postfix({f"ACC@{tau}": f"{acc:.3f}", f"ASR@{tau}": f"{asr:.3f}"})
-            self.append_row(row)
-            if round_index == cfg.run.pretrain_rounds and not self.pretrain_cache_hit:
-                self._save_pretrain_cache()
-            if round_index % cfg.run.checkpoint_every == 0 or round_index == last:
-                self._save_checkpoint(round_index)
-            if round_index in cfg.run.keep_checkpoints:
-                self._save_checkpoint(round_index, checkpoint.kept_name(round_index))
-        bar.close()
-        if last < cfg.run.rounds:
+        self.append_row(row)
+        if round_index == cfg.run.pretrain_rounds and not self.pretrain_cache_hit:
+            self._save_pretrain_cache()
+        if round_index % cfg.run.checkpoint_every == 0 or round_index == last:
+            self._save_checkpoint(round_index)
+        if round_index in cfg.run.keep_checkpoints:
+            self._save_checkpoint(round_index, checkpoint.kept_name(round_index))
+        return evaluation
+
+    def close_run(self, last: int, evaluation: Evaluation | None) -> dict[str, Any] | None:
+        """The summary when ``last`` is the run's last round (None when stopped earlier)."""
+        if last < self.cfg.run.rounds:
             return None
-        if evaluation is None:
-            evaluation = self.evaluate()
-        return self.finish(evaluation)
+        return self.finish(evaluation if evaluation is not None else self.evaluate())
 
     def finish(self, evaluation: Evaluation) -> dict[str, Any]:
         """Write confidences.npz and summary.json from the final ``evaluation`` and

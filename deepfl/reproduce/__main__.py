@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--threads", type=int, default=0, help="torch threads per cell (0: cores / workers)"
     )
+    parser.add_argument(
+        "--batch-seeds",
+        action="store_true",
+        help="run the seeds of a row as one population, their vectorisable clients batched "
+        "(deepfl.population; sets run.vectorise=true in those cells)",
+    )
     return parser
 
 

@@ -12,7 +12,16 @@ from pathlib import Path
 
 from deepfl.config import ConfigError
 from deepfl.io import read_jsonl
-from deepfl.reproduce.execute import CellJob, default_threads, make_job, pending, run_jobs
+from deepfl.reproduce.execute import (
+    CellJob,
+    SeedBatch,
+    batch_seeds,
+    default_threads,
+    make_job,
+    pending,
+    population_argv,
+    run_jobs,
+)
 from deepfl.reproduce.grid import Cell
 from deepfl.run import build_parser as run_parser
 from deepfl.run import config_from_args
@@ -49,10 +58,14 @@ def show(cells: list[Cell], args: argparse.Namespace, results_root: Path) -> int
         done = Path(job.result_path).exists()
         started = (Path(job.run_dir) / "config.json").exists()
         state = "done" if done else "resume" if started else "todo"
-        if args.dry_run:
+        if args.dry_run and not args.batch_seeds:
             print(f"{'# done: ' if done else ''}python -m deepfl.run {shlex.join(job.argv)}")
         else:
             print(f"{state:7s} {job.path}")
+    if args.dry_run and args.batch_seeds:
+        for item in batch_seeds(pending(jobs, force=False)):
+            argv = population_argv(item) if isinstance(item, SeedBatch) else item.argv
+            print(f"python -m deepfl.run {shlex.join(argv)}")
     todo = sum(not Path(job.result_path).exists() for job in jobs)
     print(f"# {len(jobs)} cells, {len(jobs) - todo} done, {todo} to run")
     problems = validate(jobs)
@@ -73,7 +86,7 @@ def run_grid(cells: list[Cell], args: argparse.Namespace, results_root: Path) ->
         f"run on {args.workers} worker(s)"
     )
     start = time.perf_counter()
-    outcomes = run_jobs(jobs, args.workers)
+    outcomes = run_jobs(jobs, args.workers, together=args.batch_seeds)
     wall = time.perf_counter() - start
     failed = [o for o in outcomes if not o.ok]
     for outcome in failed:

@@ -121,6 +121,73 @@ def run_job(job: CellJob) -> CellOutcome:
         code = _invoke(["--resume", str(run_dir)], log)
     else:
         code = _invoke(job.argv, log)
+    return _compact(job, code, log, start)
+
+
+@dataclass(frozen=True)
+class SeedBatch:
+    """Cells of one row that differ only in the seed, run as one ``deepfl.population``
+    (``--batch-seeds``)."""
+
+    jobs: tuple[CellJob, ...]
+
+    @property
+    def weight(self) -> float:
+        return sum(job.weight for job in self.jobs)
+
+
+def batch_seeds(jobs: list[CellJob]) -> list[CellJob | SeedBatch]:
+    """``jobs`` with the cells of each row gathered into a :class:`SeedBatch` where they can run
+    as one population (all fresh, or all started and unfinished); the rest stay single."""
+    rows: dict[str, list[CellJob]] = {}
+    for job in jobs:
+        rows.setdefault(str(Path(job.run_dir).parent), []).append(job)
+    items: list[CellJob | SeedBatch] = []
+    for members in rows.values():
+        ready = [job for job in members if not (Path(job.run_dir) / "summary.json").exists()]
+        started = {(Path(job.run_dir) / "config.json").exists() for job in ready}
+        if len(ready) > 1 and len(started) == 1:
+            items.append(SeedBatch(tuple(ready)))
+            items += [job for job in members if job not in ready]
+        else:
+            items += members
+    return items
+
+
+def population_argv(batch: SeedBatch) -> list[str]:
+    """``deepfl.run`` flags of ``batch``: ``--resume`` of every folder when they are started,
+    else the first cell's flags with ``--seeds`` and an ``--out`` template (``.../s{seed}``)."""
+    folders = [Path(job.run_dir) for job in batch.jobs]
+    if (folders[0] / "config.json").exists():
+        return ["--resume", *map(str, folders)]
+    argv = list(batch.jobs[0].argv)
+    at = argv.index("--seed")
+    seeds = [job.argv[job.argv.index("--seed") + 1] for job in batch.jobs]
+    assert all(folder.name == f"s{seed}" for folder, seed in zip(folders, seeds, strict=True))
+    argv[at : at + 2] = ["--seeds", *seeds]
+    argv[argv.index("--out") + 1] = str(folders[0].parent / "s{seed}")
+    return argv
+
+
+def run_batch(batch: SeedBatch) -> list[CellOutcome]:
+    """Run or resume the cells of ``batch`` together, then write each compact result."""
+    start = time.perf_counter()
+    root = Path(batch.jobs[0].run_dir).parent
+    root.mkdir(parents=True, exist_ok=True)
+    log = root / f"{'+'.join(Path(job.run_dir).name for job in batch.jobs)}.{LOG_NAME}"
+    code = _invoke(population_argv(batch), log)
+    return [_compact(job, code, log, start) for job in batch.jobs]
+
+
+def run_item(item: CellJob | SeedBatch) -> list[CellOutcome]:
+    """A worker's unit: one cell, or a batch of seeds."""
+    return run_batch(item) if isinstance(item, SeedBatch) else [run_job(item)]
+
+
+def _compact(job: CellJob, code: int, log: Path, start: float) -> CellOutcome:
+    """The cell's outcome after ``deepfl.run`` exited with ``code``: its compact result written,
+    or why not."""
+    run_dir = Path(job.run_dir)
     if code != 0:
         return CellOutcome(
             job.path, False, time.perf_counter() - start, f"deepfl.run exited {code}; see {log}"
@@ -149,8 +216,11 @@ def pending(jobs: list[CellJob], force: bool) -> list[CellJob]:
     return todo
 
 
-def run_jobs(jobs: list[CellJob], workers: int, progress: bool = True) -> list[CellOutcome]:
-    """Run ``jobs`` on ``workers`` processes; return one outcome per job (failures included)."""
+def run_jobs(
+    jobs: list[CellJob], workers: int, progress: bool = True, together: bool = False
+) -> list[CellOutcome]:
+    """Run ``jobs`` on ``workers`` processes; return one outcome per job (failures included).
+    ``together``: the seeds of a row run as one population (:func:`batch_seeds`)."""
     outcomes: list[CellOutcome] = []
     bar = tqdm(
         total=sum(job.weight for job in jobs),
@@ -160,38 +230,37 @@ def run_jobs(jobs: list[CellJob], workers: int, progress: bool = True) -> list[C
         dynamic_ncols=True,
         bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]",
     )
-    queue = list(jobs)
-    while queue:
-        with ProcessPoolExecutor(
-            max_workers=max(1, workers), mp_context=get_context("spawn")
-        ) as pool:
-            futures: dict[Future[CellOutcome], CellJob] = {
-                pool.submit(run_job, job): job for job in queue
-            }
-            queue = []
-            remaining = set(futures)
-            while remaining:
-                done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-                for future in done:
-                    job = futures[future]
-                    try:
-                        outcome = future.result()
-                    except BrokenProcessPool:
-                        outcome = CellOutcome(
-                            job.path, False, 0.0, "worker process died (out of memory?)"
-                        )
-                    except Exception as error:  # noqa: BLE001 - reported, never fatal to the grid
-                        outcome = CellOutcome(
-                            job.path, False, 0.0, f"{type(error).__name__}: {error}"
-                        )
-                    outcomes.append(outcome)
-                    bar.update(job.weight)
-                    failed = sum(not o.ok for o in outcomes)
-                    bar.set_postfix_str(f"{len(outcomes)}/{len(jobs)} cells, {failed} failed")
+    items = batch_seeds(jobs) if together else list(jobs)
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_item, item): item for item in items}
+        remaining = set(futures)
+        while remaining:
+            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            for future in done:
+                item = futures[future]
+                finished = _outcomes(future, item)
+                outcomes += finished
+                bar.update(item.weight)
+                failed = sum(not o.ok for o in outcomes)
+                bar.set_postfix_str(f"{len(outcomes)}/{len(jobs)} cells, {failed} failed")
+                for outcome in finished:
                     if not outcome.ok:
                         tqdm.write(f"FAILED {outcome.path}: {outcome.message}")
     bar.close()
     return outcomes
+
+
+def _outcomes(future: Future[list[CellOutcome]], item: CellJob | SeedBatch) -> list[CellOutcome]:
+    """The outcomes of a finished worker unit; a crashed worker fails every cell of the unit."""
+    paths = [job.path for job in item.jobs] if isinstance(item, SeedBatch) else [item.path]
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        return [
+            CellOutcome(path, False, 0.0, "worker process died (out of memory?)") for path in paths
+        ]
+    except Exception as error:  # noqa: BLE001 - reported, never fatal to the grid
+        return [CellOutcome(path, False, 0.0, f"{type(error).__name__}: {error}") for path in paths]
 
 
 def default_threads(workers: int) -> int:

@@ -136,7 +136,7 @@ def test_sample_weighted_rule_is_plain_fedavg(tmp_path) -> None:
     experiment = Experiment(cfg, tmp_path / "run")
     captured = {}
 
-    def fake_updates(plan):
+    def fake_updates(plan, trained=None):
         captured["clients"] = plan.clients
         return torch.stack(
             [torch.full_like(experiment.global_state, float(c)) for c in plan.clients]

@@ -131,3 +131,21 @@ def test_a_failing_cell_is_reported_and_the_others_run(
     out = capsys.readouterr().out
     assert code == 1 and "FAILED mnist/single-shot/fedavg/s0" in out
     assert (tmp_path / "results" / "ci" / "cells" / "mnist/single-shot/fedavg/s1.json").exists()
+
+
+def test_batched_seeds_make_the_same_cells(ci_grid: tuple[Path, Path, int], tmp_path: Path) -> None:
+    """--batch-seeds: each row's two seeds run as one population; the cells are complete and
+    agree with the cells run one by one (float rounding apart; run.vectorise is on in them)."""
+    results, _, _ = ci_grid
+    argv = ["table2", "--scale", "ci", "--out", str(tmp_path / "res"), "--runs", str(tmp_path)]
+    assert main([*argv, "--batch-seeds", "--workers", "2"]) == 0
+    logs = sorted(p.name for p in (tmp_path / "ci/mnist/continuous/median").glob("*.log"))
+    assert logs == ["s0+s1.driver.log"]
+    for cell in ("fedavg/s0", "fedavg/s1", "median/s0", "median/s1"):
+        batched = read_cell(tmp_path / "res/ci/cells/mnist/continuous" / f"{cell}.json")
+        alone = read_cell(results / "ci/cells/mnist/continuous" / f"{cell}.json")
+        assert batched["config"]["run"]["vectorise"] is True
+        assert batched["config"]["seed"] == alone["config"]["seed"]
+        assert batched["rounds"] == alone["rounds"]
+        for got, want in zip(batched["final"]["acc"], alone["final"]["acc"], strict=True):
+            assert got == pytest.approx(want, abs=0.03)
