@@ -8,7 +8,8 @@ device tool's ``$OUT``), each step inside its own time limit and all inside ``--
 2. ``bench/deepfl_round.py --compare``: a paper-scale continuous MNIST round, vectorised against
    sequential clients (issue 13's 5x GPU target; last line ``vectorised/sequential speed-up``).
 3. ``bench/flip_client.py --compare``: a FLIP round of 6 benign clients, batched against
-   per-client inversion (issue 13's 5x GPU target).
+   per-client inversion (issue 13's 5x GPU target); ``bench/seed_population.py``: 3 seeds' round
+   as one population against per-seed vectorised rounds (issue 13.3).
 4. A timed paper-scale run with no defense: the driver's ``table2`` FedAvg cell of seed 1, alone on
    the device (issue 13's 30 s target; the wall time includes the cell's start-up).
 5. The reproduction grid for the rest of the budget: paper-scale MNIST ``table2``, two drivers at
@@ -83,6 +84,7 @@ class Plan:
     round_args: list[str]
     flip_args: list[str]
     seeds_grid: list[str]
+    seeds_args: list[str]
     timed_seed: str = "1"
 
     @classmethod
@@ -96,6 +98,7 @@ class Plan:
                 ["--repeats", "1", "--threads", "1", "--pretrain-steps", "5"]
                 + [arg for p in tiny_flip for arg in ("--param", p)],
                 ["0", "1"],
+                ["--seeds", "2", "--repeats", "1", "--threads", "1", "--set", "attack.epochs=1"],
             )
         return cls(
             device,
@@ -103,6 +106,7 @@ class Plan:
             ["--repeats", "3", "--threads", "4"],
             ["--repeats", "2", "--threads", "4"],
             ["1", "2", "0"],
+            ["--seeds", "3", "--repeats", "2", "--threads", "4"],
         )
 
 
@@ -311,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = [
         ("round-compare", [python, "bench/deepfl_round.py", "--compare"], 0.2, plan.round_args),
         ("flip-compare", [python, "bench/flip_client.py", "--compare"], 0.25, plan.flip_args),
+        ("seed-population", [python, "bench/seed_population.py"], 0.1, plan.seeds_args),
     ]
     for name, command, share, extra in steps:
         full = command + ["--device", plan.device, *extra]
