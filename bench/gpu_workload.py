@@ -15,20 +15,30 @@ device tool's ``$OUT``), each step inside its own time limit and all inside ``--
 5. The reproduction grid for the rest of the budget: paper-scale MNIST ``table2``, two drivers at
    once on the device -- FLIP's three modes (issue 17: 3 seeds at the paper's scale) and the
    baselines (issue 14) -- each with ``--workers`` processes. Cells already committed are copied in
-   first and skipped; cells cut off by the deadline leave their run folders under ``--runs`` (on
-   the device, an ignored folder of the working tree, kept while the machine stays warm), so the
-   same command run again resumes them.
+   first and skipped; cells cut off by the deadline leave their run folders under
+   ``--work``/runs, so the same command run again on the warm machine resumes them.
 
-Every step's output goes to ``--out/logs/<step>.log`` and its outcome to
-``--out/gpu_workload.json`` (written after each step, so a killed window still reports the
-finished steps). New result cells land in ``--out/results/paper/cells``; copy them into
-``results/paper/cells`` and run ``python -m deepfl.reproduce table2 --scale paper
---aggregate-only``.
+Everything is written under ``--work`` (an ignored folder of the working tree; on the device it
+stays while the machine is warm) and packed into ``--out`` after every step, so a window cut off
+still returns the finished steps. The device tool returns at most 8 files, at most 2 folders down,
+so ``--out`` holds four: ``gpu_workload.json`` (every step's command, exit, seconds and last line),
+``device.json``, ``logs.tar.gz`` and ``cells.tar.gz`` (the new result cells). Back here,
+``--unpack`` takes the cells into ``results/`` (never over a committed one).
 
-    # on the device (one call of the device tool; $OUT comes back)
-    python bench/gpu_workload.py --out "$OUT" --budget-s 540
-    # the same steps at micro scale on a CPU, to test the script before a window
-    python bench/gpu_workload.py --micro --out /tmp/gpu-micro --budget-s 300
+Before a window, here: the data travels in an ignored folder named in the call's ``carry``
+(MNIST is 11 MB; the device reaches no network), and the device's own python3 holds torch,
+numpy, scipy, sympy, matplotlib and tqdm:
+
+    mkdir -p .fldata && cp -r "$FLIPLAB_DATA/mnist" .fldata/ && echo /.fldata/ >> .git/info/exclude
+    # the device tool's run, carry [".fldata"]:
+    export FLIPLAB_DATA=$PWD/.fldata MPLBACKEND=Agg; python3 bench/gpu_workload.py --budget-s 540
+    # back here, with the files the call returned:
+    python bench/gpu_workload.py --unpack FILES_AT
+    python -m deepfl.reproduce table2 --scale paper --aggregate-only
+
+Test the script before a window (the same steps at micro scale on a CPU, about 2 minutes):
+
+    python bench/gpu_workload.py --micro --out /tmp/gpu-micro --work /tmp/gpu-work
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -111,11 +122,11 @@ class Plan:
 
 
 def run_step(
-    name: str, command: list[str], limit_s: float, out: Path, env: dict[str, str]
+    name: str, command: list[str], limit_s: float, work: Path, env: dict[str, str]
 ) -> StepOutcome:
     """Run ``command`` (its own process group) for at most ``limit_s`` seconds, log to
-    ``out/logs/<name>.log``; at the limit the whole group gets SIGTERM, then SIGKILL."""
-    log_path = out / "logs" / f"{name}.log"
+    ``work/logs/<name>.log``; at the limit the whole group gets SIGTERM, then SIGKILL."""
+    log_path = work / "logs" / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with open(log_path, "w") as log:
@@ -146,7 +157,7 @@ def _wait_or_stop(process: subprocess.Popen, limit_s: float) -> int | None:
         return None
 
 
-def device_info(out: Path, device: str) -> StepOutcome:
+def device_info(work: Path, device: str) -> StepOutcome:
     """``device.json``: what the window ran on."""
     started = time.perf_counter()
     import torch
@@ -168,7 +179,7 @@ def device_info(out: Path, device: str) -> StepOutcome:
         info["nvidia_smi"] = subprocess.run(
             [smi, "-L"], capture_output=True, text=True, timeout=30
         ).stdout.strip()
-    (out / "device.json").write_text(json.dumps(info, indent=1) + "\n")
+    (work / "device.json").write_text(json.dumps(info, indent=1) + "\n")
     name = str(info.get("device_name", "cpu"))
     return StepOutcome("device", [], 0, round(time.perf_counter() - started, 2), 0.0, name, info)
 
@@ -178,7 +189,7 @@ def driver_command(
     rows: list[str],
     seeds: list[str],
     workers: int,
-    out: Path,
+    work: Path,
     runs: Path,
     total_workers: int | None = None,
 ) -> list[str]:
@@ -189,14 +200,14 @@ def driver_command(
     command += ["--datasets", "mnist", "--defenses", *rows, "--seeds", *seeds]
     command += ["--workers", str(workers), "--device", plan.device]
     command += ["--threads", str(max(1, (os.cpu_count() or 1) // total_workers))]
-    return command + ["--out", str(out / "results"), "--runs", str(runs)]
+    return command + ["--out", str(work / "results"), "--runs", str(runs)]
 
 
-def seed_results(out: Path, scale: str) -> int:
-    """Copy the committed cells of ``scale`` into ``out/results`` (so the driver skips them);
+def seed_results(work: Path, scale: str) -> int:
+    """Copy the committed cells of ``scale`` into ``work/results`` (so the driver skips them);
     returns how many."""
     source = ROOT / "results" / scale / "cells"
-    target = out / "results" / scale / "cells"
+    target = work / "results" / scale / "cells"
     copied = 0
     for path in sorted(source.rglob("*.json")) if source.is_dir() else []:
         destination = target / path.relative_to(source)
@@ -207,9 +218,9 @@ def seed_results(out: Path, scale: str) -> int:
     return copied
 
 
-def new_cells(out: Path, scale: str) -> list[str]:
-    """Cells under ``out/results`` that the repository's ``results/`` does not have yet."""
-    root = out / "results" / scale / "cells"
+def new_cells(work: Path, scale: str) -> list[str]:
+    """Cells under ``work/results`` that the repository's ``results/`` does not have yet."""
+    root = work / "results" / scale / "cells"
     committed = ROOT / "results" / scale / "cells"
     return sorted(
         path.relative_to(root).as_posix()
@@ -219,24 +230,30 @@ def new_cells(out: Path, scale: str) -> list[str]:
 
 
 def grid_step(
-    plan: Plan, out: Path, runs: Path, workers: int, limit_s: float, env: dict[str, str]
+    plan: Plan, work: Path, runs: Path, workers: int, limit_s: float, env: dict[str, str]
 ) -> StepOutcome:
     """The FLIP and the baseline drivers side by side until ``limit_s``."""
     flip_workers = max(1, workers // 2)
     commands = {
         "grid-flip": driver_command(
-            plan, FLIP_ROWS, plan.seeds_grid, flip_workers, out, runs, workers
+            plan, FLIP_ROWS, plan.seeds_grid, flip_workers, work, runs, workers
         ),
         "grid-baselines": driver_command(
-            plan, BASELINE_ROWS, plan.seeds_grid, max(1, workers - flip_workers), out, runs, workers
+            plan,
+            BASELINE_ROWS,
+            plan.seeds_grid,
+            max(1, workers - flip_workers),
+            work,
+            runs,
+            workers,
         ),
     }
     started = time.perf_counter()
     with _Pool() as pool:
         for name, command in commands.items():
-            pool.start(name, command, out, env)
+            pool.start(name, command, work, env)
         codes = pool.wait_all(limit_s)
-    cells = new_cells(out, plan.scale)
+    cells = new_cells(work, plan.scale)
     return StepOutcome(
         "grid",
         [],
@@ -246,15 +263,15 @@ def grid_step(
         f"{len(cells)} new cells",
         {
             "drivers": {name: codes[name] for name in commands},
-            "new_cells": {cell: _cell_seconds(out, plan.scale, cell) for cell in cells},
+            "new_cells": {cell: _cell_seconds(work, plan.scale, cell) for cell in cells},
         },
     )
 
 
-def _cell_seconds(out: Path, scale: str, cell: str) -> float:
+def _cell_seconds(work: Path, scale: str, cell: str) -> float:
     """A finished cell's own run time (training + aggregation + evaluation, from its record);
     with other cells sharing the device it is an upper bound of the cell's time alone."""
-    record = json.loads((out / "results" / scale / "cells" / cell).read_text())
+    record = json.loads((work / "results" / scale / "cells" / cell).read_text())
     return round(sum(record.get("seconds", {}).values()), 1)
 
 
@@ -272,8 +289,8 @@ class _Pool:
         for log in self.logs:
             log.close()
 
-    def start(self, name: str, command: list[str], out: Path, env: dict[str, str]) -> None:
-        log = open(out / "logs" / f"{name}.log", "w")  # noqa: SIM115 (closed in __exit__)
+    def start(self, name: str, command: list[str], work: Path, env: dict[str, str]) -> None:
+        log = open(work / "logs" / f"{name}.log", "w")  # noqa: SIM115 (closed in __exit__)
         self.logs.append(log)
         self.processes[name] = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -291,26 +308,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", default=os.environ.get("OUT"), help="where results go ($OUT)")
+    parser.add_argument("--out", default=os.environ.get("OUT"), help="what comes back ($OUT)")
+    parser.add_argument("--work", default=str(ROOT / "runs" / "gpu"), help="results, logs, runs")
     parser.add_argument("--device", default="cuda", help="cuda | cuda:N (ignored with --micro)")
     parser.add_argument("--budget-s", type=float, default=540.0, help="the whole window's limit")
     parser.add_argument("--workers", type=int, default=8, help="grid processes on the device")
-    parser.add_argument("--runs", default=str(ROOT / "runs" / "gpu"), help="grid run folders")
     parser.add_argument("--micro", action="store_true", help="CPU test at micro scale")
+    parser.add_argument(
+        "--unpack", metavar="DIR", help="here, after a window: take DIR/cells.tar.gz into results/"
+    )
     args = parser.parse_args(argv)
-    if not args.out:
+    if not args.out and not args.unpack:
         parser.error("--out is required when $OUT is not set")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.unpack:
+        return unpack(Path(args.unpack), ROOT / "results")
     plan = Plan.for_window(args.device, args.micro)
-    out, deadline = Path(args.out), time.perf_counter() + args.budget_s
-    (out / "logs").mkdir(parents=True, exist_ok=True)
+    work, out = Path(args.work), Path(args.out)
+    deadline = time.perf_counter() + args.budget_s
+    for folder in (work / "logs", out):
+        folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    outcomes = [device_info(out, plan.device)]
-    print(f"device: {outcomes[0].last_line}; {seed_results(out, plan.scale)} committed cells in")
+    outcomes = [device_info(work, plan.device)]
+    print(f"device: {outcomes[0].last_line}; {seed_results(work, plan.scale)} committed cells in")
     python = sys.executable
     steps = [
         ("round-compare", [python, "bench/deepfl_round.py", "--compare"], 0.2, plan.round_args),
@@ -319,28 +343,61 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, command, share, extra in steps:
         full = command + ["--device", plan.device, *extra]
-        outcomes.append(run_step(name, full, share * args.budget_s, out, env))
-        _report(out, outcomes)
-    timed = driver_command(plan, ["fedavg"], [plan.timed_seed], 1, out, Path(args.runs))
-    outcomes.append(run_step("timed-fedavg", timed, 0.15 * args.budget_s, out, env))
-    _report(out, outcomes)
-    left = deadline - time.perf_counter() - 30.0  # 30 s to stop the drivers and write the report
+        outcomes.append(run_step(name, full, share * args.budget_s, work, env))
+        report(work, out, plan.scale, outcomes)
+    runs = work / "runs"
+    timed = driver_command(plan, ["fedavg"], [plan.timed_seed], 1, work, runs)
+    outcomes.append(run_step("timed-fedavg", timed, 0.15 * args.budget_s, work, env))
+    report(work, out, plan.scale, outcomes)
+    left = deadline - time.perf_counter() - 30.0  # 30 s to stop the drivers and pack the results
     if left > 60:
-        outcomes.append(grid_step(plan, out, Path(args.runs), args.workers, left, env))
-    _report(out, outcomes)
+        outcomes.append(grid_step(plan, work, runs, args.workers, left, env))
+    report(work, out, plan.scale, outcomes)
     return 0
 
 
-def _report(out: Path, outcomes: list[StepOutcome]) -> None:
-    """Rewrite ``gpu_workload.json`` and print the newest step's line."""
+def report(work: Path, out: Path, scale: str, outcomes: list[StepOutcome]) -> None:
+    """What comes back, rewritten after every step (the device tool returns at most 8 files, at
+    most 2 folders down): ``gpu_workload.json``, ``device.json``, ``logs.tar.gz`` and
+    ``cells.tar.gz`` (the new result cells, as ``<scale>/cells/...`` under ``results/``)."""
     payload = {"schema": "fliplab.gpu_workload/1", "steps": [asdict(o) for o in outcomes]}
     (out / "gpu_workload.json").write_text(json.dumps(payload, indent=1) + "\n")
+    shutil.copy2(work / "device.json", out / "device.json")
+    with tarfile.open(out / "logs.tar.gz", "w:gz") as archive:
+        archive.add(work / "logs", arcname="logs")
+    with tarfile.open(out / "cells.tar.gz", "w:gz") as archive:
+        for cell in new_cells(work, scale):
+            archive.add(work / "results" / scale / "cells" / cell, arcname=f"{scale}/cells/{cell}")
     last = outcomes[-1]
     state = "cut off" if last.returncode is None else f"rc {last.returncode}"
     print(
         f"{last.name}: {state}, {last.seconds:.1f} s of {last.limit_s:.0f}; {last.last_line}",
         flush=True,
     )
+
+
+def unpack(folder: Path, results: Path) -> int:
+    """Copy the result cells of ``folder/cells.tar.gz`` into ``results`` (never over a committed
+    cell); print what was taken and what to run next."""
+    taken, kept = [], []
+    with tarfile.open(folder / "cells.tar.gz", "r:gz") as archive:
+        for member in archive.getmembers():
+            parts = Path(member.name).parts
+            if not member.isfile() or len(parts) < 3 or parts[1] != "cells" or ".." in parts:
+                raise ValueError(f"{folder / 'cells.tar.gz'}: unexpected member {member.name!r}")
+            target = results / member.name
+            if target.exists():
+                kept.append(member.name)
+                continue
+            source = archive.extractfile(member)
+            assert source is not None
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read())
+            taken.append(member.name)
+    print(f"{len(taken)} new cells taken, {len(kept)} already in {results} left as they are")
+    for scale in sorted({Path(name).parts[0] for name in taken}):
+        print(f"next: python -m deepfl.reproduce table2 --scale {scale} --aggregate-only")
+    return 0
 
 
 if __name__ == "__main__":

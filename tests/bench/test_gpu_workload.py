@@ -87,3 +87,44 @@ def test_committed_cells_are_copied_in_and_only_new_ones_reported(
     new.write_text(json.dumps({"seconds": {"train": 1.25, "evaluate": 0.5}}))
     assert workload.new_cells(tmp_path, "paper") == ["mnist/continuous/krum/s7.json"]
     assert workload._cell_seconds(tmp_path, "paper", "mnist/continuous/krum/s7.json") == 1.8
+
+
+def test_what_comes_back_is_flat_and_unpacks_into_results(
+    workload: ModuleType, tmp_path: Path
+) -> None:
+    work, out, results = tmp_path / "work", tmp_path / "out", tmp_path / "results"
+    (work / "logs").mkdir(parents=True)
+    out.mkdir()
+    (work / "logs" / "grid.log").write_text("done\n")
+    (work / "device.json").write_text("{}")
+    new = work / "results/paper/cells/mnist/continuous/krum/s7.json"
+    new.parent.mkdir(parents=True)
+    new.write_text('{"seconds": {}}')
+    outcome = workload.StepOutcome("grid", [], 0, 1.0, 2.0, "1 new cells")
+    workload.report(work, out, "paper", [outcome])
+    # at most 8 files, none in a folder: the device tool's limits on what comes back
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cells.tar.gz",
+        "device.json",
+        "gpu_workload.json",
+        "logs.tar.gz",
+    ]
+    committed = results / "paper/cells/mnist/continuous/rfa/s0.json"
+    committed.parent.mkdir(parents=True)
+    committed.write_text("committed")
+    assert workload.unpack(out, results) == 0
+    assert (results / "paper/cells/mnist/continuous/krum/s7.json").read_text() == new.read_text()
+    assert committed.read_text() == "committed"
+    assert workload.unpack(out, results) == 0  # a second time takes nothing and breaks nothing
+
+
+def test_unpack_refuses_members_outside_the_cells(workload: ModuleType, tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(tmp_path / "cells.tar.gz", "w:gz") as archive:
+        info = tarfile.TarInfo("paper/cells/../../../escape.json")
+        archive.addfile(info, io.BytesIO(b""))
+    with pytest.raises(ValueError, match="unexpected member"):
+        workload.unpack(tmp_path, tmp_path / "results")
+    assert not (tmp_path.parent / "escape.json").exists()
