@@ -29,7 +29,7 @@ Before a window, here: the data travels in an ignored folder named in the call's
 (MNIST is 11 MB; the device reaches no network), and the device's own python3 holds torch,
 numpy, scipy, sympy, matplotlib and tqdm:
 
-    mkdir -p .fldata && cp -r "$FLIPLAB_DATA/mnist" .fldata/ && echo /.fldata/ >> .git/info/exclude
+    mkdir -p .fldata && cp -r "$FLIPLAB_DATA/mnist" .fldata/
     # the device tool's run, carry [".fldata"]:
     export FLIPLAB_DATA=$PWD/.fldata MPLBACKEND=Agg; python3 bench/gpu_workload.py --budget-s 540
     # back here, with the files the call returned:
