@@ -56,21 +56,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a source checkout (the device has no install)
+
+from deepfl.reproduce.grid import BASELINES  # noqa: E402  (imports no torch)
+
 FLIP_ROWS = ["flip"]
-BASELINE_ROWS = [
-    "fedavg",
-    "krum",
-    "bulyan_krum",
-    "rfa",
-    "trimmed_mean",
-    "bulyan_trimmed_mean",
-    "foolsgold",
-    "median",
-    "fltrust",
-    "dnc",
-    "multikrum",
-    "flame",
-]
+BASELINE_ROWS = list(BASELINES)  # FedAvg, the nine baselines, Multi-Krum and FLAME
 
 
 @dataclass
