@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from deepfl.attacks import RoundPlan
 from deepfl.config import ExperimentConfig
@@ -114,7 +115,15 @@ class SeedPopulation:
                 evaluations[index] = _keep(
                     run.close_round(run.run_round(round_index), last), evaluations[index]
                 )
-        for round_index in range(max(done) + 1, last + 1):
+        bar = tqdm(
+            range(max(done) + 1, last + 1),
+            initial=max(done),
+            total=self.experiments[0].cfg.run.rounds,
+            desc=f"rounds of {len(self.experiments)} seeds",
+            disable=not self.experiments[0].cfg.run.progress,
+            dynamic_ncols=True,
+        )
+        for round_index in bar:
             plans = [run.schedule.plan(round_index) for run in self.experiments]
             assert self.trainer is not None
             trained, seconds = train_population(self.trainer, self.experiments, plans)
@@ -122,6 +131,7 @@ class SeedPopulation:
             for index, run in enumerate(self.experiments):
                 row = run.run_round(round_index, trained[index], share)
                 evaluations[index] = _keep(run.close_round(row, last), evaluations[index])
+        bar.close()
         return [
             run.close_run(last, evaluation)
             for run, evaluation in zip(self.experiments, evaluations, strict=True)
