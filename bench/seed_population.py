@@ -11,9 +11,10 @@ clients. Three ways, each repetition in a rotated order, medians reported:
 - ``sequential``: each run's clients one after another.
 
 Also printed: the batched steps of each (the bound where a step's cost is a fixed launch
-overhead, as on a GPU) and the largest per-client relative difference of the updates against
-the sequential ones. Last line: ``population/per-seed speed-up: X.XXx`` (against per-seed
-vectorised rounds).
+overhead, as on a GPU) and the largest per-client relative difference of the updates between the
+three (float32 rounding only; over the attackers' 10 poison epochs local SGD amplifies it, see
+``bench/deepfl_round.py --compare``'s perturbed-start line). Last line:
+``population/per-seed speed-up: X.XXx`` (against per-seed vectorised rounds).
 
     FLIPLAB_DATA=/work/shared/data python bench/seed_population.py --seeds 3 --repeats 3
 """
@@ -99,10 +100,14 @@ def report(
     steps: dict[str, int],
 ) -> None:
     median = {mode: float(np.median(values)) for mode, values in seconds.items()}
-    reference = torch.cat(updates["sequential"])
-    for mode in ("population", "per-seed vectorised"):
+    for mode, against in (
+        ("population", "per-seed vectorised"),
+        ("population", "sequential"),
+        ("per-seed vectorised", "sequential"),
+    ):
+        reference = torch.cat(updates[against])
         gap = (torch.cat(updates[mode]) - reference).norm(dim=1) / reference.norm(dim=1)
-        print(f"largest per-client relative difference, {mode} vs sequential: {gap.max():.1e}")
+        print(f"largest per-client relative difference, {mode} vs {against}: {gap.max():.1e}")
     print(
         f"\n{args.seeds} seeds x 10 clients, device {args.device}, torch threads "
         f"{torch.get_num_threads()}, repeats {args.repeats}"
