@@ -8,6 +8,9 @@ Examples
     python -m deepfl.run --resume runs/cs-cont
     python -m deepfl.run --preset cpu-small --set run.keep_checkpoints=[20,40] --stop-after 40 \\
         --out runs/cs
+    # three seeds in lockstep, their vectorisable clients batched (deepfl.population; for GPUs)
+    python -m deepfl.run --preset paper --attack continuous --seeds 0 1 2 --out 'runs/p-s{seed}'
+    python -m deepfl.run --resume runs/p-s0 runs/p-s1 runs/p-s2
 
 Layers (lowest first): defaults < dataset defaults < --preset < --config < flags < --set.
 

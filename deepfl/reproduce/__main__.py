@@ -8,6 +8,8 @@ Examples
         --out results/
     python -m deepfl.reproduce table2 --scale paper --device cuda --workers 6 \\
         --defenses fedavg flip
+    # the seeds of each row as one population (deepfl.population), e.g. on a GPU
+    python -m deepfl.reproduce table2 --scale paper --device cuda --batch-seeds --workers 4
     # rebuild the tables from results/
     python -m deepfl.reproduce table2 --scale cpu-small --aggregate-only
 
