@@ -11,9 +11,11 @@ not stop the others.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import os
 import shutil
+import signal
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -216,6 +218,21 @@ def pending(jobs: list[CellJob], force: bool) -> list[CellJob]:
     return todo
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def exit_with_driver() -> None:
+    """Worker initializer: have the kernel send this worker SIGTERM when the driver dies (Linux
+    ``prctl(PR_SET_PDEATHSIG)``). A killed driver then leaves no cell running, whose run folder's
+    lock would make the next driver's attempt at that cell fail; the cell resumes from its last
+    checkpoint next time. Elsewhere a no-op."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux, or no prctl
+        pass
+
+
 def run_jobs(
     jobs: list[CellJob], workers: int, progress: bool = True, together: bool = False
 ) -> list[CellOutcome]:
@@ -231,7 +248,9 @@ def run_jobs(
         bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]",
     )
     items = batch_seeds(jobs) if together else list(jobs)
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=max(1, workers), mp_context=get_context("spawn"), initializer=exit_with_driver
+    ) as pool:
         futures = {pool.submit(run_item, item): item for item in items}
         remaining = set(futures)
         while remaining:

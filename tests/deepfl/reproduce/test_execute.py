@@ -44,3 +44,43 @@ def test_started_seeds_resume_together_and_mixed_rows_run_alone(tmp_path: Path) 
     assert population_argv(batch) == ["--resume", *(job.run_dir for job in started)]
     mixed = [job(tmp_path, "rfa", 0, "started"), job(tmp_path, "rfa", 1)]
     assert batch_seeds(mixed) == mixed
+
+
+def test_workers_do_not_outlive_a_killed_driver(tmp_path: Path) -> None:
+    """A driver killed with SIGKILL (no cleanup at all) takes its cell workers with it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    driver = (
+        "import time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from multiprocessing import get_context\n"
+        "from deepfl.reproduce.execute import exit_with_driver\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=get_context('spawn'),"
+        " initializer=exit_with_driver)\n"
+        "    print(pool.submit(__import__('os').getpid).result(), flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    script = tmp_path / "driver.py"
+    script.write_text(driver)
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    worker = int(process.stdout.readline())
+    os.kill(worker, 0)  # alive while the driver is
+    process.kill()
+    process.wait()
+    for _ in range(100):
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{worker}/stat") as stat:  # a zombie is gone for our purpose
+            if stat.read().split(")")[-1].split()[0] == "Z":
+                return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    raise AssertionError(f"worker {worker} outlived its killed driver")
