@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,22 +184,36 @@ def run(args: argparse.Namespace) -> int:
             return 0
         run_dir = Path(args.out or f"runs/{cfg.run_name()}")
     device = resolve_device(args.device or cfg.device)
-    if cfg.run.pretrain_rounds:
-        check_writable_dir(pretrain_cache_dir(cfg), "the pre-training cache folder (run.cache_dir)")
-    with hold_run_dir(run_dir):
-        if args.resume:
-            check_resumable(run_dir, cfg)
-        elif (run_dir / CONFIG_NAME).exists():
-            raise ConfigError(
-                f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose "
-                "another --out"
-            )
+    check_cache_folder(cfg)
+    with held_run_dir(run_dir, cfg, resumed=bool(args.resume)):
         summary = Experiment(cfg, run_dir, device).run(stop_after=args.stop_after)
     if summary is None:
         print(json.dumps({"run_dir": str(run_dir), "stopped_after": args.stop_after}))
         return 0
     print(json.dumps({"run_dir": str(run_dir), **summary["final"]}, indent=2))
     return 0
+
+
+def check_cache_folder(cfg: ExperimentConfig) -> None:
+    """The pre-training cache folder must be writable when the run pre-trains (checked before any
+    data is read)."""
+    if cfg.run.pretrain_rounds:
+        check_writable_dir(pretrain_cache_dir(cfg), "the pre-training cache folder (run.cache_dir)")
+
+
+@contextlib.contextmanager
+def held_run_dir(run_dir: Path, cfg: ExperimentConfig, resumed: bool) -> Iterator[None]:
+    """Hold ``run_dir``'s lock; a resumed run's stored config must match ``cfg``, a fresh run's
+    folder must hold no run yet."""
+    with hold_run_dir(run_dir):
+        if resumed:
+            check_resumable(run_dir, cfg)
+        elif (run_dir / CONFIG_NAME).exists():
+            raise ConfigError(
+                f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose "
+                "another --out"
+            )
+        yield
 
 
 def _population_configs(args: argparse.Namespace) -> list[tuple[ExperimentConfig, Path, bool]]:
@@ -227,16 +242,10 @@ def run_population(args: argparse.Namespace) -> int:
     """``--seeds`` or several ``--resume``: the runs as one :class:`SeedPopulation`."""
     runs = _population_configs(args)
     device = resolve_device(args.device or runs[0][0].device)
-    for cfg, _, _ in runs[:1]:
-        if cfg.run.pretrain_rounds:
-            check_writable_dir(pretrain_cache_dir(cfg), "the pre-training cache folder")
+    check_cache_folder(runs[0][0])  # the runs differ only in the seed
     with contextlib.ExitStack() as stack:
         for cfg, run_dir, resumed in runs:
-            stack.enter_context(hold_run_dir(run_dir))
-            if resumed:
-                check_resumable(run_dir, cfg)
-            elif (run_dir / CONFIG_NAME).exists():
-                raise ConfigError(f"{run_dir} already holds a run; continue it with --resume")
+            stack.enter_context(held_run_dir(run_dir, cfg, resumed))
         population = SeedPopulation([Experiment(cfg, folder, device) for cfg, folder, _ in runs])
         summaries = population.run(stop_after=args.stop_after)
     for (_, run_dir, _), summary in zip(runs, summaries, strict=True):
