@@ -149,3 +149,24 @@ def test_batched_seeds_make_the_same_cells(ci_grid: tuple[Path, Path, int], tmp_
         assert batched["rounds"] == alone["rounds"]
         for got, want in zip(batched["final"]["acc"], alone["final"]["acc"], strict=True):
             assert got == pytest.approx(want, abs=0.03)
+
+
+def test_overhead_counts_only_the_rounds_this_command_ran(tmp_path: Path) -> None:
+    """A resumed cell's earlier rounds ran under another command: the driver's overhead line must
+    not count them as this command's work (it printed -97% for a cell resumed at round 63 of 70)."""
+    from deepfl.reproduce.driver import _own_seconds, _rounds_logged
+    from deepfl.reproduce.execute import CellJob, CellOutcome
+
+    run_dir = tmp_path / "cell"
+    run_dir.mkdir()
+    (run_dir / "summary.json").write_text(json.dumps({"pretrain_cache": {"hit": False}}))
+    rounds = [{"round": r, "seconds": {"train": 10.0, "evaluate": 1.0}} for r in (1, 2, 3)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rounds[:2]))
+    job = CellJob("m/c/fedavg/s0", {}, [], str(run_dir), str(tmp_path / "s0.json"), 1.0)
+    before = {job.path: _rounds_logged(run_dir)}
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rounds))
+    done = [CellOutcome(job.path, True, 11.0, "")]
+    assert before == {job.path: 2}
+    assert _own_seconds([job], done, before) == pytest.approx(11.0)
+    assert _own_seconds([job], done, {}) == pytest.approx(33.0)
+    assert _rounds_logged(tmp_path / "fresh") == 0
