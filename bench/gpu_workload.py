@@ -117,14 +117,11 @@ def run_step(
 ) -> StepOutcome:
     """Run ``command`` (its own process group) for at most ``limit_s`` seconds, log to
     ``work/logs/<name>.log``; at the limit the whole group gets SIGTERM, then SIGKILL."""
-    log_path = work / "logs" / f"{name}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        code = _wait_or_stop(process, max(limit_s, 1.0))
+    with _Pool() as pool:
+        pool.start(name, command, work, env)
+        code = pool.wait_all(limit_s)[name]
+    log_path = work / "logs" / f"{name}.log"
     lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
     return StepOutcome(
         name, command, code, round(time.perf_counter() - started, 2), round(limit_s, 1),
@@ -281,6 +278,8 @@ class _Pool:
             log.close()
 
     def start(self, name: str, command: list[str], work: Path, env: dict[str, str]) -> None:
+        """Start ``command`` in its own process group, logging to ``work/logs/<name>.log``."""
+        (work / "logs").mkdir(parents=True, exist_ok=True)
         log = open(work / "logs" / f"{name}.log", "w")  # noqa: SIM115 (closed in __exit__)
         self.logs.append(log)
         self.processes[name] = subprocess.Popen(
