@@ -36,6 +36,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(
     0, str(Path(__file__).resolve().parents[1])
@@ -75,7 +76,7 @@ def backdoored_cnn(
     return model
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -103,13 +104,37 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="FlipConfig override (value parsed as a python literal), repeatable",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(args.threads)
     params = {key: _literal(value) for key, value in (p.split("=", 1) for p in args.param)}
     if args.compare:
         compare(args, params)
         return
+    model, local = one_client_setup(args)
+    trainer = LocalTrainer(TrainConfig())
+    defense, state = FlipDefense(**params), dict[str, Any]()
+    print(
+        f"FlipConfig: warmup_steps={defense.config.warmup_steps} "
+        f"pair_steps={defense.config.pair_steps} batch_size={defense.config.batch_size} "
+        f"pairs_per_round={defense.config.pairs_per_round} threads={torch.get_num_threads()}"
+    )
+    added: list[float] = []
+    added_cpu: list[float] = []
+    for round_index in range(1, args.rounds + 1):
+        wall, cpu = time_one_round(model, local, trainer, defense, state, round_index, args)
+        added.append(wall)
+        added_cpu.append(cpu)
+        if round_index == 1:
+            print_universal_triggers(state)
+    print_added_time(added, added_cpu)
 
+
+def one_client_setup(args: argparse.Namespace) -> tuple[torch.nn.Module, LocalData]:
+    """The backdoored CNN and client ``args.client``'s Dirichlet(0.5) share, on ``args.device``."""
     data = load_dataset("mnist")
     parts = dirichlet_partition(data.y_train, 100, 0.5, seed=args.seed)
     client = parts[args.client]
@@ -125,65 +150,74 @@ def main() -> None:
         f"{len(client)} samples, class counts "
         f"{np.bincount(data.y_train[client], minlength=10).tolist()}"
     )
-    local = LocalData(images[client].to(device), labels[client].to(device))
-    trainer = LocalTrainer(TrainConfig())
-    defense, state = FlipDefense(**params), {}
+    return model, LocalData(images[client].to(device), labels[client].to(device))
+
+
+def time_one_round(
+    model: torch.nn.Module,
+    local: LocalData,
+    trainer: LocalTrainer,
+    defense: FlipDefense,
+    state: dict,
+    round_index: int,
+    args: argparse.Namespace,
+) -> tuple[float, float]:
+    """FLIP's added wall and process-CPU seconds in one round: ``FlipDefense.train`` minus plain
+    local training, each on a fresh copy of ``model``; prints the round's line."""
+    device = torch.device(args.device)
+    ctx = RoundContext(
+        round_index, args.client, 10, device, torch.Generator().manual_seed(round_index)
+    )
+    plain_model, flip_model = _copy(model), _copy(model)
+    t0, c0 = time.perf_counter(), time.process_time()
+    trainer.train(plain_model, local, generator=torch.Generator().manual_seed(round_index))
+    _synchronize(device)
+    plain, plain_cpu = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
+    defense.train(flip_model, local, state, trainer, ctx)
+    _synchronize(device)
+    flip, flip_cpu = time.perf_counter() - t0, time.process_time() - c0
+    stats = state["flip_last_stats"]
     print(
-        f"FlipConfig: warmup_steps={defense.config.warmup_steps} "
-        f"pair_steps={defense.config.pair_steps} batch_size={defense.config.batch_size} "
-        f"pairs_per_round={defense.config.pairs_per_round} threads={torch.get_num_threads()}"
+        f"round {round_index} ({'warm-up' if round_index == 1 else 'cached'}): FLIP {flip:.2f} "
+        f"s (inversion {stats['inversion_seconds']:.2f} s), plain {plain:.2f} s, added "
+        f"{flip - plain:.2f} s [process CPU time added: {flip_cpu - plain_cpu:.2f} s]; pairs "
+        f"{state['flip_last_pairs'].tolist()}, pair triggers attack acc "
+        f"{stats.get('mean_attack_acc', float('nan')):.3f}, |m|_1 "
+        f"{stats.get('mean_mask_l1', float('nan')):.1f}"
     )
+    return flip - plain, flip_cpu - plain_cpu
+
+
+def print_universal_triggers(state: dict) -> None:
+    """The warm-up's universal triggers: attack accuracy, mask L1, and the share of the backdoor
+    target's mask inside the true trigger's pixels."""
     truth = dba_trigger((1, 28, 28)).mask > 0
-    added, added_cpu = [], []
-    for round_index in range(1, args.rounds + 1):
-        ctx = RoundContext(
-            round_index,
-            args.client,
-            10,
-            device,
-            torch.Generator().manual_seed(round_index),
-        )
-        plain_model, flip_model = _copy(model), _copy(model)
-        t0, c0 = time.perf_counter(), time.process_time()
-        trainer.train(plain_model, local, generator=torch.Generator().manual_seed(round_index))
-        _synchronize(device)
-        plain, plain_cpu = time.perf_counter() - t0, time.process_time() - c0
-        t0, c0 = time.perf_counter(), time.process_time()
-        defense.train(flip_model, local, state, trainer, ctx)
-        _synchronize(device)
-        flip, flip_cpu = time.perf_counter() - t0, time.process_time() - c0
-        added.append(flip - plain)
-        added_cpu.append(flip_cpu - plain_cpu)
-        stats = state["flip_last_stats"]
-        line = (
-            f"round {round_index} ({'warm-up' if round_index == 1 else 'cached'}): FLIP {flip:.2f} "
-            f"s (inversion {stats['inversion_seconds']:.2f} s), plain {plain:.2f} s, added "
-            f"{flip - plain:.2f} s [process CPU time added: {flip_cpu - plain_cpu:.2f} s]; pairs "
-            f"{state['flip_last_pairs'].tolist()}, pair triggers attack acc "
-            f"{stats.get('mean_attack_acc', float('nan')):.3f}, |m|_1 "
-            f"{stats.get('mean_mask_l1', float('nan')):.1f}"
-        )
-        print(line)
-        if round_index == 1:
-            masks = state["flip_universal_masks"]
-            l1 = np.nansum(masks, axis=(1, 2))
-            inside = float((masks[TARGET] * truth).sum() / masks[TARGET].sum())
-            print(
-                "  universal triggers: attack acc "
-                f"{np.round(state['flip_universal_attack_acc'], 3).tolist()}, |m|_1 "
-                f"{np.round(l1, 1).tolist()}; backdoor target {TARGET}: mask mass inside true "
-                f"trigger {inside:.2f} (area {truth.mean():.3f}), smallest mask = target "
-                f"{int(np.argmin(l1))}"
-            )
-    cpu_warm, cpu_later = (
-        added_cpu[0],
-        float(np.mean(added_cpu[1:])) if len(added_cpu) > 1 else float("nan"),
+    masks = state["flip_universal_masks"]
+    l1 = np.nansum(masks, axis=(1, 2))
+    inside = float((masks[TARGET] * truth).sum() / masks[TARGET].sum())
+    print(
+        "  universal triggers: attack acc "
+        f"{np.round(state['flip_universal_attack_acc'], 3).tolist()}, |m|_1 "
+        f"{np.round(l1, 1).tolist()}; backdoor target {TARGET}: mask mass inside true "
+        f"trigger {inside:.2f} (area {truth.mean():.3f}), smallest mask = target "
+        f"{int(np.argmin(l1))}"
     )
+
+
+def print_added_time(added: list[float], added_cpu: list[float]) -> None:
+    """Warm-up and later rounds' added time per client and per round of 6 benign clients, against
+    the release's reference."""
+
+    def warm_and_later(values: list[float]) -> tuple[float, float]:
+        return values[0], float(np.mean(values[1:])) if len(values) > 1 else float("nan")
+
+    cpu_warm, cpu_later = warm_and_later(added_cpu)
     print(
         "process CPU seconds added (all threads; divide by --threads for an idle machine's wall "
         f"time): warm-up {cpu_warm:.2f} s, later {cpu_later:.2f} s"
     )
-    warm, later = added[0], float(np.mean(added[1:])) if len(added) > 1 else float("nan")
+    warm, later = warm_and_later(added)
     print(
         f"\nFLIP added time per benign client: warm-up round {warm:.2f} s, later rounds "
         f"{later:.2f} s (reference release: {REFERENCE_SECONDS_PER_CLIENT:.0f} s per client-round)"
