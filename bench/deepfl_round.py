@@ -276,7 +276,7 @@ def report_comparison(
     print(f"vectorised/sequential speed-up: {median['sequential'] / median['vectorised']:.2f}x")
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -297,55 +297,61 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="config override on top of the paper round (e.g. attack.epochs=1 for a smoke run)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(args.threads)
     if args.compare:
         compare(args)
         return
-
     with tempfile.TemporaryDirectory() as scratch:
-        cfg = paper_round_config(args, scratch)
-        experiment = Experiment(cfg, scratch)
-        federation = experiment.federation
-        images = torch.cat([c.images for c in federation.clients])[:6000]
-        labels = torch.cat([c.labels for c in federation.clients])[:6000]
-        plain_before = plain_loop_samples_per_second(
-            images, labels, epochs=1
-        )  # machines drift: measure
-        rows = []
-        for round_index in range(1, args.rounds + 1):
-            row = experiment.run_round(round_index)
-            if experiment.device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            experiment.evaluate()
-            row["seconds"]["evaluate"] = time.perf_counter() - start
-            plan = experiment.schedule.plan(round_index)
-            row["samples"] = sum(
-                len(experiment.federation.clients[c])
-                * (cfg.attack.epochs if c in plan.attackers else cfg.benign.epochs)
-                for c in plan.clients
-            )
-            rows.append(row)
-            print(
-                f"round {round_index}: "
-                + ", ".join(f"{k} {v:.2f} s" for k, v in row["seconds"].items())
-                + f", {row['samples']} training samples"
-            )
+        experiment = Experiment(paper_round_config(args, scratch), scratch)
+        images = torch.cat([c.images for c in experiment.federation.clients])[:6000]
+        labels = torch.cat([c.labels for c in experiment.federation.clients])[:6000]
+        # Machines drift: the plain loop is measured before AND after the rounds.
+        plain_before = plain_loop_samples_per_second(images, labels, epochs=1)
+        rows = [timed_round(experiment, r) for r in range(1, args.rounds + 1)]
+        plain_after = plain_loop_samples_per_second(images, labels, epochs=1)
+    print_summary(experiment, rows, plain_before, plain_after)
 
-        measured = rows[1:] if len(rows) > 1 else rows  # the first round pays one-off warm-up costs
-        mean = {
-            k: float(np.mean([r["seconds"][k] for r in measured])) for k in measured[0]["seconds"]
-        }
-        ours = float(
-            np.sum([r["samples"] for r in measured])
-            / np.sum([r["seconds"]["train"] for r in measured])
-        )
-        plain_after = plain_loop_samples_per_second(
-            images, labels, epochs=1
-        )  # before AND after the rounds
-        plain = (plain_before + plain_after) / 2
 
+def timed_round(experiment: Experiment, round_index: int) -> dict:
+    """One round of ``experiment`` with its evaluation timed and its training samples counted
+    (local data size x epochs, attackers at the attack's epochs); prints the round's line."""
+    cfg = experiment.cfg
+    row = experiment.run_round(round_index)
+    if experiment.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    experiment.evaluate()
+    row["seconds"]["evaluate"] = time.perf_counter() - start
+    plan = experiment.schedule.plan(round_index)
+    row["samples"] = sum(
+        len(experiment.federation.clients[c])
+        * (cfg.attack.epochs if c in plan.attackers else cfg.benign.epochs)
+        for c in plan.clients
+    )
+    print(
+        f"round {round_index}: "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in row["seconds"].items())
+        + f", {row['samples']} training samples"
+    )
+    return row
+
+
+def print_summary(
+    experiment: Experiment, rows: list[dict], plain_before: float, plain_after: float
+) -> None:
+    """Mean seconds per round (the first round pays one-off warm-up costs and is left out when
+    there are more) and client training's samples/s against the plain loop's."""
+    measured = rows[1:] if len(rows) > 1 else rows
+    mean = {k: float(np.mean([r["seconds"][k] for r in measured])) for k in measured[0]["seconds"]}
+    ours = float(
+        np.sum([r["samples"] for r in measured]) / np.sum([r["seconds"]["train"] for r in measured])
+    )
+    plain = (plain_before + plain_after) / 2
     print(
         f"\ndevice {experiment.device}, torch threads {torch.get_num_threads()}, rounds averaged: "
         f"{len(measured)}"
