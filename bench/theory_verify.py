@@ -32,7 +32,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np
 
 from linear_fl.probe import one_round_probe
-from linear_fl.twin import prepare, run_twin
+from linear_fl.twin import Setup, TwinResult, prepare, run_twin
 from theory.verify import build_parser as verify_parser
 from theory.verify import make_config
 from theory.verify_protocol import DEFAULT_METRICS_TAU, DEFAULT_TAUS, analyse_round, probe_inputs
@@ -65,34 +65,12 @@ def main() -> int:
         "--compare-threads", action="store_true", help="also time the twin in one thread"
     )
     args = ap.parse_args()
-    verify_args = verify_parser().parse_args(["--round", str(args.round), "--attack", args.attack])
     print(
         f"CPUs visible: {len(os.sched_getaffinity(0))}; load average before: "
         f"{os.getloadavg()[0]:.1f}; BLAS threads: {os.environ['OPENBLAS_NUM_THREADS']}"
     )
-    clock, phases = Clock(), {}
-    setup = prepare(make_config(verify_args))
-    phases["prepare"] = clock.lap()
-    twin = run_twin(setup, args.round, progress=False, evaluate=False)
-    phases["twin"] = clock.lap()
-    R = args.round
-    raw = one_round_probe(
-        setup, twin.nodef.globals[R], R + 1, warm=twin.defense.inversions[R - 1].warm_starts()
-    )
-    phases["probe"] = clock.lap()
-    analyse_round(
-        setup,
-        twin.nodef.globals[R],
-        twin.defense.globals[R],
-        probe_inputs(raw),
-        list(DEFAULT_TAUS),
-        DEFAULT_METRICS_TAU[args.attack],
-        "F-hat",
-        0.05,
-        R + 1,
-        bool(raw.poisoned),
-    )
-    phases["analysis"] = clock.lap()
+    clock = Clock()
+    setup, twin, phases = timed_phases(args.round, args.attack, clock)
     for name, (wall, cpu, main_cpu) in phases.items():
         print(f"  {name:9s} wall {wall:6.1f} s  CPU {cpu:6.1f} s  (main thread {main_cpu:5.1f} s)")
     wall, cpu = (sum(p[i] for p in phases.values()) for i in (0, 1))
@@ -103,26 +81,63 @@ def main() -> int:
         f"load average after: {os.getloadavg()[0]:.1f}"
     )
     if args.compare_threads:
-        clock.lap()
-        single = run_twin(setup, args.round, progress=False, evaluate=False, threads=1)
-        one_wall, one_cpu, _ = clock.lap()
-        same = all(
-            np.array_equal(a, b)
-            for a, b in zip(single.defense.globals, twin.defense.globals, strict=True)
-        )
-        print(
-            f"twin in one thread: wall {one_wall:.1f} s, CPU {one_cpu:.1f} s; bitwise the same "
-            f"models: {same}"
-        )
-        print(
-            "2-thread/1-thread twin speed-up: "
-            f"{one_wall / phases['twin'][0]:.2f}x (wall, this load)"
-        )
+        compare_one_thread(setup, twin, args.round, phases["twin"][0], clock)
     print(
-        f"theory.verify --round {R} ({args.attack}): wall {wall:.1f} s, CPU {cpu:.1f} s, critical "
-        f"path {critical:.1f} s CPU (about the wall time on 2 free cores; target 30 s)"
+        f"theory.verify --round {args.round} ({args.attack}): wall {wall:.1f} s, CPU {cpu:.1f} s, "
+        f"critical path {critical:.1f} s CPU (about the wall time on 2 free cores; target 30 s)"
     )
     return 0
+
+
+def timed_phases(
+    rounds: int, attack: str, clock: Clock
+) -> tuple[Setup, TwinResult, dict[str, tuple[float, float, float]]]:
+    """``theory.verify``'s phases (prepare, twin run, one-round probe, analysis), each timed as
+    (wall, process CPU, main-thread CPU) seconds."""
+    verify_args = verify_parser().parse_args(["--round", str(rounds), "--attack", attack])
+    phases: dict[str, tuple[float, float, float]] = {}
+    setup = prepare(make_config(verify_args))
+    phases["prepare"] = clock.lap()
+    twin = run_twin(setup, rounds, progress=False, evaluate=False)
+    phases["twin"] = clock.lap()
+    raw = one_round_probe(
+        setup, twin.nodef.globals[rounds], rounds + 1,
+        warm=twin.defense.inversions[rounds - 1].warm_starts(),
+    )  # fmt: skip
+    phases["probe"] = clock.lap()
+    analyse_round(
+        setup,
+        twin.nodef.globals[rounds],
+        twin.defense.globals[rounds],
+        probe_inputs(raw),
+        list(DEFAULT_TAUS),
+        DEFAULT_METRICS_TAU[attack],
+        "F-hat",
+        0.05,
+        rounds + 1,
+        bool(raw.poisoned),
+    )
+    phases["analysis"] = clock.lap()
+    return setup, twin, phases
+
+
+def compare_one_thread(
+    setup: Setup, twin: TwinResult, rounds: int, twin_wall: float, clock: Clock
+) -> None:
+    """The twin run again in one thread: its wall time, and whether its models are bitwise the
+    same as the threaded run's."""
+    clock.lap()
+    single = run_twin(setup, rounds, progress=False, evaluate=False, threads=1)
+    one_wall, one_cpu, _ = clock.lap()
+    same = all(
+        np.array_equal(a, b)
+        for a, b in zip(single.defense.globals, twin.defense.globals, strict=True)
+    )
+    print(
+        f"twin in one thread: wall {one_wall:.1f} s, CPU {one_cpu:.1f} s; bitwise the same "
+        f"models: {same}"
+    )
+    print(f"2-thread/1-thread twin speed-up: {one_wall / twin_wall:.2f}x (wall, this load)")
 
 
 if __name__ == "__main__":
