@@ -207,6 +207,8 @@ def table_markdown(spec: TableSpec, scale: Scale, rows: list[TableRow]) -> str:
         f"Convention: {CONVENTION}. Rates in %, mean ± sample std over the seeds listed. `!` marks "
         f"a difference from the paper above {FLAG_POINTS:g} points or 2 std.",
         "",
+        f"Scale `{scale.name}`: {scale.describe()}.",
+        "",
     ]
     columns = [
         "data set",
@@ -270,6 +272,7 @@ def write_table(
         "title": spec.title,
         "source": spec.source,
         "scale": scale.name,
+        "scale_settings": scale.describe(),
         "convention": CONVENTION,
         "units": "percent",
         "rows": [asdict(r) for r in rows],

@@ -12,10 +12,10 @@ them.
   000 train / test slice, 10 clean pre-training rounds then 60 attack rounds at the released global
   lr 0.1 (``deepfl.presets``), with each data set's released local epochs and poison counts (MNIST 1
   / 10 / 20 of 64, Fashion-MNIST 1 / 20 / 20, CIFAR-10 2 / 6 / 5). CIFAR-10 differs in two ways,
-  both stated in its tables: it uses the paper's CNN (3 input channels) instead of the half-width
-  ResNet-18, whose training step costs about 15 times the CNN's on a CPU (measured side by side, 1
-  thread, batch 64), and it pre-trains for 30 clean rounds (then 60 attack rounds) because CIFAR-10
-  needs more rounds to converge.
+  both stated in every table's header (``Scale.describe``): it uses the paper's CNN (3 input
+  channels) instead of the half-width ResNet-18, whose training step costs about 15 times the
+  CNN's on a CPU (measured side by side, 1 thread, batch 64), and it pre-trains for 30 clean rounds
+  (then 60 attack rounds) because CIFAR-10 needs more rounds to converge.
 - ``paper``: the paper's scale (100 clients, full data, MNIST attack rounds 11-100, F-MNIST /
   CIFAR-10 201-300); for a GPU.
 """
@@ -48,6 +48,16 @@ class Scale:
     defenses: tuple[str, ...] = ()
     default_seeds: tuple[int, ...] = (0, 1, 2)
 
+    def describe(self) -> str:
+        """One line for a table's header: the preset and each data set's overrides, e.g.
+        ``preset `cpu-small`; cifar10: model.name=cnn, run.rounds=90``."""
+        parts = [f"preset `{self.preset}` (deepfl.presets)"]
+        for dataset in self.datasets:
+            overrides = _dotted(self.dataset_layers.get(dataset, {}))
+            if overrides:
+                parts.append(f"{dataset}: " + ", ".join(f"{k}={v}" for k, v in overrides.items()))
+        return "; ".join(parts)
+
     def layer(self, dataset: str) -> dict[str, Any]:
         """The config overrides of ``dataset`` at this scale (a raw config layer)."""
         if dataset not in self.datasets:
@@ -55,6 +65,17 @@ class Scale:
                 f"scale {self.name!r} defines data sets {', '.join(self.datasets)}, not {dataset!r}"
             )
         return self.dataset_layers.get(dataset, {})
+
+
+def _dotted(layer: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config layer as ``{"section.key": value}``."""
+    flat: dict[str, Any] = {}
+    for key, value in layer.items():
+        if isinstance(value, dict):
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 CPU_SMALL_CIFAR: dict[str, Any] = {

@@ -99,3 +99,21 @@ def test_bad_rows_and_names_are_refused() -> None:
         get_table("table9")
     with pytest.raises(ValueError, match="defines data sets"):
         get_scale("ci").layer("cifar10")
+
+
+def test_every_table_header_states_the_scale_overrides() -> None:
+    """CIFAR-10 at cpu-small swaps the model and the pre-training length; its tables must say so,
+    and every stated override must be one the cells really get."""
+    from deepfl.reproduce.aggregate import table_markdown
+    from deepfl.reproduce.tables import get_table
+
+    scale = get_scale("cpu-small")
+    line = scale.describe()
+    assert "preset `cpu-small`" in line
+    assert "cifar10: model.name=cnn, run.rounds=90, run.pretrain_rounds=30" in line
+    cfg = _resolve(
+        Cell(next(r for r in get_table("table1").build(scale) if r.dataset == "cifar10"), scale, 0)
+    )
+    assert (cfg.model.name, cfg.run.rounds, cfg.run.pretrain_rounds) == ("cnn", 90, 30)
+    assert f"Scale `cpu-small`: {line}." in table_markdown(get_table("table1"), scale, [])
+    assert get_scale("paper").describe() == "preset `paper` (deepfl.presets)"
