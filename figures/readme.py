@@ -15,20 +15,13 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from deepfl.reproduce.aggregate import TableRow, aggregate_table
+from deepfl.reproduce.aggregate import TableRow, aggregate_table, seeds_present
 from deepfl.reproduce.scales import SCALES, Scale
 from deepfl.reproduce.tables import TABLES
 from figures.deep_theory_text import deep_theory_section
 from theory.readme_table3 import linear_table3_section
 
 REASONS_NAME = "reasons.json"
-
-
-def _seeds_present(results_root: Path, scale: Scale) -> list[int]:
-    found = {
-        int(path.stem[1:]) for path in (results_root / scale.name / "cells").glob("*/*/*/s*.json")
-    }
-    return sorted(found | set(scale.default_seeds)) if found else []
 
 
 def _reasons(results_root: Path) -> dict[str, str]:
@@ -84,7 +77,7 @@ def reproduction_status(results_root: Path) -> str:
     reasons = _reasons(results_root)
     out: list[str] = []
     for scale in SCALES.values():
-        seeds = _seeds_present(results_root, scale)
+        seeds = seeds_present(results_root, scale)
         if not seeds or scale.name == "ci":
             continue
         out += [

@@ -25,7 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deepfl.reproduce.aggregate import aggregate_table, write_table
+from deepfl.reproduce.aggregate import aggregate_table, seeds_present, write_table
 from deepfl.reproduce.grid import Cell
 from deepfl.reproduce.scales import SCALES, get_scale
 from deepfl.reproduce.tables import TABLE_ALIASES, TABLES, get_table
@@ -141,17 +141,21 @@ def _run(args: argparse.Namespace) -> int:
     code = 0
     if not args.aggregate_only:
         code = driver.run_grid(cells, args, results_root)
-    scale = get_scale(args.scale)
-    seeds = args.seeds or list(scale.default_seeds)
-    for name, rows in rows_by_table.items():
-        paths = write_table(
-            get_table(name),
-            scale,
-            aggregate_table(get_table(name), scale, rows, seeds, results_root),
-            results_root,
-        )
-        print(f"wrote {', '.join(str(p) for p in paths)}")
+    write_tables(list(rows_by_table), args, results_root)
     return code
+
+
+def write_tables(names: list[str], args: argparse.Namespace, results_root: Path) -> None:
+    """Each table whole: every row at the scale over every seed in ``results_root`` (and those
+    asked for). The filters choose the cells that run, not what a table shows, so adding one seed
+    or one data set never shrinks a table to it."""
+    scale = get_scale(args.scale)
+    seeds = sorted(set(args.seeds or scale.default_seeds) | set(seeds_present(results_root, scale)))
+    for name in names:
+        spec = get_table(name)
+        rows = aggregate_table(spec, scale, spec.build(scale), seeds, results_root)
+        paths = write_table(spec, scale, rows, results_root)
+        print(f"wrote {', '.join(str(p) for p in paths)}")
 
 
 if __name__ == "__main__":

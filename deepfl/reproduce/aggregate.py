@@ -173,6 +173,15 @@ def load_records(results_root: Path, cells: list[Cell]) -> dict[str, dict[str, A
     return records
 
 
+def seeds_present(results_root: Path, scale: Scale) -> list[int]:
+    """The seeds with at least one committed cell at ``scale``, with the scale's default seeds
+    (so a row shows its missing seeds as missing); [] when the scale has no cell at all."""
+    found = {
+        int(path.stem[1:]) for path in (results_root / scale.name / "cells").glob("*/*/*/s*.json")
+    }
+    return sorted(found | set(scale.default_seeds)) if found else []
+
+
 def aggregate_table(
     spec: TableSpec, scale: Scale, rows: list[Row], seeds: list[int], results_root: Path
 ) -> list[TableRow]:

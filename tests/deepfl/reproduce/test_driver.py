@@ -90,6 +90,12 @@ def test_rerun_skips_finished_cells_and_tables_rebuild_identically(
     assert "4 already in" in capsys.readouterr().out
     assert main(["table2", "--scale", "ci", "--out", str(results), "--aggregate-only"]) == 0
     assert (results / "ci" / "table2.json").read_text() == before
+    # A run narrowed to one seed and one defense still writes the whole table: the filters pick
+    # the cells to run, not the rows and seeds shown (a --seeds 2 grid once wrote a seed-2 table).
+    narrowed = ["--seeds", "1", "--defenses", "median", "--runs", str(runs)]
+    assert main(["table2", "--scale", "ci", "--out", str(results), *narrowed]) == 0
+    assert "1 already in" in capsys.readouterr().out
+    assert (results / "ci" / "table2.json").read_text() == before
 
 
 def test_list_and_dry_run(
