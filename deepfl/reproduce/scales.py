@@ -79,10 +79,8 @@ def _dotted(layer: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-# The CNN has no BatchNorm: at the release's ResNet-18 learning rates (benign 0.1, attacker 0.05,
-# momentum 0.9) it does not learn CIFAR-10 (cells at ACC 10% from round 1, clean pre-training
-# included; centrally, 2 epochs on 6 000 images: loss 2.29 at lr 0.1 against 40.7% test ACC at
-# 0.01). Both rates are lowered tenfold, their 2:1 ratio kept.
+# The BatchNorm-free CNN does not learn CIFAR-10 at the release's ResNet-18 learning rates (benign
+# 0.1, attacker 0.05): both are lowered tenfold, their 2:1 ratio kept (results/cpu-small/NOTES.md).
 CPU_SMALL_CIFAR: dict[str, Any] = {
     "model": {"name": "cnn"},
     "benign": {"lr": 0.01},
