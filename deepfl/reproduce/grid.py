@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +102,7 @@ class Row:
             args += ["--defense", "fedavg", "--client-defense", "flip"]
         else:
             args += ["--defense", self.defense]
-        for dotted, value in _flatten(scale.layer(self.dataset)):
+        for dotted, value in scale.overrides(self.dataset):
             args += ["--set", f"{dotted}={json.dumps(value)}"]
         for text in self.sets:
             args += ["--set", text]
@@ -144,14 +144,6 @@ class TableSpec:
     build: Callable[[Scale], list[Row]]
     metric: str = "acc_asr"  # "acc_asr" or "auc"
     notes: tuple[str, ...] = field(default_factory=tuple)
-
-
-def _flatten(layer: dict[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
-    for key, value in layer.items():
-        if isinstance(value, dict) and not prefix:
-            yield from _flatten(value, f"{key}.")
-        else:
-            yield f"{prefix}{key}", value
 
 
 def flip_params(mode: str, **extra: Any) -> str:

@@ -54,10 +54,20 @@ class Scale:
         ``preset `cpu-small`; cifar10: model.name=cnn, run.rounds=90``."""
         parts = [f"preset `{self.preset}` (deepfl.presets)"]
         for dataset in self.datasets:
-            overrides = _dotted(self.dataset_layers.get(dataset, {}))
+            overrides = self.overrides(dataset)
             if overrides:
-                parts.append(f"{dataset}: " + ", ".join(f"{k}={v}" for k, v in overrides.items()))
+                parts.append(f"{dataset}: " + ", ".join(f"{k}={v}" for k, v in overrides))
         return "; ".join(parts)
+
+    def overrides(self, dataset: str) -> list[tuple[str, Any]]:
+        """``dataset``'s layer as ``(section.key, value)`` pairs, the cells' ``--set`` flags."""
+        pairs: list[tuple[str, Any]] = []
+        for section, fields in self.layer(dataset).items():
+            if isinstance(fields, dict):
+                pairs += [(f"{section}.{key}", value) for key, value in fields.items()]
+            else:
+                pairs.append((section, fields))
+        return pairs
 
     def layer(self, dataset: str) -> dict[str, Any]:
         """The config overrides of ``dataset`` at this scale (a raw config layer)."""
@@ -66,17 +76,6 @@ class Scale:
                 f"scale {self.name!r} defines data sets {', '.join(self.datasets)}, not {dataset!r}"
             )
         return self.dataset_layers.get(dataset, {})
-
-
-def _dotted(layer: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested config layer as ``{"section.key": value}``."""
-    flat: dict[str, Any] = {}
-    for key, value in layer.items():
-        if isinstance(value, dict):
-            flat.update(_dotted(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 # The BatchNorm-free CNN does not learn CIFAR-10 at the release's ResNet-18 learning rates (benign
