@@ -74,7 +74,7 @@ from deepfl.seeding import (
     derive_seed,
     torch_generator,
 )
-from deepfl.server import aggregate, build_aggregator, server_learning_rate
+from deepfl.server import aggregate, build_aggregator, per_client_diagnostics, server_learning_rate
 from deepfl.vectorised import NotVectorisable, VectorisedTrainer, round_groups, train_groups
 from fldata.cache import cache_root
 from fldata.evaluation import EvaluationResult
@@ -563,6 +563,10 @@ class Experiment:
         }
         if refused:
             row["refused"] = refused
+        elif attack_phase:
+            diagnostics = per_client_diagnostics(aggregator.last_info, len(plan.clients))
+            if diagnostics:
+                row["aggregation"] = diagnostics
         return row
 
     def _aggregate_and_apply(

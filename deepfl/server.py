@@ -50,6 +50,33 @@ def server_learning_rate(cfg: ExperimentConfig, phase: str) -> float:
     return cfg.server.global_lr if cfg.server.rule == "global-lr" else 1.0
 
 
+# per-update diagnostics an aggregator may put in ``last_info`` (sample-weighted FedAvg, FoolsGold
+# and RFA weights, FLTrust trust scores, FLAME clip factors), recorded in the round's metrics row
+PER_CLIENT_DIAGNOSTICS = ("weights", "trust_scores", "clip_factors")
+
+
+def per_client_diagnostics(info: dict[str, Any], num_clients: int) -> dict[str, list[float | None]]:
+    r"""The entries of :data:`PER_CLIENT_DIAGNOSTICS` in an aggregator's ``last_info``, each as a
+    list aligned with the round's ``num_clients`` updates (``None`` for an update excluded as
+    non-finite), rounded to 4 decimals.
+
+    With these a run's ``metrics.jsonl`` shows each client's share of a weighted rule,
+    :math:`a_i / \sum_j a_j` (e.g. FoolsGold, Fung et al. 2020), round by round.
+    """
+    excluded = set(info.get("excluded_nonfinite", []))
+    kept = [row for row in range(num_clients) if row not in excluded]
+    diagnostics: dict[str, list[float | None]] = {}
+    for key in PER_CLIENT_DIAGNOSTICS:
+        values = info.get(key)
+        if not isinstance(values, list) or len(values) != len(kept):
+            continue
+        aligned: list[float | None] = [None] * num_clients
+        for row, value in zip(kept, values, strict=True):
+            aligned[row] = round(float(value), 4)
+        diagnostics[key] = aligned
+    return diagnostics
+
+
 def aggregate(
     aggregator: Aggregator,
     updates: torch.Tensor,

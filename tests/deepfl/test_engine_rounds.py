@@ -16,6 +16,7 @@ from deepfl.client import LocalData, LocalTrainer, build_client_defense
 from deepfl.config import ConfigError, TrainConfig, resolve
 from deepfl.presets import preset
 from deepfl.runner import Experiment
+from deepfl.server import per_client_diagnostics
 
 
 def test_continuous_schedule_has_the_attackers_in_every_attack_round() -> None:
@@ -152,6 +153,38 @@ def test_sample_weighted_rule_is_plain_fedavg(tmp_path) -> None:
     assert torch.allclose(
         experiment.global_state - before, torch.full_like(before, expected), atol=1e-4
     )
+
+
+def test_weighting_rules_record_each_clients_weight_in_the_round_row(tmp_path) -> None:
+    cfg = micro_config(
+        tmp_path,
+        attack={"kind": "none"},
+        defense={"server": "foolsgold", "params": {"features": "all"}},
+    )
+    experiment = Experiment(cfg, tmp_path / "run")
+    captured = {}
+
+    def sybil_pair_and_one_honest(plan, trained=None):
+        captured["clients"] = list(plan.clients)
+        sybil = torch.ones_like(experiment.global_state)
+        honest = torch.zeros_like(sybil)
+        honest[:10] = 1.0
+        return torch.stack([sybil, sybil, -honest])
+
+    experiment._train_clients = sybil_pair_and_one_honest
+    row = experiment.run_round(2)
+    # FoolsGold gives the two identical updates weight 0 and the honest one weight 1
+    assert row["aggregation"]["weights"] == [0.0, 0.0, 1.0]
+    assert row["accepted"] == [captured["clients"][2]]
+    assert "aggregation" not in experiment.run_round(1)  # clean pre-training: plain FedAvg
+
+
+def test_per_client_diagnostics_align_with_the_rounds_clients() -> None:
+    info = {"weights": [0.5, 0.25], "trust_scores": [1.0], "excluded_nonfinite": [1]}
+    # row 1 was dropped as non-finite, so the two weights belong to rows 0 and 2; the trust
+    # scores (one value for two kept rows) are not per-update and are left out
+    assert per_client_diagnostics(info, 3) == {"weights": [0.5, None, 0.25]}
+    assert per_client_diagnostics({"clip_bound": 2.0}, 3) == {}
 
 
 @pytest.mark.slow
