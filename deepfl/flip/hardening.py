@@ -60,8 +60,10 @@ class StampDirection:
 
 
 def _stacked(triggers: Sequence[Trigger], like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    masks = torch.stack([like.new_tensor(t.mask) for t in triggers])
-    patterns = torch.stack([like.new_tensor(t.pattern) for t in triggers])
+    """Masks and patterns of ``triggers`` (numpy arrays or tensors) as tensors with ``like``'s dtype
+    and device."""
+    masks = torch.stack([torch.as_tensor(t.mask).to(like) for t in triggers])
+    patterns = torch.stack([torch.as_tensor(t.pattern).to(like) for t in triggers])
     return masks, patterns
 
 
