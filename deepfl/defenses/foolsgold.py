@@ -77,6 +77,13 @@ class FoolsGold(Aggregator):
     (``normalization="num_clients"``, the DBA code the FLIP release builds on).  All
     weights 0 gives the zero update (the global model is kept).
 
+    Under ``"weight_sum"`` a client's share of the round's step is :math:`\alpha_i / \sum_j
+    \alpha_j`, so a round in which many clients get weight 0 gives the others, a one-time sender
+    included (its history is unlike anyone's), a larger share than FedAvg's :math:`1/n`: a
+    boosted single-shot update is then amplified, not diluted (``results/reasons.json``, MNIST
+    single-shot FoolsGold; the weights are in each round's ``aggregation`` entry of
+    metrics.jsonl).
+
     Histories are keyed by ``context.client_ids``; without ids, each call uses only the
     current updates (no memory).  Save and restore them with ``state_dict`` /
     ``load_state_dict``.
