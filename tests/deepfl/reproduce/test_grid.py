@@ -110,11 +110,11 @@ def test_every_table_header_states_the_scale_overrides() -> None:
     scale = get_scale("cpu-small")
     line = scale.describe()
     assert "preset `cpu-small`" in line
-    assert "cifar10: model.name=cnn, benign.lr=0.01, attack.lr=0.005, run.rounds=90" in line
+    assert "cifar10: model.name=cnn, benign.lr=0.03, attack.lr=0.015, run.rounds=120" in line
     cfg = _resolve(
         Cell(next(r for r in get_table("table1").build(scale) if r.dataset == "cifar10"), scale, 0)
     )
-    assert (cfg.model.name, cfg.run.rounds, cfg.run.pretrain_rounds) == ("cnn", 90, 30)
-    assert (cfg.benign.lr, cfg.attack.lr) == (0.01, 0.005)
+    assert (cfg.model.name, cfg.run.rounds, cfg.run.pretrain_rounds) == ("cnn", 120, 60)
+    assert (cfg.benign.lr, cfg.attack.lr) == (0.03, 0.015)
     assert f"Scale `cpu-small`: {line}." in table_markdown(get_table("table1"), scale, [])
     assert get_scale("paper").describe() == "preset `paper` (deepfl.presets)"
