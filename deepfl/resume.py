@@ -44,13 +44,19 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``key (checkpoint X, config.json Y)`` for every dotted key whose value differs."""
+def config_differences(
+    stored: dict[str, Any],
+    current: dict[str, Any],
+    labels: tuple[str, str] = ("checkpoint", "config.json"),
+    ignore: frozenset[str] = frozenset(),
+) -> list[str]:
+    """``key (checkpoint X, config.json Y)`` for every dotted key whose value differs (the two
+    names from ``labels``), except the dotted keys in ``ignore``."""
     old, new = _flatten(stored), _flatten(current)
     return [
-        f"{key} (checkpoint {old.get(key)!r}, config.json {new.get(key)!r})"
+        f"{key} ({labels[0]} {old.get(key)!r}, {labels[1]} {new.get(key)!r})"
         for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key)
+        if old.get(key) != new.get(key) and key not in ignore
     ]
 
 

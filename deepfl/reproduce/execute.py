@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import io
+import json
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ from tqdm import tqdm
 
 from deepfl.reproduce.compact import compact_run, copy_run_triggers, write_cell
 from deepfl.reproduce.grid import Cell
+from deepfl.resume import config_differences
 
 LOG_NAME = "driver.log"
 
@@ -110,6 +112,29 @@ def _invoke(argv: list[str], log: Path) -> int:
     return code
 
 
+# settings that say how a run executes, not what it computes: a run folder made with other values
+# still stands for the cell
+EXECUTION_ONLY = frozenset({"device", "run.threads", "run.progress", "run.cache_dir"})
+
+
+def stale_run(job: CellJob) -> str | None:
+    """Why the run folder of ``job`` cannot stand for the cell, or None: its ``config.json``
+    differs from the config the cell's flags give today (e.g. the scale changed since the folder
+    was made) outside :data:`EXECUTION_ONLY`. Such a folder is neither resumed nor compacted."""
+    stored_path = Path(job.run_dir) / "config.json"
+    if not stored_path.exists():
+        return None
+    from deepfl.run import build_parser, config_from_args
+    from deepfl.runner import read_as_today
+
+    wanted = config_from_args(build_parser().parse_args(job.argv)).to_dict()
+    stored = read_as_today(json.loads(stored_path.read_text(encoding="utf-8")))
+    if stored is None:
+        return f"{stored_path} can no longer be read"
+    changed = config_differences(stored, wanted, ("run folder", "cell"), EXECUTION_ONLY)
+    return "; ".join(changed[:4]) + (" ..." if len(changed) > 4 else "") if changed else None
+
+
 def run_job(job: CellJob) -> CellOutcome:
     """Run or resume one cell, then write its compact result. Runs inside a worker process."""
     start = time.perf_counter()
@@ -117,6 +142,10 @@ def run_job(job: CellJob) -> CellOutcome:
     logging_root = run_dir.parent
     logging_root.mkdir(parents=True, exist_ok=True)
     log = logging_root / f"{run_dir.name}.{LOG_NAME}"
+    stale = stale_run(job)
+    if stale is not None:
+        message = f"{run_dir} was made with another config ({stale}); move it away or pass --force"
+        return CellOutcome(job.path, False, time.perf_counter() - start, message)
     if (run_dir / "summary.json").exists():
         code = 0
     elif (run_dir / "config.json").exists():
@@ -174,6 +203,17 @@ def population_argv(batch: SeedBatch) -> list[str]:
 def run_batch(batch: SeedBatch) -> list[CellOutcome]:
     """Run or resume the cells of ``batch`` together, then write each compact result."""
     start = time.perf_counter()
+    stale = {job.path: reason for job in batch.jobs if (reason := stale_run(job)) is not None}
+    if stale:
+        return [
+            CellOutcome(
+                job.path,
+                False,
+                time.perf_counter() - start,
+                f"not run: a run folder of this batch was made with another config ({stale})",
+            )
+            for job in batch.jobs
+        ]
     root = Path(batch.jobs[0].run_dir).parent
     root.mkdir(parents=True, exist_ok=True)
     log = root / f"{'+'.join(Path(job.run_dir).name for job in batch.jobs)}.{LOG_NAME}"

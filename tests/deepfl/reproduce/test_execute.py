@@ -1,10 +1,18 @@
-"""Which cells the driver gathers into one population of seeds (--batch-seeds)."""
+"""Which cells the driver gathers into one population of seeds (--batch-seeds), and which run
+folders it refuses to reuse."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from deepfl.reproduce.execute import CellJob, SeedBatch, batch_seeds, population_argv
+from deepfl.reproduce.execute import (
+    CellJob,
+    SeedBatch,
+    batch_seeds,
+    population_argv,
+    run_job,
+    stale_run,
+)
 
 
 def job(root: Path, row: str, seed: int, state: str = "fresh") -> CellJob:
@@ -84,3 +92,32 @@ def test_workers_do_not_outlive_a_killed_driver(tmp_path: Path) -> None:
         time.sleep(0.1)
     os.kill(worker, signal.SIGKILL)
     raise AssertionError(f"worker {worker} outlived its killed driver")
+
+
+def _store_config(run_dir: Path, argv: list[str]) -> None:
+    """Write the config ``argv`` resolves to as ``run_dir/config.json``, as deepfl.run does."""
+    import json
+
+    from deepfl.run import build_parser, config_from_args
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = config_from_args(build_parser().parse_args(argv)).to_dict()
+    (run_dir / "config.json").write_text(json.dumps(config))
+
+
+def test_a_run_folder_of_another_config_is_neither_resumed_nor_compacted(tmp_path: Path) -> None:
+    cell = job(tmp_path, "krum", 0)
+    older = [*cell.argv[:-2], "--set", "benign.lr=0.5", "--out", cell.run_dir]
+    _store_config(Path(cell.run_dir), older)
+    (Path(cell.run_dir) / "summary.json").write_text("{}")  # finished, at the old setting
+    assert "benign.lr (run folder 0.5, cell" in (stale_run(cell) or "")
+    outcome = run_job(cell)
+    assert not outcome.ok and "another config" in outcome.message and "--force" in outcome.message
+    assert not (tmp_path / "krum" / "s0.json").exists()
+
+
+def test_execution_settings_do_not_make_a_run_folder_stale(tmp_path: Path) -> None:
+    cell = job(tmp_path, "krum", 0)
+    other_threads = [*cell.argv[:-2], "--set", "run.threads=2", "--out", cell.run_dir]
+    _store_config(Path(cell.run_dir), other_threads)
+    assert stale_run(cell) is None
