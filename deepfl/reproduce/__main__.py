@@ -14,7 +14,9 @@ Examples
     python -m deepfl.reproduce table2 --scale cpu-small --aggregate-only
 
 Cells already in ``results/<scale>/cells/`` are skipped (``--force`` reruns them); killed runs
-resume from their run directories under ``--runs``. After running,
+resume from their run directories under ``--runs``. A run directory made with another config than
+the cell's today is not reused (the cell fails); a committed cell made with another config is
+reported (``--list`` shows ``stale``; ``--force`` reruns it). After running,
 ``results/<scale>/<table>.{json,csv,md}`` are (re)written from every committed cell of the table, so
 results accumulate across machines and days.
 """

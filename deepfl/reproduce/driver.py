@@ -22,6 +22,7 @@ from deepfl.reproduce.execute import (
     pending,
     population_argv,
     run_jobs,
+    stale_result,
 )
 from deepfl.reproduce.grid import Cell
 from deepfl.run import build_parser as run_parser
@@ -59,6 +60,8 @@ def show(cells: list[Cell], args: argparse.Namespace, results_root: Path) -> int
         done = Path(job.result_path).exists()
         started = (Path(job.run_dir) / "config.json").exists()
         state = "done" if done else "resume" if started else "todo"
+        if done and stale_result(job) is not None:
+            state = "stale"  # made with another config: rerun with --force
         if args.dry_run and not args.batch_seeds:
             print(f"{'# done: ' if done else ''}python -m deepfl.run {shlex.join(job.argv)}")
         else:
@@ -77,7 +80,15 @@ def show(cells: list[Cell], args: argparse.Namespace, results_root: Path) -> int
 
 def run_grid(cells: list[Cell], args: argparse.Namespace, results_root: Path) -> int:
     """Run the cells not yet in ``results_root``; print failures and the driver's overhead."""
-    jobs = pending(_jobs(cells, args, results_root), args.force)
+    all_jobs = _jobs(cells, args, results_root)
+    if not args.force:
+        for job in all_jobs:
+            if (change := stale_result(job)) is not None:
+                print(
+                    f"warning: {job.result_path} was made with another config ({change}); "
+                    "rerun it with --force"
+                )
+    jobs = pending(all_jobs, args.force)
     problems = validate(jobs)
     if problems:
         print("error: invalid cells, nothing was run:\n  " + "\n  ".join(problems))

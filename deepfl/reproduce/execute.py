@@ -117,22 +117,38 @@ def _invoke(argv: list[str], log: Path) -> int:
 EXECUTION_ONLY = frozenset({"device", "run.threads", "run.progress", "run.cache_dir"})
 
 
-def stale_run(job: CellJob) -> str | None:
-    """Why the run folder of ``job`` cannot stand for the cell, or None: its ``config.json``
-    differs from the config the cell's flags give today (e.g. the scale changed since the folder
-    was made) outside :data:`EXECUTION_ONLY`. Such a folder is neither resumed nor compacted."""
-    stored_path = Path(job.run_dir) / "config.json"
-    if not stored_path.exists():
-        return None
+def _config_change(job: CellJob, stored: dict[str, Any] | None, label: str) -> str | None:
+    """The keys on which ``stored`` (a run's config) differs from the config the cell's flags give
+    today, outside :data:`EXECUTION_ONLY`; None when they agree."""
     from deepfl.run import build_parser, config_from_args
     from deepfl.runner import read_as_today
 
     wanted = config_from_args(build_parser().parse_args(job.argv)).to_dict()
-    stored = read_as_today(json.loads(stored_path.read_text(encoding="utf-8")))
-    if stored is None:
-        return f"{stored_path} can no longer be read"
-    changed = config_differences(stored, wanted, ("run folder", "cell"), EXECUTION_ONLY)
+    readable = read_as_today(stored) if stored is not None else None
+    if readable is None:
+        return "its config can no longer be read"
+    changed = config_differences(readable, wanted, (label, "cell"), EXECUTION_ONLY)
     return "; ".join(changed[:4]) + (" ..." if len(changed) > 4 else "") if changed else None
+
+
+def stale_run(job: CellJob) -> str | None:
+    """Why the run folder of ``job`` cannot stand for the cell, or None: its ``config.json``
+    differs from the config the cell's flags give today (e.g. the scale changed since the folder
+    was made). Such a folder is neither resumed nor compacted."""
+    stored_path = Path(job.run_dir) / "config.json"
+    if not stored_path.exists():
+        return None
+    return _config_change(job, json.loads(stored_path.read_text(encoding="utf-8")), "run folder")
+
+
+def stale_result(job: CellJob) -> str | None:
+    """Why the committed compact result of ``job`` no longer stands for the cell, or None (no
+    result, or made with today's config): as :func:`stale_run`, for the config the record
+    stores."""
+    path = Path(job.result_path)
+    if not path.exists():
+        return None
+    return _config_change(job, json.loads(path.read_text(encoding="utf-8")).get("config"), "result")
 
 
 def run_job(job: CellJob) -> CellOutcome:

@@ -11,6 +11,7 @@ from deepfl.reproduce.execute import (
     batch_seeds,
     population_argv,
     run_job,
+    stale_result,
     stale_run,
 )
 
@@ -121,3 +122,20 @@ def test_execution_settings_do_not_make_a_run_folder_stale(tmp_path: Path) -> No
     other_threads = [*cell.argv[:-2], "--set", "run.threads=2", "--out", cell.run_dir]
     _store_config(Path(cell.run_dir), other_threads)
     assert stale_run(cell) is None
+
+
+def test_a_committed_result_of_another_config_is_reported_stale(tmp_path: Path) -> None:
+    import json
+
+    result = tmp_path / "results" / "krum" / "s0.json"
+    cell = job(tmp_path, "krum", 0)
+    cell = CellJob(cell.path, {}, cell.argv, cell.run_dir, str(result), 1.0)
+    assert stale_result(cell) is None  # nothing committed yet
+    older = [*cell.argv[:-2], "--set", "run.rounds=7", "--out", cell.run_dir]
+    _store_config(tmp_path / "older", older)
+    result.parent.mkdir(parents=True)
+    stored = json.loads((tmp_path / "older" / "config.json").read_text())
+    result.write_text(json.dumps({"config": stored}))
+    assert "run.rounds (result 7, cell" in (stale_result(cell) or "")
+    result.write_text(json.dumps({"config": {**stored, "run": {**stored["run"], "rounds": 3}}}))
+    assert stale_result(cell) is None
