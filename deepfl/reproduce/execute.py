@@ -117,6 +117,15 @@ def _invoke(argv: list[str], log: Path) -> int:
 EXECUTION_ONLY = frozenset({"device", "run.threads", "run.progress", "run.cache_dir"})
 
 
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it cannot be read or is not an object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _config_change(job: CellJob, stored: dict[str, Any] | None, label: str) -> str | None:
     """The keys on which ``stored`` (a run's config) differs from the config the cell's flags give
     today, outside :data:`EXECUTION_ONLY`; None when they agree."""
@@ -138,7 +147,7 @@ def stale_run(job: CellJob) -> str | None:
     stored_path = Path(job.run_dir) / "config.json"
     if not stored_path.exists():
         return None
-    return _config_change(job, json.loads(stored_path.read_text(encoding="utf-8")), "run folder")
+    return _config_change(job, _read_json(stored_path), "run folder")
 
 
 def stale_result(job: CellJob) -> str | None:
@@ -148,7 +157,8 @@ def stale_result(job: CellJob) -> str | None:
     path = Path(job.result_path)
     if not path.exists():
         return None
-    return _config_change(job, json.loads(path.read_text(encoding="utf-8")).get("config"), "result")
+    record = _read_json(path)
+    return _config_change(job, record.get("config") if record else None, "result")
 
 
 def run_job(job: CellJob) -> CellOutcome:

@@ -139,3 +139,9 @@ def test_a_committed_result_of_another_config_is_reported_stale(tmp_path: Path) 
     assert "run.rounds (result 7, cell" in (stale_result(cell) or "")
     result.write_text(json.dumps({"config": {**stored, "run": {**stored["run"], "rounds": 3}}}))
     assert stale_result(cell) is None
+
+
+def test_an_unreadable_run_config_is_reported_not_raised(tmp_path: Path) -> None:
+    cell = job(tmp_path, "krum", 0, "started")
+    (Path(cell.run_dir) / "config.json").write_text("{not json")
+    assert stale_run(cell) == "its config can no longer be read"
