@@ -28,7 +28,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from deepfl.reproduce.compact import compact_run, copy_run_triggers, write_cell
+from deepfl.reproduce.compact import compact_run, copy_run_triggers, read_cell, write_cell
 from deepfl.reproduce.grid import Cell
 from deepfl.resume import config_differences
 
@@ -117,22 +117,18 @@ def _invoke(argv: list[str], log: Path) -> int:
 EXECUTION_ONLY = frozenset({"device", "run.threads", "run.progress", "run.cache_dir"})
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None when it cannot be read or is not an object."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _config_change(job: CellJob, stored: dict[str, Any] | None, label: str) -> str | None:
     """The keys on which ``stored`` (a run's config) differs from the config the cell's flags give
-    today, outside :data:`EXECUTION_ONLY`; None when they agree."""
+    today, outside :data:`EXECUTION_ONLY`; None when they agree, or when the cell's flags do not
+    resolve (``validate`` and ``deepfl.run`` report those)."""
+    from deepfl.config import ConfigError
     from deepfl.run import build_parser, config_from_args
     from deepfl.runner import read_as_today
 
-    wanted = config_from_args(build_parser().parse_args(job.argv)).to_dict()
+    try:
+        wanted = config_from_args(build_parser().parse_args(job.argv)).to_dict()
+    except (ConfigError, ValueError):
+        return None
     readable = read_as_today(stored) if stored is not None else None
     if readable is None:
         return "its config can no longer be read"
@@ -147,18 +143,25 @@ def stale_run(job: CellJob) -> str | None:
     stored_path = Path(job.run_dir) / "config.json"
     if not stored_path.exists():
         return None
-    return _config_change(job, _read_json(stored_path), "run folder")
+    try:
+        stored = json.loads(stored_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stored = None
+    return _config_change(job, stored if isinstance(stored, dict) else None, "run folder")
 
 
 def stale_result(job: CellJob) -> str | None:
     """Why the committed compact result of ``job`` no longer stands for the cell, or None (no
     result, or made with today's config): as :func:`stale_run`, for the config the record
-    stores."""
+    stores (read with :func:`~deepfl.reproduce.compact.read_cell`)."""
     path = Path(job.result_path)
     if not path.exists():
         return None
-    record = _read_json(path)
-    return _config_change(job, record.get("config") if record else None, "result")
+    try:
+        stored = read_cell(path).get("config")
+    except ValueError:  # ResultFileError: unreadable, or not a cell record
+        stored = None
+    return _config_change(job, stored, "result")
 
 
 def run_job(job: CellJob) -> CellOutcome:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deepfl.reproduce.compact import CELL_SCHEMA
 from deepfl.reproduce.execute import (
     CellJob,
     SeedBatch,
@@ -135,9 +136,10 @@ def test_a_committed_result_of_another_config_is_reported_stale(tmp_path: Path) 
     _store_config(tmp_path / "older", older)
     result.parent.mkdir(parents=True)
     stored = json.loads((tmp_path / "older" / "config.json").read_text())
-    result.write_text(json.dumps({"config": stored}))
+    result.write_text(json.dumps({"schema": CELL_SCHEMA, "config": stored}))
     assert "run.rounds (result 7, cell" in (stale_result(cell) or "")
-    result.write_text(json.dumps({"config": {**stored, "run": {**stored["run"], "rounds": 3}}}))
+    current = {**stored, "run": {**stored["run"], "rounds": 3}}
+    result.write_text(json.dumps({"schema": CELL_SCHEMA, "config": current}))
     assert stale_result(cell) is None
 
 
