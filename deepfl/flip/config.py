@@ -21,8 +21,9 @@ optimisation stays there (measurements: ``results/cpu-small/NOTES.md``).
 Ablations of the paper: ``hardening=False`` (App. A.5), ``inverter="abs"`` (App. A.7: ABS
 replaces every inversion), ``inverter="oracle-random-white" | "oracle-random-colourful" |
 "oracle-ground-truth"`` (App. A.12, ORACLE baselines; the ground-truth one needs the true
-trigger explicitly). ``rejection_tau`` is only read by the evaluation (App. A.6 uses 0, App. A.9
-sweeps 0/0.3/0.7).
+trigger explicitly), ``oracle_pair_target`` (ours: the backdoor pairs given, triggers
+inverted). ``rejection_tau`` is only read by the evaluation (App. A.6 uses 0, App. A.9 sweeps
+0/0.3/0.7).
 """
 
 from __future__ import annotations
@@ -151,6 +152,11 @@ class FlipConfig:
         true_trigger_dba_scale: scale of the DBA ground-truth trigger handed to the ORACLE
             ground-truth inverter or to ``leak_true_trigger_box`` (None = not given).
         oracle_seed: seed of the random oracle triggers.
+        oracle_pair_target: ablation that uses ground truth (not in the paper, off in every
+            mode): harden only the pairs ``s -> oracle_pair_target`` (the attack's target: the
+            backdoor pairs of an all-to-one attack), ranked among themselves by the client's
+            distance; the triggers are still the client's own inversions. With
+            ``inverter="oracle-ground-truth"`` it separates pair selection from inversion quality.
     Inference:
         rejection_tau: FLIP's confidence threshold under the continuous attack (0.3 MNIST /
             F-MNIST, 0.4 CIFAR-10), read by the evaluation only.
@@ -203,6 +209,7 @@ class FlipConfig:
     batch_clients: bool = True
     true_trigger_dba_scale: int | None = None
     oracle_seed: int = 0
+    oracle_pair_target: int | None = None
     rejection_tau: float = 0.3
 
     parameter_constraints: ClassVar[Constraints] = {
@@ -253,6 +260,7 @@ class FlipConfig:
         "batch_clients": BOOLEAN,
         "true_trigger_dba_scale": (*POSITIVE_INT, None),
         "oracle_seed": NON_NEGATIVE_INT,
+        "oracle_pair_target": (*NON_NEGATIVE_INT, None),
         "rejection_tau": UNIT_FLOAT,
     }
 

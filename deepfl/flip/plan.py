@@ -257,6 +257,7 @@ class ClientRound:
             priority=config.pair_priority,
             exploration_prob=config.exploration_prob,
             rng=rng,
+            only_target=config.oracle_pair_target,
         )
         flip.last_pairs = np.array(
             [[p.source, p.target, int(p.symmetric)] for p in self.pairs], dtype=np.int64

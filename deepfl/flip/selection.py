@@ -8,6 +8,10 @@ potential"), skipping pairs whose source has too few local samples. With probabi
 A pair ``(s, t)`` is hardened SYMMETRICALLY (both directions ``s -> t`` and ``t -> s``, Alg. 2
 lines 5-9) when the client holds more than ``min_samples`` samples of both labels (paper: > 5),
 ASYMMETRICALLY (``s -> t`` only, Alg. 2 lines 12-15) when only the source has enough.
+
+``only_target`` (the ``oracle_pair_target`` ablation, ground truth, not in the paper) keeps only
+the pairs ``s -> only_target``: the backdoor pairs of an all-to-one attack. They are ranked among
+themselves by the same distance, so the pair is known but the triggers are still inverted.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ def select_pairs(
     priority: str = "largest",
     exploration_prob: float = 0.0,
     rng: np.random.Generator | None = None,
+    only_target: int | None = None,
 ) -> list[HardeningPair]:
     """Choose up to ``num_pairs`` distinct unordered pairs to harden this round.
 
@@ -55,6 +60,7 @@ def select_pairs(
         priority: ``"largest"`` (paper) or ``"smallest"`` distance first.
         exploration_prob: probability that a pick is uniform over eligible pairs instead.
         rng: numpy Generator for exploration (required when ``exploration_prob > 0``).
+        only_target: keep only pairs ``s -> only_target`` (module docstring); None = all pairs.
     """
     counts = np.asarray(class_counts)
     num_classes = distance.shape[0]
@@ -64,9 +70,14 @@ def select_pairs(
         )
     if exploration_prob > 0 and rng is None:
         raise ValueError("exploration_prob > 0 needs rng (a numpy Generator) for the random picks.")
+    if only_target is not None and not 0 <= only_target < num_classes:
+        raise ValueError(f"only_target must be a class in [0, {num_classes}); got {only_target}.")
     available = counts > min_samples
-    ranked = [(s, t) for s, t in pairs_by_distance(distance, priority) if available[s]]
-    eligible = [(s, t) for s in np.flatnonzero(available) for t in range(num_classes) if t != s]
+    targets = range(num_classes) if only_target is None else (only_target,)
+    ranked = [
+        (s, t) for s, t in pairs_by_distance(distance, priority) if available[s] and t in targets
+    ]
+    eligible = [(s, t) for s in np.flatnonzero(available) for t in targets if t != s]
     chosen: list[HardeningPair] = []
     used: set[frozenset[int]] = set()
     while len(chosen) < num_pairs:

@@ -148,6 +148,29 @@ def test_exploration_is_seeded_and_random():
         select_pairs(distance, counts, num_pairs=1, min_samples=5, exploration_prob=0.3)
 
 
+def test_only_target_keeps_the_backdoor_pairs_ranked_by_distance():
+    distance = np.arange(16, dtype=float).reshape(4, 4)
+    np.fill_diagonal(distance, np.nan)
+    counts = np.array([10, 10, 3, 10])  # class 2 is no source (<= 5 samples)
+    everything = select_pairs(distance, counts, num_pairs=1, min_samples=5)
+    assert (everything[0].source, everything[0].target) == (3, 2)  # the largest distance
+    pairs = select_pairs(distance, counts, num_pairs=5, min_samples=5, only_target=1)
+    # sources 3 (D=13) then 0 (D=1) into class 1; class 2 has too few samples to be a source
+    assert [(p.source, p.target, p.symmetric) for p in pairs] == [(3, 1, True), (0, 1, True)]
+    explored = select_pairs(
+        distance,
+        counts,
+        num_pairs=2,
+        min_samples=5,
+        exploration_prob=1.0,
+        rng=np.random.default_rng(0),
+        only_target=1,
+    )
+    assert {p.target for p in explored} == {1}
+    with pytest.raises(ValueError, match="only_target"):
+        select_pairs(distance, counts, num_pairs=1, min_samples=5, only_target=4)
+
+
 # --- hardening augments ------------------------------------------------------------------------
 
 

@@ -260,6 +260,18 @@ def test_paper_mode_inverts_one_pair_per_batch_from_the_neutral_mask(
     assert later.universal == [] and state["flip_warmup_round"] == 1  # cached: no second warm-up
 
 
+def test_oracle_pair_target_hardens_only_pairs_into_the_target(backdoored_setup: BackdooredSetup):
+    s = backdoored_setup
+    data = LocalData(s.images[:320], s.labels[:320])
+    config = FlipConfig.paper(oracle_pair_target=3, **STEPS)
+    state: dict = {}
+    plan = plan_hardening(config, s.clone_model(), data, state, context(1), batch_steps=5)
+    chosen = [(int(s_), int(t)) for s_, t, _ in state["flip_last_pairs"]]
+    assert len(chosen) == 5 and {t for _, t in chosen} == {3}
+    stamped = {direction.target for pair in plan.pairs for direction in pair}
+    assert 3 in stamped and stamped <= {3} | {source for source, _ in chosen}  # reverse: s
+
+
 @pytest.mark.slow
 def test_abs_replaces_every_inversion_and_feeds_the_distance(backdoored_setup: BackdooredSetup):
     s = backdoored_setup
