@@ -19,6 +19,7 @@ from deepfl.reproduce.aggregate import TableRow, aggregate_table, seeds_present
 from deepfl.reproduce.scales import SCALES, Scale
 from deepfl.reproduce.tables import TABLES
 from figures.deep_theory_text import deep_theory_section
+from figures.flip_oracles import flip_oracles_section
 from theory.readme_table3 import linear_table3_section
 
 REASONS_NAME = "reasons.json"
@@ -115,6 +116,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "reproduction-status": reproduction_status,
     "deep-theory": deep_theory_section,
     "linear-table3": linear_table3_section,
+    "flip-oracles": flip_oracles_section,
 }
 _MARKER = re.compile(
     r"(<!-- BEGIN (?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- END (?P=name) -->)", re.S
