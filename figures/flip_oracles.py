@@ -11,9 +11,10 @@ Table 2). Two runs on the same seed replace one step of it with ground truth eac
   (pair selection AND inversion given; the hardening is the `paper` mode's, unchanged).
 
 The section shows their per-round ASR at tau 0 (App. A.6's convention) beside the committed cells
-of FedAvg, the `paper` mode and `fliplab` on the same seed. The ablation records are compact cell
-records (:func:`deepfl.reproduce.compact.compact_run`) under ``results/flip/oracle/``; a test checks
-the README against them (:mod:`figures.readme`).
+of FedAvg, the `paper` mode and `fliplab` on the same seed, and the final clean ACC, overall and on
+the attack's target class (hardening pairs into the target can cost that class its accuracy). The
+ablation records are compact cell records (:func:`deepfl.reproduce.compact.compact_run`) under
+``results/flip/oracle/``; a test checks the README against them (:mod:`figures.readme`).
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def _column_records(
 
 def flip_oracles_section(results_root: Path) -> str:
     """Markdown: per-round ASR (%) at tau 0 every ``ROUND_STEP`` rounds from the first attack
-    round's decade, and the final ACC, one column per run (module docstring)."""
+    round's decade, the final ACC and the final ACC on the target class, one column per run
+    (module docstring)."""
     paths = sorted((results_root / ORACLE_DIR).glob("*.json"))
     oracles = sorted((read_cell(path) for path in paths), key=_oracle_triggers)
     if not oracles:
@@ -105,7 +107,16 @@ def flip_oracles_section(results_root: Path) -> str:
         lines.append(f"| {round_index} | " + " | ".join(values) + " |")
     finals = [_percent(record["final"]["acc"][record["taus"].index(0.0)]) for _, record in columns]
     lines.append("| final ACC | " + " | ".join(finals) + " |")
+    target = int(oracles[0]["config"]["attack"]["target"])
+    on_target = [_percent(_class_acc(record, target)) for _, record in columns]
+    lines.append(f"| final ACC on class {target} (the target) | " + " | ".join(on_target) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _class_acc(record: dict[str, Any], label: int) -> float | None:
+    """The final clean accuracy on one class (None where the record has no per-class ACC)."""
+    per_class = record["final"].get("per_class_acc")
+    return None if not per_class else float(per_class[label])
 
 
 def _percent(value: float | None) -> str:

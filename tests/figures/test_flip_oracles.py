@@ -29,10 +29,14 @@ def _record(defense: str, variant: str, params: dict[str, Any], asr_last: float)
             "variant": variant,
             "seed": 0,
         },
-        "config": {"defense": {"client_params": params}},
+        "config": {"defense": {"client_params": params}, "attack": {"target": 2}},
         "acc": [[0.9] * len(ROUNDS), [0.8] * len(ROUNDS)],
         "asr": [asr, [0.0] * len(ROUNDS)],
-        "final": {"acc": [0.9, 0.8], "asr": [asr_last, 0.0]},
+        "final": {
+            "acc": [0.9, 0.8],
+            "asr": [asr_last, 0.0],
+            "per_class_acc": [0.95, 0.9, asr_last],
+        },
     }
 
 
@@ -53,10 +57,21 @@ def test_columns_rounds_and_values_come_from_the_records(tmp_path: Path) -> None
         "`paper`, oracle-ground-truth triggers |"
     )
     rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| ")}
-    assert set(rows) == {"| round", "| 20", "| 30", "| 35", "| final ACC"}  # attack from round 11
+    assert set(rows) == {
+        "| round",
+        "| 20",
+        "| 30",
+        "| 35",
+        "| final ACC",
+        "| final ACC on class 2 (the target)",
+    }
     assert rows["| 35"] == "| 35 | 99.0 | 45.0 | 30.0 | 9.5 |"
     assert rows["| 20"] == "| 20 | 20.0 | 20.0 | 20.0 | 20.0 |"
     assert rows["| final ACC"] == "| final ACC | 90.0 | 90.0 | 90.0 | 90.0 |"  # tau 0, not 0.3
+    on_target = "| final ACC on class 2 (the target) | 99.0 | 45.0 | 30.0 | 9.5 |"
+    assert (
+        rows["| final ACC on class 2 (the target)"] == on_target
+    )  # per_class_acc[2], the attack's target
 
 
 def test_label_names_what_was_given_and_empty_results_say_so(tmp_path: Path) -> None:
