@@ -185,17 +185,21 @@ def update_readme(
     readme: str | os.PathLike[str], results: str | os.PathLike[str], check: bool
 ) -> int:
     """Regenerate the README's generated sections; with ``check`` only report stale ones (exit
-    1).
+    1). Both report flagged rows whose reason states another seed count than the row has
+    (:func:`figures.readme.reasons_out_of_date`; ``check`` exits 1 on them too).
     """
-    from figures.readme import render, stale_sections
+    from figures.readme import reasons_out_of_date, render, stale_sections
 
     path = Path(readme)
     text = path.read_text(encoding="utf-8")
     stale = stale_sections(text, Path(results))
+    old_reasons = reasons_out_of_date(Path(results))
+    for problem in old_reasons:
+        print(f"restate the reason in results/reasons.json: {problem}")
     if check:
         for name in stale:
             print(f"stale README section: {name} (run python -m figures readme)")
-        return 1 if stale else 0
+        return 1 if stale or old_reasons else 0
     write_text(path, render(text, Path(results)))
     print(f"{path}: regenerated {len(stale)} stale section(s)")
     return 0
@@ -255,8 +259,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 stale README sections with ``readme --check``,
-    2 usage, 3 bad input or unwritable --out)."""
+    """Run the CLI; returns the exit status (0 ok, 1 stale README sections or reasons with
+    ``readme --check``, 2 usage, 3 bad input or unwritable --out)."""
     args = _parser().parse_args(argv)
 
     def body() -> int:

@@ -71,16 +71,30 @@ def _status_line(scale: Scale, table: str, row: TableRow, reasons: dict[str, str
     )
 
 
+def _status_scales(results_root: Path) -> list[tuple[Scale, list[int]]]:
+    """The scales the status shows (not ``ci``) with the seeds committed there."""
+    found = [(scale, seeds_present(results_root, scale)) for scale in SCALES.values()]
+    return [(scale, seeds) for scale, seeds in found if seeds and scale.name != "ci"]
+
+
+def _acc_asr_rows(
+    results_root: Path, scale: Scale, seeds: list[int]
+) -> list[tuple[str, list[TableRow]]]:
+    """``(table, rows)`` of every ACC / ASR table at ``scale`` (rows without seeds included)."""
+    return [
+        (spec.name, aggregate_table(spec, scale, spec.build(scale), seeds, results_root))
+        for spec in TABLES.values()
+        if spec.metric == "acc_asr"
+    ]
+
+
 def reproduction_status(results_root: Path) -> str:
     """Every table row with committed results, per scale: ours (mean ± std, seeds), the paper's, the
     gap, why.
     """
     reasons = _reasons(results_root)
     out: list[str] = []
-    for scale in SCALES.values():
-        seeds = seeds_present(results_root, scale)
-        if not seeds or scale.name == "ci":
-            continue
+    for scale, seeds in _status_scales(results_root):
         out += [
             f"#### Scale `{scale.name}`",
             "",
@@ -90,15 +104,12 @@ def reproduction_status(results_root: Path) -> str:
         ]
         missing: list[str] = []
         machines: set[str] = set()
-        for spec in TABLES.values():
-            if spec.metric != "acc_asr":
-                continue
-            rows = aggregate_table(spec, scale, spec.build(scale), seeds, results_root)
+        for table, rows in _acc_asr_rows(results_root, scale, seeds):
             shown = [row for row in rows if row.seeds]
-            out += [_status_line(scale, spec.name, row, reasons) for row in shown]
+            out += [_status_line(scale, table, row, reasons) for row in shown]
             machines.update(name for row in shown for name in row.ran_on)
             if len(shown) < len(rows):
-                missing.append(f"{spec.name} {len(rows) - len(shown)}/{len(rows)}")
+                missing.append(f"{table} {len(rows) - len(shown)}/{len(rows)}")
         out += [
             "",
             f"Cells ran on: {'; '.join(sorted(machines))} (each table in `results/{scale.name}/` "
@@ -110,6 +121,29 @@ def reproduction_status(results_root: Path) -> str:
     if not out:
         return "No deep results are committed yet.\n"
     return "\n".join(out).rstrip() + "\n"
+
+
+SEED_WORDS = ("One", "Two", "Three", "Four", "Five", "Six")
+_SEED_COUNT = re.compile(r"\b(" + "|".join(SEED_WORDS) + r") seeds?\b")
+
+
+def reasons_out_of_date(results_root: Path) -> list[str]:
+    """Flagged rows whose reason does not end its seed counts ("One seed." ... "Three seeds.") with
+    the number of seeds the row has now: a reason written before a seed landed, which the next
+    seed may have changed. One line per row, ``row key: what is wrong``."""
+    reasons = _reasons(results_root)
+    problems = []
+    for scale, seeds in _status_scales(results_root):
+        for table, rows in _acc_asr_rows(results_root, scale, seeds):
+            for row in rows:
+                key = row_key(scale.name, table, row)
+                note = _reason(reasons, key) if row.seeds and row.flag else ""
+                counts = _SEED_COUNT.findall(note)
+                want = SEED_WORDS[len(row.seeds) - 1] if row.seeds else ""
+                if note and (not counts or counts[-1] != want):
+                    said = counts[-1] if counts else "no count"
+                    problems.append(f"{key}: the reason says {said}, the row has {want} seed(s)")
+    return problems
 
 
 SECTIONS: dict[str, Callable[[Path], str]] = {

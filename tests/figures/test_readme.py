@@ -9,7 +9,7 @@ from pathlib import Path
 
 from deepfl.reproduce.compact import CELL_SCHEMA, write_cell
 from figures.__main__ import main as figures_main
-from figures.readme import render, reproduction_status, stale_sections
+from figures.readme import reasons_out_of_date, render, reproduction_status, stale_sections
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,6 +18,7 @@ def test_readme_generated_sections_match_committed_results() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "<!-- BEGIN reproduction-status -->" in readme
     assert stale_sections(readme, REPO / "results") == []
+    assert reasons_out_of_date(REPO / "results") == []
 
 
 def _record(defense: str, seed: int, final_acc: float, final_asr: float) -> dict:
@@ -93,3 +94,24 @@ def test_render_replaces_only_registered_sections(tmp_path: Path) -> None:
     assert (
         figures_main(["readme", "--readme", str(path), "--results", str(tmp_path), "--check"]) == 0
     )
+
+
+def test_a_reason_written_before_a_seed_landed_is_reported(tmp_path: Path) -> None:
+    cells = tmp_path / "cpu-small" / "cells" / "mnist" / "continuous"
+    for seed in (0, 1):
+        write_cell(cells / "krum" / f"s{seed}.json", _record("krum", seed, 0.90, 0.50))
+    write_cell(cells / "rfa" / "s0.json", _record("rfa", 0, 0.98, 1.0))  # not flagged: no reason
+    reasons = tmp_path / "reasons.json"
+    key = "cpu-small/table2/mnist/continuous/krum"
+    reasons.write_text(json.dumps({key: "measured: the cell keeps an attacker. One seed."}))
+    [problem] = reasons_out_of_date(tmp_path)
+    assert problem.startswith(key) and "says One, the row has Two" in problem
+    reasons.write_text(json.dumps({key: "measured in seed 0 only (One seed), in both: Two seeds."}))
+    assert reasons_out_of_date(tmp_path) == []
+    reasons.write_text(json.dumps({key: "measured: the cell keeps an attacker."}))
+    assert "says no count" in reasons_out_of_date(tmp_path)[0]
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- BEGIN reproduction-status -->\n<!-- END reproduction-status -->\n")
+    figures_main(["readme", "--readme", str(readme), "--results", str(tmp_path)])
+    check = ["readme", "--readme", str(readme), "--results", str(tmp_path), "--check"]
+    assert figures_main(check) == 1  # sections are current, the reason is not
