@@ -139,7 +139,8 @@ def reasons_out_of_date(results_root: Path) -> list[str]:
                 key = row_key(scale.name, table, row)
                 note = _reason(reasons, key) if row.seeds and row.flag else ""
                 counts = _SEED_COUNT.findall(note)
-                want = SEED_WORDS[len(row.seeds) - 1] if row.seeds else ""
+                count = len(row.seeds)
+                want = SEED_WORDS[count - 1] if 0 < count <= len(SEED_WORDS) else str(count)
                 if note and (not counts or counts[-1] != want):
                     said = counts[-1] if counts else "no count"
                     problems.append(f"{key}: the reason says {said}, the row has {want} seed(s)")
