@@ -129,7 +129,8 @@ class FlipConfig:
         focus_memory: remember the last outlier trigger and stamp it in rounds without one.
     Model hardening (:mod:`.hardening`):
         harden_with_universal: in the warm-up round, also stamp the universal triggers.
-        hardening: False = App. A.5 ablation (inversion runs, no augmented data is trained on).
+        hardening: False = App. A.5 ablation (no stamped data is trained on, so the inversion,
+            which nothing would use, is skipped; the local training keeps FLIP's settings).
         max_mask_fraction: an INVERTED trigger whose mask L1 exceeds this fraction of H*W is not
             stamped (counted in ``flip_last_stats["num_capped"]``; oracle triggers are never
             capped). 0.25 admits the 8X triggers of App. A.8 on every data set.

@@ -11,8 +11,9 @@ Per local round, on the received global model:
 3. hardening: the engine's trainer runs the local epochs with an ``augment`` that stamps the
    inverted triggers on local samples under their TRUE labels (:mod:`.hardening`): appended
    (paper) or in place (release), every direction in every batch or one slot per few batches
-   (``pair_schedule``); ``hardening=False`` (App. A.5) trains without stamped samples after the
-   inversion (with FLIP's local training settings: ``hardening_optimizer``, ``hardening_lr``...).
+   (``pair_schedule``); ``hardening=False`` (App. A.5) trains without stamped samples and skips the
+   inversion, which nothing would use (with FLIP's local training settings:
+   ``hardening_optimizer``, ``hardening_lr``...).
 
 The config comes from the run's ``defense.client_params`` (``{"mode": ..., **fields}``,
 :meth:`FlipConfig.from_params`) and data set. :meth:`FlipDefense.run_artifacts` gives the

@@ -12,7 +12,8 @@ optimisation (:mod:`.batched`):
 
 The result is a :class:`HardeningPlan`: the universal / focus directions (each its own hardening
 slot) and the pairs (one slot each, one or two directions). ``inverter="abs"`` runs ABS in both
-stages (App. A.7); the oracle inverters (App. A.12) skip both.
+stages (App. A.7); the oracle inverters (App. A.12) and ``hardening=False`` (App. A.5: no
+stamped sample is trained on, so no inversion is used) skip both.
 
 The client's memory across rounds is a :class:`~.state.FlipClientState`, kept in the engine's
 ``state`` dict as ``flip_*`` keys (checkpointed).
@@ -138,6 +139,13 @@ class ClientRound:
             self.stage = "done"
             return
         self.seed = draw_seed(ctx.generator)
+        if not config.hardening:
+            # App. A.5: nothing is trained on stamped data, so no inversion would be used; the
+            # seed is still drawn, so the round generator's stream does not depend on the flag
+            flip.last_stats = {"hardening": 0.0}
+            flip.save_to(state)
+            self.stage = "done"
+            return
         self.counts = np.bincount(data.labels.detach().cpu().numpy(), minlength=self.num_classes)[
             : self.num_classes
         ]

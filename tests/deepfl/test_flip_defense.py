@@ -25,11 +25,13 @@ from deepfl.flip import (
     invert_many,
     select_pairs,
 )
+from deepfl.flip import plan as plan_module
 from deepfl.flip.defense import cap_plan, hardening_directions
 from deepfl.flip.hardening import StampDirection, append_augment, replace_augment, stamped_pool
 from deepfl.flip.inversion import InversionResult
 from deepfl.flip.oracle import oracle_trigger
 from deepfl.flip.plan import HardeningPlan, _anomalous, _smallest_mask_targets
+from deepfl.flip.state import FlipClientState
 from fldata.triggers import dba_trigger
 
 TRAINER = LocalTrainer(
@@ -293,16 +295,24 @@ def test_flip_defense_is_deterministic_by_seed(backdoored_setup: BackdooredSetup
 
 
 @pytest.mark.slow
-def test_hardening_off_trains_plainly_after_inversion(backdoored_setup: BackdooredSetup):
+def test_hardening_off_skips_inversion_and_trains_plainly(
+    backdoored_setup: BackdooredSetup, monkeypatch: pytest.MonkeyPatch
+):
     s = backdoored_setup
     data = LocalData(s.images[:200], s.labels[:200])
     ablated, plain = s.clone_model(), s.clone_model()
     state: dict = {}
     generator_a, generator_b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     ctx = RoundContext(1, 0, 10, torch.device("cpu"), generator_a)
+
+    def no_inversion(*args: object, **kwargs: object) -> None:
+        raise AssertionError("hardening=False inverted a trigger")
+
+    monkeypatch.setattr(plan_module, "run_inversions", no_inversion)
     FlipDefense(**FAST, hardening=False).train(ablated, data, state, TRAINER, ctx)
-    assert "flip_distance" in state
-    torch.randint(2**31 - 1, (1,), generator=generator_b)  # the seed FLIP drew for its inversion
+    assert "flip_distance" not in state
+    assert FlipClientState.from_dict(state).last_stats["hardening"] == 0.0
+    torch.randint(2**31 - 1, (1,), generator=generator_b)  # the seed every FLIP client draws
     TRAINER.train(plain, data, generator=generator_b)
     assert all(
         torch.equal(a, b) for a, b in zip(ablated.parameters(), plain.parameters(), strict=True)

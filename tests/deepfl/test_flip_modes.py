@@ -154,6 +154,15 @@ def test_hardening_options_reach_the_trainer():
     assert batch_steps(release, trainer, 1000) == 110
 
 
+def test_paper_and_fliplab_train_alike_without_hardening():
+    """App. A.5 (deepfl.reproduce.tables.no_hardening) runs one of the two: with nothing stamped,
+    a client differs only through its training options, and these agree."""
+    for dataset in ("mnist", "fashion-mnist", "cifar10"):
+        paper, fliplab = FlipConfig.paper(dataset), FlipConfig.fliplab(dataset)
+        assert trainer_options(paper) == trainer_options(fliplab) == {}
+        assert trainer_options(FlipConfig.release(dataset)) != {}
+
+
 # --- the release's distance and stamping ---------------------------------------------------------
 
 
