@@ -6,7 +6,8 @@ verify args]
 
 Exports the baseline commit with ``git archive`` into a temporary folder and runs the command
 alternately from the baseline and from this working tree (baseline first in each pair), one BLAS
-thread, the same pre-training cache. For each run it prints the wall time, the CPU time of the child
+thread (``--blas-default``: the BLAS thread variables unset, as a user types the command), the
+same pre-training cache. For each run it prints the wall time, the CPU time of the child
 (user + sys) and the load average before it; then whether the printed outputs are identical, and as
 its last line the ratios of the summed wall and CPU times. On a shared machine interleaving keeps
 both sides under similar load.
@@ -26,15 +27,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_verify(tree: Path, args: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, child CPU seconds and stdout of one ``theory.verify`` run from ``tree``."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(tree),
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-    }
+def run_verify(tree: Path, args: list[str], pin_blas: bool = True) -> tuple[float, float, str]:
+    """Wall seconds, child CPU seconds and stdout of one ``theory.verify`` run from ``tree``
+    (``pin_blas``: with the BLAS thread variables set to 1)."""
+    blas = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if pin_blas or k not in blas}
+    env["PYTHONPATH"] = str(tree)
+    if pin_blas:
+        env.update(dict.fromkeys(blas, "1"))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
@@ -65,6 +65,12 @@ def main() -> int:
         help="commit to compare with (default: before the speed work)",
     )
     ap.add_argument("--pairs", type=int, default=2)
+    ap.add_argument(
+        "--blas-default",
+        action="store_true",
+        help="leave the BLAS thread variables unset: each side runs the command as a user types "
+        "it (each tree's own BLAS default; outputs then differ where the thread counts do)",
+    )
     ap.add_argument("--round", default="50")
     ap.add_argument("extra", nargs="*", help="more theory.verify arguments (after --)")
     args = ap.parse_args()
@@ -79,7 +85,7 @@ def main() -> int:
         for pair in range(1, args.pairs + 1):
             for name, tree in (("baseline", Path(tmp)), ("this tree", ROOT)):
                 load = os.getloadavg()[0]
-                wall, cpu, out = run_verify(tree, verify_args)
+                wall, cpu, out = run_verify(tree, verify_args, pin_blas=not args.blas_default)
                 totals[name][0] += wall
                 totals[name][1] += cpu
                 outputs[name].add(out)

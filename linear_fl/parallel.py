@@ -10,11 +10,32 @@ one after another. NumPy and BLAS release the GIL inside their loops, so the two
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+@contextmanager
+def blas_threads(limit: int | None) -> Iterator[None]:
+    """Limit every loaded BLAS (NumPy's and SciPy's own, which L-BFGS-B uses) to ``limit``
+    threads inside the block; ``None`` leaves them as they are.
+
+    One thread per BLAS call is what the twin run assumes (module docstring): with two tasks
+    running at once, a multi-threaded BLAS oversubscribes the cores, and its other summation order
+    changes the chaotic FLIP twin's last bits (README, "Linear Table 3")."""
+    if limit is None:
+        yield
+        return
+    if limit < 1:
+        raise ValueError(f"BLAS threads must be >= 1, got {limit!r}")
+    import scipy.optimize  # noqa: F401  (loads SciPy's bundled BLAS, so the limit reaches it)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=limit, user_api="blas"):
+        yield
 
 
 def run_shared(tasks: Sequence[Callable[[], T]], helper: Executor | None = None) -> list[T]:

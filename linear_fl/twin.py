@@ -342,10 +342,11 @@ def _run_rounds(
     progress: bool,
     background: ThreadPoolExecutor | None,
 ) -> None:
-    """Rounds 1..rounds of both twins. With ``background``, the no-defense twin's rounds and the
-    defense twin's malicious updates run in that one-thread executor (in submission order), which
-    also takes candidate classes of the inversion when free, while this thread inverts and hardens:
-    every computation, its inputs and its random stream are those of the sequential run."""
+    """Rounds 1..rounds of both twins. With ``background``, the no-defense twin's rounds run in
+    that one-thread executor (in submission order), which also takes candidate classes of the
+    inversion when free, while this thread inverts, trains the defense twin's malicious update and
+    hardens: every computation, its inputs and its random stream (one per role) are those of the
+    sequential run."""
     nodef, defense = twins
     pending = []
     for r in tqdm(range(1, rounds + 1), desc="twin rounds", disable=not progress):
@@ -355,9 +356,8 @@ def _run_rounds(
             continue
         W_t = defense.trajectory.globals[-1]
         recovered, t_inv = defense.invert(W_t, background)
-        malicious = background.submit(defense.malicious, r, W_t)
         pending.append(background.submit(nodef.step, r))
-        W_M, t_mal = malicious.result()
+        W_M, t_mal = defense.malicious(r, W_t)  # here: waiting for the busy helper would idle
         t_train = t_mal + defense.benign_and_aggregate(W_t, W_M, recovered)
         _add(
             timings,
@@ -378,8 +378,8 @@ def run_twin(
     ``W_0``.
 
     ``evaluate=False`` skips the per-round ACC/ASR (``Trajectory.accuracy``/``asr`` stay empty).
-    ``threads=2`` runs the no-defense twin and the defense twin's malicious updates in a second
-    thread, which also takes candidate classes of the defense twin's inversion when free;
+    ``threads=2`` runs the no-defense twin in a second thread, which also takes candidate classes
+    of the defense twin's inversion when free;
     ``threads=1`` runs everything in this one. The results are bitwise the same (the tests check
     it). ``timings`` sums each phase's seconds over both threads.
     """

@@ -43,6 +43,7 @@ from fldata.params import (
     UNIT_FLOAT,
     argparse_type,
 )
+from linear_fl.parallel import blas_threads
 from theory.deep.cli import add_deep_arguments, run_deep
 from theory.frozen import FROZEN_MODELS
 from theory.protocols import PROTOCOLS
@@ -162,7 +163,15 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options limiting the data, the pre-training cache and extra LinearFLConfig fields."""
+    """Options limiting the data, the pre-training cache, extra LinearFLConfig fields and the BLAS
+    threads."""
+    parser.add_argument(
+        "--blas-threads",
+        type=_positive_int,
+        default=1,
+        help="threads of each BLAS call (default 1: the twin run's two threads take the cores, and "
+        "the README's numbers are bit for bit those of one BLAS thread)",
+    )
     parser.add_argument(
         "--train-limit",
         type=_positive_int,
@@ -323,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         check_outputs(args, config)
-        return run(args)
+        with blas_threads(args.blas_threads):
+            return run(args)
 
     return main_guard(body)
 

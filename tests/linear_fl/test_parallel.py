@@ -1,5 +1,5 @@
 """run_shared: every task once, results in task order, errors re-raised, the helper thread does take
-tasks.
+tasks. blas_threads: the limit reaches NumPy's and SciPy's BLAS and is lifted after the block.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from linear_fl.parallel import run_shared
+from linear_fl.parallel import blas_threads, run_shared
 
 
 def _task(i: int, seen: list):
@@ -43,3 +43,31 @@ def test_a_failing_task_is_reraised_in_the_caller():
         pytest.raises(FloatingPointError, match="task 3"),
     ):
         run_shared(tasks, helper)
+
+
+def _blas_threads() -> dict[str, int]:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    return {
+        info["filepath"]: info["num_threads"]
+        for info in threadpoolctl.threadpool_info()
+        if info["user_api"] == "blas"
+    }
+
+
+def test_blas_threads_limits_every_blas_inside_the_block_only():
+    with blas_threads(1):
+        inside = _blas_threads()
+    outside = _blas_threads()
+    assert len(inside) >= 2  # NumPy's BLAS and SciPy's bundled one (loaded by blas_threads)
+    assert set(inside.values()) == {1}
+    with blas_threads(2):
+        assert set(_blas_threads().values()) == {2}
+        with blas_threads(None):  # leaves the limit as it is
+            assert set(_blas_threads().values()) == {2}
+    assert _blas_threads() == outside
+
+
+def test_blas_threads_rejects_a_limit_below_one():
+    with pytest.raises(ValueError, match="BLAS threads must be >= 1"):
+        with blas_threads(0):
+            pass

@@ -28,7 +28,14 @@ SMALL_RUN = [
 
 @pytest.mark.parametrize(
     "argv",
-    [["--bogus"], ["--tau", "1.5"], ["--round", "0"], ["--attack", "dba"], ["--model", "taylor2"]],
+    [
+        ["--bogus"],
+        ["--tau", "1.5"],
+        ["--round", "0"],
+        ["--attack", "dba"],
+        ["--model", "taylor2"],
+        ["--blas-threads", "0"],
+    ],
 )
 def test_bad_arguments_are_argparse_errors(argv, capsys):
     with pytest.raises(SystemExit) as exc:
