@@ -35,8 +35,9 @@ The FLIP twin is chaotic in float64: discrete choices of the trigger inversion (
 set, the class picked) flip under 1-ulp changes and the runs then part. With two BLAS threads
 instead of one (another summation order) `python -m theory.verify --round 50` gives FLIP
 {TWO_THREADS} instead of {ONE_THREAD} (`results/theory/verify-round50-blas-2-threads.txt`). The
-numbers above are bit for bit those of one BLAS thread on the BLAS recorded in
-`results/theory/verify-round50.blas.json`; `tests/theory/test_verify_golden.py` checks them there.
+numbers above are bit for bit those of one BLAS thread, the command's default (`--blas-threads`),
+on the BLAS recorded in `results/theory/verify-round50.blas.json`;
+`tests/theory/test_verify_golden.py` checks them there.
 
 #### Linear Table 3: the two gaps, measured
 
