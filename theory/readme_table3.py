@@ -3,7 +3,8 @@ readme``).
 
 :func:`linear_table3_section` fills :data:`TEMPLATE` with numbers read from the committed JSON
 files: ``table3-gaps.json`` (``python -m theory.table3_gaps``), ``verify-round50.json``,
-``verify-round50-blas-2-threads.json`` (the same command with two BLAS threads) and
+``verify-round50-blas-2-threads.json`` (the same command with two BLAS threads),
+``verify-round50-blas-threads-2-fresh-cache.json`` (``--blas-threads 2``, fresh cache) and
 ``verify-paper-table3*.json`` (``python -m theory.verify --protocol paper-table3 [--attack
 single-shot]``). It is registered in :data:`figures.readme.SECTIONS`, whose test keeps the README
 and the results in step.
@@ -26,6 +27,7 @@ FILES = (
     "table3-gaps.json",
     "verify-round50.json",
     "verify-round50-blas-2-threads.json",
+    "verify-round50-blas-threads-2-fresh-cache.json",
     "verify-paper-table3.json",
     "verify-paper-table3-single-shot.json",
 )
@@ -34,10 +36,11 @@ TEMPLATE = """\
 The FLIP twin is chaotic in float64: discrete choices of the trigger inversion (L-BFGS-B's active
 set, the class picked) flip under 1-ulp changes and the runs then part. With two BLAS threads
 instead of one (another summation order) `python -m theory.verify --round 50` gives FLIP
-{TWO_THREADS} instead of {ONE_THREAD} (`results/theory/verify-round50-blas-2-threads.txt`). The
-numbers above are bit for bit those of one BLAS thread, the command's default (`--blas-threads`),
-on the BLAS recorded in `results/theory/verify-round50.blas.json`;
-`tests/theory/test_verify_golden.py` checks them there.
+{TWO_THREADS} instead of {ONE_THREAD} (`results/theory/verify-round50-blas-2-threads.txt`), and
+{TWO_THREADS_FRESH} with `--blas-threads 2` and a pre-training cache made with two threads too
+(`results/theory/verify-round50-blas-threads-2-fresh-cache.txt`). The numbers above are bit for
+bit those of one BLAS thread, the command's default (`--blas-threads`), on the BLAS recorded in
+`results/theory/verify-round50.blas.json`; `tests/theory/test_verify_golden.py` checks them there.
 
 #### Linear Table 3: the two gaps, measured
 
@@ -112,6 +115,9 @@ def readme_values(results: Path) -> dict[str, str]:
         **_gap_values(loaded["table3-gaps.json"]),
         "ONE_THREAD": _pair(loaded["verify-round50.json"]["metrics"], "defense"),
         "TWO_THREADS": _pair(loaded["verify-round50-blas-2-threads.json"]["metrics"], "defense"),
+        "TWO_THREADS_FRESH": _pair(
+            loaded["verify-round50-blas-threads-2-fresh-cache.json"]["metrics"], "defense"
+        ),
         "FIT_D": f"{_pair(fit, 'defense')} (a cost of {cost:.2f} points)",
         "FIT_SS": (
             f"{_pair(fit_ss['metrics'], 'no_defense')} -> FLIP "
