@@ -38,6 +38,15 @@ def blas_threads(limit: int | None) -> Iterator[None]:
         yield
 
 
+def blas_thread_count() -> int:
+    """The most threads any loaded BLAS uses now (part of cache keys: another count sums in
+    another order, and the chaotic FLIP twin amplifies the last bits)."""
+    from threadpoolctl import threadpool_info
+
+    counts = [int(info["num_threads"]) for info in threadpool_info() if info["user_api"] == "blas"]
+    return max(counts, default=1)
+
+
 def run_shared(tasks: Sequence[Callable[[], T]], helper: Executor | None = None) -> list[T]:
     """Run every task once and return the results in task order.
 

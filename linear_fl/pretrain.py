@@ -8,8 +8,9 @@ of the global training loss ``L = sum_k (n_k/n) L(W; D_k)`` is below
 ``pretrain_max_rounds``. Deterministic by seed (the ``"pretrain"`` stream).
 
 The result is cached under ``config.resolved_cache_dir()`` keyed by the sha256
-of the pre-training fields of the config, the engine version and the data
-fingerprint. The cache is safe to delete; a file failing its sha256 check is
+of the pre-training fields of the config, the engine version, the data
+fingerprint and the BLAS thread count (another count gives another model in the last bits, which
+the FLIP twin amplifies). The cache is safe to delete; a file failing its sha256 check is
 recomputed with a warning.
 """
 
@@ -27,6 +28,7 @@ import numpy as np
 from .config import ENGINE_VERSION, LinearFLConfig
 from .data import ClientData, role_streams
 from .model import mean_loss
+from .parallel import blas_thread_count
 from .server import fedavg
 from .state import StateError, load_state, save_state
 from .training import LocalTraining, clean_gradient, local_train
@@ -50,7 +52,12 @@ def global_loss(W: np.ndarray, clients: Sequence[ClientData]) -> float:
 
 def cache_key(cfg: LinearFLConfig, data_fingerprint: str) -> str:
     payload = json.dumps(
-        {"config": cfg.pretrain_fields(), "data": data_fingerprint, "version": ENGINE_VERSION},
+        {
+            "config": cfg.pretrain_fields(),
+            "data": data_fingerprint,
+            "version": ENGINE_VERSION,
+            "blas_threads": blas_thread_count(),
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()

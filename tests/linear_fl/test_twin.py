@@ -9,6 +9,8 @@ import pytest
 from linear_fl_fixtures import small_config
 
 from linear_fl.config import LinearFLConfig
+from linear_fl.parallel import blas_threads
+from linear_fl.pretrain import cache_key
 from linear_fl.twin import evaluate, prepare, run_twin
 
 
@@ -84,6 +86,17 @@ def test_cache_is_reused_and_corruption_is_detected(small_cache, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert prepare(cfg).pretrain.from_cache
+
+
+def test_the_cache_key_names_the_blas_thread_count(tmp_path):
+    """A model pre-trained with another BLAS thread count differs in the last bits (another
+    summation order), so it is not reused for this count."""
+    cfg = small_config(str(tmp_path))
+    with blas_threads(1):
+        one = cache_key(cfg, "data")
+        assert cache_key(cfg, "data") == one
+    with blas_threads(2):
+        assert cache_key(cfg, "data") != one
 
 
 def test_twin_result_saves_and_loads(small_setup, tmp_path):
