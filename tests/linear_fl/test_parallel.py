@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import threadpoolctl
 
 from linear_fl.parallel import blas_threads, run_shared
 
@@ -46,7 +47,6 @@ def test_a_failing_task_is_reraised_in_the_caller():
 
 
 def _blas_threads() -> dict[str, int]:
-    threadpoolctl = pytest.importorskip("threadpoolctl")
     return {
         info["filepath"]: info["num_threads"]
         for info in threadpoolctl.threadpool_info()

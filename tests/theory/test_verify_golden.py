@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import threadpoolctl
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "results" / "theory"
@@ -134,14 +135,9 @@ def compare_console(golden: str, new: str) -> list[str]:
     return out
 
 
-def blas_signature() -> dict[str, Any] | None:
+def blas_signature() -> dict[str, Any]:
     """NumPy and SciPy versions and each loaded BLAS library's version, kernel and threading layer
-    (via threadpoolctl, after importing what ``theory.verify`` uses); ``None`` without
-    threadpoolctl."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
+    (via threadpoolctl, a core dependency, after importing what ``theory.verify`` uses)."""
     import numpy
     import scipy
     import scipy.optimize  # loads SciPy's own BLAS (L-BFGS-B)
@@ -153,7 +149,7 @@ def blas_signature() -> dict[str, Any] | None:
             info.get("architecture"),
             info.get("threading_layer"),
         )
-        for info in threadpool_info()
+        for info in threadpoolctl.threadpool_info()
         if info["user_api"] == "blas"
     )
     return {
