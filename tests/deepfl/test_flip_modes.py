@@ -261,7 +261,7 @@ def test_paper_mode_inverts_one_pair_per_batch_from_the_neutral_mask(
     distance = np.nan_to_num(state["flip_distance"], nan=-np.inf)
     chosen = [(int(s_), int(t)) for s_, t, _ in state["flip_last_pairs"]]
     if torch.backends.cpu.get_cpu_capability() == "AVX512":
-        # the final distance matrix ranks the first choice first only on AVX-512 (fixture tuned there)
+        # the final distances rank the first choice first only on AVX-512 (fixture tuned there)
         assert distance[chosen[0]] == distance.max()  # largest distance first
     assert all(
         len(pair) == 1 + int(sym)
