@@ -14,12 +14,14 @@ from flip_fixtures import BackdooredSetup, backdoored_setup  # noqa: F401  (sess
 from deepfl.client import LocalData, LocalTrainer, RoundContext, build_client_defense
 from deepfl.config import TrainConfig
 from deepfl.flip import MODES, FlipConfig, FlipDefense
+from deepfl.flip import plan as plan_module
 from deepfl.flip.defense import batch_steps, make_hardening_augment, trainer_options
 from deepfl.flip.distance import update_distance_matrix, warmup_distance_matrix
 from deepfl.flip.hardening import StampDirection, replace_augment, rotating_augment
 from deepfl.flip.inversion import InversionResult
 from deepfl.flip.mode_docs import DOC_PATH, render
 from deepfl.flip.plan import HardeningPlan, _box_initialisation, plan_hardening
+from deepfl.flip.selection import select_pairs
 from fldata.triggers import Trigger, dba_trigger
 
 
@@ -250,19 +252,34 @@ STEPS = dict(warmup_steps=6, pair_steps=4, focus_refresh_steps=6, batch_size=8)
 
 
 def test_paper_mode_inverts_one_pair_per_batch_from_the_neutral_mask(
-    backdoored_setup: BackdooredSetup,
+    backdoored_setup: BackdooredSetup, monkeypatch: pytest.MonkeyPatch
 ):
     s = backdoored_setup
     data = LocalData(s.images[:320], s.labels[:320])
     config = FlipConfig.paper(**STEPS)
+    seen: list[np.ndarray] = []  # the matrix the selection ranks (take_pairs updates it after)
+
+    def recording_select_pairs(distance: np.ndarray, *args, **kwargs):
+        seen.append(distance.copy())
+        return select_pairs(distance, *args, **kwargs)
+
+    monkeypatch.setattr(plan_module, "select_pairs", recording_select_pairs)
     state: dict = {}
     plan = plan_hardening(config, s.clone_model(), data, state, context(1), batch_steps=5)
     assert plan.universal == [] and len(plan.pairs) == 5  # 5 batches, 5 distinct pairs
-    distance = np.nan_to_num(state["flip_distance"], nan=-np.inf)
+    assert len(seen) == 1
     chosen = [(int(s_), int(t)) for s_, t, _ in state["flip_last_pairs"]]
-    if torch.backends.cpu.get_cpu_capability() == "AVX512":
-        # the final distances rank the first choice first only on AVX-512 (fixture tuned there)
-        assert distance[chosen[0]] == distance.max()  # largest distance first
+    available = (
+        np.bincount(s.labels[:320].numpy(), minlength=seen[0].shape[0])
+        > config.min_samples_per_label
+    )
+    ranked = np.where(available[:, None], np.nan_to_num(seen[0], nan=-np.inf), -np.inf)
+    picked = [ranked[pair] for pair in chosen]
+    assert picked[0] == ranked.max() and picked == sorted(picked, reverse=True)  # largest first
+    inverted = {(src, d.target) for pair in plan.pairs for d in pair for src in d.sources or ()}
+    moved = ~np.isclose(state["flip_distance"], seen[0], rtol=0, atol=0, equal_nan=True)
+    changed = {(int(a), int(b)) for a, b in np.argwhere(moved)}
+    assert changed <= inverted  # the update after inversion touches only the inverted directions
     assert all(
         len(pair) == 1 + int(sym)
         for pair, (_, _, sym) in zip(plan.pairs, state["flip_last_pairs"], strict=True)
