@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 GOLDEN_PATH = Path(__file__).parent / "data" / "micro_runs_golden.json"
+# torch.backends.cpu.get_cpu_capability() where GOLDEN_PATH was written: float32 kernels (and so
+# the stored numbers) differ bitwise between AVX-512 and AVX2 builds of the same code
+MADE_ON_CPU_CAPABILITY = "AVX512"
 
 # FLIP at micro size: few inversion steps, small inversion batches
 _FLIP_MICRO = {"warmup_steps": 8, "pair_steps": 6, "focus_refresh_steps": 6, "batch_size": 16}
@@ -83,6 +86,11 @@ def main() -> None:
         outputs = golden_outputs(Path(folder))
     GOLDEN_PATH.write_text(json.dumps(outputs, indent=1, sort_keys=True) + "\n")
     print(f"wrote {GOLDEN_PATH}")
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability != MADE_ON_CPU_CAPABILITY:
+        print(f"set MADE_ON_CPU_CAPABILITY = {capability!r} in {__file__}")
 
 
 if __name__ == "__main__":

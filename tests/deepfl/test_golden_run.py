@@ -6,13 +6,13 @@ import json
 
 import pytest
 import torch
-from golden_run import DEFENSES, GOLDEN_PATH, golden_outputs
+from golden_run import DEFENSES, GOLDEN_PATH, MADE_ON_CPU_CAPABILITY, golden_outputs
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    torch.backends.cpu.get_cpu_capability() != "AVX512",
-    reason="stored outputs were made with AVX-512 kernels; float32 training is bitwise only there",
+    torch.backends.cpu.get_cpu_capability() != MADE_ON_CPU_CAPABILITY,
+    reason=f"stored outputs were made with {MADE_ON_CPU_CAPABILITY} kernels; bitwise only there",
 )
 def test_micro_runs_match_their_stored_metrics(tmp_path) -> None:
     stored = json.loads(GOLDEN_PATH.read_text())
