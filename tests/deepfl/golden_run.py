@@ -1,8 +1,10 @@
 """Fixed-seed micro deep runs whose metrics must not change under refactoring.
 
 ``python tests/deepfl/golden_run.py`` (from the repository root) writes the stored outputs
-``tests/deepfl/data/micro_runs_golden.json``; ``test_golden_run.py`` reruns the same runs and
-compares every metrics row (without its wall-clock ``seconds``) and the summary's numbers exactly.
+``tests/deepfl/data/micro_runs_golden.json`` and the torch CPU capability they were made with
+(``micro_runs_golden.cpu.json``); ``test_golden_run.py`` reruns the same runs and
+compares every metrics row (without its wall-clock ``seconds``) and the summary's numbers exactly,
+on a machine with that capability.
 Regenerate only when a change is MEANT to change the numbers, and say so in the commit.
 """
 
@@ -15,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 GOLDEN_PATH = Path(__file__).parent / "data" / "micro_runs_golden.json"
-# torch.backends.cpu.get_cpu_capability() where GOLDEN_PATH was written: float32 kernels (and so
-# the stored numbers) differ bitwise between AVX-512 and AVX2 builds of the same code
-MADE_ON_CPU_CAPABILITY = "AVX512"
+# torch.backends.cpu.get_cpu_capability() where GOLDEN_PATH was written, recorded beside it by
+# main(): float32 kernels (and so the stored numbers) differ bitwise between AVX-512 and AVX2
+CAPABILITY_PATH = GOLDEN_PATH.with_suffix(".cpu.json")
 
 # FLIP at micro size: few inversion steps, small inversion batches
 _FLIP_MICRO = {"warmup_steps": 8, "pair_steps": 6, "focus_refresh_steps": 6, "batch_size": 16}
@@ -85,12 +87,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         outputs = golden_outputs(Path(folder))
     GOLDEN_PATH.write_text(json.dumps(outputs, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {GOLDEN_PATH}")
     import torch
 
-    capability = torch.backends.cpu.get_cpu_capability()
-    if capability != MADE_ON_CPU_CAPABILITY:
-        print(f"set MADE_ON_CPU_CAPABILITY = {capability!r} in {__file__}")
+    capability = {"torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    CAPABILITY_PATH.write_text(json.dumps(capability) + "\n")
+    print(f"wrote {GOLDEN_PATH} and {CAPABILITY_PATH}")
+
+
+def stored_cpu_capability() -> str:
+    """The torch CPU capability of the machine that wrote :data:`GOLDEN_PATH`."""
+    return json.loads(CAPABILITY_PATH.read_text())["torch_cpu_capability"]
 
 
 if __name__ == "__main__":

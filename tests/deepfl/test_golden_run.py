@@ -6,13 +6,15 @@ import json
 
 import pytest
 import torch
-from golden_run import DEFENSES, GOLDEN_PATH, MADE_ON_CPU_CAPABILITY, golden_outputs
+from golden_run import DEFENSES, GOLDEN_PATH, golden_outputs, stored_cpu_capability
+
+MADE_WITH = stored_cpu_capability()
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    torch.backends.cpu.get_cpu_capability() != MADE_ON_CPU_CAPABILITY,
-    reason=f"stored outputs were made with {MADE_ON_CPU_CAPABILITY} kernels; bitwise only there",
+    torch.backends.cpu.get_cpu_capability() != MADE_WITH,
+    reason=f"stored outputs were made with {MADE_WITH} kernels; bitwise only there",
 )
 def test_micro_runs_match_their_stored_metrics(tmp_path) -> None:
     stored = json.loads(GOLDEN_PATH.read_text())
