@@ -97,14 +97,13 @@ def run_grid(cells: list[Cell], args: argparse.Namespace, results_root: Path) ->
         f"{len(cells)} cells, {len(cells) - len(jobs)} already in {results_root}, {len(jobs)} to "
         f"run on {args.workers} worker(s)"
     )
-    rows_before = {job.path: _rounds_logged(Path(job.run_dir)) for job in jobs}
     start = time.perf_counter()
     outcomes = run_jobs(jobs, args.workers, together=args.batch_seeds)
     wall = time.perf_counter() - start
     failed = [o for o in outcomes if not o.ok]
     for outcome in failed:
         print(f"FAILED {outcome.path}: {outcome.message}")
-    own = _own_seconds(jobs, outcomes, rows_before)
+    own = _own_seconds(jobs, outcomes)
     busy = wall * max(1, min(args.workers, len(jobs)))
     if own > 0 and not failed:
         print(
@@ -114,22 +113,17 @@ def run_grid(cells: list[Cell], args: argparse.Namespace, results_root: Path) ->
     return 1 if failed else 0
 
 
-def _rounds_logged(run_dir: Path) -> int:
-    """How many rounds a run directory's metrics.jsonl already holds (0 for a fresh cell)."""
-    return len(read_jsonl(run_dir / "metrics.jsonl"))
-
-
-def _own_seconds(
-    jobs: list[CellJob], outcomes: list[CellOutcome], rows_before: dict[str, int]
-) -> float:
+def _own_seconds(jobs: list[CellJob], outcomes: list[CellOutcome]) -> float:
     """The round time (train + aggregate + evaluate, from metrics.jsonl) of the rounds this command
     ran in the cells that finished.
 
-    A resumed cell counts only the rounds after ``rows_before[job.path]``: its earlier rounds ran
-    under another command. Pre-training rounds loaded from the cache carry the seconds of the run
-    that made the cache, so they count only when the cell itself pre-trained.
+    A cell counts only the rounds after its outcome's ``rounds_before``, counted when the worker
+    took it up, not when the grid started: earlier rounds ran under another command (a resumed
+    cell, or one that another driver ran while this one waited). Pre-training rounds loaded from
+    the cache carry the seconds of the run that made the cache, so they count only when the cell
+    itself pre-trained.
     """
-    ok = {o.path for o in outcomes if o.ok}
+    ok = {o.path: o.rounds_before for o in outcomes if o.ok}
     total = 0.0
     for job in jobs:
         run_dir = Path(job.run_dir)
@@ -140,7 +134,7 @@ def _own_seconds(
             .get("pretrain_cache", {})
             .get("hit", False)
         )
-        for row in read_jsonl(run_dir / "metrics.jsonl")[rows_before.get(job.path, 0) :]:
+        for row in read_jsonl(run_dir / "metrics.jsonl")[ok[job.path] :]:
             if not (cache_hit and row.get("phase") == "pretrain"):
                 total += sum(row.get("seconds", {}).values())
     return total

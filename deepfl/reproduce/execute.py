@@ -28,6 +28,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from deepfl.io import read_jsonl
 from deepfl.reproduce.compact import compact_run, copy_run_triggers, read_cell, write_cell
 from deepfl.reproduce.grid import Cell
 from deepfl.resume import config_differences
@@ -49,10 +50,20 @@ class CellJob:
 
 @dataclass(frozen=True)
 class CellOutcome:
+    """How a cell ended. ``rounds_before``: the rounds its metrics.jsonl held when this worker
+    took it up, so that only the rounds after them count as this command's work (a cell resumed,
+    or finished meanwhile by another driver, ran its earlier rounds elsewhere)."""
+
     path: str
     ok: bool
     seconds: float
     message: str = ""
+    rounds_before: int = 0
+
+
+def rounds_logged(run_dir: Path) -> int:
+    """How many rounds a run directory's metrics.jsonl already holds (0 for a fresh cell)."""
+    return len(read_jsonl(run_dir / "metrics.jsonl"))
 
 
 def cell_identity(cell: Cell) -> dict[str, Any]:
@@ -175,13 +186,14 @@ def run_job(job: CellJob) -> CellOutcome:
     if stale is not None:
         message = f"{run_dir} was made with another config ({stale}); move it away or pass --force"
         return CellOutcome(job.path, False, time.perf_counter() - start, message)
+    before = rounds_logged(run_dir)
     if (run_dir / "summary.json").exists():
         code = 0
     elif (run_dir / "config.json").exists():
         code = _invoke(["--resume", str(run_dir)], log)
     else:
         code = _invoke(job.argv, log)
-    return _compact(job, code, log, start)
+    return _compact(job, code, log, start, before)
 
 
 @dataclass(frozen=True)
@@ -246,8 +258,11 @@ def run_batch(batch: SeedBatch) -> list[CellOutcome]:
     root = Path(batch.jobs[0].run_dir).parent
     root.mkdir(parents=True, exist_ok=True)
     log = root / f"{'+'.join(Path(job.run_dir).name for job in batch.jobs)}.{LOG_NAME}"
+    before = [rounds_logged(Path(job.run_dir)) for job in batch.jobs]
     code = _invoke(population_argv(batch), log)
-    return [_compact(job, code, log, start) for job in batch.jobs]
+    return [
+        _compact(job, code, log, start, rows) for job, rows in zip(batch.jobs, before, strict=True)
+    ]
 
 
 def run_item(item: CellJob | SeedBatch) -> list[CellOutcome]:
@@ -255,9 +270,11 @@ def run_item(item: CellJob | SeedBatch) -> list[CellOutcome]:
     return run_batch(item) if isinstance(item, SeedBatch) else [run_job(item)]
 
 
-def _compact(job: CellJob, code: int, log: Path, start: float) -> CellOutcome:
+def _compact(
+    job: CellJob, code: int, log: Path, start: float, rounds_before: int = 0
+) -> CellOutcome:
     """The cell's outcome after ``deepfl.run`` exited with ``code``: its compact result written,
-    or why not."""
+    or why not. ``rounds_before``: see :class:`CellOutcome`."""
     run_dir = Path(job.run_dir)
     if code != 0:
         return CellOutcome(
@@ -270,7 +287,7 @@ def _compact(job: CellJob, code: int, log: Path, start: float) -> CellOutcome:
         return CellOutcome(
             job.path, False, time.perf_counter() - start, f"compacting failed: {error}"
         )
-    return CellOutcome(job.path, True, time.perf_counter() - start)
+    return CellOutcome(job.path, True, time.perf_counter() - start, rounds_before=rounds_before)
 
 
 def pending(jobs: list[CellJob], force: bool) -> list[CellJob]:

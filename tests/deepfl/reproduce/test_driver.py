@@ -12,6 +12,7 @@ import pytest
 from deepfl.io import read_jsonl
 from deepfl.reproduce.__main__ import main
 from deepfl.reproduce.compact import read_cell
+from deepfl.reproduce.execute import CellJob, CellOutcome
 
 pytestmark = pytest.mark.slow
 
@@ -157,22 +158,66 @@ def test_batched_seeds_make_the_same_cells(ci_grid: tuple[Path, Path, int], tmp_
             assert got == pytest.approx(want, abs=0.03)
 
 
-def test_overhead_counts_only_the_rounds_this_command_ran(tmp_path: Path) -> None:
-    """A resumed cell's earlier rounds ran under another command: the driver's overhead line must
-    not count them as this command's work (it printed -97% for a cell resumed at round 63 of 70)."""
-    from deepfl.reproduce.driver import _own_seconds, _rounds_logged
-    from deepfl.reproduce.execute import CellJob, CellOutcome
-
+def _fake_cell(tmp_path: Path, rounds_logged: int, finished: bool) -> CellJob:
+    """A cell folder whose metrics.jsonl holds ``rounds_logged`` rounds of 11 s each."""
     run_dir = tmp_path / "cell"
     run_dir.mkdir()
-    (run_dir / "summary.json").write_text(json.dumps({"pretrain_cache": {"hit": False}}))
-    rounds = [{"round": r, "seconds": {"train": 10.0, "evaluate": 1.0}} for r in (1, 2, 3)]
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rounds[:2]))
-    job = CellJob("m/c/fedavg/s0", {}, [], str(run_dir), str(tmp_path / "s0.json"), 1.0)
-    before = {job.path: _rounds_logged(run_dir)}
+    (run_dir / "config.json").write_text("{}")
+    if finished:
+        (run_dir / "summary.json").write_text(json.dumps({"pretrain_cache": {"hit": False}}))
+    _log_rounds(run_dir, rounds_logged)
+    return CellJob("m/c/fedavg/s0", {}, [], str(run_dir), str(tmp_path / "s0.json"), 1.0)
+
+
+def _log_rounds(run_dir: Path, count: int) -> None:
+    rounds = [{"round": r, "seconds": {"train": 10.0, "evaluate": 1.0}} for r in range(count)]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rounds))
-    done = [CellOutcome(job.path, True, 11.0, "")]
-    assert before == {job.path: 2}
-    assert _own_seconds([job], done, before) == pytest.approx(11.0)
-    assert _own_seconds([job], done, {}) == pytest.approx(33.0)
-    assert _rounds_logged(tmp_path / "fresh") == 0
+
+
+def _run_without_deepfl(
+    job: CellJob, monkeypatch: pytest.MonkeyPatch, rounds_after: int
+) -> CellOutcome:
+    """``run_job`` with deepfl.run replaced by a fake that logs up to ``rounds_after`` rounds and
+    finishes the folder, and with compacting skipped."""
+    from deepfl.reproduce import execute
+
+    def fake_invoke(argv: list[str], log: Path) -> int:
+        _log_rounds(Path(job.run_dir), rounds_after)
+        (Path(job.run_dir) / "summary.json").write_text(json.dumps({}))
+        return 0
+
+    monkeypatch.setattr(execute, "stale_run", lambda job: None)
+    monkeypatch.setattr(execute, "_invoke", fake_invoke)
+    monkeypatch.setattr(execute, "write_cell", lambda path, record: None)
+    monkeypatch.setattr(execute, "compact_run", lambda run_dir, identity: {})
+    monkeypatch.setattr(execute, "copy_run_triggers", lambda run_dir, path: None)
+    return execute.run_job(job)
+
+
+def test_overhead_counts_only_the_rounds_this_command_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed cell's earlier rounds ran under another command: the driver's overhead line must
+    not count them as this command's work (it printed -97% for a cell resumed at round 63 of 70)."""
+    from deepfl.reproduce.driver import _own_seconds
+    from deepfl.reproduce.execute import rounds_logged
+
+    job = _fake_cell(tmp_path, rounds_logged=2, finished=False)
+    outcome = _run_without_deepfl(job, monkeypatch, rounds_after=3)
+    assert outcome.ok and outcome.rounds_before == 2
+    assert _own_seconds([job], [outcome]) == pytest.approx(11.0)
+    assert rounds_logged(tmp_path / "fresh") == 0
+
+
+def test_overhead_counts_the_rounds_when_the_worker_starts_the_cell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rounds are counted when a worker takes the cell up, not when the grid starts: a cell that
+    another driver finished while this one waited is no work of this command (counted at grid
+    start, the overhead line went negative, -32.6%, when two drivers shared a cell)."""
+    from deepfl.reproduce.driver import _own_seconds
+
+    job = _fake_cell(tmp_path, rounds_logged=3, finished=True)
+    outcome = _run_without_deepfl(job, monkeypatch, rounds_after=3)
+    assert outcome.ok and outcome.rounds_before == 3
+    assert _own_seconds([job], [outcome]) == 0.0
