@@ -4,8 +4,8 @@ Examples
     python -m deepfl.run --preset cpu-small --attack continuous --defense fedavg --out runs/cs-cont
     python -m deepfl.run --preset paper --dataset mnist --defense krum --set run.eval_every=5 \\
         --out runs/krum
-    # continue a killed run from its last checkpoint
-    python -m deepfl.run --resume runs/cs-cont
+    # continue a killed run from its last checkpoint (--device and --threads may change)
+    python -m deepfl.run --resume runs/cs-cont --threads 1
     python -m deepfl.run --preset cpu-small --set run.keep_checkpoints=[20,40] --stop-after 40 \\
         --out runs/cs
     # three seeds in lockstep, their vectorisable clients batched (deepfl.population; for GPUs)
@@ -47,6 +47,7 @@ from deepfl.runner import (
     Experiment,
     check_resumable,
     load_run_config,
+    override_threads,
     pretrain_cache_dir,
     resolve_device,
 )
@@ -80,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--attack", choices=["none", "single-shot", "continuous"], help="shortcut for attack.kind"
     )
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument(
+        "--threads",
+        type=argparse_type(POSITIVE_INT, int),
+        metavar="N",
+        help="torch threads of this process, over run.threads; also with --resume (the stored "
+        "config keeps its value)",
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument(
         "--seeds",
@@ -144,7 +152,8 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def _resume_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path]:
-    """The stored config of ``--resume RUN_DIR``; only ``--device`` may come with it."""
+    """The stored config of ``--resume RUN_DIR``; only execution flags (``--device``,
+    ``--threads``, ``--stop-after``) may come with it."""
     extra = [
         flag
         for flag, value in (
@@ -163,7 +172,8 @@ def _resume_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path]:
     ]
     if extra:
         raise ConfigError(
-            "--resume continues the stored config; it accepts only --device and --stop-after, not "
+            "--resume continues the stored config; it accepts only --device, --threads and "
+            "--stop-after, not "
             f"{', '.join(extra)}"
         )
     return load_run_config(args.resume[0]), Path(args.resume[0])
@@ -186,7 +196,9 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device or cfg.device)
     check_cache_folder(cfg)
     with held_run_dir(run_dir, cfg, resumed=bool(args.resume)):
-        summary = Experiment(cfg, run_dir, device).run(stop_after=args.stop_after)
+        experiment = Experiment(cfg, run_dir, device)
+        override_threads(args.threads)
+        summary = experiment.run(stop_after=args.stop_after)
     if summary is None:
         print(json.dumps({"run_dir": str(run_dir), "stopped_after": args.stop_after}))
         return 0
@@ -247,6 +259,7 @@ def run_population(args: argparse.Namespace) -> int:
         for cfg, run_dir, resumed in runs:
             stack.enter_context(held_run_dir(run_dir, cfg, resumed))
         population = SeedPopulation([Experiment(cfg, folder, device) for cfg, folder, _ in runs])
+        override_threads(args.threads)
         summaries = population.run(stop_after=args.stop_after)
     for (_, run_dir, _), summary in zip(runs, summaries, strict=True):
         final = summary["final"] if summary else {"stopped_after": args.stop_after}

@@ -115,6 +115,14 @@ def device_name(device: torch.device) -> str:
     return f"{platform.machine() or 'cpu'} CPU, {os.cpu_count()} cores"
 
 
+def override_threads(threads: int | None) -> None:
+    """``deepfl.run --threads``: torch threads of this process over the config's ``run.threads``.
+    Threads say how a run executes, not what it computes (like the device), so a resumed run
+    takes the command's value, not the one stored in its folder; the stored config is unchanged."""
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def configure_torch(cfg: ExperimentConfig, device: torch.device) -> None:
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)

@@ -8,6 +8,7 @@ import argparse
 import json
 import shlex
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from deepfl.config import ConfigError
@@ -32,9 +33,10 @@ from deepfl.run import config_from_args
 def _jobs(cells: list[Cell], args: argparse.Namespace, results_root: Path) -> list[CellJob]:
     threads = args.threads or default_threads(args.workers)
     extra = [f"run.threads={threads}"]
+    execution = ("--device", args.device, "--threads", str(threads))
     jobs = []
     for cell in cells:
-        job = make_job(cell, Path(args.runs), results_root, extra)
+        job = replace(make_job(cell, Path(args.runs), results_root, extra), execution=execution)
         job.argv[-2:-2] = ["--device", args.device]
         jobs.append(job)
     return jobs

@@ -46,6 +46,9 @@ class CellJob:
     run_dir: str
     result_path: str
     weight: float  # expected relative cost, for the progress bar's ETA
+    # deepfl.run execution flags (--device, --threads) of this command, given to a resumed run
+    # too: its folder's stored config keeps the values it was started with
+    execution: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,7 @@ def run_job(job: CellJob) -> CellOutcome:
     if (run_dir / "summary.json").exists():
         code = 0
     elif (run_dir / "config.json").exists():
-        code = _invoke(["--resume", str(run_dir)], log)
+        code = _invoke(["--resume", str(run_dir), *job.execution], log)
     else:
         code = _invoke(job.argv, log)
     return _compact(job, code, log, start, before)
@@ -231,7 +234,7 @@ def population_argv(batch: SeedBatch) -> list[str]:
     else the first cell's flags with ``--seeds`` and an ``--out`` template (``.../s{seed}``)."""
     folders = [Path(job.run_dir) for job in batch.jobs]
     if (folders[0] / "config.json").exists():
-        return ["--resume", *map(str, folders)]
+        return ["--resume", *map(str, folders), *batch.jobs[0].execution]
     argv = list(batch.jobs[0].argv)
     at = argv.index("--seed")
     seeds = [job.argv[job.argv.index("--seed") + 1] for job in batch.jobs]

@@ -53,6 +53,26 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path) -> None:
 
 
 @pytest.mark.slow
+def test_resume_takes_the_commands_threads_and_keeps_the_stored_config(tmp_path) -> None:
+    """Threads say how a run executes: ``--resume --threads N`` runs with N threads although the
+    folder was started with others, and the stored config (and so the config digest the
+    checkpoint is checked against) is left as it was; a --set that would change it is refused."""
+    import torch
+
+    run_dir = tmp_path / "run"
+    assert Experiment(micro_config(tmp_path, run={"threads": 2}), run_dir).run(stop_after=1) is None
+    stored = (run_dir / "config.json").read_text()
+    before = torch.get_num_threads()
+    try:
+        assert main(["--resume", str(run_dir), "--threads", "1", "--stop-after", "2"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert (run_dir / "config.json").read_text() == stored
+    assert main(["--resume", str(run_dir), "--set", "run.threads=1"]) == 2
+
+
+@pytest.mark.slow
 def test_pretrained_model_is_cached_and_shared_across_defenses(tmp_path) -> None:
     first = Experiment(micro_config(tmp_path, run={"rounds": 2}), tmp_path / "fedavg").run()
     second = Experiment(

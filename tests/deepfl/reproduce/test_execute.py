@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from deepfl.reproduce.compact import CELL_SCHEMA
 from deepfl.reproduce.execute import (
     CellJob,
@@ -16,6 +18,8 @@ from deepfl.reproduce.execute import (
     stale_run,
 )
 
+EXECUTION = ("--device", "cpu", "--threads", "1")
+
 
 def job(root: Path, row: str, seed: int, state: str = "fresh") -> CellJob:
     run_dir = root / row / f"s{seed}"
@@ -25,7 +29,9 @@ def job(root: Path, row: str, seed: int, state: str = "fresh") -> CellJob:
     if state == "finished":
         (run_dir / "summary.json").write_text("{}")
     argv = ["--preset", "micro", "--seed", str(seed), "--set", "run.progress=false"]
-    return CellJob(f"{row}/s{seed}", {}, [*argv, "--out", str(run_dir)], str(run_dir), "", 1.0)
+    return CellJob(
+        f"{row}/s{seed}", {}, [*argv, "--out", str(run_dir)], str(run_dir), "", 1.0, EXECUTION
+    )
 
 
 def test_fresh_seeds_of_a_row_run_as_one_population(tmp_path: Path) -> None:
@@ -51,7 +57,7 @@ def test_started_seeds_resume_together_and_mixed_rows_run_alone(tmp_path: Path) 
     finished = job(tmp_path, "krum", 2, "finished")
     [batch, single] = batch_seeds([*started, finished])
     assert isinstance(batch, SeedBatch) and batch.jobs == tuple(started) and single == finished
-    assert population_argv(batch) == ["--resume", *(job.run_dir for job in started)]
+    assert population_argv(batch) == ["--resume", *(job.run_dir for job in started), *EXECUTION]
     mixed = [job(tmp_path, "rfa", 0, "started"), job(tmp_path, "rfa", 1)]
     assert batch_seeds(mixed) == mixed
 
@@ -123,6 +129,27 @@ def test_execution_settings_do_not_make_a_run_folder_stale(tmp_path: Path) -> No
     other_threads = [*cell.argv[:-2], "--set", "run.threads=2", "--out", cell.run_dir]
     _store_config(Path(cell.run_dir), other_threads)
     assert stale_run(cell) is None
+
+
+def test_a_resumed_cell_runs_with_this_commands_device_and_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A started run folder keeps the threads it was started with in its config; resuming it must
+    still follow this command's --threads and --device (a folder started with 2 threads, resumed
+    beside another cell on 2 cores, ran 3x slower than its neighbour)."""
+    from deepfl.reproduce import execute
+
+    started = job(tmp_path, "krum", 0, "started")
+    calls: list[list[str]] = []
+
+    def recording_invoke(argv: list[str], log: Path) -> int:
+        calls.append(argv)
+        return 1  # stop before compacting: only the command matters here
+
+    monkeypatch.setattr(execute, "stale_run", lambda job: None)
+    monkeypatch.setattr(execute, "_invoke", recording_invoke)
+    run_job(started)
+    assert calls == [["--resume", started.run_dir, *EXECUTION]]
 
 
 def test_a_committed_result_of_another_config_is_reported_stale(tmp_path: Path) -> None:
