@@ -18,6 +18,7 @@ from deepfl.reproduce.execute import (
     CellOutcome,
     SeedBatch,
     batch_seeds,
+    cell_argv,
     default_threads,
     make_job,
     pending,
@@ -54,8 +55,8 @@ def validate(jobs: list[CellJob]) -> list[str]:
 
 
 def show(cells: list[Cell], args: argparse.Namespace, results_root: Path) -> int:
-    """``--list``: one line per cell with its state; ``--dry-run``: the deepfl.run command of
-    each.
+    """``--list``: one line per cell with its state; ``--dry-run``: the deepfl.run command that
+    would run each now (:func:`~deepfl.reproduce.execute.cell_argv`: a started cell resumes).
     """
     jobs = _jobs(cells, args, results_root)
     for job in jobs:
@@ -65,7 +66,7 @@ def show(cells: list[Cell], args: argparse.Namespace, results_root: Path) -> int
         if done and stale_result(job) is not None:
             state = "stale"  # made with another config: rerun with --force
         if args.dry_run and not args.batch_seeds:
-            print(f"{'# done: ' if done else ''}python -m deepfl.run {shlex.join(job.argv)}")
+            print(f"{'# done: ' if done else ''}python -m deepfl.run {shlex.join(cell_argv(job))}")
         else:
             print(f"{state:7s} {job.path}")
     if args.dry_run and args.batch_seeds:

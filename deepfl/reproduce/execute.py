@@ -178,6 +178,15 @@ def stale_result(job: CellJob) -> str | None:
     return _config_change(job, stored, "result")
 
 
+def cell_argv(job: CellJob) -> list[str]:
+    """The ``deepfl.run`` flags that run ``job`` now: ``--resume`` of its folder with this
+    command's execution flags once the folder is started, else the cell's flags for a fresh run."""
+    run_dir = Path(job.run_dir)
+    if (run_dir / "config.json").exists():
+        return ["--resume", str(run_dir), *job.execution]
+    return list(job.argv)
+
+
 def run_job(job: CellJob) -> CellOutcome:
     """Run or resume one cell, then write its compact result. Runs inside a worker process."""
     start = time.perf_counter()
@@ -190,12 +199,7 @@ def run_job(job: CellJob) -> CellOutcome:
         message = f"{run_dir} was made with another config ({stale}); move it away or pass --force"
         return CellOutcome(job.path, False, time.perf_counter() - start, message)
     before = rounds_logged(run_dir)
-    if (run_dir / "summary.json").exists():
-        code = 0
-    elif (run_dir / "config.json").exists():
-        code = _invoke(["--resume", str(run_dir), *job.execution], log)
-    else:
-        code = _invoke(job.argv, log)
+    code = 0 if (run_dir / "summary.json").exists() else _invoke(cell_argv(job), log)
     return _compact(job, code, log, start, before)
 
 

@@ -113,6 +113,24 @@ def test_list_and_dry_run(
     assert out.count("python -m deepfl.run --preset micro") == 4 and "--attack single-shot" in out
 
 
+def test_dry_run_prints_the_resume_of_a_started_cell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--dry-run shows what the driver would run: a started cell is resumed, with this command's
+    execution flags, not started afresh."""
+    common = ["table1", "--scale", "ci", "--out", str(tmp_path / "results")]
+    common += ["--runs", str(tmp_path / "runs"), "--threads", "1"]
+    assert main([*common, "--list"]) == 0
+    first = capsys.readouterr().out.split()[1]  # "todo    dataset/attack/row/sS"
+    run_dir = tmp_path / "runs" / "ci" / first
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text("{}")
+    assert main([*common, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"python -m deepfl.run --resume {run_dir} --device cpu --threads 1" in out
+    assert out.count("python -m deepfl.run --preset micro") == 3
+
+
 def test_a_failing_cell_is_reported_and_the_others_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

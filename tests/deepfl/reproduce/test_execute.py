@@ -12,6 +12,7 @@ from deepfl.reproduce.execute import (
     CellJob,
     SeedBatch,
     batch_seeds,
+    cell_argv,
     population_argv,
     run_job,
     stale_result,
@@ -150,6 +151,12 @@ def test_a_resumed_cell_runs_with_this_commands_device_and_threads(
     monkeypatch.setattr(execute, "_invoke", recording_invoke)
     run_job(started)
     assert calls == [["--resume", started.run_dir, *EXECUTION]]
+
+
+def test_a_fresh_cell_starts_with_its_own_flags_and_a_started_one_resumes(tmp_path: Path) -> None:
+    fresh, started = job(tmp_path, "krum", 0), job(tmp_path, "krum", 1, "started")
+    assert cell_argv(fresh) == fresh.argv
+    assert cell_argv(started) == ["--resume", started.run_dir, *EXECUTION]
 
 
 def test_a_committed_result_of_another_config_is_reported_stale(tmp_path: Path) -> None:
