@@ -144,7 +144,7 @@ CASES: tuple[Case, ...] = (
         "deepfl.run",
         ("--resume", "{existing}", "--seed", "3"),
         2,
-        "accepts only --device and --stop-after, not --seed",
+        "accepts only --device, --threads and --stop-after, not --seed",
     ),
     Case("deepfl.run", ("--resume", "{tmp}/no-run"), 3, "config.json not found"),
     Case("deepfl.run", ("--resume", "{bad_config_run}"), 3, "cannot be read as JSON"),
