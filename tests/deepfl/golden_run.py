@@ -1,25 +1,36 @@
 """Fixed-seed micro deep runs whose metrics must not change under refactoring.
 
-``python tests/deepfl/golden_run.py`` (from the repository root) writes the stored outputs
-``tests/deepfl/data/micro_runs_golden.json`` and the torch CPU capability they were made with
-(``micro_runs_golden.cpu.json``); ``test_golden_run.py`` reruns the same runs and
-compares every metrics row (without its wall-clock ``seconds``) and the summary's numbers exactly,
-on a machine with that capability.
-Regenerate only when a change is MEANT to change the numbers, and say so in the commit.
+``python tests/deepfl/golden_run.py`` (from the repository root) writes this machine's stored
+outputs, ``tests/deepfl/data/micro_runs_golden/<vendor>-<capability>[-<n>].json``: the metrics rows
+(without their wall-clock ``seconds``) and the summaries' numbers of every run of :data:`DEFENSES`,
+with the :func:`machine_fingerprint` they were made on. ``test_golden_run.py`` reruns the runs and
+compares them bitwise with the outputs made on a machine of the same fingerprint, and within the
+measured cross-machine drift with the outputs of every machine.
+Write a new machine's outputs only from a commit whose numbers pass that drift check; regenerate
+the stored ones only when a change is MEANT to change the numbers, and say so in the commit.
 """
 
 from __future__ import annotations
 
 import json
+import platform
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-GOLDEN_PATH = Path(__file__).parent / "data" / "micro_runs_golden.json"
-# torch.backends.cpu.get_cpu_capability() where GOLDEN_PATH was written, recorded beside it by
-# main(): float32 kernels (and so the stored numbers) differ bitwise between AVX-512 and AVX2
-CAPABILITY_PATH = GOLDEN_PATH.with_suffix(".cpu.json")
+GOLDEN_DIR = Path(__file__).parent / "data" / "micro_runs_golden"
+# CPU flags that can change which float32 kernels torch (ATen, oneDNN, MKL) picks
+KERNEL_ISA_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+)
 
 # FLIP at micro size: few inversion steps, small inversion batches
 _FLIP_MICRO = {"warmup_steps": 8, "pair_steps": 6, "focus_refresh_steps": 6, "batch_size": 16}
@@ -78,25 +89,72 @@ def golden_outputs(folder: Path) -> dict[str, Any]:
     return json.loads(json.dumps(outputs, sort_keys=True))
 
 
+def _cpuinfo_field(name: str) -> str | None:
+    """The first ``name : value`` of ``/proc/cpuinfo`` (None where there is none)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
+def machine_fingerprint() -> dict[str, Any]:
+    """What decides the float32 kernels a run uses, so its last bits: torch's version and CPU
+    capability, and the CPU's vendor, model name and kernel-relevant ISA flags. The capability
+    alone is not enough: Intel and AMD machines that both report AVX512 differ from round 3 of the
+    micro runs on (MKL and oneDNN pick kernels by vendor and by flags)."""
+    import torch
+
+    flags = set((_cpuinfo_field("flags") or "").split())
+    return {
+        "torch_version": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_vendor": _cpuinfo_field("vendor_id") or platform.machine(),
+        "cpu_model": _cpuinfo_field("model name") or platform.processor(),
+        "cpu_isa_flags": sorted(flags.intersection(KERNEL_ISA_FLAGS)),
+    }
+
+
+def stored_goldens() -> dict[str, dict[str, Any]]:
+    """Every stored output file, ``{file stem: {"machine": fingerprint, "outputs": ...}}``."""
+    return {path.stem: json.loads(path.read_text()) for path in sorted(GOLDEN_DIR.glob("*.json"))}
+
+
+def golden_made_on(machine: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored outputs made on a machine with exactly this fingerprint, or None."""
+    made_here = [
+        golden["outputs"] for golden in stored_goldens().values() if golden["machine"] == machine
+    ]
+    return made_here[0] if made_here else None
+
+
+def _new_golden_path(machine: dict[str, Any]) -> Path:
+    """``<vendor>-<capability>.json``, or with the first free ``-<n>`` where that is taken."""
+    stem = f"{machine['cpu_vendor']}-{machine['torch_cpu_capability']}".lower()
+    taken = set(stored_goldens())
+    candidates = [stem] + [f"{stem}-{n}" for n in range(2, 100)]
+    return GOLDEN_DIR / f"{next(name for name in candidates if name not in taken)}.json"
+
+
 def main() -> None:
-    """Write :data:`GOLDEN_PATH` from the current code."""
+    """Write this machine's outputs from the current code (a new file, or the file already made on
+    a machine of this fingerprint)."""
     import deepfl
 
     print(f"deepfl from {deepfl.__file__}")
-    GOLDEN_PATH.parent.mkdir(parents=True, exist_ok=True)
+    machine = machine_fingerprint()
+    same = [stem for stem, gold in stored_goldens().items() if gold["machine"] == machine]
+    path = GOLDEN_DIR / f"{same[0]}.json" if same else _new_golden_path(machine)
     with tempfile.TemporaryDirectory() as folder:
         outputs = golden_outputs(Path(folder))
-    GOLDEN_PATH.write_text(json.dumps(outputs, indent=1, sort_keys=True) + "\n")
-    import torch
-
-    capability = {"torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
-    CAPABILITY_PATH.write_text(json.dumps(capability) + "\n")
-    print(f"wrote {GOLDEN_PATH} and {CAPABILITY_PATH}")
-
-
-def stored_cpu_capability() -> str:
-    """The torch CPU capability of the machine that wrote :data:`GOLDEN_PATH`."""
-    return json.loads(CAPABILITY_PATH.read_text())["torch_cpu_capability"]
+    GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
+    golden = {"machine": machine, "outputs": outputs}
+    path.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
