@@ -41,6 +41,9 @@ instead of one (another summation order) `python -m theory.verify --round 50` gi
 (`results/theory/verify-round50-blas-threads-2-fresh-cache.txt`). The numbers above are bit for
 bit those of one BLAS thread, the command's default (`--blas-threads`), on the BLAS recorded in
 `results/theory/verify-round50.blas.json`; `tests/theory/test_verify_golden.py` checks them there.
+Another CPU that can run the recorded kernel gives them too when OpenBLAS is told to use it: an
+AMD EPYC, whose OpenBLAS picks Haswell by itself, prints every line the same with
+`OPENBLAS_CORETYPE=SkylakeX python -m theory.verify --round 50` (the test sets it so).
 
 #### Linear Table 3: the two gaps, measured
 
