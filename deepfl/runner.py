@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import re
 import time
 import warnings
@@ -64,6 +63,7 @@ from deepfl.io import (
     write_json_atomic,
     write_jsonl_atomic,
 )
+from deepfl.machine import cpu_fingerprint, device_name
 from deepfl.models import build_model
 from deepfl.resume import check_same_config, decode_rows, encode_rows, reconcile_metrics
 from deepfl.rundir import hold_run_dir, remove_leftover_temps
@@ -105,14 +105,6 @@ def resolve_device(name: str) -> torch.device:
             f"device {name!r} requested but CUDA is not available; use --device cpu or auto"
         )
     return device
-
-
-def device_name(device: torch.device) -> str:
-    """What ran the run, for its summary: the GPU's name (``torch.cuda.get_device_name``) on CUDA,
-    else the CPU's architecture and core count."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.machine() or 'cpu'} CPU, {os.cpu_count()} cores"
 
 
 def override_threads(threads: int | None) -> None:
@@ -740,6 +732,7 @@ class Experiment:
             "pretrain_cache": {"key": self.pretrain_key(), "hit": self.pretrain_cache_hit},
             "device": str(self.device),
             "device_name": device_name(self.device),
+            "cpu": cpu_fingerprint(),
             "seconds_total": totals,
             "config_digest": self.cfg.digest(),
         }

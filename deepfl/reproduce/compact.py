@@ -131,6 +131,7 @@ def compact_run(run_dir: str | os.PathLike[str], cell: dict[str, Any]) -> dict[s
         },
         "device": run.summary.get("device"),
         "device_name": run.summary.get("device_name"),
+        "cpu": run.summary.get("cpu"),
         **_provenance(Path(run_dir)),
     }
     if run.conf_clean is not None and run.conf_backdoor is not None:

@@ -3,9 +3,9 @@
 ``python tests/deepfl/golden_run.py`` (from the repository root) writes this machine's stored
 outputs, ``tests/deepfl/data/micro_runs_golden/<vendor>-<capability>[-<n>].json``: the metrics rows
 (without their wall-clock ``seconds``) and the summaries' numbers of every run of :data:`DEFENSES`,
-with the :func:`machine_fingerprint` they were made on. ``test_golden_run.py`` reruns the runs and
-compares them bitwise with the outputs made on a machine of the same fingerprint, and within the
-measured cross-machine drift with the outputs of every machine.
+with the :func:`deepfl.machine.cpu_fingerprint` they were made on. ``test_golden_run.py`` reruns
+the runs and compares them bitwise with the outputs made on a machine of the same fingerprint, and
+within the measured cross-machine drift with the outputs of every machine.
 Write a new machine's outputs only from a commit whose numbers pass that drift check; regenerate
 the stored ones only when a change is MEANT to change the numbers, and say so in the commit.
 """
@@ -13,25 +13,12 @@ the stored ones only when a change is MEANT to change the numbers, and say so in
 from __future__ import annotations
 
 import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 GOLDEN_DIR = Path(__file__).parent / "data" / "micro_runs_golden"
-# CPU flags that can change which float32 kernels torch (ATen, oneDNN, MKL) picks
-KERNEL_ISA_FLAGS = (
-    "avx2",
-    "avx512f",
-    "avx512_vnni",
-    "avx512_bf16",
-    "avx512_fp16",
-    "avx_vnni",
-    "amx_tile",
-    "amx_bf16",
-)
-
 # FLIP at micro size: few inversion steps, small inversion batches
 _FLIP_MICRO = {"warmup_steps": 8, "pair_steps": 6, "focus_refresh_steps": 6, "batch_size": 16}
 
@@ -89,36 +76,6 @@ def golden_outputs(folder: Path) -> dict[str, Any]:
     return json.loads(json.dumps(outputs, sort_keys=True))
 
 
-def _cpuinfo_field(name: str) -> str | None:
-    """The first ``name : value`` of ``/proc/cpuinfo`` (None where there is none)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        key, _, value = line.partition(":")
-        if key.strip() == name:
-            return value.strip()
-    return None
-
-
-def machine_fingerprint() -> dict[str, Any]:
-    """What decides the float32 kernels a run uses, so its last bits: torch's version and CPU
-    capability, and the CPU's vendor, model name and kernel-relevant ISA flags. The capability
-    alone is not enough: Intel and AMD machines that both report AVX512 differ from round 3 of the
-    micro runs on (MKL and oneDNN pick kernels by vendor and by flags)."""
-    import torch
-
-    flags = set((_cpuinfo_field("flags") or "").split())
-    return {
-        "torch_version": torch.__version__,
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu_vendor": _cpuinfo_field("vendor_id") or platform.machine(),
-        "cpu_model": _cpuinfo_field("model name") or platform.processor(),
-        "cpu_isa_flags": sorted(flags.intersection(KERNEL_ISA_FLAGS)),
-    }
-
-
 def stored_goldens() -> dict[str, dict[str, Any]]:
     """Every stored output file, ``{file stem: {"machine": fingerprint, "outputs": ...}}``."""
     return {path.stem: json.loads(path.read_text()) for path in sorted(GOLDEN_DIR.glob("*.json"))}
@@ -144,9 +101,10 @@ def main() -> None:
     """Write this machine's outputs from the current code (a new file, or the file already made on
     a machine of this fingerprint)."""
     import deepfl
+    from deepfl.machine import cpu_fingerprint
 
     print(f"deepfl from {deepfl.__file__}")
-    machine = machine_fingerprint()
+    machine = cpu_fingerprint()
     same = [stem for stem, gold in stored_goldens().items() if gold["machine"] == machine]
     path = GOLDEN_DIR / f"{same[0]}.json" if same else _new_golden_path(machine)
     with tempfile.TemporaryDirectory() as folder:

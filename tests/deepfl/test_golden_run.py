@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from golden_run import DEFENSES, golden_made_on, golden_outputs, machine_fingerprint, stored_goldens
+from golden_run import DEFENSES, golden_made_on, golden_outputs, stored_goldens
+
+from deepfl.machine import cpu_fingerprint
 
 # Largest |difference| allowed between the outputs of two machines, by the metric key a value sits
 # under; any other float, and every int, string and list length, must be equal. The same code on
@@ -62,7 +64,7 @@ def drift_violations(
 
 @pytest.mark.slow
 def test_micro_runs_match_bitwise_the_outputs_made_on_this_kind_of_machine(outputs) -> None:
-    machine = machine_fingerprint()
+    machine = cpu_fingerprint()
     stored = golden_made_on(machine)
     if stored is None:
         pytest.skip(

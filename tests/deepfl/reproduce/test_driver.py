@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from deepfl.io import read_jsonl
+from deepfl.machine import cpu_fingerprint
 from deepfl.reproduce.__main__ import main
 from deepfl.reproduce.compact import read_cell
 from deepfl.reproduce.execute import CellJob, CellOutcome
@@ -78,6 +79,8 @@ def test_compact_record_matches_the_run(ci_grid: tuple[Path, Path, int]) -> None
     assert 0.0 <= record["auc"] <= 1.0 and len(record["roc"]["fpr"]) == 101
     # what ran the cell is named in the record and in the table's row
     assert record["device"] == "cpu" and record["device_name"].endswith(" cores")
+    # and the CPU's fingerprint, which decides the run's last bits (deepfl.machine)
+    assert record["cpu"] == cpu_fingerprint()
     table = json.loads((results / "ci" / "table2.json").read_text())
     assert all(row["ran_on"] == [record["device_name"]] for row in table["rows"])
 
