@@ -39,7 +39,9 @@ def drift_violations(
     """Where ``actual`` differs from ``expected`` by more than :data:`CROSS_MACHINE_DRIFT` allows
     (the allowance of the nearest enclosing key that has one)."""
     if isinstance(expected, dict):
-        if not isinstance(actual, dict) or sorted(actual) != sorted(expected):
+        if not isinstance(actual, dict):
+            return [f"{where}: {actual!r} is not a mapping"]
+        if sorted(actual) != sorted(expected):
             return [f"{where}: keys {sorted(actual)} != {sorted(expected)}"]
         return [
             violation
@@ -95,3 +97,5 @@ def test_the_drift_check_passes_equal_outputs_and_catches_a_changed_decision() -
     ]
     assert drift_violations({"accepted": [0, 2]}, {"accepted": [0, 1]}) == ["/accepted[1]: 2 != 1"]
     assert drift_violations({"weight": 0.1001}, {"weight": 0.1}) == ["/weight: 0.1001 != 0.1"]
+    assert drift_violations({"acc": 0.5}, {"acc": {"0.0": 0.5}}) == ["/acc: 0.5 is not a mapping"]
+    assert drift_violations({"acc": {}}, {"acc": {"0.0": 0.5}}) == ["/acc: keys [] != ['0.0']"]
