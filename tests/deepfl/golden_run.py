@@ -81,20 +81,23 @@ def stored_goldens() -> dict[str, dict[str, Any]]:
     return {path.stem: json.loads(path.read_text()) for path in sorted(GOLDEN_DIR.glob("*.json"))}
 
 
+def stem_made_on(machine: dict[str, Any], goldens: dict[str, dict[str, Any]]) -> str | None:
+    """The stem of the stored file made on a machine with exactly this fingerprint, or None."""
+    return next((stem for stem, gold in goldens.items() if gold["machine"] == machine), None)
+
+
 def golden_made_on(machine: dict[str, Any]) -> dict[str, Any] | None:
     """The stored outputs made on a machine with exactly this fingerprint, or None."""
-    made_here = [
-        golden["outputs"] for golden in stored_goldens().values() if golden["machine"] == machine
-    ]
-    return made_here[0] if made_here else None
+    goldens = stored_goldens()
+    stem = stem_made_on(machine, goldens)
+    return None if stem is None else goldens[stem]["outputs"]
 
 
-def _new_golden_path(machine: dict[str, Any]) -> Path:
-    """``<vendor>-<capability>.json``, or with the first free ``-<n>`` where that is taken."""
+def _new_stem(machine: dict[str, Any], taken: set[str]) -> str:
+    """``<vendor>-<capability>``, or with the first free ``-<n>`` where that is taken."""
     stem = f"{machine['cpu_vendor']}-{machine['torch_cpu_capability']}".lower()
-    taken = set(stored_goldens())
     candidates = [stem] + [f"{stem}-{n}" for n in range(2, 100)]
-    return GOLDEN_DIR / f"{next(name for name in candidates if name not in taken)}.json"
+    return next(name for name in candidates if name not in taken)
 
 
 def main() -> None:
@@ -105,13 +108,15 @@ def main() -> None:
 
     print(f"deepfl from {deepfl.__file__}")
     machine = cpu_fingerprint()
-    same = [stem for stem, gold in stored_goldens().items() if gold["machine"] == machine]
-    path = GOLDEN_DIR / f"{same[0]}.json" if same else _new_golden_path(machine)
+    goldens = stored_goldens()
+    stem = stem_made_on(machine, goldens) or _new_stem(machine, set(goldens))
     with tempfile.TemporaryDirectory() as folder:
         outputs = golden_outputs(Path(folder))
     GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
-    golden = {"machine": machine, "outputs": outputs}
-    path.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
+    path = GOLDEN_DIR / f"{stem}.json"
+    path.write_text(
+        json.dumps({"machine": machine, "outputs": outputs}, indent=1, sort_keys=True) + "\n"
+    )
     print(f"wrote {path}")
 
 
