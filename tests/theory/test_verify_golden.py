@@ -160,11 +160,10 @@ def blas_signature() -> dict[str, Any]:
     }
 
 
-def _stored_kernel_env() -> dict[str, str]:
-    """``OPENBLAS_CORETYPE`` set to the kernel the stored outputs were made with: OpenBLAS then runs
+def _stored_kernel_env(stored: dict[str, Any]) -> dict[str, str]:
+    """``OPENBLAS_CORETYPE`` set to the kernel of the ``stored`` BLAS signature: OpenBLAS then runs
     those kernels on any CPU that has their instructions (an AMD EPYC with AVX-512 picks Haswell by
     itself, and reproduces the stored outputs bitwise with SkylakeX forced)."""
-    stored = json.loads((GOLDEN / "verify-round50.blas.json").read_text())
     kernels = {library[2] for library in stored["blas"]}
     return {"OPENBLAS_CORETYPE": kernels.pop()} if len(kernels) == 1 else {}
 
@@ -189,7 +188,7 @@ def _same_blas_env_or_skip() -> dict[str, str]:
     """The environment that gives the stored BLAS signature (the stored kernel forced where this
     CPU can run it); skips where none does."""
     stored = json.loads((GOLDEN / "verify-round50.blas.json").read_text())
-    forced = _stored_kernel_env()
+    forced = _stored_kernel_env(stored)
     if _blas_signature_with(forced) == stored:
         return forced
     here = blas_signature()
